@@ -1,0 +1,75 @@
+"""otel_ai: OpenTelemetry for autonomous AI-scientist runs.
+
+A run is one trace: an ``ai.run`` root span, ``ai.stage`` spans per stage, ``ai.node``
+spans per search-tree node, with every lifecycle event also emitted as a log-based event
+for Loki. Three front doors produce the same telemetry:
+
+- context managers: ``with otel_ai.run("run-1") as run: with run.stage("1_initial") ...``
+- :class:`EventEmitter`, a drop-in for the seed pod worker's ``CloudEventEmitter``
+- :func:`event_callback`, for AI-Scientist-v2's ``event_callback(event_type, data)``
+
+Configuration comes from the standard OTEL_* variables and our OTEL_AI_* ones (see
+:mod:`otel_ai.config`); with no OTLP endpoint, telemetry goes to OTLP/JSON files under
+OTEL_AI_DATA_DIR, which ``otel-ai show`` renders.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import ConfigurationError, Settings
+from .emitter import EventEmitter, event_callback
+from .export.providers import configure as _configure
+from .export.providers import force_flush, shutdown
+from .model import Execution, Node, Paper, Run, Stage, Validation
+from .version import __version__
+
+__all__ = [
+    "ConfigurationError",
+    "EventEmitter",
+    "Execution",
+    "Node",
+    "Paper",
+    "Run",
+    "Settings",
+    "Stage",
+    "Validation",
+    "__version__",
+    "configure",
+    "event_callback",
+    "force_flush",
+    "run",
+    "shutdown",
+]
+
+
+def configure(**settings: Any) -> Settings:
+    """Set up tracing, logs and metrics for this process; returns the effective settings.
+
+    Keyword arguments override the environment: ``service_name``, ``run_id``,
+    ``data_dir``, ``artifacts_uri``, ``endpoint`` (and ``traces_endpoint``...),
+    ``protocol`` ("grpc" or "http/protobuf"), ``headers``, ``disabled``, ``pod_id``,
+    ``region``, ``queue_size``. A bad value raises :class:`ConfigurationError` naming the
+    setting. Calling it again is harmless; the first configuration stays. The front
+    doors configure from the environment on first use when this was never called.
+    """
+    return _configure(**settings).settings
+
+
+def run(
+    run_id: str | None = None,
+    *,
+    pod_id: str | None = None,
+    gpu: str | None = None,
+    region: str | None = None,
+    image: str | None = None,
+    **attributes: Any,
+) -> Run:
+    """Start a run: the ``ai.run`` root span of a new trace; emits ``ai.run.started``.
+
+    Use it as a context manager; leaving the block ends the run as completed, an
+    exception ends it as failed (recorded, then re-raised), KeyboardInterrupt as
+    canceled. ``run_id`` defaults to OTEL_AI_RUN_ID, else a new id. Other keyword
+    arguments become attributes of the run span.
+    """
+    return Run(run_id, pod_id=pod_id, gpu=gpu, region=region, image=image, attributes=attributes)

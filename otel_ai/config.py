@@ -1,0 +1,221 @@
+"""The settings table: every setting once, with its variable, type and default.
+
+Explicit arguments beat environment variables, variables beat defaults. A bad value is a
+:class:`ConfigurationError` that names the argument or the variable and what it expects.
+Nothing here reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+
+class ConfigurationError(ValueError):
+    """A setting has a value otel_ai cannot use; the message names it and the fix."""
+
+
+PROTOCOLS = ("grpc", "http/protobuf")
+SIGNALS = ("traces", "logs", "metrics")
+
+
+def _parse_str(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("expected a non-empty string")
+    return value
+
+
+def _parse_bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off", ""):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _parse_protocol(value: str) -> str:
+    lowered = value.strip().lower()
+    if lowered not in PROTOCOLS:
+        raise ValueError(f"expected one of {', '.join(PROTOCOLS)}")
+    return lowered
+
+
+def _parse_endpoint(value: str) -> str:
+    value = value.strip()
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError("expected a URL such as http://127.0.0.1:4318 (scheme http or https)")
+    try:
+        parsed.port  # noqa: B018 - raises on a malformed port
+    except ValueError as exc:
+        raise ValueError(f"bad port: {exc}") from None
+    return value
+
+
+_S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
+
+
+def _parse_s3_uri(value: str) -> str:
+    value = value.strip()
+    if not _S3_URI.match(value):
+        raise ValueError("expected s3://bucket or s3://bucket/prefix with a valid bucket name")
+    return value.rstrip("/")
+
+
+def _parse_headers(value: str) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        name, sep, val = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError("expected key=value pairs separated by commas")
+        headers[name.strip().lower()] = val.strip()
+    return headers
+
+
+def _parse_path(value: str) -> Path:
+    if not value.strip():
+        raise ValueError("expected a directory path")
+    return Path(value.strip())
+
+
+def _parse_positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError("expected a positive integer")
+    return number
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the table: the argument name, its variable, parser and default."""
+
+    name: str
+    env: str | None
+    parse: Callable[[str], Any]
+    default: Any
+    doc: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("service_name", "OTEL_SERVICE_NAME", _parse_str, None,
+            "service.name of the resource (default ai-scientist)"),
+    Setting("run_id", "OTEL_AI_RUN_ID", _parse_str, None,
+            "the run this process reports for, when the code does not name one"),
+    Setting("data_dir", "OTEL_AI_DATA_DIR", _parse_path, Path("otel-ai-runs"),
+            "where the embedded default writes its OTLP/JSON files"),
+    Setting("artifacts_uri", "OTEL_AI_ARTIFACTS_URI", _parse_s3_uri, None,
+            "s3://bucket/prefix artifacts are uploaded to"),
+    Setting("endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", _parse_endpoint, None,
+            "OTLP endpoint for every signal; unset means the embedded default"),
+    Setting("traces_endpoint", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", _parse_endpoint, None,
+            "OTLP endpoint for traces (full URL, with /v1/traces for HTTP)"),
+    Setting("logs_endpoint", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", _parse_endpoint, None,
+            "OTLP endpoint for logs (full URL, with /v1/logs for HTTP)"),
+    Setting("metrics_endpoint", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", _parse_endpoint, None,
+            "OTLP endpoint for metrics (full URL, with /v1/metrics for HTTP)"),
+    Setting("protocol", "OTEL_EXPORTER_OTLP_PROTOCOL", _parse_protocol, "http/protobuf",
+            "grpc or http/protobuf"),
+    Setting("traces_protocol", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", _parse_protocol, None,
+            "protocol for traces (default: protocol)"),
+    Setting("logs_protocol", "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", _parse_protocol, None,
+            "protocol for logs (default: protocol)"),
+    Setting("metrics_protocol", "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", _parse_protocol, None,
+            "protocol for metrics (default: protocol)"),
+    Setting("headers", "OTEL_EXPORTER_OTLP_HEADERS", _parse_headers, None,
+            "key=value,... sent with every OTLP request"),
+    Setting("disabled", "OTEL_SDK_DISABLED", _parse_bool, False,
+            "true: the experiment runs and nothing is exported"),
+    Setting("pod_id", "RUNPOD_POD_ID", _parse_str, None,
+            "ai.pod.id of the resource (default: the host name)"),
+    Setting("region", "RUNPOD_DATACENTER", _parse_str, None, "cloud.region of the resource"),
+    Setting("queue_size", "OTEL_AI_QUEUE_SIZE", _parse_positive_int, 65536,
+            "in-memory queue of spans and of log records awaiting export"),
+)
+
+_BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective configuration of this process (see :data:`SETTINGS`)."""
+
+    service_name: str | None = None
+    run_id: str | None = None
+    data_dir: Path = Path("otel-ai-runs")
+    artifacts_uri: str | None = None
+    endpoint: str | None = None
+    traces_endpoint: str | None = None
+    logs_endpoint: str | None = None
+    metrics_endpoint: str | None = None
+    protocol: str = "http/protobuf"
+    traces_protocol: str | None = None
+    logs_protocol: str | None = None
+    metrics_protocol: str | None = None
+    headers: Mapping[str, str] | None = None
+    disabled: bool = False
+    pod_id: str | None = None
+    region: str | None = None
+    queue_size: int = 65536
+    # where each value came from: "argument", the variable's name, or "default"
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def signal_endpoint(self, signal: str) -> str | None:
+        """The OTLP endpoint of one signal, or None for the embedded default."""
+        specific = getattr(self, f"{signal}_endpoint")
+        return specific if specific is not None else self.endpoint
+
+    def signal_protocol(self, signal: str) -> str:
+        specific = getattr(self, f"{signal}_protocol")
+        return specific if specific is not None else self.protocol
+
+    @property
+    def uses_otlp(self) -> bool:
+        return any(self.signal_endpoint(signal) for signal in SIGNALS)
+
+
+def resolve(environ: Mapping[str, str] | None = None, **explicit: Any) -> Settings:
+    """Build :class:`Settings` from explicit arguments, then variables, then defaults.
+
+    Raises :class:`ConfigurationError` for an unknown argument or a bad value.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name, value in explicit.items():
+        setting = _BY_NAME.get(name)
+        if setting is None:
+            known = ", ".join(sorted(_BY_NAME))
+            raise ConfigurationError(f"configure() got an unknown setting {name!r}; known: {known}")
+        if value is None:
+            continue
+        if isinstance(value, str):
+            try:
+                value = setting.parse(value)
+            except ValueError as exc:
+                raise ConfigurationError(f"configure({name}={value!r}) is not valid: {exc}") from None
+        values[name] = value
+        sources[name] = "argument"
+    for setting in SETTINGS:
+        if setting.name in values or setting.env is None:
+            continue
+        raw = env.get(setting.env)
+        if raw is None or (raw.strip() == "" and setting.parse is not _parse_bool):
+            continue
+        try:
+            values[setting.name] = setting.parse(raw)
+        except ValueError as exc:
+            raise ConfigurationError(f"{setting.env}={raw!r} is not valid: {exc}") from None
+        sources[setting.name] = setting.env
+    for setting in SETTINGS:
+        sources.setdefault(setting.name, "default")
+    known_fields = {f.name for f in fields(Settings)}
+    return Settings(**{k: v for k, v in values.items() if k in known_fields}, sources=sources)

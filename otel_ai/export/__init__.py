@@ -1,0 +1,1 @@
+"""Providers, exporters, the embedded-default files, and reading them back."""

@@ -1,0 +1,295 @@
+"""Tracer, logger and meter providers: built once per process by :func:`configure`.
+
+With an OTLP endpoint configured (OTEL_EXPORTER_OTLP_ENDPOINT or a per-signal variant)
+data goes over OTLP/gRPC or OTLP/HTTP; without one it goes to the embedded default
+(:mod:`otel_ai.export.files`). Every span and log exporter is wrapped so secrets are
+redacted before export. :func:`shutdown` spends one deadline across all providers.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+from opentelemetry import metrics as metrics_api
+from opentelemetry import trace as trace_api
+from opentelemetry._logs import Logger, NoOpLogger, get_logger_provider, set_logger_provider
+from opentelemetry.metrics import Meter, NoOpMeter
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.trace import NoOpTracer, Tracer
+
+from .. import semconv
+from ..config import Settings, resolve
+from ..version import __version__
+from .files import JsonlLogExporter, JsonlMetricExporter, JsonlSpanExporter
+from .redacting import RedactingLogExporter, RedactingSpanExporter
+from .resource import build_resource
+
+logger = logging.getLogger("otel_ai")
+
+DEFAULT_SHUTDOWN_TIMEOUT_S = 10.0
+# Our spans keep at most 16 event names x (8 first + 64 latest) events themselves
+# (otel_ai.model.spans); the SDK limit sits above that so it never drops silently.
+SPAN_EVENT_LIMIT = 2048
+SPAN_LINK_LIMIT = 1024
+
+
+@dataclass
+class Pipeline:
+    """What :func:`configure` built for this process."""
+
+    settings: Settings
+    resource: Resource | None
+    tracer_provider: TracerProvider | None
+    logger_provider: LoggerProvider | None
+    meter_provider: MeterProvider | None
+    tracer: Tracer
+    logger: Logger
+    meter: Meter
+
+    @property
+    def disabled(self) -> bool:
+        return self.tracer_provider is None
+
+
+_lock = threading.RLock()
+_pipeline: Pipeline | None = None
+_before_shutdown: list[Callable[[], None]] = []
+_atexit_registered = False
+
+
+def configure(**settings: Any) -> Pipeline:
+    """Set up telemetry for this process (see :mod:`otel_ai.config` for the settings).
+
+    Calling it again is harmless: the first configuration stays, and a warning says so
+    when the new arguments differ.
+    """
+    global _pipeline, _atexit_registered
+    with _lock:
+        if _pipeline is not None:
+            if settings and resolve(**settings) != _pipeline.settings:
+                logger.warning("otel_ai.configure() called again with other settings; keeping the first")
+            return _pipeline
+        resolved = resolve(**settings)
+        _pipeline = _build(resolved)
+        if not _atexit_registered:
+            atexit.register(_shutdown_at_exit)
+            _atexit_registered = True
+        return _pipeline
+
+
+def get_pipeline() -> Pipeline:
+    """The process's pipeline, configured from the environment on first use."""
+    pipeline = _pipeline
+    return pipeline if pipeline is not None else configure()
+
+
+def current_pipeline() -> Pipeline | None:
+    return _pipeline
+
+
+def before_shutdown(hook: Callable[[], None]) -> None:
+    """Run ``hook`` (once per registration) before the providers flush at shutdown."""
+    with _lock:
+        if hook not in _before_shutdown:
+            _before_shutdown.append(hook)
+
+
+def _build(settings: Settings) -> Pipeline:
+    if settings.disabled:
+        return Pipeline(settings, None, None, None, None, NoOpTracer(), NoOpLogger("otel_ai"), NoOpMeter("otel_ai"))
+    resource = build_resource(settings)
+    span_exporter, log_exporter, metric_exporter = _exporters(settings)
+    tracer_provider = TracerProvider(
+        resource=resource,
+        shutdown_on_exit=False,  # our atexit hook ends open runs first, then flushes
+        span_limits=SpanLimits(max_events=SPAN_EVENT_LIMIT, max_links=SPAN_LINK_LIMIT),
+    )
+    tracer_provider.add_span_processor(
+        BatchSpanProcessor(RedactingSpanExporter(span_exporter), max_queue_size=_queue_size(settings, "OTEL_BSP_MAX_QUEUE_SIZE"))
+    )
+    logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+    logger_provider.add_log_record_processor(
+        BatchLogRecordProcessor(RedactingLogExporter(log_exporter), max_queue_size=_queue_size(settings, "OTEL_BLRP_MAX_QUEUE_SIZE"))
+    )
+    meter_provider = MeterProvider(
+        resource=resource,
+        metric_readers=[PeriodicExportingMetricReader(metric_exporter)],
+        shutdown_on_exit=False,
+    )
+    if isinstance(trace_api.get_tracer_provider(), trace_api.ProxyTracerProvider):
+        trace_api.set_tracer_provider(tracer_provider)
+    if type(get_logger_provider()).__name__ == "ProxyLoggerProvider":
+        set_logger_provider(logger_provider)
+    if type(metrics_api.get_meter_provider()).__name__ == "_ProxyMeterProvider":
+        metrics_api.set_meter_provider(meter_provider)
+    return Pipeline(
+        settings=settings,
+        resource=resource,
+        tracer_provider=tracer_provider,
+        logger_provider=logger_provider,
+        meter_provider=meter_provider,
+        tracer=tracer_provider.get_tracer(semconv.SCOPE_NAME, __version__),
+        logger=logger_provider.get_logger(semconv.SCOPE_NAME, __version__),
+        meter=meter_provider.get_meter(semconv.SCOPE_NAME, __version__),
+    )
+
+
+def _queue_size(settings: Settings, sdk_variable: str) -> int | None:
+    # the SDK's own variable wins when set; else our (larger) default
+    return None if os.environ.get(sdk_variable) else settings.queue_size
+
+
+def _exporters(settings: Settings) -> tuple[SpanExporter, LogRecordExporter, MetricExporter]:
+    directory = settings.data_dir
+    span: SpanExporter = _otlp("traces", settings) or JsonlSpanExporter(directory)
+    log: LogRecordExporter = _otlp("logs", settings) or JsonlLogExporter(directory)
+    metric: MetricExporter = _otlp("metrics", settings) or JsonlMetricExporter(directory)
+    return span, log, metric
+
+
+_OTLP_CLASSES = {
+    ("grpc", "traces"): ("opentelemetry.exporter.otlp.proto.grpc.trace_exporter", "OTLPSpanExporter"),
+    ("grpc", "logs"): ("opentelemetry.exporter.otlp.proto.grpc._log_exporter", "OTLPLogExporter"),
+    ("grpc", "metrics"): ("opentelemetry.exporter.otlp.proto.grpc.metric_exporter", "OTLPMetricExporter"),
+    ("http/protobuf", "traces"): ("opentelemetry.exporter.otlp.proto.http.trace_exporter", "OTLPSpanExporter"),
+    ("http/protobuf", "logs"): ("opentelemetry.exporter.otlp.proto.http._log_exporter", "OTLPLogExporter"),
+    ("http/protobuf", "metrics"): ("opentelemetry.exporter.otlp.proto.http.metric_exporter", "OTLPMetricExporter"),
+}
+
+
+def _otlp(signal: str, settings: Settings) -> Any:
+    endpoint = settings.signal_endpoint(signal)
+    if endpoint is None:
+        return None
+    protocol = settings.signal_protocol(signal)
+    module_name, class_name = _OTLP_CLASSES[(protocol, signal)]
+    # imported here: gRPC costs ~100 ms at start-up, a price only its users pay
+    module = __import__(module_name, fromlist=[class_name])
+    exporter_class = getattr(module, class_name)
+    kwargs: dict[str, Any] = {}
+    if settings.sources.get("headers") == "argument" and settings.headers:
+        kwargs["headers"] = dict(settings.headers)
+    specific = getattr(settings, f"{signal}_endpoint")
+    if protocol == "grpc":
+        kwargs["endpoint"] = endpoint
+        kwargs["insecure"] = urlparse(endpoint).scheme == "http"
+    else:
+        # a signal's own endpoint is used as given; the shared one gets /v1/{signal}
+        kwargs["endpoint"] = specific if specific else endpoint.rstrip("/") + f"/v1/{signal}"
+    return exporter_class(**kwargs)
+
+
+def force_flush(timeout: float = DEFAULT_SHUTDOWN_TIMEOUT_S) -> bool:
+    """Export everything buffered so far, within ``timeout`` seconds in all."""
+    pipeline = _pipeline
+    if pipeline is None or pipeline.disabled:
+        return True
+    return _with_deadline(pipeline, timeout, shutdown=False)
+
+
+def shutdown(timeout: float = DEFAULT_SHUTDOWN_TIMEOUT_S) -> bool:
+    """End open runs, flush and close every provider, all within ``timeout`` seconds.
+
+    Returns False when something could not be flushed in time. A later emit
+    re-configures nothing: telemetry after shutdown is dropped.
+    """
+    global _pipeline
+    with _lock:
+        pipeline = _pipeline
+        if pipeline is None:
+            return True
+        hooks = list(_before_shutdown)
+    for hook in hooks:
+        try:
+            hook()
+        except Exception as exc:  # noqa: BLE001 - shutdown must go on
+            logger.warning("otel_ai: error while ending open runs at shutdown: %s", exc)
+    ok = True if pipeline.disabled else _with_deadline(pipeline, timeout, shutdown=True)
+    with _lock:
+        if _pipeline is pipeline:
+            _pipeline = Pipeline(
+                pipeline.settings, None, None, None, None, NoOpTracer(), NoOpLogger("otel_ai"), NoOpMeter("otel_ai")
+            )
+    return ok
+
+
+def _with_deadline(pipeline: Pipeline, timeout: float, *, shutdown: bool) -> bool:
+    """Flush (and close) the three providers in parallel, all bound by one deadline."""
+    deadline = time.monotonic() + max(timeout, 0.0)
+    results: dict[str, bool] = {}
+
+    def work(name: str, provider: Any) -> None:
+        millis = int(max(deadline - time.monotonic(), 0.0) * 1000)
+        try:
+            flushed = provider.force_flush(timeout_millis=millis)
+            if shutdown:
+                if name == "metrics":
+                    provider.shutdown(timeout_millis=max(deadline - time.monotonic(), 0.0) * 1000)
+                else:
+                    provider.shutdown()
+            results[name] = flushed is not False
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("otel_ai: %s flush failed: %s", name, exc)
+            results[name] = False
+
+    threads = [
+        threading.Thread(target=work, args=(name, provider), name=f"otel_ai-flush-{name}", daemon=True)
+        for name, provider in (
+            ("traces", pipeline.tracer_provider),
+            ("logs", pipeline.logger_provider),
+            ("metrics", pipeline.meter_provider),
+        )
+        if provider is not None
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(deadline - time.monotonic(), 0.0))
+    done = all(not thread.is_alive() for thread in threads)
+    if not done:
+        logger.warning("otel_ai: telemetry not fully flushed within %.1f s", timeout)
+    return done and all(results.values())
+
+
+def _shutdown_at_exit() -> None:
+    timeout = DEFAULT_SHUTDOWN_TIMEOUT_S
+    raw = os.environ.get("OTEL_AI_SHUTDOWN_TIMEOUT")
+    if raw:
+        try:
+            timeout = float(raw)
+        except ValueError:
+            logger.warning("otel_ai: OTEL_AI_SHUTDOWN_TIMEOUT=%r is not a number; using %s", raw, timeout)
+    shutdown(timeout)
+
+
+def _reset_for_tests() -> None:
+    """Shut down and forget the pipeline and the OTel globals (tests only)."""
+    global _pipeline
+    shutdown(5.0)
+    with _lock:
+        _pipeline = None
+    from opentelemetry.util._once import Once
+
+    trace_api._TRACER_PROVIDER_SET_ONCE = Once()
+    trace_api._TRACER_PROVIDER = None
+    import opentelemetry._logs._internal as logs_internal
+    import opentelemetry.metrics._internal as metrics_internal
+
+    logs_internal._LOGGER_PROVIDER_SET_ONCE = Once()
+    logs_internal._LOGGER_PROVIDER = None
+    metrics_internal._METER_PROVIDER_SET_ONCE = Once()
+    metrics_internal._METER_PROVIDER = None

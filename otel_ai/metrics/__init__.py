@@ -1,0 +1,1 @@
+"""Metrics: search progress, system, process tree and GPU."""

@@ -1,0 +1,159 @@
+"""Any Python value to a bounded OpenTelemetry attribute value.
+
+OTel attributes hold str, bool, int, float or homogeneous sequences of those. Experiments
+hand us numpy scalars, dicts, None, bytes and lists of mixed types; every one becomes a
+faithful, bounded value here, never an exception.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry.util.types import AttributeValue
+
+# Loki refuses a record whose structured metadata exceeds 64 KB, and Jaeger UIs struggle
+# with huge tags: strings are bounded, long texts (stack traces, notes) a little less so.
+MAX_STRING = 4096
+MAX_TEXT = 16384
+MAX_SEQUENCE = 128
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def truncate(text: str, limit: int = MAX_STRING, *, keep_tail: bool = False) -> str:
+    """``text`` cut to ``limit`` characters with a marker saying how much was cut.
+
+    ``keep_tail`` keeps the head and the tail (a stack trace's last lines name the error).
+    """
+    if len(text) <= limit:
+        return text
+    cut = len(text) - limit
+    marker = f"…[truncated {cut} chars]…"
+    room = max(limit - len(marker), 0)
+    if keep_tail:
+        head = room // 3
+        return text[:head] + marker + text[len(text) - (room - head) :]
+    return text[:room] + marker
+
+
+def _scalar(value: Any) -> Any:
+    """numpy (and other array-library) scalars to Python scalars; others unchanged."""
+    item = getattr(value, "item", None)
+    if item is not None and type(value).__module__.split(".")[0] in ("numpy", "torch", "jax"):
+        try:
+            if getattr(value, "ndim", 0) == 0 or getattr(value, "size", 2) == 1:
+                return item()
+            return value.tolist()
+        except Exception:  # noqa: BLE001 - fall back to str below
+            return str(value)
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    value = _scalar(value)
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", errors="replace")
+    if isinstance(value, (set, frozenset)):
+        return sorted(map(str, value))
+    return str(value)
+
+
+def to_text(value: Any, limit: int = MAX_STRING) -> str:
+    """A readable bounded string for any value (dicts and lists as JSON)."""
+    if isinstance(value, str):
+        return truncate(value, limit)
+    if isinstance(value, (bytes, bytearray)):
+        return truncate(bytes(value).decode("utf-8", errors="replace"), limit)
+    if isinstance(value, (Mapping, list, tuple, set, frozenset)):
+        try:
+            text = json.dumps(value, default=_json_default, sort_keys=True, ensure_ascii=False)
+        except (TypeError, ValueError):
+            text = repr(value)
+        return truncate(text, limit)
+    return truncate(str(value), limit)
+
+
+def coerce(value: Any, limit: int = MAX_STRING) -> AttributeValue | None:
+    """``value`` as an OTel attribute value; None for None (the attribute is left out)."""
+    if value is None:
+        return None
+    kind = type(value)
+    if kind is str:
+        return value if len(value) <= limit else truncate(value, limit)
+    if kind is bool or kind is float:
+        return value
+    if kind is int:
+        return value if _INT64_MIN <= value <= _INT64_MAX else str(value)
+    value = _scalar(value)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value) if _INT64_MIN <= value <= _INT64_MAX else str(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return truncate(str(value), limit)
+    if isinstance(value, (list, tuple)):
+        return _coerce_sequence(value, limit)
+    return to_text(value, limit)
+
+
+def _coerce_sequence(values: list[Any] | tuple[Any, ...], limit: int) -> AttributeValue:
+    items = [_scalar(v) for v in values[:MAX_SEQUENCE]]
+    items = [v for v in items if v is not None]
+    kinds = {type(v) for v in items}
+    if kinds <= {bool} or kinds <= {str}:
+        out: list[Any] = [truncate(v, limit) if isinstance(v, str) else v for v in items]
+    elif kinds <= {int} and all(_INT64_MIN <= v <= _INT64_MAX for v in items):
+        out = items
+    elif kinds <= {int, float}:
+        out = [float(v) for v in items]
+    else:
+        # mixed or nested: every item as text keeps the sequence faithful and homogeneous
+        out = [v if isinstance(v, str) else to_text(v, limit) for v in items]
+    if len(values) > MAX_SEQUENCE:
+        out = out + ([f"…[{len(values) - MAX_SEQUENCE} more]"] if all(isinstance(v, str) for v in out) else [])
+    return out
+
+
+def coerce_attributes(attributes: Mapping[str, Any] | None) -> dict[str, AttributeValue]:
+    """A dict of coerced attributes; None values and empty keys are left out."""
+    result: dict[str, AttributeValue] = {}
+    if not attributes:
+        return result
+    for key, value in attributes.items():
+        if not isinstance(key, str):
+            key = to_text(key, 256)
+        if not key:
+            continue
+        coerced = coerce(value)
+        if coerced is not None:
+            result[key] = coerced
+    return result
+
+
+def as_float(value: Any) -> float | None:
+    """A numeric reading of ``value`` (numbers, numeric strings, numpy scalars, objects
+    with a numeric ``value`` like AI-Scientist's MetricValue), else None."""
+    value = _scalar(value)
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    inner = getattr(value, "value", None)
+    if inner is not None and inner is not value:
+        inner = _scalar(inner)
+        if isinstance(inner, (int, float)) and not isinstance(inner, bool):
+            return float(inner)
+    return None
+
+
+def is_finite(number: float | None) -> bool:
+    return number is not None and math.isfinite(number)

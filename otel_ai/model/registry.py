@@ -1,0 +1,71 @@
+"""The runs of this process, by id: how the event front doors find their spans.
+
+The EventEmitter and ``event_callback`` name runs, stages and nodes by id; the registry
+maps those ids to the model's objects, keeps a few ended runs for late events, and ends
+the runs still open when the process shuts down (``ai.run.outcome=abandoned``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+from ..export.providers import before_shutdown
+
+if TYPE_CHECKING:
+    from .spans import Run
+
+_KEEP_ENDED = 16
+
+
+class RunRegistry:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: OrderedDict[str, Run] = OrderedDict()
+        self._ended: OrderedDict[str, Run] = OrderedDict()
+
+    def add(self, run: Run) -> None:
+        with self._lock:
+            self._ended.pop(run.run_id, None)
+            self._open[run.run_id] = run
+            self._open.move_to_end(run.run_id)
+
+    def ended(self, run: Run) -> None:
+        with self._lock:
+            if self._open.get(run.run_id) is run:
+                del self._open[run.run_id]
+            self._ended[run.run_id] = run
+            self._ended.move_to_end(run.run_id)
+            while len(self._ended) > _KEEP_ENDED:
+                self._ended.popitem(last=False)
+
+    def get(self, run_id: str) -> Run | None:
+        """The open run of that id, else the latest ended one."""
+        with self._lock:
+            return self._open.get(run_id) or self._ended.get(run_id)
+
+    def current(self) -> Run | None:
+        """The most recently started run still open in this process."""
+        with self._lock:
+            for run in reversed(self._open.values()):
+                if run.owned_here:
+                    return run
+            return None
+
+    def open_runs(self) -> list[Run]:
+        with self._lock:
+            return [run for run in self._open.values() if run.owned_here]
+
+    def abandon_open_runs(self) -> None:
+        for run in self.open_runs():
+            run.abandon("process exit")
+
+    def clear(self) -> None:
+        with self._lock:
+            self._open.clear()
+            self._ended.clear()
+
+
+registry = RunRegistry()
+before_shutdown(registry.abandon_open_runs)

@@ -1,0 +1,191 @@
+"""Every name of the otel_ai telemetry contract, spelled once.
+
+Span names, event names, attribute keys, metric names and enumerated values used by
+dashboards, collector pipelines and the tests. docs/semconv.md documents them; change a
+name here only together with that file, the collector configs and the tests.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- span names -------------------------------------------------------------------------
+SPAN_RUN: Final = "ai.run"
+SPAN_STAGE: Final = "ai.stage"  # full name: "ai.stage {stage}"
+SPAN_NODE: Final = "ai.node"  # full name: "ai.node {kind}"
+SPAN_NODE_EXECUTE: Final = "ai.node.execute"
+SPAN_PAPER: Final = "ai.paper"
+SPAN_VALIDATION: Final = "ai.validation"
+
+# --- lifecycle events (span events and log-based events share these names) --------------
+RUN_STARTED: Final = "ai.run.started"
+RUN_COMPLETED: Final = "ai.run.completed"
+RUN_FAILED: Final = "ai.run.failed"
+RUN_CANCELED: Final = "ai.run.canceled"
+RUN_ABANDONED: Final = "ai.run.abandoned"
+RUN_HEARTBEAT: Final = "ai.run.heartbeat"
+RUN_LOG: Final = "ai.run.log"
+STAGE_STARTED: Final = "ai.run.stage_started"
+STAGE_PROGRESS: Final = "ai.run.stage_progress"
+STAGE_METRIC: Final = "ai.run.stage_metric"
+STAGE_COMPLETED: Final = "ai.run.stage_completed"
+NODE_CREATED: Final = "ai.node.created"
+NODE_CODE_GENERATED: Final = "ai.node.code_generated"
+NODE_EXECUTING: Final = "ai.node.executing"
+NODE_COMPLETED: Final = "ai.node.completed"
+NODE_SELECTED_BEST: Final = "ai.node.selected_best"
+ARTIFACT_DETECTED: Final = "ai.artifact.detected"
+ARTIFACT_REGISTERED: Final = "ai.artifact.registered"
+PAPER_STARTED: Final = "ai.paper.started"
+PAPER_GENERATED: Final = "ai.paper.generated"
+VALIDATION_STARTED: Final = "ai.validation.auto_started"
+VALIDATION_COMPLETED: Final = "ai.validation.auto_completed"
+# AI-Scientist-v2's own step callback event; becomes NODE_COMPLETED when it names a node.
+EXPERIMENT_NODE_COMPLETED: Final = "ai.experiment.node_completed"
+
+LIFECYCLE_EVENTS: Final = (
+    RUN_STARTED,
+    RUN_COMPLETED,
+    RUN_FAILED,
+    RUN_CANCELED,
+    RUN_HEARTBEAT,
+    STAGE_STARTED,
+    STAGE_PROGRESS,
+    STAGE_METRIC,
+    STAGE_COMPLETED,
+    NODE_CREATED,
+    NODE_CODE_GENERATED,
+    NODE_EXECUTING,
+    NODE_COMPLETED,
+    NODE_SELECTED_BEST,
+    ARTIFACT_DETECTED,
+    ARTIFACT_REGISTERED,
+    PAPER_STARTED,
+    PAPER_GENERATED,
+    VALIDATION_STARTED,
+    VALIDATION_COMPLETED,
+)
+
+# --- attributes on every log-based event ------------------------------------------------
+EVENT_NAME: Final = "event.name"  # repeated from the record's event_name for Loki <= 3.7
+EVENT_SEQ: Final = "ai.event.seq"
+EVENT_DUPLICATE: Final = "ai.event.duplicate"  # the same lifecycle step reported twice
+EVENT_LATE: Final = "ai.event.late"  # reported after its span had ended
+SPAN_SYNTHESIZED: Final = "ai.span.synthesized"  # span opened implicitly by a later event
+SPAN_CLOSED_BY: Final = "ai.span.closed_by"  # who ended a span its owner left open
+SPAN_EVENTS_OMITTED: Final = "ai.span.events.omitted"
+SPAN_EVENTS_OMITTED_BY_NAME: Final = "ai.span.events.omitted_by_name"
+
+# --- run ---------------------------------------------------------------------------------
+RUN_ID: Final = "ai.run.id"
+RUN_OUTCOME: Final = "ai.run.outcome"
+RUN_DURATION_S: Final = "ai.run.duration_s"
+RUN_FAILED_STAGE: Final = "ai.run.failed_stage"
+RUN_RETRYABLE: Final = "ai.run.retryable"
+RUN_CANCEL_REASON: Final = "ai.run.cancel_reason"
+RUN_END_REASON: Final = "ai.run.end_reason"
+
+OUTCOME_COMPLETED: Final = "completed"
+OUTCOME_FAILED: Final = "failed"
+OUTCOME_CANCELED: Final = "canceled"
+OUTCOME_ABANDONED: Final = "abandoned"
+
+# --- stage -------------------------------------------------------------------------------
+STAGE_NAME: Final = "ai.stage.name"
+STAGE_DESCRIPTION: Final = "ai.stage.description"
+STAGE_PROGRESS_VALUE: Final = "ai.stage.progress"
+STAGE_ITERATION: Final = "ai.stage.iteration"
+STAGE_MAX_ITERATIONS: Final = "ai.stage.max_iterations"
+STAGE_NODES_GOOD: Final = "ai.stage.nodes.good"
+STAGE_NODES_BUGGY: Final = "ai.stage.nodes.buggy"
+STAGE_NODES_TOTAL: Final = "ai.stage.nodes.total"
+STAGE_BEST_METRIC: Final = "ai.stage.best_metric"
+STAGE_ETA_S: Final = "ai.stage.eta_s"
+STAGE_DURATION_S: Final = "ai.stage.duration_s"
+STAGE_BEST_NODE_ID: Final = "ai.stage.best_node.id"
+STAGE_OUTCOME: Final = "ai.stage.outcome"
+STAGE_PROGRESS_UPDATES: Final = "ai.stage.progress.updates"
+METRIC_NAME: Final = "ai.metric.name"
+METRIC_VALUE: Final = "ai.metric.value"
+
+# --- node --------------------------------------------------------------------------------
+NODE_ID: Final = "ai.node.id"
+NODE_PARENT_ID: Final = "ai.node.parent_id"
+NODE_KIND: Final = "ai.node.kind"
+NODE_CODE_SIZE: Final = "ai.node.code.size_bytes"
+NODE_CODE_SHA256: Final = "ai.node.code.sha256"
+NODE_IS_BUGGY: Final = "ai.node.is_buggy"
+NODE_METRIC: Final = "ai.node.metric"
+NODE_METRIC_VALUE: Final = "ai.node.metric.value"
+NODE_EXEC_TIME_S: Final = "ai.node.exec_time_s"
+NODE_EXC_TYPE: Final = "ai.node.exc_type"
+NODE_SUMMARY: Final = "ai.node.summary"
+NODE_EXEC_PURPOSE: Final = "ai.node.exec.purpose"
+
+NODE_KINDS: Final = (
+    "draft",
+    "debug",
+    "improve",
+    "hyperparam",
+    "ablation",
+    "seed",
+    "seed_agg",
+    "node",
+)
+NODE_STATUS: Final = "ai.node.status"  # metric attribute: good | buggy
+NODE_STATUS_GOOD: Final = "good"
+NODE_STATUS_BUGGY: Final = "buggy"
+
+# --- logs --------------------------------------------------------------------------------
+LOG_SOURCE: Final = "ai.log.source"
+LOG_TRUNCATED: Final = "ai.log.truncated"
+LOG_FILE_PATH: Final = "log.file.path"
+LOG_IOSTREAM: Final = "log.iostream"
+
+# --- artifacts ---------------------------------------------------------------------------
+ARTIFACT_PATH: Final = "ai.artifact.path"
+ARTIFACT_TYPE: Final = "ai.artifact.type"
+ARTIFACT_SIZE: Final = "ai.artifact.size_bytes"
+ARTIFACT_KEY: Final = "ai.artifact.key"
+ARTIFACT_URI: Final = "ai.artifact.uri"
+ARTIFACT_SHA256: Final = "ai.artifact.sha256"
+ARTIFACT_CONTENT_TYPE: Final = "ai.artifact.content_type"
+ARTIFACT_KIND: Final = "ai.artifact.kind"
+
+# --- validation --------------------------------------------------------------------------
+VALIDATION_MODEL: Final = "ai.validation.model"
+VALIDATION_VERDICT: Final = "ai.validation.verdict"
+VALIDATION_SCORE_PREFIX: Final = "ai.validation.score."  # + score name, double
+VALIDATION_NOTES: Final = "ai.validation.notes"
+VALIDATION_RUBRIC_VERSION: Final = "ai.validation.rubric_version"
+
+# --- errors (OTel semantic conventions) --------------------------------------------------
+ERROR_TYPE: Final = "error.type"
+EXCEPTION_TYPE: Final = "exception.type"
+EXCEPTION_MESSAGE: Final = "exception.message"
+EXCEPTION_STACKTRACE: Final = "exception.stacktrace"
+
+# --- resource ----------------------------------------------------------------------------
+SERVICE_NAME: Final = "service.name"
+DEFAULT_SERVICE_NAME: Final = "ai-scientist"
+TELEMETRY_DISTRO_NAME: Final = "telemetry.distro.name"
+TELEMETRY_DISTRO_VERSION: Final = "telemetry.distro.version"
+DISTRO_NAME: Final = "otel-ai"
+HOST_NAME: Final = "host.name"
+PROCESS_PID: Final = "process.pid"
+POD_ID: Final = "ai.pod.id"
+CLOUD_REGION: Final = "cloud.region"
+CONTAINER_IMAGE_NAME: Final = "container.image.name"
+GPU_NAME: Final = "ai.gpu.name"
+GPU_COUNT: Final = "ai.gpu.count"
+
+# --- metrics -----------------------------------------------------------------------------
+METRIC_STAGE_PROGRESS: Final = "ai.stage.progress"
+METRIC_NODES: Final = "ai.nodes"
+METRIC_NODE_DURATION: Final = "ai.node.duration"
+METRIC_NODE_EXEC_TIME: Final = "ai.node.exec_time"
+METRIC_STAGE_BEST_METRIC: Final = "ai.stage.best_metric"
+METRIC_ARTIFACT_UPLOADED: Final = "ai.artifact.uploaded"
+
+# --- instrumentation scope ---------------------------------------------------------------
+SCOPE_NAME: Final = "otel_ai"
