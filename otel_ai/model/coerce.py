@@ -14,12 +14,21 @@ from typing import Any
 
 from opentelemetry.util.types import AttributeValue
 
+from .. import semconv
+
 # Loki refuses a record whose structured metadata exceeds 64 KB, and Jaeger UIs struggle
 # with huge tags: strings are bounded, long texts (stack traces, notes) a little less so.
 MAX_STRING = 4096
 MAX_TEXT = 16384
 MAX_SEQUENCE = 128
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# attributes that hold long texts: (bound, keep the tail too)
+LONG_TEXT: dict[str, tuple[int, bool]] = {
+    semconv.EXCEPTION_STACKTRACE: (MAX_TEXT, True),
+    semconv.EXCEPTION_MESSAGE: (MAX_TEXT, False),
+    semconv.VALIDATION_NOTES: (MAX_TEXT, False),
+    semconv.NODE_SUMMARY: (MAX_TEXT, False),
+}
 
 
 def truncate(text: str, limit: int = MAX_STRING, *, keep_tail: bool = False) -> str:
@@ -128,7 +137,11 @@ def coerce_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Attribu
             key = to_text(key, 256)
         if not key:
             continue
-        coerced = coerce(value)
+        long_text = LONG_TEXT.get(key)
+        if long_text is not None and isinstance(value, str):
+            coerced: AttributeValue | None = truncate(value, long_text[0], keep_tail=long_text[1])
+        else:
+            coerced = coerce(value, long_text[0] if long_text else MAX_STRING)
         if coerced is not None:
             result[key] = coerced
     return result

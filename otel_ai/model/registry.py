@@ -1,8 +1,8 @@
 """The runs of this process, by id: how the event front doors find their spans.
 
 The EventEmitter and ``event_callback`` name runs, stages and nodes by id; the registry
-maps those ids to the model's objects, keeps a few ended runs for late events, and ends
-the runs still open when the process shuts down (``ai.run.outcome=abandoned``).
+maps those ids to the model's objects, keeps a few ended runs for late events, and knows
+which runs are still open (ended as ``ai.run.outcome=abandoned`` at shutdown).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
-from ..export.providers import before_shutdown
 
 if TYPE_CHECKING:
     from .spans import Run
@@ -57,10 +56,6 @@ class RunRegistry:
         with self._lock:
             return [run for run in self._open.values() if run.owned_here]
 
-    def abandon_open_runs(self) -> None:
-        for run in self.open_runs():
-            run.abandon("process exit")
-
     def clear(self) -> None:
         with self._lock:
             self._open.clear()
@@ -68,4 +63,3 @@ class RunRegistry:
 
 
 registry = RunRegistry()
-before_shutdown(registry.abandon_open_runs)

@@ -29,12 +29,18 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanContext, Status, StatusCode
 
 from .. import semconv
-from .._internal import never_raise
-from ..export.providers import get_pipeline
+from .._internal import never_raise, report_internal_error
+from ..export.providers import before_shutdown, get_pipeline
 from .coerce import MAX_TEXT, as_float, coerce_attributes, is_finite, to_text, truncate
 from .events import ERROR, INFO, WARN, EventBuffer, emit_log, instruments, severity, summary
 
 _CLOSED_BY_PARENT = "parent_end"
+_CLOSED_BY_SHUTDOWN = "shutdown"
+
+# Every span of ours still open in this process: the safety net that ends them at
+# shutdown, so no span is ever left open (and so lost) when the process exits.
+_open_lock = threading.Lock()
+_open_spans: set[_SpanOwner] = set()
 
 
 def _now() -> int:
@@ -55,6 +61,8 @@ class _SpanOwner:
         self._pid = os.getpid()
         self._events = EventBuffer()
         self._tokens: list[object] = []
+        with _open_lock:
+            _open_spans.add(self)
 
     # -- identity ---------------------------------------------------------------------
     @property
@@ -120,7 +128,19 @@ class _SpanOwner:
             if self._ended or not self.owned_here:
                 return False
             self._ended = True
-            return True
+        with _open_lock:
+            _open_spans.discard(self)
+        return True
+
+    def _close_by_parent(self, outcome: str) -> None:
+        raise NotImplementedError
+
+    def _check_parent_open(self, parent: _SpanOwner, outcome: str | None) -> None:
+        """A child started under a span that already ended is recorded, flagged late,
+        and ended at once: nothing would end it otherwise."""
+        if parent.ended:
+            self._span.set_attribute(semconv.EVENT_LATE, True)
+            self._close_by_parent(outcome or _CLOSED_BY_PARENT)
 
     def _finish(self, status: Status | None = None, attributes: Mapping[str, Any] | None = None) -> None:
         span = self._span
@@ -159,7 +179,8 @@ def _exception_attributes(exc: BaseException | None, message: Any = None, stackt
     if message is not None:
         attrs[semconv.EXCEPTION_MESSAGE] = to_text(message, MAX_TEXT)
     if stacktrace:
-        attrs[semconv.EXCEPTION_STACKTRACE] = truncate(to_text(stacktrace, 10 * MAX_TEXT), MAX_TEXT, keep_tail=True)
+        text = stacktrace if isinstance(stacktrace, str) else to_text(stacktrace, 1 << 22)
+        attrs[semconv.EXCEPTION_STACKTRACE] = truncate(text, MAX_TEXT, keep_tail=True)
     return attrs
 
 
@@ -266,7 +287,8 @@ class Run(_SpanOwner):
             self.stages[name] = stage
             self._stage_order.append(stage)
             self._adopt(stage)
-            return stage
+        stage._check_parent_open(self, self.outcome)
+        return stage
 
     def _get_stage(self, name: str | None) -> Stage:
         """The stage of that name; the current one when None; started implicitly if need be."""
@@ -282,6 +304,7 @@ class Run(_SpanOwner):
                 self.stages[name] = stage
                 self._stage_order.append(stage)
                 self._adopt(stage)
+                stage._check_parent_open(self, self.outcome)
             return stage
 
     @property
@@ -302,6 +325,7 @@ class Run(_SpanOwner):
         """Start the ``ai.paper`` span; emits ``ai.paper.started``."""
         paper = Paper(self)
         self._adopt(paper)
+        paper._check_parent_open(self, self.outcome)
         return paper
 
     @never_raise()
@@ -309,6 +333,7 @@ class Run(_SpanOwner):
         """Start the ``ai.validation`` span; emits ``ai.validation.auto_started``."""
         validation = Validation(self, model, attributes)
         self._adopt(validation)
+        validation._check_parent_open(self, self.outcome)
         return validation
 
     def _open_child(self, kind: type[_SpanOwner]) -> _SpanOwner | None:
@@ -604,6 +629,7 @@ class Stage(_SpanOwner):
         self.run._adopt(node)
         with self.run._lock:
             self.run._nodes_by_id[node_id] = node
+        node._check_parent_open(self, None)
         return node
 
     def _get_node(self, node_id: str | None) -> Node:
@@ -621,6 +647,7 @@ class Stage(_SpanOwner):
             self.nodes[node.node_id] = node
             self._node_order.append(node)
         self.run._adopt(node)
+        node._check_parent_open(self, None)
         return node
 
     # -- stage events -----------------------------------------------------------------
@@ -864,6 +891,7 @@ class Node(_SpanOwner):
         with self._lock:
             self._executions.append(execution)
         self.run._adopt(execution)
+        execution._check_parent_open(self, None)
         return execution
 
     @never_raise()
@@ -1138,3 +1166,21 @@ def new_run_id() -> str:
     """A fresh, time-sortable run id: ``run-20261129T231500-1a2b3c4d``."""
     return f"run-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
 
+
+def end_open_spans() -> None:
+    """End what is still open in this process: runs as abandoned, then any other span
+    of ours (started late, or orphaned). Runs before the providers flush at shutdown."""
+    from .registry import registry
+
+    for run in registry.open_runs():
+        run.abandon("process exit")
+    with _open_lock:
+        leftovers = [owner for owner in _open_spans if owner.owned_here and not owner.ended]
+    for owner in leftovers:
+        try:
+            owner._close_by_parent(_CLOSED_BY_SHUTDOWN)
+        except Exception as exc:  # noqa: BLE001 - shutdown must go on
+            report_internal_error("end_open_spans", exc)
+
+
+before_shutdown(end_open_spans)
