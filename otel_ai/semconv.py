@@ -120,7 +120,11 @@ NODE_METRIC_VALUE: Final = "ai.node.metric.value"
 NODE_EXEC_TIME_S: Final = "ai.node.exec_time_s"
 NODE_EXC_TYPE: Final = "ai.node.exc_type"
 NODE_SUMMARY: Final = "ai.node.summary"
-NODE_EXEC_PURPOSE: Final = "ai.node.exec.purpose"
+NODE_EXEC_PURPOSE: Final = "ai.node.exec.purpose"  # experiment | metrics | plotting
+NODE_EXEC_DURATION_S: Final = "ai.node.exec.duration_s"
+LINK_TYPE: Final = "ai.link.type"  # on span links: why the spans are linked
+LINK_PARENT_NODE: Final = "parent_node"
+LINK_SELECTED_BEST: Final = "selected_best"
 
 NODE_KINDS: Final = (
     "draft",
@@ -152,12 +156,16 @@ ARTIFACT_SHA256: Final = "ai.artifact.sha256"
 ARTIFACT_CONTENT_TYPE: Final = "ai.artifact.content_type"
 ARTIFACT_KIND: Final = "ai.artifact.kind"
 
+# --- paper ------------------------------------------------------------------------------
+PAPER_OUTCOME: Final = "ai.paper.outcome"
+
 # --- validation --------------------------------------------------------------------------
 VALIDATION_MODEL: Final = "ai.validation.model"
 VALIDATION_VERDICT: Final = "ai.validation.verdict"
 VALIDATION_SCORE_PREFIX: Final = "ai.validation.score."  # + score name, double
 VALIDATION_NOTES: Final = "ai.validation.notes"
 VALIDATION_RUBRIC_VERSION: Final = "ai.validation.rubric_version"
+VALIDATION_OUTCOME: Final = "ai.validation.outcome"
 
 # --- errors (OTel semantic conventions) --------------------------------------------------
 ERROR_TYPE: Final = "error.type"

@@ -725,7 +725,7 @@ class Stage(_SpanOwner):
         self._event(semconv.NODE_SELECTED_BEST, attrs)
         node = self.nodes.get(node_id) or self.run._nodes_by_id.get(node_id)
         if node is not None and not self._ended:
-            self._span.add_link(node.span_context, {semconv.NODE_ID: node_id, "ai.link.type": "selected_best"})
+            self._span.add_link(node.span_context, {semconv.NODE_ID: node_id, semconv.LINK_TYPE: semconv.LINK_SELECTED_BEST})
 
     # -- ending -----------------------------------------------------------------------
     @never_raise()
@@ -834,7 +834,7 @@ class Node(_SpanOwner):
             if parent_node is not None:
                 parent_context = parent_node.span_context
         if parent_context is not None and parent_context.is_valid:
-            links.append(Link(parent_context, {semconv.NODE_ID: self.parent_id or "", "ai.link.type": "parent_node"}))
+            links.append(Link(parent_context, {semconv.NODE_ID: self.parent_id or "", semconv.LINK_TYPE: semconv.LINK_PARENT_NODE}))
         start = _now()
         span = get_pipeline().tracer.start_span(
             f"{semconv.SPAN_NODE} {self.kind}",
@@ -1017,7 +1017,7 @@ class Execution(_SpanOwner):
         if not self._claim_end():
             return
         status = None
-        attrs: dict[str, Any] = {"ai.node.exec.duration_s": exec_time_s if exec_time_s is not None else self._duration_s()}
+        attrs: dict[str, Any] = {semconv.NODE_EXEC_DURATION_S: exec_time_s if exec_time_s is not None else self._duration_s()}
         if exc is not None:
             error = _exception_attributes(exc)
             attrs.update(error)
@@ -1072,7 +1072,7 @@ class Paper(_SpanOwner):
     def _end_failed(self, exc: BaseException | None, outcome: str = semconv.OUTCOME_FAILED) -> None:
         if not self._claim_end():
             return
-        attrs: dict[str, Any] = {"ai.paper.outcome": outcome}
+        attrs: dict[str, Any] = {semconv.PAPER_OUTCOME: outcome}
         if exc is not None:
             error = _exception_attributes(exc)
             attrs.update(error)
@@ -1138,7 +1138,7 @@ class Validation(_SpanOwner):
     def _end_failed(self, exc: BaseException | None, outcome: str = semconv.OUTCOME_FAILED) -> None:
         if not self._claim_end():
             return
-        attrs: dict[str, Any] = {"ai.validation.outcome": outcome}
+        attrs: dict[str, Any] = {semconv.VALIDATION_OUTCOME: outcome}
         if exc is not None:
             error = _exception_attributes(exc)
             attrs.update(error)
