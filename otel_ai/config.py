@@ -94,6 +94,30 @@ def _parse_positive_int(value: str) -> int:
     return number
 
 
+def _explicit(setting: Setting, value: Any) -> Any:
+    """An explicit argument checked as strictly as the variable would be."""
+    if isinstance(value, str):
+        return setting.parse(value)
+    parse = setting.parse
+    if parse is _parse_bool and isinstance(value, bool):
+        return value
+    if parse is _parse_positive_int and isinstance(value, int) and not isinstance(value, bool):
+        return _parse_positive_int(str(value))
+    if parse is _parse_path and isinstance(value, os.PathLike):
+        return Path(value)
+    if parse is _parse_headers and isinstance(value, Mapping):
+        if not all(isinstance(k, str) and k.strip() and isinstance(v, str) for k, v in value.items()):
+            raise ValueError("expected a mapping of header names to string values")
+        return {k.strip().lower(): v for k, v in value.items()}
+    expected = {
+        _parse_bool: "a bool",
+        _parse_positive_int: "a positive int",
+        _parse_path: "a path",
+        _parse_headers: "a mapping of header names to values",
+    }.get(parse, "a str")
+    raise TypeError(f"expected {expected}, got {type(value).__name__}")
+
+
 @dataclass(frozen=True)
 class Setting:
     """One row of the table: the argument name, its variable, parser and default."""
@@ -197,12 +221,10 @@ def resolve(environ: Mapping[str, str] | None = None, **explicit: Any) -> Settin
             raise ConfigurationError(f"configure() got an unknown setting {name!r}; known: {known}")
         if value is None:
             continue
-        if isinstance(value, str):
-            try:
-                value = setting.parse(value)
-            except ValueError as exc:
-                raise ConfigurationError(f"configure({name}={value!r}) is not valid: {exc}") from None
-        values[name] = value
+        try:
+            values[name] = _explicit(setting, value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"configure({name}={value!r}) is not valid: {exc}") from None
         sources[name] = "argument"
     for setting in SETTINGS:
         if setting.name in values or setting.env is None:
@@ -217,5 +239,12 @@ def resolve(environ: Mapping[str, str] | None = None, **explicit: Any) -> Settin
         sources[setting.name] = setting.env
     for setting in SETTINGS:
         sources.setdefault(setting.name, "default")
+    if sources["headers"] == "argument" and env.get("OTEL_EXPORTER_OTLP_HEADERS", "").strip():
+        # per key, the argument wins over the variable (the same on both protocols)
+        try:
+            from_env = _parse_headers(env["OTEL_EXPORTER_OTLP_HEADERS"])
+        except ValueError as exc:
+            raise ConfigurationError(f"OTEL_EXPORTER_OTLP_HEADERS={env['OTEL_EXPORTER_OTLP_HEADERS']!r} is not valid: {exc}") from None
+        values["headers"] = {**from_env, **values["headers"]}
     known_fields = {f.name for f in fields(Settings)}
     return Settings(**{k: v for k, v in values.items() if k in known_fields}, sources=sources)

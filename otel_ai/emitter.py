@@ -16,7 +16,7 @@ from . import semconv
 from ._internal import never_raise
 from .export.providers import force_flush, get_pipeline
 from .model.events import set_seq
-from .model.vocabulary import dispatch
+from .model.vocabulary import dispatch, find_run, start_run
 
 
 class EventEmitter:
@@ -54,34 +54,44 @@ class EventEmitter:
         force_flush(timeout)
         return True
 
+    # Each named method calls the model directly (the hot path skips the dict
+    # translation of emit()); tests check both produce the same telemetry.
+
     # -- run lifecycle ----------------------------------------------------------------
+    @never_raise(default=True)
     def run_started(self, run_id: str, pod_id: str | None = None, gpu: str | None = None, region: str | None = None) -> bool:
-        return self.emit(
-            semconv.RUN_STARTED,
-            run_id,
-            {"pod_id": pod_id or self.source_id, "gpu": gpu, "region": region, "image": self.image},
-        )
+        start_run(run_id, pod_id=pod_id or self.source_id, gpu=gpu, region=region, image=self.image)
+        return True
 
+    @never_raise(default=True)
     def run_heartbeat(self, run_id: str) -> bool:
-        return self.emit(semconv.RUN_HEARTBEAT, run_id, {})
+        find_run(run_id).heartbeat()
+        return True
 
+    @never_raise(default=True)
     def run_completed(self, run_id: str, total_duration_s: float | None = None) -> bool:
-        return self.emit(semconv.RUN_COMPLETED, run_id, {"total_duration_s": total_duration_s})
+        find_run(run_id).complete(total_duration_s)
+        return True
 
-    def run_failed(self, run_id: str, stage: str | None, code: str | None, message: str | None, traceback: str | None, retryable: bool = False) -> bool:
-        return self.emit(
-            semconv.RUN_FAILED,
-            run_id,
-            {"stage": stage, "code": code, "message": message, "traceback": traceback, "retryable": retryable},
-        )
+    @never_raise(default=True)
+    def run_failed(
+        self, run_id: str, stage: str | None, code: str | None, message: str | None, traceback: str | None,
+        retryable: bool = False,
+    ) -> bool:
+        find_run(run_id).fail(stage=stage, error_type=code, message=message, stacktrace=traceback, retryable=retryable)
+        return True
 
+    @never_raise(default=True)
     def run_canceled(self, run_id: str, reason: str | None = None, stage: str | None = None) -> bool:
         return self.emit(semconv.RUN_CANCELED, run_id, {"reason": reason, "stage": stage})
 
     # -- stages -----------------------------------------------------------------------
+    @never_raise(default=True)
     def stage_started(self, run_id: str, stage: str, desc: str | None = None) -> bool:
-        return self.emit(semconv.STAGE_STARTED, run_id, {"stage": stage, "desc": desc})
+        find_run(run_id).stage(stage, desc)
+        return True
 
+    @never_raise(default=True)
     def stage_progress(
         self,
         run_id: str,
@@ -95,40 +105,38 @@ class EventEmitter:
         best_metric: Any = None,
         eta_s: float | None = None,
     ) -> bool:
-        return self.emit(
-            semconv.STAGE_PROGRESS,
-            run_id,
-            {
-                "stage": stage,
-                "progress": progress,
-                "iteration": iteration,
-                "max_iterations": max_iterations,
-                "good_nodes": good_nodes,
-                "buggy_nodes": buggy_nodes,
-                "total_nodes": total_nodes,
-                "best_metric": best_metric,
-                "eta_s": eta_s,
-            },
+        find_run(run_id)._get_stage(stage).progress(
+            iteration, max_iterations, good_nodes, buggy_nodes, total_nodes, best_metric, eta_s, progress
         )
+        return True
 
+    @never_raise(default=True)
     def stage_completed(self, run_id: str, stage: str, duration_s: float | None = None) -> bool:
-        return self.emit(semconv.STAGE_COMPLETED, run_id, {"stage": stage, "duration_s": duration_s})
+        find_run(run_id)._get_stage(stage).complete(duration_s)
+        return True
 
+    @never_raise(default=True)
     def metric_computed(self, run_id: str, stage: str, name: str, value: Any) -> bool:
-        return self.emit(semconv.STAGE_METRIC, run_id, {"stage": stage, "name": name, "value": value})
+        find_run(run_id)._get_stage(stage).metric(name, value)
+        return True
 
     # -- nodes ------------------------------------------------------------------------
+    @never_raise(default=True)
     def node_created(self, run_id: str, stage: str, node_id: str, parent_id: str | None = None, kind: str | None = None) -> bool:
-        return self.emit(semconv.NODE_CREATED, run_id, {"stage": stage, "node_id": node_id, "parent_id": parent_id, "kind": kind})
+        find_run(run_id)._get_stage(stage).node(node_id, parent_id, kind or "node")
+        return True
 
+    @never_raise(default=True)
     def node_code_generated(self, run_id: str, stage: str, node_id: str, code_size: int | None = None, code: str | None = None) -> bool:
-        return self.emit(
-            semconv.NODE_CODE_GENERATED, run_id, {"stage": stage, "node_id": node_id, "code_size_bytes": code_size, "code": code}
-        )
+        find_run(run_id)._get_stage(stage)._get_node(node_id).code_generated(code, size_bytes=code_size)
+        return True
 
+    @never_raise(default=True)
     def node_executing(self, run_id: str, stage: str, node_id: str) -> bool:
-        return self.emit(semconv.NODE_EXECUTING, run_id, {"stage": stage, "node_id": node_id})
+        find_run(run_id)._get_stage(stage)._get_node(node_id).executing()
+        return True
 
+    @never_raise(default=True)
     def node_completed(
         self,
         run_id: str,
@@ -139,22 +147,26 @@ class EventEmitter:
         exec_time_s: float | None,
         exc_type: str | None = None,
     ) -> bool:
-        return self.emit(
-            semconv.NODE_COMPLETED,
-            run_id,
-            {"stage": stage, "node_id": node_id, "is_buggy": is_buggy, "metric": metric, "exec_time_s": exec_time_s, "exc_type": exc_type},
-        )
+        find_run(run_id)._get_stage(stage)._get_node(node_id).completed(is_buggy, metric, exec_time_s, exc_type)
+        return True
 
+    @never_raise(default=True)
     def node_selected_best(self, run_id: str, stage: str, node_id: str, metric: Any = None) -> bool:
-        return self.emit(semconv.NODE_SELECTED_BEST, run_id, {"stage": stage, "node_id": node_id, "metric": metric})
+        find_run(run_id)._get_stage(stage).selected_best(node_id, metric)
+        return True
 
     # -- logs and artifacts -----------------------------------------------------------
+    @never_raise(default=True)
     def log(self, run_id: str, message: str, level: str = "info", source: str | None = None) -> bool:
-        return self.emit(semconv.RUN_LOG, run_id, {"message": message, "level": level, "source": source})
+        find_run(run_id).log(message, level, source)
+        return True
 
+    @never_raise(default=True)
     def artifact_detected(self, run_id: str, path: str, type: str | None = None, size_bytes: int | None = None) -> bool:
-        return self.emit(semconv.ARTIFACT_DETECTED, run_id, {"path": path, "type": type, "size_bytes": size_bytes})
+        find_run(run_id).artifact_detected(path, type, size_bytes)
+        return True
 
+    @never_raise(default=True)
     def artifact_registered(
         self,
         run_id: str,
@@ -165,21 +177,22 @@ class EventEmitter:
         kind: str | None = None,
         uri: str | None = None,
     ) -> bool:
-        return self.emit(
-            semconv.ARTIFACT_REGISTERED,
-            run_id,
-            {"key": key, "bytes": bytes, "sha256": sha256, "content_type": content_type, "kind": kind, "uri": uri},
-        )
+        find_run(run_id).artifact_registered(key, bytes, sha256, content_type, kind, uri)
+        return True
 
     # -- paper and review -------------------------------------------------------------
+    @never_raise(default=True)
     def paper_started(self, run_id: str) -> bool:
-        return self.emit(semconv.PAPER_STARTED, run_id, {})
+        find_run(run_id).paper()
+        return True
 
     def paper_generated(self, run_id: str, artifact_key: str | None = None) -> bool:
         return self.emit(semconv.PAPER_GENERATED, run_id, {"artifact_key": artifact_key})
 
+    @never_raise(default=True)
     def validation_auto_started(self, run_id: str, model: str | None = None) -> bool:
-        return self.emit(semconv.VALIDATION_STARTED, run_id, {"model": model})
+        find_run(run_id).validation(model)
+        return True
 
     def validation_auto_completed(self, run_id: str, verdict: Any = None, scores: Mapping[str, Any] | None = None, notes: Any = None) -> bool:
         return self.emit(semconv.VALIDATION_COMPLETED, run_id, {"verdict": verdict, "scores": scores, "notes": notes})

@@ -38,6 +38,11 @@ _PREFIXED_PATTERNS = (
     r"|(?:[a-z0-9]+[_\-])*(?:secret|token|password|passwd|apikey))(?:[_\-][a-z0-9]+)*"
     r"[\"']?\s*[:=]\s*[\"']?(?P<secret>[^\s\"',;}&]{3,})",
 )
+# every pattern above needs one of these (lower-cased) substrings to match
+_HINTS = (
+    "sk-", "akia", "asia", "abia", "acca", "hf_", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat", "aiza", "xox", "eyj",
+    "bearer", "token", "://", "key", "secret", "passw", "pwd", "credential",
+)
 _SECRET_ENV_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
 _MIN_ENV_SECRET_LEN = 8
 
@@ -59,18 +64,22 @@ class Redactor:
         self._literals = re.compile("|".join(map(re.escape, literals))) if literals else None
         self._tokens = re.compile("|".join(_TOKEN_PATTERNS))
         self._prefixed = [re.compile(p) for p in _PREFIXED_PATTERNS]
-        # a quick pre-filter: nothing can match without one of these substrings
-        self._hint = re.compile(
-            r"(?i)sk-|AKIA|ASIA|ABIA|ACCA|hf_|gh[pousr]_|github_pat|AIza|xox|eyJ|bearer|token"
-            r"|://[^/\s]*@|key|secret|passw|pwd|credential"
-        )
+        self._literal_values = literals
+
+    def might_contain_secret(self, text: str) -> bool:
+        """False when ``text`` certainly holds no secret (a cheap test of many strings
+        joined together, before the regular expressions run on any of them)."""
+        if self._literal_values and any(value in text for value in self._literal_values):
+            return True
+        lowered = text.lower()
+        return any(hint in lowered for hint in _HINTS)
 
     def redact(self, text: str) -> str:
         """``text`` with every secret replaced by ``[REDACTED]``."""
+        if not self.might_contain_secret(text):
+            return text
         if self._literals is not None:
             text = self._literals.sub(REDACTED, text)
-        if not self._hint.search(text):
-            return text
         text = self._tokens.sub(REDACTED, text)
         for pattern in self._prefixed:
             text = pattern.sub(_replace_secret_group, text)
@@ -88,6 +97,8 @@ class Redactor:
         """The same mapping when nothing changed, else a redacted copy."""
         if not attributes:
             return attributes
+        if not self.might_contain_secret("\n".join(_strings(attributes.values()))):
+            return attributes
         changed: dict[str, Any] | None = None
         for key, value in attributes.items():
             new = self.redact_value(value)
@@ -96,6 +107,16 @@ class Redactor:
                     changed = dict(attributes)
                 changed[key] = new
         return attributes if changed is None else changed
+
+
+def _strings(values: Any) -> list[str]:
+    out: list[str] = []
+    for value in values:
+        if isinstance(value, str):
+            out.append(value)
+        elif isinstance(value, (list, tuple)):
+            out.extend(item for item in value if isinstance(item, str))
+    return out
 
 
 def _replace_secret_group(match: re.Match[str]) -> str:

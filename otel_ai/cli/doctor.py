@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {setting.name:<18} {shown:<40} ({source})")
     if settings.uses_otlp:
         for signal in config.SIGNALS:
-            print(f"  {signal:<8} -> OTLP {settings.signal_protocol(signal)} {settings.signal_endpoint(signal) or '(embedded default)'}")
+            print(f"  {signal:<8} -> OTLP {settings.signal_protocol(signal)} {redact(settings.signal_endpoint(signal) or '(embedded default)')}")
     else:
         print(f"  telemetry -> OTLP/JSON files under {settings.data_dir.resolve()} (embedded default)")
     gpu = detect_gpus()

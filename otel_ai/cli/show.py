@@ -79,13 +79,14 @@ def run(args: argparse.Namespace) -> int:
 
 def render(view: RunView, out: TextIO, *, color: str = "auto", other_runs: list[RunView] | None = None) -> None:
     force = {"always": True, "never": False}.get(color)
+    terminal = force if force is not None else out.isatty()
     console = Console(
         file=out,
         force_terminal=force,
-        no_color=color == "never" or (force is None and not out.isatty()),
+        no_color=color == "never" or not terminal,
         highlight=False,
-        soft_wrap=True,
-        width=max(Console(file=out).width, 100),
+        # a terminal wraps at its width; a pipe or file gets whole lines, for grep
+        width=None if terminal else 4096,
     )
     console.print(run_tree(view))
     if other_runs:

@@ -108,9 +108,9 @@ def before_shutdown(hook: Callable[[], None]) -> None:
             _before_shutdown.append(hook)
 
 
-def _build(settings: Settings) -> Pipeline:
+def _build(settings: Settings, previous: Pipeline | None = None) -> Pipeline:
     if settings.disabled:
-        return Pipeline(settings, None, None, None, None, NoOpTracer(), NoOpLogger("otel_ai"), NoOpMeter("otel_ai"))
+        return _disabled(settings)
     resource = build_resource(settings)
     span_exporter, log_exporter, metric_exporter = _exporters(settings)
     tracer_provider = TracerProvider(
@@ -130,13 +130,7 @@ def _build(settings: Settings) -> Pipeline:
         metric_readers=[PeriodicExportingMetricReader(metric_exporter)],
         shutdown_on_exit=False,
     )
-    if isinstance(trace_api.get_tracer_provider(), trace_api.ProxyTracerProvider):
-        trace_api.set_tracer_provider(tracer_provider)
-    if type(get_logger_provider()).__name__ == "ProxyLoggerProvider":
-        set_logger_provider(logger_provider)
-    if type(metrics_api.get_meter_provider()).__name__ == "_ProxyMeterProvider":
-        metrics_api.set_meter_provider(meter_provider)
-    return Pipeline(
+    pipeline = Pipeline(
         settings=settings,
         resource=resource,
         tracer_provider=tracer_provider,
@@ -146,6 +140,67 @@ def _build(settings: Settings) -> Pipeline:
         logger=logger_provider.get_logger(semconv.SCOPE_NAME, __version__),
         meter=meter_provider.get_meter(semconv.SCOPE_NAME, __version__),
     )
+    _install_globals(pipeline, previous)
+    return pipeline
+
+
+def _install_globals(pipeline: Pipeline, previous: Pipeline | None) -> None:
+    """Make our providers the OTel globals (so other instrumentations use them) unless
+    the application installed its own; replace them when they were ``previous``'s."""
+    if previous is not None:
+        if trace_api.get_tracer_provider() is previous.tracer_provider:
+            _forget_globals("traces")
+        if get_logger_provider() is previous.logger_provider:
+            _forget_globals("logs")
+        if metrics_api.get_meter_provider() is previous.meter_provider:
+            _forget_globals("metrics")
+    if isinstance(trace_api.get_tracer_provider(), trace_api.ProxyTracerProvider):
+        trace_api.set_tracer_provider(pipeline.tracer_provider)  # type: ignore[arg-type]
+    if type(get_logger_provider()).__name__ == "ProxyLoggerProvider":
+        set_logger_provider(pipeline.logger_provider)  # type: ignore[arg-type]
+    if type(metrics_api.get_meter_provider()).__name__ == "_ProxyMeterProvider":
+        metrics_api.set_meter_provider(pipeline.meter_provider)  # type: ignore[arg-type]
+
+
+def _forget_globals(*signals: str) -> None:
+    """Undo the OTel API's set-once guard (as the SDK's own test utilities do)."""
+    from opentelemetry.util._once import Once
+
+    if "traces" in signals:
+        trace_api._TRACER_PROVIDER_SET_ONCE = Once()
+        trace_api._TRACER_PROVIDER = None
+    if "logs" in signals:
+        import opentelemetry._logs._internal as logs_internal
+
+        logs_internal._LOGGER_PROVIDER_SET_ONCE = Once()
+        logs_internal._LOGGER_PROVIDER = None
+    if "metrics" in signals:
+        import opentelemetry.metrics._internal as metrics_internal
+
+        metrics_internal._METER_PROVIDER_SET_ONCE = Once()
+        metrics_internal._METER_PROVIDER = None
+
+
+def _after_fork_in_child() -> None:
+    """A forked child is a process of its own: its own providers, resource (its pid),
+    worker threads and files. Spans it inherited stay the parent's to end."""
+    global _pipeline, _lock
+    _lock = threading.RLock()  # another thread may have held it at the fork
+    previous = _pipeline
+    if previous is None or previous.disabled:
+        return
+    try:
+        _pipeline = _build(previous.settings, previous)
+    except Exception as exc:  # noqa: BLE001 - the child must go on without telemetry
+        logger.warning("otel_ai: could not set up telemetry in a forked child: %s", exc)
+        _pipeline = _disabled(previous.settings)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _disabled(settings: Settings) -> Pipeline:
+    return Pipeline(settings, None, None, None, None, NoOpTracer(), NoOpLogger("otel_ai"), NoOpMeter("otel_ai"))
 
 
 def _queue_size(settings: Settings, sdk_variable: str) -> int | None:
@@ -221,9 +276,7 @@ def shutdown(timeout: float = DEFAULT_SHUTDOWN_TIMEOUT_S) -> bool:
     ok = True if pipeline.disabled else _with_deadline(pipeline, timeout, shutdown=True)
     with _lock:
         if _pipeline is pipeline:
-            _pipeline = Pipeline(
-                pipeline.settings, None, None, None, None, NoOpTracer(), NoOpLogger("otel_ai"), NoOpMeter("otel_ai")
-            )
+            _pipeline = _disabled(pipeline.settings)
     return ok
 
 
@@ -282,14 +335,4 @@ def _reset_for_tests() -> None:
     shutdown(5.0)
     with _lock:
         _pipeline = None
-    from opentelemetry.util._once import Once
-
-    trace_api._TRACER_PROVIDER_SET_ONCE = Once()
-    trace_api._TRACER_PROVIDER = None
-    import opentelemetry._logs._internal as logs_internal
-    import opentelemetry.metrics._internal as metrics_internal
-
-    logs_internal._LOGGER_PROVIDER_SET_ONCE = Once()
-    logs_internal._LOGGER_PROVIDER = None
-    metrics_internal._METER_PROVIDER_SET_ONCE = Once()
-    metrics_internal._METER_PROVIDER = None
+    _forget_globals("traces", "logs", "metrics")

@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Link, Status
 
-from ..redaction import Redactor, default_redactor
+from ..redaction import Redactor, _strings, default_redactor
 
 
 class RedactingSpanExporter(SpanExporter):
@@ -32,6 +32,15 @@ class RedactingSpanExporter(SpanExporter):
 
     def _redact_span(self, span: ReadableSpan) -> ReadableSpan:
         r = self.redactor
+        texts = [span.name, span.status.description or ""]
+        texts += _strings((span.attributes or {}).values())
+        for event in span.events:
+            texts.append(event.name)
+            texts += _strings((event.attributes or {}).values())
+        for link in span.links:
+            texts += _strings((link.attributes or {}).values())
+        if not r.might_contain_secret("\n".join(texts)):
+            return span
         name = r.redact(span.name)
         attributes = r.redact_attributes(span.attributes)
         events = [self._redact_event(event) for event in span.events]
@@ -94,6 +103,10 @@ class RedactingLogExporter(LogRecordExporter):
         r = self.redactor
         for readable in batch:
             record = readable.log_record
+            texts = _strings((record.attributes or {}).values())
+            texts += _strings([record.body]) if not isinstance(record.body, dict) else [repr(record.body)]
+            if not r.might_contain_secret("\n".join(texts)):
+                continue
             # the batch is ours alone once it reaches the exporter: edit in place
             body = record.body
             if isinstance(body, str):

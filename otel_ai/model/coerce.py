@@ -132,13 +132,25 @@ def coerce_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Attribu
     result: dict[str, AttributeValue] = {}
     if not attributes:
         return result
+    long_texts = LONG_TEXT
     for key, value in attributes.items():
-        if not isinstance(key, str):
+        if type(key) is not str:
             key = to_text(key, 256)
-        if not key:
+        kind = type(value)
+        # the common cases first: this runs for every event on the experiment's thread
+        if kind is float or kind is bool:
+            result[key] = value
             continue
-        long_text = LONG_TEXT.get(key)
-        if long_text is not None and isinstance(value, str):
+        if kind is int and _INT64_MIN <= value <= _INT64_MAX:
+            result[key] = value
+            continue
+        if value is None or not key:
+            continue
+        long_text = long_texts.get(key)
+        if kind is str and long_text is None:
+            result[key] = value if len(value) <= MAX_STRING else truncate(value, MAX_STRING)
+            continue
+        if long_text is not None and kind is str:
             coerced: AttributeValue | None = truncate(value, long_text[0], keep_tail=long_text[1])
         else:
             coerced = coerce(value, long_text[0] if long_text else MAX_STRING)
@@ -150,6 +162,11 @@ def coerce_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Attribu
 def as_float(value: Any) -> float | None:
     """A numeric reading of ``value`` (numbers, numeric strings, numpy scalars, objects
     with a numeric ``value`` like AI-Scientist's MetricValue), else None."""
+    kind = type(value)
+    if kind is float or kind is int:
+        return float(value)
+    if kind is bool or value is None:
+        return None
     value = _scalar(value)
     if isinstance(value, bool):
         return None

@@ -18,7 +18,8 @@ from typing import Any
 
 from opentelemetry import trace as trace_api
 from opentelemetry._logs import SeverityNumber
-from opentelemetry.metrics import Meter
+from opentelemetry.metrics import Meter, Observation
+from opentelemetry.context import Context
 from opentelemetry.trace import Span
 from opentelemetry.util.types import AttributeValue
 
@@ -80,7 +81,7 @@ def severity(level: Any) -> tuple[SeverityNumber, str]:
 
 # --- emission ---------------------------------------------------------------------------
 def emit_log(
-    span: Span | None,
+    context: Context | None,
     run_id: str,
     attributes: Mapping[str, AttributeValue],
     *,
@@ -89,7 +90,8 @@ def emit_log(
     level: tuple[SeverityNumber, str] = INFO,
     timestamp: int | None = None,
 ) -> None:
-    """One LogRecord correlated to ``span``: a log-based event when ``event_name`` is set."""
+    """One LogRecord correlated to the span in ``context``: a log-based event when
+    ``event_name`` is set."""
     pipeline = get_pipeline()
     if pipeline.disabled:
         return
@@ -99,7 +101,7 @@ def emit_log(
     attrs.update(attributes)
     pipeline.logger.emit(
         timestamp=timestamp or time.time_ns(),
-        context=trace_api.set_span_in_context(span) if span is not None else None,
+        context=context,
         severity_number=level[0],
         severity_text=level[1],
         body=body,
@@ -108,34 +110,34 @@ def emit_log(
     )
 
 
-_SUMMARY_KEYS = (
-    semconv.STAGE_NAME,
-    semconv.NODE_ID,
-    semconv.NODE_KIND,
-    semconv.NODE_IS_BUGGY,
-    semconv.NODE_METRIC,
-    semconv.STAGE_PROGRESS_VALUE,
-    semconv.METRIC_NAME,
-    semconv.METRIC_VALUE,
-    semconv.RUN_OUTCOME,
-    semconv.ERROR_TYPE,
-    semconv.RUN_CANCEL_REASON,
-    semconv.ARTIFACT_PATH,
-    semconv.ARTIFACT_URI,
-    semconv.VALIDATION_VERDICT,
-)
+# attributes worth a place in a log-based event's one-line body, with their short label
+_SUMMARY_LABELS = {
+    semconv.STAGE_NAME: "stage",
+    semconv.NODE_ID: "node",
+    semconv.NODE_KIND: "kind",
+    semconv.NODE_IS_BUGGY: "buggy",
+    semconv.NODE_METRIC: "metric",
+    semconv.STAGE_PROGRESS_VALUE: "progress",
+    semconv.METRIC_NAME: "name",
+    semconv.METRIC_VALUE: "value",
+    semconv.RUN_OUTCOME: "outcome",
+    semconv.ERROR_TYPE: "error",
+    semconv.RUN_CANCEL_REASON: "reason",
+    semconv.ARTIFACT_PATH: "path",
+    semconv.ARTIFACT_URI: "uri",
+    semconv.VALIDATION_VERDICT: "verdict",
+}
 
 
 def summary(event_name: str, attributes: Mapping[str, Any]) -> str:
     """A one-line body for a log-based event, readable in Loki's log view."""
     parts = [event_name]
-    for key in _SUMMARY_KEYS:
-        if key in attributes:
-            value = attributes[key]
-            if isinstance(value, float):
-                value = f"{value:.4g}"
-            text = str(value)
-            parts.append(f"{key.rsplit('.', 1)[-1] if key != semconv.STAGE_NAME else 'stage'}={text[:120]}")
+    labels = _SUMMARY_LABELS
+    for key, value in attributes.items():
+        label = labels.get(key)
+        if label is not None:
+            text = f"{value:.4g}" if type(value) is float else str(value)
+            parts.append(f"{label}={text[:120]}")
     return " ".join(parts)
 
 
@@ -156,12 +158,10 @@ class EventBuffer:
         self._lock = threading.Lock()
         self._buckets: dict[str, tuple[list[tuple[str, dict[str, Any], int]], deque[tuple[str, dict[str, Any], int]]]] = {}
         self.omitted: Counter[str] = Counter()
-        self.seen: Counter[str] = Counter()
 
     def add(self, name: str, attributes: dict[str, Any], timestamp: int | None = None) -> None:
         item = (name, attributes, timestamp or time.time_ns())
         with self._lock:
-            self.seen[name] += 1
             key = name
             bucket = self._buckets.get(key)
             if bucket is None:
@@ -198,7 +198,11 @@ class EventBuffer:
 
 # --- search metrics ---------------------------------------------------------------------
 class Instruments:
-    """The search metrics of SPEC section 4, fed by the model's own events."""
+    """The search metrics of SPEC section 4, fed by the model's own events.
+
+    Gauges are observable: an event only stores the latest value (a dict assignment on
+    the experiment's thread); the metric reader's thread reports it at collection.
+    """
 
     def __init__(self, meter: Meter) -> None:
         self.nodes = meter.create_counter(semconv.METRIC_NODES, unit="{node}", description="Search-tree nodes completed")
@@ -208,12 +212,33 @@ class Instruments:
         self.node_exec_time = meter.create_histogram(
             semconv.METRIC_NODE_EXEC_TIME, unit="s", description="Execution time of a node's code"
         )
-        self.stage_progress = meter.create_gauge(
-            semconv.METRIC_STAGE_PROGRESS, unit="1", description="Stage progress, 0..1"
+        self._progress: dict[tuple[str, str], float] = {}
+        self._best: dict[tuple[str, str], float] = {}
+        meter.create_observable_gauge(
+            semconv.METRIC_STAGE_PROGRESS,
+            callbacks=[lambda options: _observe(self._progress)],
+            unit="1",
+            description="Stage progress, 0..1",
         )
-        self.best_metric = meter.create_gauge(
-            semconv.METRIC_STAGE_BEST_METRIC, unit="1", description="Best node metric of the stage so far"
+        meter.create_observable_gauge(
+            semconv.METRIC_STAGE_BEST_METRIC,
+            callbacks=[lambda options: _observe(self._best)],
+            unit="1",
+            description="Best node metric of the stage so far",
         )
+
+    def stage_progress(self, run_id: str, stage: str, value: float) -> None:
+        self._progress[(run_id, stage)] = value
+
+    def best_metric(self, run_id: str, stage: str, value: float) -> None:
+        self._best[(run_id, stage)] = value
+
+
+def _observe(latest: dict[tuple[str, str], float]) -> list[Observation]:
+    return [
+        Observation(value, {semconv.RUN_ID: run_id, semconv.STAGE_NAME: stage})
+        for (run_id, stage), value in list(latest.items())
+    ]
 
 
 _instruments: tuple[Meter, Instruments] | None = None

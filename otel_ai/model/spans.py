@@ -61,6 +61,8 @@ class _SpanOwner:
         self._pid = os.getpid()
         self._events = EventBuffer()
         self._tokens: list[object] = []
+        # the context log records of this span are emitted in (built once: it never changes)
+        self.log_context = trace_api.set_span_in_context(span)
         with _open_lock:
             _open_spans.add(self)
 
@@ -97,7 +99,7 @@ class _SpanOwner:
         body: str | None = None,
     ) -> None:
         emit_log(
-            self._span,
+            self.log_context,
             self.run.run_id,
             attributes,
             event_name=name,
@@ -378,7 +380,7 @@ class Run(_SpanOwner):
         stage = owner if isinstance(owner, Stage) else getattr(owner, "stage", None)
         if isinstance(stage, Stage):
             attrs.setdefault(semconv.STAGE_NAME, stage.name)
-        emit_log(owner.span, self.run_id, attrs, event_name=None, body=text, level=severity(level))
+        emit_log(owner.log_context, self.run_id, attrs, event_name=None, body=text, level=severity(level))
 
     @never_raise()
     def artifact_detected(self, path: str, type: str | None = None, size_bytes: int | None = None, **attributes: Any) -> None:
@@ -690,12 +692,12 @@ class Stage(_SpanOwner):
         if all(isinstance(c, int) for c in counts):
             self._reported_counts = counts  # type: ignore[assignment]
         self._event(semconv.STAGE_PROGRESS, attrs)
-        labels = {semconv.RUN_ID: self.run.run_id, semconv.STAGE_NAME: self.name}
+        tools = instruments()
         if value is not None and is_finite(value):
-            instruments().stage_progress.set(value, labels)
+            tools.stage_progress(self.run.run_id, self.name, value)
         best = as_float(best_metric)
         if best is not None and is_finite(best):
-            instruments().best_metric.set(best, labels)
+            tools.best_metric(self.run.run_id, self.name, best)
 
     @never_raise()
     def metric(self, name: str, value: Any, **attributes: Any) -> None:
@@ -737,11 +739,15 @@ class Stage(_SpanOwner):
         self._end_stage(outcome, closed_by=_CLOSED_BY_PARENT)
 
     def _counts(self) -> tuple[int, int, int]:
-        if self._reported_counts is not None:
-            return self._reported_counts
+        """Final node counts: what the experiment reported last or what this process
+        saw, whichever is larger (a crash can end a stage between the two)."""
         good = sum(1 for n in self._node_order if n.is_buggy is False)
         buggy = sum(1 for n in self._node_order if n.is_buggy is True)
-        return good, buggy, len(self._node_order)
+        seen = (good, buggy, len(self._node_order))
+        reported = self._reported_counts
+        if reported is None:
+            return seen
+        return (max(seen[0], reported[0]), max(seen[1], reported[1]), max(seen[2], reported[2]))
 
     def _end_stage(
         self,

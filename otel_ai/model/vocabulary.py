@@ -49,6 +49,23 @@ def find_run(run_id: str | None, *, pod_id: str | None = None) -> Run:
     return Run(run_id, pod_id=pod_id, synthesized=True)
 
 
+def start_run(
+    run_id: str | None,
+    *,
+    pod_id: Any = None,
+    gpu: Any = None,
+    region: Any = None,
+    image: Any = None,
+    attributes: Mapping[str, Any] | None = None,
+) -> Run:
+    """``ai.run.started`` by id: a new run, or a duplicate recorded on the open one."""
+    existing = registry.get(str(run_id)) if run_id else None
+    if existing is not None and not existing.ended:
+        existing._duplicate(semconv.RUN_STARTED, attributes)
+        return existing
+    return Run(run_id, pod_id=pod_id, gpu=gpu, region=region, image=image, attributes=attributes)
+
+
 # --- handlers: one per event type; ``data`` is a private copy they may consume -----------
 def _run_heartbeat(run: Run, data: dict[str, Any]) -> None:
     run.heartbeat()
@@ -260,11 +277,7 @@ def dispatch(event_type: str, run_id: str | None, data: Mapping[str, Any] | None
     payload.pop("run_id", None)
     event_type = str(event_type)
     if event_type == semconv.RUN_STARTED:
-        existing = registry.get(str(run_id)) if run_id else None
-        if existing is not None and not existing.ended:
-            existing._duplicate(semconv.RUN_STARTED, payload)
-            return existing
-        return Run(
+        return start_run(
             run_id,
             pod_id=_pop(payload, "pod_id", semconv.POD_ID),
             gpu=_pop(payload, "gpu", "gpu_name", semconv.GPU_NAME),

@@ -1,0 +1,408 @@
+"""The embedded default (SPEC section 5): with no OTLP endpoint, OTLP/JSON lines files
+under OTEL_AI_DATA_DIR, one per signal per process; and the promises around it (SPEC
+section 7): OTEL_SDK_DISABLED, fork, a hanging collector at shutdown, and a process that
+exits without ending its run.
+
+Files are read back with :func:`otel_ai.export.otlp_json.load_directory`; the same scenario
+sent to the in-test OTLP receiver is the reference they are compared with.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from otlp_receiver import OTLPReceiver
+
+import otel_ai
+import otel_ai.testing
+from otel_ai.export.otlp_json import (
+    LogRecordData,
+    SpanRecord,
+    Telemetry,
+    load_directory,
+)
+
+SIGNALS = ("traces", "logs", "metrics")
+
+
+def _data_dir() -> Path:
+    return Path(os.environ["OTEL_AI_DATA_DIR"])
+
+
+def _scenario() -> None:
+    """A small but complete run: two stages, a buggy node, a debug child, executions,
+    best-node selection, progress, a log line, artifacts, paper and review."""
+    with otel_ai.run("embedded-1", image="ghcr.io/x/ai-scientist:1") as run:
+        with run.stage("1_initial_implementation", description="first working code") as stage:
+            with stage.node("draft-a", kind="draft") as node:
+                node.code_generated("print('hello')\n")
+                with node.executing("experiment"):
+                    pass
+                node.completed(True, None, 0.01, exc_type="ValueError")
+            with stage.node("debug-b", parent_id="draft-a", kind="debug") as node:
+                with node.executing("experiment"):
+                    pass
+                node.completed(False, 0.71, 0.02)
+            stage.selected_best("debug-b", 0.71)
+            stage.progress(2, 2, good_nodes=1, buggy_nodes=1, total_nodes=2, best_metric=0.71)
+            stage.metric("best_validation_accuracy", 0.71)
+            run.log("stage 1 done", "info", "agent_manager")
+        with run.stage("2_baseline_tuning") as stage:
+            with stage.node("tune-c", parent_id="debug-b", kind="hyperparam") as node:
+                node.completed(False, 0.75, 0.01)
+            stage.selected_best("tune-c", 0.75)
+        run.artifact_detected("figures/acc.png", "plot", 123)
+        run.artifact_registered("runs/embedded-1/acc.png", 123, "0" * 64, "image/png", "plot")
+        with run.paper() as paper:
+            paper.generated("runs/embedded-1/paper.pdf")
+        with run.validation("gpt-4o") as review:
+            review.completed("pass", {"overall": 0.8}, "fine")
+
+
+def _events(logs: list[LogRecordData]) -> list[LogRecordData]:
+    return sorted((r for r in logs if r.event_name), key=lambda r: r.attributes["ai.event.seq"])
+
+
+def _signature(spans: list[SpanRecord], logs: list[LogRecordData]) -> dict[str, Any]:
+    """What must be identical between files and wire: names, structure, attribute keys,
+    span events and the ordered event stream (ids and timings differ by nature)."""
+    by_id = {s.span_id: s for s in spans}
+    return {
+        "spans": Counter(s.name for s in spans),
+        "structure": Counter((s.name, by_id[s.parent_span_id].name if s.parent_span_id else None) for s in spans),
+        "attribute_keys": sorted((s.name, tuple(sorted(s.attributes))) for s in spans),
+        "span_events": sorted((s.name, tuple(e.name for e in s.events)) for s in spans),
+        "links": sorted((s.name, len(s.links)) for s in spans),
+        "status": sorted((s.name, s.attributes.get("ai.node.id", ""), s.status_code) for s in spans),
+        "event_names": [r.event_name for r in _events(logs)],
+        "event_spans": [by_id[r.span_id].name for r in _events(logs)],
+        "event_attribute_keys": [tuple(sorted(r.attributes)) for r in _events(logs)],
+        "plain_logs": sorted(str(r.body) for r in logs if not r.event_name),
+    }
+
+
+def _check_tree(spans: list[SpanRecord], logs: list[LogRecordData]) -> None:
+    """Parent/child ids hold together inside one data set."""
+    by_id = {s.span_id: s for s in spans}
+    assert len(by_id) == len(spans), "a span id appears twice"
+    (run,) = [s for s in spans if s.name == "ai.run"]
+    assert run.parent_span_id is None
+    assert {s.trace_id for s in spans} == {run.trace_id}
+    for span in spans:
+        if span.name.startswith("ai.stage ") or span.name in ("ai.paper", "ai.validation"):
+            assert span.parent_span_id == run.span_id, span.name
+        elif span.name.startswith("ai.node "):
+            parent = by_id[span.parent_span_id]  # type: ignore[index]
+            assert parent.name == f"ai.stage {span.attributes['ai.stage.name']}"
+        elif span.name == "ai.node.execute":
+            assert by_id[span.parent_span_id].name.startswith("ai.node ")  # type: ignore[index]
+    nodes = {s.attributes["ai.node.id"]: s for s in spans if s.name.startswith("ai.node ")}
+    # the node a node derives from: ai.node.parent_id and a link to its span
+    debug = nodes["debug-b"]
+    assert debug.attributes["ai.node.parent_id"] == "draft-a"
+    assert [link.span_id for link in debug.links] == [nodes["draft-a"].span_id]
+    # every log record points into this trace, at a span that exists
+    for record in logs:
+        assert record.trace_id == run.trace_id
+        assert record.span_id in by_id, record.event_name
+        assert record.attributes["ai.run.id"] == "embedded-1"
+
+
+# --------------------------------------------------------------------------- files
+
+
+def test_no_endpoint_writes_one_jsonl_file_per_signal() -> None:
+    _scenario()
+    assert otel_ai.shutdown(10.0)
+    files = sorted(p.name for p in _data_dir().iterdir())
+    host = re.escape("".join(c if c.isalnum() or c in "-_" else "_" for c in socket.gethostname())[:64])
+    assert len(files) == 3, files
+    for signal, name in zip(("logs", "metrics", "traces"), files):
+        assert re.fullmatch(rf"{signal}-\d{{8}}T\d{{6}}Z-{host}-{os.getpid()}\.jsonl", name), name
+
+
+def test_files_are_otlp_json_lines_the_collector_reads() -> None:
+    _scenario()
+    assert otel_ai.shutdown(10.0)
+    top_keys = {"traces": "resourceSpans", "logs": "resourceLogs", "metrics": "resourceMetrics"}
+    for signal, key in top_keys.items():
+        (path,) = _data_dir().glob(f"{signal}-*.jsonl")
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        assert lines
+        for line in lines:
+            assert list(json.loads(line)) == [key]
+    (traces,) = _data_dir().glob("traces-*.jsonl")
+    span = json.loads(traces.read_text().splitlines()[0])["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    # the otlpjsonfile encoding: ids in lowercase hex, not base64
+    assert re.fullmatch(r"[0-9a-f]{32}", span["traceId"])
+    assert re.fullmatch(r"[0-9a-f]{16}", span["spanId"])
+    assert load_directory(_data_dir()).skipped_lines == 0
+
+
+def test_files_read_back_like_the_wire(otlp_receiver: OTLPReceiver) -> None:
+    _scenario()
+    assert otel_ai.shutdown(10.0)
+    files = load_directory(_data_dir())
+
+    otel_ai.testing.reset()
+    otel_ai.configure(endpoint=otlp_receiver.http_endpoint)
+    _scenario()
+    assert otel_ai.force_flush(10.0)
+    wire_spans, wire_logs = otlp_receiver.spans(), otlp_receiver.logs()
+    otel_ai.testing.reset()
+
+    _check_tree(files.spans, files.logs)
+    _check_tree(wire_spans, wire_logs)
+    assert _signature(files.spans, files.logs) == _signature(wire_spans, wire_logs)
+    # and nothing of the OTLP run landed in a file
+    assert len(list(_data_dir().glob("traces-*.jsonl"))) == 1
+    assert len(load_directory(_data_dir()).spans) == len(files.spans)
+
+    # the same metric names on both paths
+    assert {m.name for m in files.metrics} == {m.name for m in otlp_receiver.metrics()}
+    assert {"ai.nodes", "ai.stage.progress"} <= {m.name for m in files.metrics}
+
+
+def test_files_hold_the_attributes_as_given() -> None:
+    _scenario()
+    assert otel_ai.shutdown(10.0)
+    telemetry = load_directory(_data_dir())
+    nodes = {s.attributes["ai.node.id"]: s for s in telemetry.spans if s.name.startswith("ai.node ")}
+    assert nodes["draft-a"].name == "ai.node draft"
+    assert nodes["draft-a"].attributes["ai.node.is_buggy"] is True
+    assert nodes["draft-a"].attributes["ai.node.exc_type"] == "ValueError"
+    assert nodes["draft-a"].status_code == "ERROR"
+    assert nodes["debug-b"].attributes["ai.node.metric.value"] == pytest.approx(0.71)
+    assert nodes["tune-c"].attributes["ai.stage.name"] == "2_baseline_tuning"
+    (run,) = telemetry.spans_named("ai.run")
+    assert run.attributes["ai.run.outcome"] == "completed"
+    assert run.attributes["container.image.name"] == "ghcr.io/x/ai-scientist:1"
+    assert run.status_code == "OK"
+    names = [r.event_name for r in _events(telemetry.logs)]
+    assert names[0] == "ai.run.started" and names[-1] == "ai.run.completed"
+    # one sequence per process over every record, plain log lines included: no gaps
+    seqs = sorted(r.attributes["ai.event.seq"] for r in telemetry.logs)
+    assert seqs == list(range(1, len(telemetry.logs) + 1))
+    for record in _events(telemetry.logs):
+        assert record.attributes["event.name"] == record.event_name
+
+
+# --------------------------------------------------------------------------- subprocesses
+
+
+def _python(script: str, env_extra: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env.update(env_extra or {})
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def test_sdk_disabled_runs_the_experiment_and_writes_nothing() -> None:
+    result = _python(
+        """
+        import otel_ai
+        settings = otel_ai.configure()
+        assert settings.disabled
+        with otel_ai.run("off") as run:
+            with run.stage("1_initial_implementation") as stage:
+                with stage.node("n1", kind="draft") as node:
+                    with node.executing():
+                        total = sum(range(10))
+                    node.completed(False, 0.9, 0.1)
+                stage.progress(1, 1, 1, 0, 1)
+            run.log("a line")
+            run.artifact_detected("plot.png", "plot", 1)
+        print("experiment result", total)
+        """,
+        {"OTEL_SDK_DISABLED": "true"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "experiment result 45"
+    assert not _data_dir().exists() or list(_data_dir().iterdir()) == []
+
+
+FORK_SCRIPT = """
+    import json, os, sys
+    import otel_ai
+    otel_ai.configure()
+    with otel_ai.run("fork-run") as run:
+        with run.stage("1_initial_implementation") as stage:
+            with stage.node("parent-node", kind="draft") as node:
+                node.completed(False, 0.5, 0.01)
+            pid = os.fork()
+            if pid == 0:
+                # a forked worker: its node joins the inherited stage, then it exits
+                # normally, unwinding through the parent's with-blocks and atexit
+                with stage.node("child-node", parent_id="parent-node", kind="improve") as node:
+                    node.completed(False, 0.6, 0.01)
+                run.log("hello from the child")
+                sys.exit(0)
+            _, status = os.waitpid(pid, 0)
+            with stage.node("parent-node-2", parent_id="parent-node", kind="improve") as node:
+                node.completed(False, 0.7, 0.01)
+    print(json.dumps({"parent": os.getpid(), "child": pid, "status": status}))
+"""
+
+
+@pytest.fixture(scope="module")
+def forked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, int], Path]]:
+    data_dir = tmp_path_factory.mktemp("fork") / "otel-ai-runs"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "RUNPOD_"))}
+    env["OTEL_AI_DATA_DIR"] = str(data_dir)
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(FORK_SCRIPT)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    pids = json.loads(result.stdout.strip().splitlines()[-1])
+    assert pids["status"] == 0
+    yield pids, data_dir
+
+
+def _by_pid(data_dir: Path, signal: str, pid: int) -> Telemetry:
+    files = [p for p in data_dir.glob(f"{signal}-*.jsonl") if p.stem.endswith(f"-{pid}")]
+    assert len(files) == 1, sorted(p.name for p in data_dir.iterdir())
+    return load_directory(files[0])
+
+
+def test_forked_child_writes_its_own_files(forked: tuple[dict[str, int], Path]) -> None:
+    pids, data_dir = forked
+    assert pids["child"] != pids["parent"]
+    for signal in ("traces", "logs"):
+        _by_pid(data_dir, signal, pids["parent"])
+        _by_pid(data_dir, signal, pids["child"])
+    names = sorted(p.name for p in data_dir.iterdir())
+    assert all(re.search(rf"-({pids['parent']}|{pids['child']})\.jsonl$", n) for n in names), names
+
+    child_nodes = {s.attributes.get("ai.node.id") for s in _by_pid(data_dir, "traces", pids["child"]).spans}
+    parent_nodes = {s.attributes.get("ai.node.id") for s in _by_pid(data_dir, "traces", pids["parent"]).spans}
+    assert child_nodes == {"child-node"}
+    assert "child-node" not in parent_nodes
+    assert {"parent-node", "parent-node-2"} <= parent_nodes
+
+    child_logs = _by_pid(data_dir, "logs", pids["child"]).logs
+    assert "hello from the child" in [r.body for r in child_logs]
+    assert "hello from the child" not in [r.body for r in _by_pid(data_dir, "logs", pids["parent"]).logs]
+
+
+def test_forked_child_spans_join_the_parents_trace(forked: tuple[dict[str, int], Path]) -> None:
+    _, data_dir = forked
+    spans = load_directory(data_dir).spans
+    (run,) = [s for s in spans if s.name == "ai.run"]
+    (stage,) = [s for s in spans if s.name.startswith("ai.stage ")]
+    (child,) = [s for s in spans if s.attributes.get("ai.node.id") == "child-node"]
+    assert child.trace_id == run.trace_id
+    assert child.parent_span_id == stage.span_id
+
+
+def test_forked_child_does_not_end_the_parents_spans(forked: tuple[dict[str, int], Path]) -> None:
+    pids, data_dir = forked
+    telemetry = load_directory(data_dir)
+    runs = [s for s in telemetry.spans if s.name == "ai.run"]
+    assert len(runs) == 1, "the run span was exported more than once"
+    (run,) = runs
+    assert Counter(s.span_id for s in telemetry.spans)[run.span_id] == 1
+    assert run.attributes["ai.run.outcome"] == "completed"
+    assert run.end_ns >= max(s.end_ns for s in telemetry.spans)  # ended by the parent, last
+    assert len([s for s in telemetry.spans if s.name.startswith("ai.stage ")]) == 1
+    # nor emitted their end events
+    ends = [r for r in telemetry.logs if r.event_name in ("ai.run.completed", "ai.run.abandoned", "ai.run.stage_completed")]
+    assert sorted(r.event_name for r in ends) == ["ai.run.completed", "ai.run.stage_completed"]
+    child_events = {r.event_name for r in _by_pid(data_dir, "logs", pids["child"]).logs if r.event_name}
+    assert child_events <= {"ai.node.created", "ai.node.completed"}
+
+
+def test_forked_child_resource_names_the_child(forked: tuple[dict[str, int], Path]) -> None:
+    pids, data_dir = forked
+    child = _by_pid(data_dir, "traces", pids["child"]).spans
+    assert child
+    assert {s.resource["process.pid"] for s in child} == {pids["child"]}
+
+
+def test_process_exiting_without_ending_its_run_abandons_it() -> None:
+    result = _python(
+        """
+        import otel_ai
+        run = otel_ai.run("left-open")
+        stage = run.stage("1_initial_implementation")
+        node = stage.node("n1", kind="draft")
+        print("bye")
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "bye"
+    telemetry = load_directory(_data_dir())
+    (run,) = telemetry.spans_named("ai.run")
+    assert run.attributes["ai.run.id"] == "left-open"
+    assert run.attributes["ai.run.outcome"] == "abandoned"
+    assert run.status_code == "ERROR"
+    (stage,) = telemetry.spans_named("ai.stage 1_initial_implementation")
+    assert stage.parent_span_id == run.span_id
+    assert stage.end_ns <= run.end_ns
+    (node,) = telemetry.spans_named("ai.node draft")
+    assert node.parent_span_id == stage.span_id
+    abandoned = [r for r in telemetry.logs if r.event_name == "ai.run.abandoned"]
+    assert len(abandoned) == 1
+    assert abandoned[0].span_id == run.span_id
+    assert abandoned[0].attributes["ai.run.outcome"] == "abandoned"
+
+
+def test_run_ended_by_the_code_is_not_abandoned_at_exit() -> None:
+    result = _python(
+        """
+        import otel_ai
+        run = otel_ai.run("ended")
+        run.complete()
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    telemetry = load_directory(_data_dir())
+    (run,) = telemetry.spans_named("ai.run")
+    assert run.attributes["ai.run.outcome"] == "completed"
+    assert not [r for r in telemetry.logs if r.event_name == "ai.run.abandoned"]
+
+
+# --------------------------------------------------------------------------- shutdown deadline
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_shutdown_against_a_hanging_collector_keeps_its_deadline(protocol: str) -> None:
+    with OTLPReceiver(mode="hang", hang_timeout=15.0) as receiver:
+        endpoint = receiver.grpc_endpoint if protocol == "grpc" else receiver.http_endpoint
+        otel_ai.configure(endpoint=endpoint, protocol=protocol)
+        started = time.monotonic()
+        _scenario()
+        assert time.monotonic() - started < 1.0  # emitting never waits for the collector
+        started = time.monotonic()
+        ok = otel_ai.shutdown(timeout=1.0)
+        elapsed = time.monotonic() - started
+        assert ok is False
+        assert elapsed < 3.0, f"shutdown(timeout=1.0) took {elapsed:.1f} s"
+        # telemetry after shutdown is dropped, without error or delay
+        started = time.monotonic()
+        with otel_ai.run("after-shutdown"):
+            pass
+        assert time.monotonic() - started < 0.5
+    assert receiver.spans() == []
