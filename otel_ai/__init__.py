@@ -15,14 +15,16 @@ OTEL_AI_DATA_DIR, which ``otel-ai show`` renders.
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from .config import ConfigurationError, Settings
-from .emitter import EventEmitter, event_callback
-from .export.providers import configure as _configure
-from .export.providers import force_flush, shutdown
-from .model import Execution, Node, Paper, Run, Stage, Validation
 from .version import __version__
+
+if TYPE_CHECKING:
+    from .config import ConfigurationError, Settings
+    from .emitter import EventEmitter, event_callback
+    from .export.providers import force_flush, shutdown
+    from .model import Execution, Node, Paper, Run, Stage, Validation
 
 __all__ = [
     "ConfigurationError",
@@ -42,6 +44,37 @@ __all__ = [
     "shutdown",
 ]
 
+# The front door is lazy: ``import otel_ai`` costs almost nothing, the OpenTelemetry SDK
+# is imported on first use. Python children of ``otel-ai run`` import otel_ai at
+# start-up, and most of them never emit anything.
+_LAZY = {
+    "ConfigurationError": "otel_ai.config",
+    "Settings": "otel_ai.config",
+    "EventEmitter": "otel_ai.emitter",
+    "event_callback": "otel_ai.emitter",
+    "force_flush": "otel_ai.export.providers",
+    "shutdown": "otel_ai.export.providers",
+    "Execution": "otel_ai.model",
+    "Node": "otel_ai.model",
+    "Paper": "otel_ai.model",
+    "Run": "otel_ai.model",
+    "Stage": "otel_ai.model",
+    "Validation": "otel_ai.model",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'otel_ai' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 def configure(**settings: Any) -> Settings:
     """Set up tracing, logs and metrics for this process; returns the effective settings.
@@ -53,6 +86,8 @@ def configure(**settings: Any) -> Settings:
     setting. Calling it again is harmless; the first configuration stays. The front
     doors configure from the environment on first use when this was never called.
     """
+    from .export.providers import configure as _configure
+
     return _configure(**settings).settings
 
 
@@ -70,6 +105,9 @@ def run(
     Use it as a context manager; leaving the block ends the run as completed, an
     exception ends it as failed (recorded, then re-raised), KeyboardInterrupt as
     canceled. ``run_id`` defaults to OTEL_AI_RUN_ID, else a new id. Other keyword
-    arguments become attributes of the run span.
+    arguments become attributes of the run span. Under ``otel-ai run``, a run of the
+    wrapper's id joins the wrapper's ``ai.run`` span instead of starting a second one.
     """
-    return Run(run_id, pod_id=pod_id, gpu=gpu, region=region, image=image, attributes=attributes)
+    from .model.vocabulary import open_run
+
+    return open_run(run_id, pod_id=pod_id, gpu=gpu, region=region, image=image, attributes=attributes)

@@ -84,6 +84,13 @@ RUN_FAILED_STAGE: Final = "ai.run.failed_stage"
 RUN_RETRYABLE: Final = "ai.run.retryable"
 RUN_CANCEL_REASON: Final = "ai.run.cancel_reason"
 RUN_END_REASON: Final = "ai.run.end_reason"
+RUN_ATTEMPT: Final = "ai.run.attempt"  # 1, 2...: `otel-ai run --run-id` again after a crash
+RUN_COMMAND: Final = "ai.run.command"  # the wrapped command line (secrets redacted)
+RUN_EXIT_CODE: Final = "ai.run.exit_code"  # the wrapped command's exit code
+RUN_SIGNAL: Final = "ai.run.signal"  # the signal that ended the command, e.g. SIGKILL
+RUN_STALLED: Final = "ai.run.stalled"  # event: no output, log line or event for a while
+RUN_STALLED_FOR_S: Final = "ai.run.stalled_for_s"
+LINK_PREVIOUS_ATTEMPT: Final = "previous_attempt"
 
 OUTCOME_COMPLETED: Final = "completed"
 OUTCOME_FAILED: Final = "failed"

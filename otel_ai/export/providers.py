@@ -154,6 +154,8 @@ def _install_globals(pipeline: Pipeline, previous: Pipeline | None) -> None:
             _forget_globals("logs")
         if metrics_api.get_meter_provider() is previous.meter_provider:
             _forget_globals("metrics")
+    if getattr(trace_api.get_tracer_provider(), "_otel_ai_lazy", False):
+        _forget_globals("traces")  # the bootstrap's stand-in, waiting for this pipeline
     if isinstance(trace_api.get_tracer_provider(), trace_api.ProxyTracerProvider):
         trace_api.set_tracer_provider(pipeline.tracer_provider)  # type: ignore[arg-type]
     if type(get_logger_provider()).__name__ == "ProxyLoggerProvider":
@@ -336,3 +338,29 @@ def _reset_for_tests() -> None:
     with _lock:
         _pipeline = None
     _forget_globals("traces", "logs", "metrics")
+
+
+def log_backlog() -> float:
+    """How full the log export queue is, 0..1 (0 when unknown): for producers of our own
+    (the wrapper's output lines) that may wait for the exporter instead of dropping."""
+    pipeline = _pipeline
+    if pipeline is None or pipeline.logger_provider is None:
+        return 0.0
+    try:
+        multi = pipeline.logger_provider._multi_log_record_processor
+        fill = 0.0
+        for processor in multi._log_record_processors:
+            batch = getattr(processor, "_batch_processor", None)
+            if batch is not None and batch._max_queue_size:
+                fill = max(fill, len(batch._queue) / batch._max_queue_size)
+        return fill
+    except AttributeError:  # another SDK version: no back-pressure, the bound still holds
+        return 0.0
+
+
+def export_ended_span(span: Any) -> None:
+    """Send a span built elsewhere (``otel-ai recover`` rebuilds the run span of a dead
+    wrapper) through this process's span pipeline: redaction, batching, export."""
+    pipeline = get_pipeline()
+    if pipeline.tracer_provider is not None:
+        pipeline.tracer_provider._active_span_processor.on_end(span)

@@ -48,7 +48,7 @@ class RunRegistry:
         """The most recently started run still open in this process."""
         with self._lock:
             for run in reversed(self._open.values()):
-                if run.owned_here:
+                if run.owned_here or run.attached:
                     return run
             return None
 

@@ -19,7 +19,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -31,6 +31,7 @@ from opentelemetry.trace import Link, Span, SpanContext, Status, StatusCode
 from .. import semconv
 from .._internal import never_raise, report_internal_error
 from ..export.providers import before_shutdown, get_pipeline
+from ..propagation import MSG_NODE, MSG_PROGRESS, MSG_RUN_END, MSG_STAGE, MSG_STAGE_END, report
 from .coerce import MAX_TEXT, as_float, coerce_attributes, is_finite, to_text, truncate
 from .events import ERROR, INFO, WARN, EventBuffer, emit_log, instruments, severity, summary
 
@@ -213,10 +214,16 @@ class Run(_SpanOwner):
         region: str | None = None,
         image: str | None = None,
         parent: Context | None = None,
+        links: Sequence[Link] = (),
         synthesized: bool = False,
         attributes: Mapping[str, Any] | None = None,
+        attach: SpanContext | None = None,
     ) -> None:
+        """Start a run. With ``attach`` (the ``ai.run`` span of ``otel-ai run``, from
+        TRACEPARENT), no span is started here: this process's stages join that run, and
+        how it ends is reported to the wrapper, which ends the span."""
         pipeline = get_pipeline()
+        self.attached = attach is not None
         self.run_id = str(run_id) if run_id else (pipeline.settings.run_id or new_run_id())
         resource = pipeline.resource.attributes if pipeline.resource is not None else {}
         attrs: dict[str, Any] = {
@@ -232,14 +239,18 @@ class Run(_SpanOwner):
             attrs[semconv.SPAN_SYNTHESIZED] = True
         attrs = coerce_attributes(attrs)
         start = _now()
-        span = pipeline.tracer.start_span(
-            semconv.SPAN_RUN,
-            # a run is a new trace unless an orchestrator's context is given
-            context=parent if parent is not None else Context(),
-            kind=trace_api.SpanKind.INTERNAL,
-            attributes=attrs,
-            start_time=start,
-        )
+        if attach is not None:
+            span: Span = trace_api.NonRecordingSpan(attach)
+        else:
+            span = pipeline.tracer.start_span(
+                semconv.SPAN_RUN,
+                # a run is a new trace unless an orchestrator's context is given
+                context=parent if parent is not None else Context(),
+                kind=trace_api.SpanKind.INTERNAL,
+                attributes=attrs,
+                links=links,
+                start_time=start,
+            )
         super().__init__(None, span, start)
         self._run = self
         self.outcome: str | None = None
@@ -249,9 +260,14 @@ class Run(_SpanOwner):
         self._owners: dict[int, _SpanOwner] = {span.get_span_context().span_id: self}
         self._nodes_by_id: dict[str, Node] = {}
         self._failed_stage: str | None = None
-        self._log_event(semconv.RUN_STARTED, attrs)
         from .registry import registry
 
+        if attach is None:
+            self._log_event(semconv.RUN_STARTED, attrs)
+        else:
+            self._pid = -1  # shared by every process of the wrapped command, owned by none
+            with _open_lock:
+                _open_spans.discard(self)
         registry.add(self)
 
     def __repr__(self) -> str:
@@ -497,6 +513,9 @@ class Run(_SpanOwner):
         level: tuple[Any, str],
         exception: Mapping[str, Any] | None = None,
     ) -> None:
+        if self.attached:
+            self._report_end(outcome, attributes, exception)
+            return
         if not self._claim_end():
             if self.owned_here:
                 self._duplicate(event, attributes)
@@ -517,11 +536,21 @@ class Run(_SpanOwner):
 
         registry.ended(self)
 
-    def _close_children(self, outcome: str) -> None:
+    def _report_end(self, outcome: str, attributes: Mapping[str, Any], exception: Mapping[str, Any] | None) -> None:
+        """Attached to the wrapper's run: end this process's open stages and tell the
+        wrapper how the run ended here; the wrapper ends the ``ai.run`` span."""
+        self._close_children(outcome, owned_only=True)
+        report(
+            MSG_RUN_END,
+            outcome=outcome,
+            attributes=coerce_attributes({**attributes, **(exception or {})}),
+        )
+
+    def _close_children(self, outcome: str, *, owned_only: bool = False) -> None:
         with self._lock:
             children = list(self._children)
         for child in reversed(children):
-            if not child.ended:
+            if not child.ended and (child.owned_here or not owned_only):
                 child._close_by_parent(outcome)
 
     def _duplicate(self, event: str, attributes: Mapping[str, Any] | None = None) -> None:
@@ -575,6 +604,8 @@ class Stage(_SpanOwner):
         self._reported_counts: tuple[int, int, int] | None = None
         self._progress_updates = 0
         self._log_event(semconv.STAGE_STARTED, attrs)
+        context = span.get_span_context()
+        report(MSG_STAGE, name=name, trace_id=f"{context.trace_id:032x}", span_id=f"{context.span_id:016x}")
 
     def __repr__(self) -> str:
         return f"<otel_ai Stage {self.name!r} {'ended' if self._ended else 'open'}>"
@@ -692,6 +723,8 @@ class Stage(_SpanOwner):
         if all(isinstance(c, int) for c in counts):
             self._reported_counts = counts  # type: ignore[assignment]
         self._event(semconv.STAGE_PROGRESS, attrs)
+        report(MSG_PROGRESS, stage=self.name, progress=value, good=good_nodes, buggy=buggy_nodes, total=total_nodes,
+               best=attrs[semconv.STAGE_BEST_METRIC])
         tools = instruments()
         if value is not None and is_finite(value):
             tools.stage_progress(self.run.run_id, self.name, value)
@@ -789,6 +822,7 @@ class Stage(_SpanOwner):
             status = Status(StatusCode.ERROR, f"stage ended by its run: {outcome}")
         attrs = coerce_attributes(attrs)
         self._log_event(semconv.STAGE_COMPLETED, attrs, level)
+        report(MSG_STAGE_END, name=self.name)
         if error:
             _record_exception(self._span, error)
         self._finish(status, attrs)
@@ -963,6 +997,7 @@ class Node(_SpanOwner):
             _record_exception(self._span, error)
         end = _now()
         self._finish(status, attrs)
+        report(MSG_NODE, stage=self.stage.name, buggy=buggy)
         labels = {semconv.RUN_ID: self.run.run_id, semconv.STAGE_NAME: self.stage.name}
         tools = instruments()
         if buggy is not None:

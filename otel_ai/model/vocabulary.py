@@ -9,10 +9,12 @@ produce the same telemetry as the context managers they drive.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from .. import semconv
+from ..propagation import wrapped_run
 from .registry import registry
 from .spans import Run
 
@@ -35,9 +37,41 @@ def _stage_name(data: dict[str, Any]) -> str | None:
     return None if name is None else str(name)
 
 
+def _wrapper_run(run_id: str | None) -> Run | None:
+    """Under ``otel-ai run``, the wrapper's run (attached once per process) when
+    ``run_id`` names it or names nothing."""
+    wrapped = wrapped_run()
+    if wrapped is None or (run_id and str(run_id) != wrapped[0]):
+        return None
+    with _attach_lock:
+        run = registry.get(wrapped[0])
+        if run is None or not run.attached:
+            run = Run(wrapped[0], attach=wrapped[1])
+        return run
+
+
+_attach_lock = threading.Lock()
+
+
+def open_run(
+    run_id: str | None,
+    *,
+    pod_id: Any = None,
+    gpu: Any = None,
+    region: Any = None,
+    image: Any = None,
+    attributes: Mapping[str, Any] | None = None,
+) -> Run:
+    """A new run for the context-manager front door (the wrapper's, when wrapped)."""
+    return _wrapper_run(run_id) or Run(run_id, pod_id=pod_id, gpu=gpu, region=region, image=image, attributes=attributes)
+
+
 def find_run(run_id: str | None, *, pod_id: str | None = None) -> Run:
     """The run of that id (or the current one); started implicitly when unknown, so an
     event for a run never started is still recorded, under a synthesized run span."""
+    wrapper = _wrapper_run(run_id)
+    if wrapper is not None:
+        return wrapper
     if run_id:
         run = registry.get(str(run_id))
         if run is not None:
@@ -59,6 +93,9 @@ def start_run(
     attributes: Mapping[str, Any] | None = None,
 ) -> Run:
     """``ai.run.started`` by id: a new run, or a duplicate recorded on the open one."""
+    wrapper = _wrapper_run(run_id)
+    if wrapper is not None:
+        return wrapper
     existing = registry.get(str(run_id)) if run_id else None
     if existing is not None and not existing.ended:
         existing._duplicate(semconv.RUN_STARTED, attributes)

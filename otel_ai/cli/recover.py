@@ -1,0 +1,49 @@
+"""``otel-ai recover``: end the runs whose ``otel-ai run`` died, as abandoned."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..config import resolve
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser(
+        "recover",
+        help="end runs whose wrapper died (ai.run.outcome=abandoned) and deliver what is spooled",
+        description=(
+            "Find the runs of OTEL_AI_DATA_DIR whose otel-ai run process is gone (SIGKILL, "
+            "evicted pod) and end each with its original trace and span ids and start time, "
+            "as ai.run.outcome=abandoned. Running it again changes nothing."
+        ),
+    )
+    parser.add_argument("--data-dir", help="the data directory (default: OTEL_AI_DATA_DIR or ./otel-ai-runs)")
+    parser.add_argument("--timeout", type=float, default=30.0, help="deadline for delivering everything (default 30 s)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..export.providers import configure, shutdown
+    from ..runner.state import list_states, recover
+
+    overrides = {"data_dir": args.data_dir} if args.data_dir else {}
+    settings = resolve(**overrides)
+    data_dir = Path(settings.data_dir).resolve()
+    pending = [state for _, state in list_states(data_dir) if state is not None]
+    if not pending:
+        print(f"otel-ai recover: no unfinished run in {data_dir}")
+        return 0
+    configure(**overrides)
+    recovered = recover(data_dir)
+    still_running = [s.run_id for s in pending if s.run_id not in {r.run_id for r in recovered}]
+    for item in recovered:
+        print(f"recovered run {item.run_id} (attempt {item.attempt}): trace {item.trace_id}, ended as abandoned")
+    for run_id in still_running:
+        print(f"run {run_id} is still running; left alone")
+    ok = shutdown(args.timeout)
+    if not ok:
+        print("otel-ai recover: not everything could be delivered in time", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,240 @@
+"""Joining the wrapper's trace: TRACEPARENT, process pools, the channel to the wrapper.
+
+``otel-ai run`` starts the experiment with ``TRACEPARENT`` (its ``ai.run`` span),
+``OTEL_AI_RUN_ID`` and ``OTEL_AI_CHANNEL`` (a local datagram socket). In such a child:
+
+- the front doors attach to the wrapper's run instead of starting a second ``ai.run``;
+- :func:`report` tells the wrapper what its status line and run span need (stage,
+  progress, node counts, best metric, tokens, how the run ended), without ever blocking:
+  a datagram that cannot be sent at once is dropped and counted;
+- a task submitted to a ``ProcessPoolExecutor`` carries the submitter's trace context to
+  the worker, which flushes its telemetry before the task returns (a pool's workers are
+  killed with SIGTERM when it shuts down).
+
+Nothing here imports the OpenTelemetry SDK at import time: the bootstrap of every Python
+child imports this module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+TRACEPARENT = "TRACEPARENT"
+TRACESTATE = "TRACESTATE"
+RUN_ID_ENV = "OTEL_AI_RUN_ID"
+CHANNEL_ENV = "OTEL_AI_CHANNEL"
+# how long a pool worker may spend flushing at the end of each task
+WORKER_FLUSH_TIMEOUT_ENV = "OTEL_AI_WORKER_FLUSH_TIMEOUT"
+MAX_DATAGRAM = 8192
+
+# message kinds, children -> wrapper
+MSG_STAGE = "stage"
+MSG_STAGE_END = "stage_end"
+MSG_PROGRESS = "progress"
+MSG_NODE = "node"
+MSG_TOKENS = "tokens"
+MSG_RUN_END = "run_end"
+MSG_ACTIVITY = "activity"
+
+
+def parse_traceparent(value: str | None) -> tuple[int, int, int] | None:
+    """(trace id, span id, flags) of a W3C ``traceparent`` header, None if invalid."""
+    if not value:
+        return None
+    parts = value.strip().split("-")
+    if len(parts) < 4 or len(parts[1]) != 32 or len(parts[2]) != 16 or parts[0] == "ff":
+        return None
+    try:
+        trace_id, span_id, flags = int(parts[1], 16), int(parts[2], 16), int(parts[3][:2], 16)
+    except ValueError:
+        return None
+    if trace_id == 0 or span_id == 0:
+        return None
+    return trace_id, span_id, flags
+
+
+def format_traceparent(trace_id: int, span_id: int, sampled: bool = True) -> str:
+    return f"00-{trace_id:032x}-{span_id:016x}-{'01' if sampled else '00'}"
+
+
+def parent_span_context(environ: Mapping[str, str] | None = None) -> Any:
+    """The remote SpanContext named by TRACEPARENT (and TRACESTATE), or None."""
+    env = os.environ if environ is None else environ
+    parsed = parse_traceparent(env.get(TRACEPARENT))
+    if parsed is None:
+        return None
+    from opentelemetry.trace import SpanContext, TraceFlags, TraceState
+
+    trace_id, span_id, flags = parsed
+    state = TraceState.from_header([env[TRACESTATE]]) if env.get(TRACESTATE) else None
+    return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags & 1), trace_state=state)
+
+
+_UNSET: Any = object()
+_wrapped: Any = _UNSET
+
+
+def wrapped_run(environ: Mapping[str, str] | None = None) -> tuple[str, Any] | None:
+    """(run id, the wrapper's run span context) when this process runs under
+    ``otel-ai run``; None otherwise. Read once per process from the environment."""
+    global _wrapped
+    if environ is None:
+        if _wrapped is _UNSET:
+            _wrapped = _wrapped_run(os.environ)
+        return _wrapped  # type: ignore[no-any-return]
+    return _wrapped_run(environ)
+
+
+def _wrapped_run(env: Mapping[str, str]) -> tuple[str, Any] | None:
+    run_id = env.get(RUN_ID_ENV, "").strip()
+    if not run_id or not env.get(CHANNEL_ENV):
+        return None
+    context = parent_span_context(env)
+    return (run_id, context) if context is not None else None
+
+
+# --- the channel to the wrapper (child side) ------------------------------------------
+class _Reporter:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.dropped = 0
+        self._pid = os.getpid()
+        self._sock = self._open()
+
+    def _open(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        return sock
+
+    def send(self, message: Mapping[str, Any]) -> None:
+        if self._pid != os.getpid():  # a forked child gets a socket of its own
+            self._pid = os.getpid()
+            self._sock = self._open()
+        try:
+            data = json.dumps(message, default=str, separators=(",", ":")).encode()[:MAX_DATAGRAM]
+            self._sock.sendto(data, self.path)
+        except OSError:
+            # the wrapper is gone or its buffer is full: never wait, count the loss
+            self.dropped += 1
+
+
+_reporter: _Reporter | None = None
+_reporter_checked = False
+_reporter_lock = threading.Lock()
+
+
+def report(kind: str, **fields: Any) -> None:
+    """Tell the wrapper something (a no-op when this process is not wrapped)."""
+    global _reporter, _reporter_checked
+    if not _reporter_checked:
+        with _reporter_lock:
+            if not _reporter_checked:
+                path = os.environ.get(CHANNEL_ENV)
+                _reporter = _Reporter(path) if path else None
+                _reporter_checked = True
+    reporter = _reporter
+    if reporter is not None:
+        fields["kind"] = kind
+        fields["pid"] = os.getpid()
+        reporter.send(fields)
+
+
+def reset() -> None:
+    """Forget what was read from the environment (tests): the wrapper's run, the channel."""
+    global _reporter, _reporter_checked, _wrapped
+    with _reporter_lock:
+        _reporter = None
+        _reporter_checked = False
+        _wrapped = _UNSET
+
+
+# --- process pools -----------------------------------------------------------------------
+def _current_carrier() -> dict[str, str] | None:
+    """The trace context of the submitting code, if OpenTelemetry is in use here."""
+    import sys
+
+    if "opentelemetry.context" not in sys.modules:
+        return None  # nothing traced in this process yet: the worker inherits TRACEPARENT
+    from opentelemetry import trace
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    if not trace.get_current_span().get_span_context().is_valid:
+        return None
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(carrier)
+    return carrier or None
+
+
+def call_in_context(carrier: dict[str, str] | None, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Run a pool task in the worker under the submitter's trace context, then flush.
+
+    A module-level function, so it pickles for spawn workers as well as fork ones.
+    """
+    token = None
+    if carrier:
+        try:
+            from opentelemetry import context
+            from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+            token = context.attach(TraceContextTextMapPropagator().extract(carrier))
+        except Exception:  # noqa: BLE001 - the task runs regardless
+            token = None
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        if token is not None:
+            from opentelemetry import context
+
+            context.detach(token)
+        _flush_worker()
+
+
+def _flush_worker() -> None:
+    import sys
+
+    providers = sys.modules.get("otel_ai.export.providers")
+    if providers is None or providers.current_pipeline() is None:
+        return  # this worker emitted nothing
+    try:
+        timeout = float(os.environ.get(WORKER_FLUSH_TIMEOUT_ENV, "5"))
+    except ValueError:
+        timeout = 5.0
+    try:
+        providers.force_flush(timeout)
+    except Exception:  # noqa: BLE001 - never fail the task for telemetry
+        pass
+
+
+def instrument_process_pool(module: Any) -> None:
+    """Wrap ``ProcessPoolExecutor.submit`` of ``concurrent.futures.process`` (once)."""
+    executor = getattr(module, "ProcessPoolExecutor", None)
+    if executor is None or getattr(executor.submit, "_otel_ai_wrapped", False):
+        return
+    original = executor.submit
+
+    def submit(self: Any, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        try:
+            carrier = _current_carrier()
+        except Exception:  # noqa: BLE001
+            carrier = None
+        if carrier is None and not os.environ.get(CHANNEL_ENV):
+            return original(self, fn, *args, **kwargs)
+        return original(self, call_in_context, carrier, fn, args, kwargs)
+
+    submit._otel_ai_wrapped = True  # type: ignore[attr-defined]
+    submit._otel_ai_original = original  # type: ignore[attr-defined]
+    submit.__wrapped__ = original  # type: ignore[attr-defined]
+    submit.__doc__ = original.__doc__
+    executor.submit = submit
+
+
+def uninstrument_process_pool(module: Any) -> None:
+    executor = getattr(module, "ProcessPoolExecutor", None)
+    original = getattr(getattr(executor, "submit", None), "_otel_ai_original", None)
+    if executor is not None and original is not None:
+        executor.submit = original

@@ -1,0 +1,87 @@
+"""The wrapper's end of the channel its Python children report on (see
+:mod:`otel_ai.propagation`): a local datagram socket, read by a daemon thread."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from ..propagation import MAX_DATAGRAM
+
+logger = logging.getLogger("otel_ai.runner")
+
+
+class ChannelServer:
+    """Receives JSON datagrams and hands each decoded message to ``on_message``."""
+
+    def __init__(self, on_message: Callable[[dict[str, Any]], None]) -> None:
+        self._on_message = on_message
+        # AF_UNIX paths are limited to ~100 bytes: a short name in the temp directory
+        self.path = os.path.join(tempfile.gettempdir(), f"otel-ai-{os.getpid()}-{uuid.uuid4().hex[:8]}.sock")
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        except OSError:
+            pass
+        self._sock.bind(self.path)
+        self._sock.settimeout(0.2)
+        self._stopped = threading.Event()
+        self.received = 0
+        self.malformed = 0
+        self._thread = threading.Thread(target=self._serve, name="otel_ai-channel", daemon=True)
+
+    def start(self) -> ChannelServer:
+        self._thread.start()
+        return self
+
+    def _serve(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                data = self._sock.recv(MAX_DATAGRAM)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            self._handle(data)
+
+    def _handle(self, data: bytes) -> None:
+        try:
+            message = json.loads(data)
+        except ValueError:
+            self.malformed += 1
+            return
+        if not isinstance(message, dict):
+            self.malformed += 1
+            return
+        self.received += 1
+        try:
+            self._on_message(message)
+        except Exception as exc:  # noqa: BLE001 - one bad message must not stop the channel
+            logger.debug("otel_ai: channel message not handled: %s", exc)
+
+    def drain(self) -> None:
+        """Handle what is already queued on the socket (at the end of the run)."""
+        self._sock.setblocking(False)
+        while True:
+            try:
+                data = self._sock.recv(MAX_DATAGRAM)
+            except (BlockingIOError, OSError):
+                break
+            self._handle(data)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(1.0)
+        self.drain()
+        self._sock.close()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass

@@ -1,0 +1,174 @@
+"""Run state files: what ``otel-ai recover`` needs to end a run whose wrapper died.
+
+``otel-ai run`` writes ``{OTEL_AI_DATA_DIR}/state/{run}.json`` atomically at start (trace
+and span id of the ``ai.run`` span, its start time, the wrapper's pid and process start
+time), refreshes it with each heartbeat, and removes it at a clean end. A state file whose
+wrapper is gone is a run nobody will end: :func:`recover` ends it as
+``ai.run.outcome=abandoned`` with the original ids and start time, so the trace is whole,
+then removes the file (running it again changes nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+STATE_DIR = "state"
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+@dataclass
+class RunState:
+    run_id: str
+    trace_id: str
+    span_id: str
+    start_ns: int
+    wrapper_pid: int
+    wrapper_started: float
+    attempt: int = 1
+    parent_span_id: str | None = None
+    last_seen_ns: int = 0
+    resource: dict[str, Any] = field(default_factory=dict)
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    def wrapper_alive(self) -> bool:
+        """True while the process that wrote this state still runs (pid reuse aware)."""
+        try:
+            process = psutil.Process(self.wrapper_pid)
+            return abs(process.create_time() - self.wrapper_started) < 1.0 and process.status() != psutil.STATUS_ZOMBIE
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return False
+
+
+def state_path(data_dir: Path, run_id: str) -> Path:
+    return data_dir / STATE_DIR / f"{_SAFE.sub('_', run_id)[:200]}.json"
+
+
+def write_state(data_dir: Path, state: RunState) -> Path:
+    """Write (or refresh) the state file atomically: a reader never sees half of it."""
+    path = state_path(data_dir, state.run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(asdict(state), handle, default=str)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def read_state(path: Path) -> RunState | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        known = {f for f in RunState.__dataclass_fields__}
+        return RunState(**{k: v for k, v in data.items() if k in known})
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def remove_state(data_dir: Path, run_id: str) -> None:
+    try:
+        state_path(data_dir, run_id).unlink()
+    except FileNotFoundError:
+        pass
+
+
+def list_states(data_dir: Path) -> list[tuple[Path, RunState | None]]:
+    directory = data_dir / STATE_DIR
+    if not directory.is_dir():
+        return []
+    return [(path, read_state(path)) for path in sorted(directory.glob("*.json"))]
+
+
+@dataclass
+class Recovered:
+    run_id: str
+    trace_id: str
+    span_id: str
+    attempt: int
+
+
+def recover(data_dir: Path, *, only_run: str | None = None, reason: str = "wrapper died") -> list[Recovered]:
+    """End every run whose wrapper died, as abandoned, with its original ids."""
+    from .. import semconv
+    from ..export.providers import export_ended_span
+    from ..model.events import WARN, emit_log
+
+    recovered = []
+    for path, state in list_states(data_dir):
+        if state is None:
+            continue  # unreadable (being written right now, or damaged): leave it
+        if only_run is not None and state.run_id != only_run:
+            continue
+        if state.wrapper_alive():
+            continue
+        span = _abandoned_span(state, reason)
+        export_ended_span(span)
+        attributes = dict(span.attributes or {})
+        emit_log(
+            _context_of(span),
+            state.run_id,
+            attributes,
+            event_name=semconv.RUN_ABANDONED,
+            body=f"{semconv.RUN_ABANDONED} outcome=abandoned reason={reason}",
+            level=WARN,
+        )
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        recovered.append(Recovered(state.run_id, state.trace_id, state.span_id, state.attempt))
+    return recovered
+
+
+def _context_of(span: Any) -> Any:
+    from opentelemetry import trace as trace_api
+
+    return trace_api.set_span_in_context(trace_api.NonRecordingSpan(span.context))
+
+
+def _abandoned_span(state: RunState, reason: str) -> Any:
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+    from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+    from .. import semconv
+    from ..model.coerce import coerce_attributes
+    from ..version import __version__
+
+    end_ns = max(state.last_seen_ns, state.start_ns) or time.time_ns()
+    context = SpanContext(int(state.trace_id, 16), int(state.span_id, 16), is_remote=False, trace_flags=TraceFlags(1))
+    parent = None
+    if state.parent_span_id:
+        parent = SpanContext(int(state.trace_id, 16), int(state.parent_span_id, 16), is_remote=True, trace_flags=TraceFlags(1))
+    attributes: Mapping[str, Any] = coerce_attributes(
+        {
+            **state.attributes,
+            semconv.RUN_ID: state.run_id,
+            semconv.RUN_OUTCOME: semconv.OUTCOME_ABANDONED,
+            semconv.RUN_END_REASON: reason,
+            semconv.RUN_ATTEMPT: state.attempt,
+            semconv.RUN_DURATION_S: round((end_ns - state.start_ns) / 1e9, 6),
+        }
+    )
+    return ReadableSpan(
+        name=semconv.SPAN_RUN,
+        context=context,
+        parent=parent,
+        resource=Resource(state.resource),
+        attributes=attributes,
+        kind=SpanKind.INTERNAL,
+        status=Status(StatusCode.ERROR, f"run abandoned: {reason}"),
+        start_time=state.start_ns,
+        end_time=end_ns,
+        instrumentation_scope=InstrumentationScope(semconv.SCOPE_NAME, __version__),
+    )

@@ -1,0 +1,456 @@
+"""Run one command under an ``ai.run`` span and end the run with its outcome."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+from opentelemetry import trace as trace_api
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, SpanContext, TraceFlags
+
+from .. import semconv
+from ..bootstrap import SITE_DIR
+from ..config import Settings
+from ..export.providers import configure, shutdown
+from ..model.spans import Run
+from ..propagation import (
+    CHANNEL_ENV,
+    MSG_ACTIVITY,
+    MSG_NODE,
+    MSG_PROGRESS,
+    MSG_RUN_END,
+    MSG_STAGE,
+    MSG_STAGE_END,
+    MSG_TOKENS,
+    RUN_ID_ENV,
+    TRACEPARENT,
+    TRACESTATE,
+    format_traceparent,
+    parent_span_context,
+)
+from ..redaction import redact
+from .channel import ChannelServer
+from .state import RunState, list_states, recover, remove_state, write_state
+from .status import Status, StatusLine
+from .streams import LogSink, OutputPump, TerminalOut, stderr_fd, stdout_fd
+
+logger = logging.getLogger("otel_ai.runner")
+
+_STATE_REFRESH_S = 15.0
+
+
+@dataclass
+class RunOptions:
+    """What ``otel-ai run`` was asked to do (see :mod:`otel_ai.cli.run`)."""
+
+    command: Sequence[str]
+    run_id: str | None = None
+    watch: Sequence[Path] = ()
+    no_watch: bool = False
+    artifacts_uri: str | None = None
+    grace_s: float = 10.0
+    heartbeat_s: float = 60.0
+    stall_s: float = 1800.0
+    shutdown_timeout_s: float = 10.0
+    status: bool | None = None  # None: on when stderr is a terminal
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+class _Progress:
+    """What the children reported, kept for the run span and the status line."""
+
+    def __init__(self, status: Status, run_context: Context) -> None:
+        self.status = status
+        self.lock = threading.Lock()
+        self.run_context = run_context
+        self.stage_context: Context | None = None
+        self.stages_seen: list[str] = []
+        self.run_end: dict[str, Any] | None = None
+        self.nodes = {"good": 0, "buggy": 0}
+        self._progress_reported = False
+
+    def on_message(self, message: dict[str, Any]) -> None:
+        kind = message.get("kind")
+        with self.lock:
+            if kind == MSG_STAGE:
+                name = str(message.get("name") or "")
+                self.status.stage = name
+                if name and name not in self.stages_seen:
+                    self.stages_seen.append(name)
+                self.stage_context = _remote_context(message.get("trace_id"), message.get("span_id"))
+                self.status.progress = None
+            elif kind == MSG_STAGE_END:
+                if message.get("name") == self.status.stage:
+                    self.stage_context = None
+            elif kind == MSG_PROGRESS:
+                self._progress_reported = True
+                self.status.stage = str(message.get("stage") or self.status.stage or "")
+                for key, attr in (("progress", "progress"), ("good", "good"), ("buggy", "buggy"), ("total", "total"), ("best", "best")):
+                    if message.get(key) is not None:
+                        setattr(self.status, attr, message[key])
+            elif kind == MSG_NODE:
+                buggy = message.get("buggy")
+                if buggy is not None:
+                    self.nodes["buggy" if buggy else "good"] += 1
+                if not self._progress_reported:  # counts from nodes until progress is reported
+                    self.status.good, self.status.buggy = self.nodes["good"], self.nodes["buggy"]
+                    self.status.total = self.nodes["good"] + self.nodes["buggy"]
+            elif kind == MSG_TOKENS:
+                self.status.input_tokens += int(message.get("input") or 0)
+                self.status.output_tokens += int(message.get("output") or 0)
+            elif kind == MSG_RUN_END:
+                self.run_end = message
+
+    def log_context(self) -> tuple[Context | None, str | None]:
+        """Where a line of output belongs: the open stage, else the run."""
+        with self.lock:
+            if self.stage_context is not None:
+                return self.stage_context, self.status.stage
+            return self.run_context, None
+
+
+def _remote_context(trace_id: Any, span_id: Any) -> Context | None:
+    try:
+        context = SpanContext(int(str(trace_id), 16), int(str(span_id), 16), is_remote=True, trace_flags=TraceFlags(1))
+    except (TypeError, ValueError):
+        return None
+    if not context.is_valid:
+        return None
+    return trace_api.set_span_in_context(trace_api.NonRecordingSpan(context))
+
+
+class Supervisor:
+    """Starts the command, follows it, ends the run; :meth:`run` returns the exit code."""
+
+    def __init__(self, options: RunOptions, settings_overrides: dict[str, Any] | None = None) -> None:
+        self.options = options
+        self._overrides = settings_overrides or {}
+        self._signal_received: int | None = None
+        self._kill_timer: threading.Timer | None = None
+        self._last_activity = time.monotonic()
+        self._stalled = False
+        self._stop = threading.Event()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    # -- the whole run ------------------------------------------------------------------
+    def run(self) -> int:
+        pipeline = configure(**self._overrides)
+        settings = pipeline.settings
+        data_dir = settings.data_dir.resolve()
+        run_id = self.options.run_id or settings.run_id or _new_run_id()
+        attempt, previous = self._previous_attempt(data_dir, run_id)
+        run = Run(
+            run_id,
+            parent=_orchestrator_context(),
+            links=[previous] if previous is not None else (),
+            attributes={
+                semconv.RUN_ATTEMPT: attempt,
+                semconv.RUN_COMMAND: redact(shlex.join(self.options.command))[:4096],
+            },
+        )
+        span_context = run.span_context
+        state = RunState(
+            run_id=run_id,
+            trace_id=f"{span_context.trace_id:032x}",
+            span_id=f"{span_context.span_id:016x}",
+            parent_span_id=_parent_span_id(run),
+            start_ns=run._start_ns,
+            wrapper_pid=os.getpid(),
+            wrapper_started=psutil.Process().create_time(),
+            attempt=attempt,
+            last_seen_ns=time.time_ns(),
+            resource=dict(pipeline.resource.attributes) if pipeline.resource is not None else {},
+            attributes={semconv.RUN_COMMAND: redact(shlex.join(self.options.command))[:4096]},
+        )
+        write_state(data_dir, state)
+        # the start event out now, not in 5 s: a run that dies early is still seen to start
+        threading.Thread(target=_flush_logs, args=(pipeline,), name="otel_ai-start-flush", daemon=True).start()
+        status = Status(run_id)
+        progress = _Progress(status, run.log_context)
+        channel = ChannelServer(self._on_message_from(progress)).start()
+        status_line = self._status_line(status)
+        sink = LogSink(run_id, progress.log_context).start(("stdout", "stderr"))
+        exit_code = 1
+        try:
+            exit_code = self._follow(run, settings, channel, sink, status_line)
+        finally:
+            self._stop.set()
+            if status_line is not None:
+                status_line.stop()
+            deadline = time.monotonic() + self.options.shutdown_timeout_s
+            sink.stop(max(deadline - time.monotonic(), 0.1) / 2)
+            channel.stop()
+            self._end_run(run, progress, exit_code)
+            shutdown(max(deadline - time.monotonic(), 0.5))
+            remove_state(data_dir, run_id)
+        return exit_code
+
+    def _follow(self, run: Run, settings: Settings, channel: ChannelServer, sink: LogSink, status_line: StatusLine | None) -> int:
+        env = self._child_environment(run, settings, channel.path)
+        try:
+            self.process = subprocess.Popen(
+                list(self.options.command),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                # its own process group, so a signal reaches the whole experiment tree
+                start_new_session=True,
+            )
+        except OSError as exc:
+            self._launch_error = exc
+            os.write(stderr_fd(), f"otel-ai run: cannot start {self.options.command[0]!r}: {exc.strerror or exc}\n".encode())
+            return 127 if isinstance(exc, FileNotFoundError) else 126
+        self._launch_error = None
+        out = TerminalOut(stdout_fd(), status_line if status_line and status_line.shares_terminal(stdout_fd()) else None)
+        err = TerminalOut(stderr_fd(), status_line)
+        pumps = [
+            OutputPump("stdout", self.process.stdout.fileno(), out, sink, self._activity).start(),  # type: ignore[union-attr]
+            OutputPump("stderr", self.process.stderr.fileno(), err, sink, self._activity).start(),  # type: ignore[union-attr]
+        ]
+        previous_handlers = self._install_signal_handlers()
+        liveness = threading.Thread(target=self._liveness, args=(run, settings), name="otel_ai-liveness", daemon=True)
+        liveness.start()
+        try:
+            returncode = self._wait()
+        finally:
+            self._restore_signal_handlers(previous_handlers)
+        # the command is gone; a grandchild may still hold its pipes open: bounded wait
+        for pump in pumps:
+            pump.join(2.0)
+        if self._kill_timer is not None:
+            self._kill_timer.cancel()
+        self._returncode = returncode
+        return 128 - returncode if returncode < 0 else returncode
+
+    def _wait(self) -> int:
+        assert self.process is not None
+        while True:
+            try:
+                return self.process.wait()
+            except KeyboardInterrupt:  # pragma: no cover - SIGINT is handled, but be safe
+                continue
+
+    # -- the child's environment ----------------------------------------------------------
+    def _child_environment(self, run: Run, settings: Settings, channel_path: str) -> dict[str, str]:
+        env = dict(os.environ)
+        context = run.span_context
+        env[TRACEPARENT] = format_traceparent(context.trace_id, context.span_id, context.trace_flags.sampled)
+        if context.trace_state:
+            env[TRACESTATE] = context.trace_state.to_header()
+        else:
+            env.pop(TRACESTATE, None)
+        env[RUN_ID_ENV] = run.run_id
+        env[CHANNEL_ENV] = channel_path
+        # the effective settings, so children export where the wrapper does
+        env["OTEL_AI_DATA_DIR"] = str(settings.data_dir.resolve())
+        for name in ("endpoint", "traces_endpoint", "logs_endpoint", "metrics_endpoint"):
+            value = getattr(settings, name)
+            if value and settings.sources.get(name) == "argument":
+                env[_VARIABLES[name]] = value
+        if settings.sources.get("protocol") == "argument":
+            env["OTEL_EXPORTER_OTLP_PROTOCOL"] = settings.protocol
+        if settings.sources.get("service_name") == "argument" and settings.service_name:
+            env["OTEL_SERVICE_NAME"] = settings.service_name
+        if self.options.artifacts_uri:
+            env["OTEL_AI_ARTIFACTS_URI"] = self.options.artifacts_uri
+        site = str(SITE_DIR)
+        existing = env.get("PYTHONPATH")
+        env["PYTHONPATH"] = site if not existing else os.pathsep.join([site, existing])
+        env.update(self.options.extra_env)
+        return env
+
+    # -- signals ------------------------------------------------------------------------
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        previous: dict[int, Any] = {}
+        if threading.current_thread() is not threading.main_thread():
+            return previous
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            try:
+                previous[signum] = signal.signal(signum, self._on_signal)
+            except (OSError, ValueError):
+                pass
+        return previous
+
+    def _restore_signal_handlers(self, previous: dict[int, Any]) -> None:
+        for signum, handler in previous.items():
+            try:
+                signal.signal(signum, handler)
+            except (OSError, ValueError):
+                pass
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        first = self._signal_received is None
+        self._signal_received = self._signal_received or signum
+        self._signal_group(signum)
+        if first:
+            timer = threading.Timer(self.options.grace_s, self._signal_group, args=(signal.SIGKILL,))
+            timer.daemon = True
+            timer.start()
+            self._kill_timer = timer
+
+    def _signal_group(self, signum: int) -> None:
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        try:
+            os.killpg(process.pid, signum)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            process.send_signal(signum)
+
+    # -- liveness: heartbeats, stall detection, state refresh ---------------------------
+    def _activity(self) -> None:
+        self._last_activity = time.monotonic()
+        self._stalled = False
+
+    def _on_message_from(self, progress: _Progress) -> Callable[[dict[str, Any]], None]:
+        def on_message(message: dict[str, Any]) -> None:
+            self._activity()
+            if message.get("kind") != MSG_ACTIVITY:
+                progress.on_message(message)
+
+        return on_message
+
+    def _liveness(self, run: Run, settings: Settings) -> None:
+        data_dir = settings.data_dir.resolve()
+        next_beat = time.monotonic() + self.options.heartbeat_s
+        next_state = time.monotonic() + _STATE_REFRESH_S
+        while not self._stop.wait(min(1.0, self.options.heartbeat_s, self.options.stall_s)):
+            now = time.monotonic()
+            if now >= next_beat:
+                run.heartbeat()
+                next_beat = now + self.options.heartbeat_s
+            idle = now - self._last_activity
+            if idle >= self.options.stall_s and not self._stalled:
+                self._stalled = True
+                run.event(semconv.RUN_STALLED, {semconv.RUN_STALLED_FOR_S: round(idle, 1)}, "warning")
+            if now >= next_state:
+                self._refresh_state(data_dir, run.run_id)
+                next_state = now + _STATE_REFRESH_S
+
+    def _refresh_state(self, data_dir: Path, run_id: str) -> None:
+        for path, state in list_states(data_dir):
+            if state is not None and state.run_id == run_id and state.wrapper_pid == os.getpid():
+                state.last_seen_ns = time.time_ns()
+                write_state(data_dir, state)
+
+    # -- attempts -----------------------------------------------------------------------
+    def _previous_attempt(self, data_dir: Path, run_id: str) -> tuple[int, Link | None]:
+        """A run id whose earlier wrapper died: end that attempt, link it, count on."""
+        for _path, state in list_states(data_dir):
+            if state is None or state.run_id != run_id:
+                continue
+            if state.wrapper_alive():
+                raise RunAlreadyRunning(run_id, state.wrapper_pid)
+            recovered = recover(data_dir, only_run=run_id, reason="a new attempt started")
+            if recovered:
+                previous = recovered[0]
+                context = SpanContext(int(previous.trace_id, 16), int(previous.span_id, 16), is_remote=True,
+                                      trace_flags=TraceFlags(1))
+                link = Link(context, {semconv.LINK_TYPE: semconv.LINK_PREVIOUS_ATTEMPT, semconv.RUN_ATTEMPT: previous.attempt})
+                return previous.attempt + 1, link
+        return 1, None
+
+    # -- the end ------------------------------------------------------------------------
+    def _end_run(self, run: Run, progress: _Progress, exit_code: int) -> None:
+        returncode = getattr(self, "_returncode", None)
+        reported = progress.run_end or {}
+        attributes = reported.get("attributes") if isinstance(reported.get("attributes"), dict) else {}
+        stage = attributes.get(semconv.RUN_FAILED_STAGE) or (progress.stages_seen[-1] if progress.stages_seen else None)
+        if self._signal_received is not None:
+            name = signal.Signals(self._signal_received).name
+            run.span.set_attribute(semconv.RUN_EXIT_CODE, exit_code)
+            if returncode is not None and returncode < 0:
+                run.span.set_attribute(semconv.RUN_SIGNAL, signal.Signals(-returncode).name)
+            run._failed_stage = stage
+            run.cancel(f"{name} received by otel-ai run")
+            return
+        launch_error = getattr(self, "_launch_error", None)
+        if launch_error is not None:
+            run.fail(launch_error, stage=stage)
+            return
+        if returncode is not None and returncode < 0:
+            signame = _signal_name(-returncode)
+            run.span.set_attribute(semconv.RUN_SIGNAL, signame)
+            run.span.set_attribute(semconv.RUN_EXIT_CODE, exit_code)
+            run.fail(stage=stage, error_type=signame, message=f"killed by {signame}",
+                     stacktrace=attributes.get(semconv.EXCEPTION_STACKTRACE))
+            return
+        run.span.set_attribute(semconv.RUN_EXIT_CODE, exit_code)
+        if exit_code == 0:
+            run.complete()
+            return
+        run.fail(
+            stage=stage,
+            error_type=attributes.get(semconv.ERROR_TYPE) or f"exit code {exit_code}",
+            message=attributes.get(semconv.EXCEPTION_MESSAGE) or f"{self.options.command[0]} exited with code {exit_code}",
+            stacktrace=attributes.get(semconv.EXCEPTION_STACKTRACE),
+        )
+
+    def _status_line(self, status: Status) -> StatusLine | None:
+        wanted = self.options.status
+        fd = stderr_fd()
+        if wanted is None:
+            wanted = StatusLine.wanted(fd)
+        return StatusLine(status, fd).start() if wanted else None
+
+
+class RunAlreadyRunning(Exception):
+    def __init__(self, run_id: str, pid: int) -> None:
+        super().__init__(f"run {run_id!r} is already running under otel-ai run (pid {pid})")
+
+
+_VARIABLES = {
+    "endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "traces_endpoint": "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "logs_endpoint": "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+    "metrics_endpoint": "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+}
+
+
+def _flush_logs(pipeline: Any) -> None:
+    if pipeline.logger_provider is not None:
+        try:
+            pipeline.logger_provider.force_flush(5000)
+        except Exception as exc:  # noqa: BLE001
+            logger.debug("otel_ai: start event not flushed: %s", exc)
+
+
+def _orchestrator_context() -> Context | None:
+    """The context of an orchestrator that started us with a TRACEPARENT."""
+    parent = parent_span_context()
+    if parent is None:
+        return None
+    return trace_api.set_span_in_context(trace_api.NonRecordingSpan(parent))
+
+
+def _parent_span_id(run: Run) -> str | None:
+    parent = getattr(run.span, "parent", None)
+    return f"{parent.span_id:016x}" if parent is not None else None
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _new_run_id() -> str:
+    from ..model.spans import new_run_id
+
+    return new_run_id()
+
+

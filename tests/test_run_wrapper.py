@@ -1,0 +1,321 @@
+"""`otel-ai run`: real wrapper processes around real commands, telemetry read back from
+the embedded default's files (or an in-test OTLP receiver)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from otel_ai import semconv
+from otel_ai.export.otlp_json import SpanRecord, Telemetry, load_directory
+
+OTEL_AI = [sys.executable, "-m", "otel_ai"]
+
+
+def wrapper_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACEPARENT", "TRACESTATE", "PYTEST_"))}
+    env["OTEL_AI_DATA_DIR"] = str(data_dir)
+    env.update(extra)
+    return env
+
+
+def run_wrapped(tmp_path: Path, command: list[str], *options: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [*OTEL_AI, "run", "--no-status", *options, "--", *command],
+        cwd=tmp_path,
+        env=wrapper_env(tmp_path / "runs", **env),
+        capture_output=True,
+        timeout=timeout,
+    )
+
+
+def telemetry(tmp_path: Path) -> Telemetry:
+    return load_directory(tmp_path / "runs")
+
+
+def one(spans: list[SpanRecord], name: str) -> SpanRecord:
+    found = [s for s in spans if s.name == name]
+    assert len(found) == 1, f"{name}: {len(found)} spans"
+    return found[0]
+
+
+POOL_CHILD = textwrap.dedent(
+    """
+    import concurrent.futures, multiprocessing, os, sys
+    import otel_ai
+    from opentelemetry import trace
+
+    def work(i):
+        with trace.get_tracer("experiment").start_as_current_span(f"task {i}") as span:
+            span.set_attribute("worker.pid", os.getpid())
+        return os.getpid()
+
+    if __name__ == "__main__":
+        method = sys.argv[1]
+        with otel_ai.run() as run:
+            with run.stage("1_initial_implementation", description="pool") as stage:
+                context = multiprocessing.get_context(method)
+                with concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as pool:
+                    pids = list(pool.map(work, range(4)))
+                stage.progress(4, 4, 4, 0, 4)
+        print("workers", sorted(set(pids)), "main", os.getpid())
+    """
+)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_process_pool_workers_join_the_span_that_submitted_them(tmp_path: Path, method: str) -> None:
+    (tmp_path / "child.py").write_text(POOL_CHILD)
+    result = run_wrapped(tmp_path, [sys.executable, "child.py", method], "--run-id", f"pool-{method}")
+    assert result.returncode == 0, result.stderr.decode()
+    assert b"workers" in result.stdout
+    spans = telemetry(tmp_path).spans
+    run = one(spans, "ai.run")
+    stage = one(spans, "ai.stage 1_initial_implementation")
+    tasks = [s for s in spans if s.name.startswith("task ")]
+    assert sorted(s.name for s in tasks) == ["task 0", "task 1", "task 2", "task 3"]
+    assert {s.trace_id for s in spans} == {run.trace_id}, "one trace"
+    assert stage.parent_span_id == run.span_id, "the child's stage joins the wrapper's run"
+    assert {s.parent_span_id for s in tasks} == {stage.span_id}
+    worker_pids = {s.resource["process.pid"] for s in tasks}
+    assert stage.resource["process.pid"] not in worker_pids, "tasks ran in worker processes"
+    assert run.attributes[semconv.RUN_OUTCOME] == "completed"
+    assert len({s.span_id for s in spans}) == len(spans), "no span exported twice"
+
+
+def test_a_bash_command_and_its_output_as_log_records(tmp_path: Path) -> None:
+    script = "echo 'hello out'; echo 'ERROR: disk almost full' >&2; printf 'no newline at the end'"
+    result = run_wrapped(tmp_path, ["bash", "-c", script], "--run-id", "bash-run")
+    assert result.returncode == 0
+    assert result.stdout == b"hello out\nno newline at the end"
+    assert result.stderr == b"ERROR: disk almost full\n"
+    data = telemetry(tmp_path)
+    run = one(data.spans, "ai.run")
+    assert run.attributes[semconv.RUN_OUTCOME] == "completed"
+    assert run.attributes[semconv.RUN_EXIT_CODE] == 0
+    assert run.attributes[semconv.RUN_COMMAND] == shlex.join(["bash", "-c", script])
+    lines = {(r.attributes[semconv.LOG_IOSTREAM], r.body, r.severity_text) for r in data.logs if not r.event_name}
+    assert lines == {
+        ("stdout", "hello out", "INFO"),
+        ("stdout", "no newline at the end", "INFO"),
+        ("stderr", "ERROR: disk almost full", "ERROR"),
+    }
+    assert all(r.trace_id == run.trace_id for r in data.logs)
+    assert [r.event_name for r in data.logs if r.event_name] == ["ai.run.started", "ai.run.completed"]
+    assert not (tmp_path / "runs" / "state" / "bash-run.json").exists(), "state removed at a clean end"
+
+
+def test_exit_code_is_passed_on_and_fails_the_run(tmp_path: Path) -> None:
+    result = run_wrapped(tmp_path, [sys.executable, "-c", "import sys; sys.exit(3)"])
+    assert result.returncode == 3
+    run = one(telemetry(tmp_path).spans, "ai.run")
+    assert run.attributes[semconv.RUN_OUTCOME] == "failed"
+    assert run.attributes[semconv.ERROR_TYPE] == "exit code 3"
+    assert run.status_code == "ERROR"
+
+
+def test_a_command_killed_by_a_signal(tmp_path: Path) -> None:
+    result = run_wrapped(tmp_path, ["bash", "-c", "kill -KILL $$"])
+    assert result.returncode == 128 + 9
+    run = one(telemetry(tmp_path).spans, "ai.run")
+    assert run.attributes[semconv.ERROR_TYPE] == "SIGKILL"
+    assert run.attributes[semconv.RUN_SIGNAL] == "SIGKILL"
+
+
+def test_a_command_that_does_not_exist(tmp_path: Path) -> None:
+    result = run_wrapped(tmp_path, ["no-such-command-here"])
+    assert result.returncode == 127
+    assert b"cannot start" in result.stderr
+    run = one(telemetry(tmp_path).spans, "ai.run")
+    assert run.attributes[semconv.RUN_OUTCOME] == "failed"
+    assert run.attributes[semconv.ERROR_TYPE] == "FileNotFoundError"
+
+
+def test_python_traceback_is_one_error_record_and_names_the_failure(tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        """
+        import otel_ai
+        def train():
+            raise RuntimeError("CUDA out of memory")
+        with otel_ai.run() as run:
+            with run.stage("2_baseline_tuning"):
+                train()
+        """
+    )
+    result = run_wrapped(tmp_path, [sys.executable, "-c", code])
+    assert result.returncode == 1
+    assert b"RuntimeError: CUDA out of memory" in result.stderr
+    data = telemetry(tmp_path)
+    run = one(data.spans, "ai.run")
+    a = run.attributes
+    assert (a[semconv.RUN_OUTCOME], a[semconv.RUN_FAILED_STAGE], a[semconv.ERROR_TYPE]) == ("failed", "2_baseline_tuning", "RuntimeError")
+    assert a[semconv.EXCEPTION_MESSAGE] == "CUDA out of memory"
+    assert "in train" in a[semconv.EXCEPTION_STACKTRACE]
+    (traceback_record,) = [r for r in data.logs if not r.event_name and "Traceback" in str(r.body)]
+    assert traceback_record.severity_text == "ERROR"
+    assert traceback_record.body.splitlines()[-1] == "RuntimeError: CUDA out of memory"
+    assert [s.name for s in data.spans].count("ai.run") == 1, "no second ai.run from the child"
+
+
+def test_sigterm_goes_to_the_command_and_cancels_the_run(tmp_path: Path) -> None:
+    child = textwrap.dedent(
+        """
+        import signal, sys, time, pathlib
+        def stop(signum, frame):
+            pathlib.Path("got-sigterm").write_text("yes")
+            sys.exit(0)
+        signal.signal(signal.SIGTERM, stop)
+        print("ready", flush=True)
+        time.sleep(60)
+        """
+    )
+    process = subprocess.Popen(
+        [*OTEL_AI, "run", "--no-status", "--grace", "5", "--", sys.executable, "-c", child],
+        cwd=tmp_path, env=wrapper_env(tmp_path / "runs"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline() == b"ready\n"
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    finish(process)
+    assert time.monotonic() - started < 15
+    assert (tmp_path / "got-sigterm").read_text() == "yes"
+    run = one(telemetry(tmp_path).spans, "ai.run")
+    assert run.attributes[semconv.RUN_OUTCOME] == "canceled"
+    assert run.attributes[semconv.RUN_CANCEL_REASON] == "SIGTERM received by otel-ai run"
+
+
+def test_a_command_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path: Path) -> None:
+    child = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
+    process = subprocess.Popen(
+        [*OTEL_AI, "run", "--no-status", "--grace", "1", "--", sys.executable, "-c", child],
+        cwd=tmp_path, env=wrapper_env(tmp_path / "runs"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stdout.readline() == b"ready\n"
+    process.send_signal(signal.SIGTERM)
+    assert finish(process) == 128 + 9
+    run = one(telemetry(tmp_path).spans, "ai.run")
+    assert run.attributes[semconv.RUN_OUTCOME] == "canceled"
+    assert run.attributes[semconv.RUN_SIGNAL] == "SIGKILL"
+
+
+def test_sigkill_of_the_wrapper_then_recover(tmp_path: Path) -> None:
+    child = "import os, time; print(os.environ['TRACEPARENT'], flush=True); time.sleep(60)"
+    env = wrapper_env(tmp_path / "runs")
+    process = subprocess.Popen(
+        [*OTEL_AI, "run", "--no-status", "--run-id", "doomed", "--", sys.executable, "-c", child],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    assert process.stdout is not None
+    traceparent = process.stdout.readline().decode().strip()
+    os.killpg(process.pid, signal.SIGKILL)  # the wrapper and its command, as an evicted pod
+    finish(process)
+    assert not one_or_none(telemetry(tmp_path).spans, "ai.run")
+    first = subprocess.run([*OTEL_AI, "recover"], cwd=tmp_path, env=env, capture_output=True, timeout=60)
+    assert first.returncode == 0, first.stderr.decode()
+    assert b"recovered run doomed" in first.stdout
+    second = subprocess.run([*OTEL_AI, "recover"], cwd=tmp_path, env=env, capture_output=True, timeout=60)
+    assert second.returncode == 0 and b"no unfinished run" in second.stdout
+    data = telemetry(tmp_path)
+    run = one(data.spans, "ai.run")
+    _, trace_id, span_id, _ = traceparent.split("-")
+    assert (run.trace_id, run.span_id) == (trace_id, span_id), "the original ids"
+    assert run.attributes[semconv.RUN_OUTCOME] == "abandoned"
+    assert run.status_code == "ERROR"
+    assert run.start_ns < run.end_ns
+    started = [r for r in data.logs if r.event_name == "ai.run.started"][0]
+    assert started.time_ns <= run.start_ns + 1_000_000_000
+    assert Counter(s.span_id for s in data.spans).most_common(1)[0][1] == 1
+    assert [r.event_name for r in data.logs if r.event_name == semconv.RUN_ABANDONED] == [semconv.RUN_ABANDONED]
+
+
+def finish(process: subprocess.Popen[bytes], timeout: float = 30) -> int:
+    """Wait for a wrapper started with pipes, and close them."""
+    process.communicate(timeout=timeout)
+    return process.returncode
+
+
+def one_or_none(spans: list[SpanRecord], name: str) -> SpanRecord | None:
+    found = [s for s in spans if s.name == name]
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
+def test_a_new_attempt_of_a_dead_run_is_linked_to_it(tmp_path: Path) -> None:
+    env = wrapper_env(tmp_path / "runs")
+    process = subprocess.Popen(
+        [*OTEL_AI, "run", "--no-status", "--run-id", "again", "--", sys.executable, "-c",
+         "import time; print('up', flush=True); time.sleep(60)"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    assert process.stdout is not None and process.stdout.readline() == b"up\n"
+    os.killpg(process.pid, signal.SIGKILL)
+    finish(process)
+    result = run_wrapped(tmp_path, ["true"], "--run-id", "again")
+    assert result.returncode == 0
+    runs = sorted((s for s in telemetry(tmp_path).spans if s.name == "ai.run"), key=lambda s: s.start_ns)
+    assert [r.attributes[semconv.RUN_OUTCOME] for r in runs] == ["abandoned", "completed"]
+    assert [r.attributes[semconv.RUN_ATTEMPT] for r in runs] == [1, 2]
+    (link,) = runs[1].links
+    assert (link.trace_id, link.span_id) == (runs[0].trace_id, runs[0].span_id)
+    assert link.attributes[semconv.LINK_TYPE] == semconv.LINK_PREVIOUS_ATTEMPT
+
+
+def test_traceparent_given_to_the_wrapper_makes_the_run_its_child(tmp_path: Path) -> None:
+    trace_id, span_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    result = run_wrapped(tmp_path, ["true"], TRACEPARENT=f"00-{trace_id}-{span_id}-01")
+    assert result.returncode == 0
+    run = one(telemetry(tmp_path).spans, "ai.run")
+    assert (run.trace_id, run.parent_span_id) == (trace_id, span_id)
+
+
+def test_heartbeats_and_a_stall_warning(tmp_path: Path) -> None:
+    result = run_wrapped(tmp_path, ["sleep", "3"], "--heartbeat", "0.5", "--stall-timeout", "1.5")
+    assert result.returncode == 0
+    events = [r for r in telemetry(tmp_path).logs if r.event_name]
+    names = [r.event_name for r in events]
+    assert names.count("ai.run.heartbeat") >= 3
+    (stalled,) = [r for r in events if r.event_name == semconv.RUN_STALLED]
+    assert stalled.severity_text == "WARN"
+    assert stalled.attributes[semconv.RUN_STALLED_FOR_S] >= 1.5
+
+
+LOUD_CHILD = textwrap.dedent(
+    """
+    import os, sys
+    n = int(sys.argv[1])
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+    for i in range(n):
+        out.write(b"out %06d \\xff\\xfe binary\\n" % i)
+        err.write(b"err %06d\\n" % i)
+        if i % 1000 == 0:
+            out.write(b"progress\\r" * 3)
+    out.write(b"tail without newline")
+    """
+)
+
+
+def test_lines_written_as_fast_as_possible_on_both_streams(tmp_path: Path) -> None:
+    lines = 100_000  # per stream: 200,000 in all
+    (tmp_path / "loud.py").write_text(LOUD_CHILD)
+    direct = subprocess.run([sys.executable, "loud.py", str(lines)], cwd=tmp_path, capture_output=True, timeout=120)
+    # a generous flush deadline: this machine must export 200,000 records after the burst
+    wrapped = run_wrapped(tmp_path, [sys.executable, "loud.py", str(lines)], "--shutdown-timeout", "300", timeout=600)
+    assert wrapped.returncode == 0
+    assert wrapped.stdout == direct.stdout, "the terminal gets the command's bytes unchanged"
+    assert wrapped.stderr == direct.stderr
+    records = [r for r in telemetry(tmp_path).logs if not r.event_name]
+    err = [r.body for r in records if r.attributes[semconv.LOG_IOSTREAM] == "stderr"]
+    out = [r.body for r in records if r.attributes[semconv.LOG_IOSTREAM] == "stdout"]
+    assert err == [f"err {i:06d}" for i in range(lines)], "none lost, in order"
+    # a carriage-return progress bar keeps its last state: the line that follows it
+    assert out == [f"out {i:06d} \ufffd\ufffd binary" for i in range(lines)] + ["tail without newline"], "none lost, in order"
