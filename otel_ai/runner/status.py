@@ -128,7 +128,8 @@ class StatusLine:
 
     def stop(self) -> None:
         self._stopped.set()
-        self._thread.join(1.0)
+        if self._thread.ident is not None:
+            self._thread.join(1.0)
         with self._lock:
             if self._shown:
                 self._write(_CLEAR)
