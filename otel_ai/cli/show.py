@@ -119,12 +119,16 @@ def run_tree(view: RunView) -> Tree:
     head.append(view.outcome, style=_OUTCOME_STYLE.get(view.outcome, "bold"))
     head.append(f"  {_secs(view.duration_s)}")
     head.append(f"  trace {view.trace_id}", style="dim")
+    # what the run said about itself beats what the reporting process's resource says
+    run_attrs = view.span.attributes if view.span is not None else {}
     details = [
         f"service {resource.get(semconv.SERVICE_NAME, '?')}",
-        f"pod {resource.get(semconv.POD_ID, '?')}",
+        f"pod {run_attrs.get(semconv.POD_ID) or resource.get(semconv.POD_ID, '?')}",
     ]
-    if resource.get(semconv.GPU_COUNT):
-        details.append(f"gpu {resource.get(semconv.GPU_NAME)} x{resource.get(semconv.GPU_COUNT)}")
+    gpu = run_attrs.get(semconv.GPU_NAME) or resource.get(semconv.GPU_NAME)
+    if gpu and gpu != "unknown":
+        count = resource.get(semconv.GPU_COUNT)
+        details.append(f"gpu {gpu}" + (f" x{count}" if count else ""))
     head.append("\n" + "  ".join(details), style="dim")
     if view.span is None:
         head.append("\nrun span missing: the process may have died before the run ended", style="yellow")
