@@ -7,6 +7,7 @@ which runs are still open (ended as ``ai.run.outcome=abandoned`` at shutdown).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING
@@ -63,3 +64,10 @@ class RunRegistry:
 
 
 registry = RunRegistry()
+
+
+def _lock_after_fork() -> None:
+    registry._lock = threading.Lock()  # another thread may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_lock_after_fork)

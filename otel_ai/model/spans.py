@@ -1225,3 +1225,16 @@ def end_open_spans() -> None:
 
 
 before_shutdown(end_open_spans)
+
+
+def _locks_after_fork() -> None:
+    """A forked child starts with one thread: a lock another thread of the parent held
+    at the fork would never be released. Fresh locks for everything the child may touch."""
+    global _open_lock
+    _open_lock = threading.Lock()
+    for owner in list(_open_spans):
+        owner._lock = threading.RLock()
+        owner._events._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_locks_after_fork)
