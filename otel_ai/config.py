@@ -59,6 +59,16 @@ def _parse_endpoint(value: str) -> str:
     return value
 
 
+def _parse_ui_url(value: str) -> str:
+    """The base URL of a web UI (Jaeger, Grafana): http(s), a host, maybe a path prefix."""
+    try:
+        return _parse_endpoint(value).rstrip("/")
+    except ValueError as exc:
+        if "bad port" in str(exc):
+            raise
+        raise ValueError("expected the UI's base URL, such as http://localhost:16686 (scheme http or https)") from None
+
+
 _S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
 
 
@@ -161,8 +171,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("pod_id", "RUNPOD_POD_ID", _parse_str, None,
             "ai.pod.id of the resource (default: the host name)"),
     Setting("region", "RUNPOD_DATACENTER", _parse_str, None, "cloud.region of the resource"),
-    Setting("queue_size", "OTEL_AI_QUEUE_SIZE", _parse_positive_int, 65536,
+    Setting("queue_size", "OTEL_AI_QUEUE_SIZE", _parse_positive_int, 131072,
             "in-memory queue of spans and of log records awaiting export"),
+    Setting("metric_export_interval", "OTEL_METRIC_EXPORT_INTERVAL", _parse_positive_int, 15000,
+            "milliseconds between metric collections; system, process and GPU metrics are sampled at each"),
+    Setting("system_metrics", "OTEL_AI_SYSTEM_METRICS", _parse_bool, True,
+            "sample system, process-tree and GPU metrics in this process (otel-ai run turns it off in its command)"),
+    Setting("spool_max_bytes", "OTEL_AI_SPOOL_MAX_BYTES", _parse_positive_int, 1 << 30,
+            "bytes of undeliverable OTLP requests kept under OTEL_AI_DATA_DIR/spool; beyond, the oldest go"),
+    Setting("max_request_bytes", "OTEL_AI_MAX_REQUEST_BYTES", _parse_positive_int, 4 << 20,
+            "OTLP requests larger than this are split before sending (the collector's gRPC default is 4 MiB)"),
+    Setting("jaeger_url", "OTEL_AI_JAEGER_URL", _parse_ui_url, None,
+            "Jaeger UI base URL, e.g. http://localhost:16686: otel-ai run, show and report print the run's trace link"),
+    Setting("grafana_url", "OTEL_AI_GRAFANA_URL", _parse_ui_url, None,
+            "Grafana base URL, e.g. http://localhost:3000: otel-ai run, show and report print an Explore link to the run's logs in Loki"),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -188,7 +210,13 @@ class Settings:
     disabled: bool = False
     pod_id: str | None = None
     region: str | None = None
-    queue_size: int = 65536
+    queue_size: int = 131072
+    metric_export_interval: int = 15000
+    system_metrics: bool = True
+    spool_max_bytes: int = 1 << 30
+    max_request_bytes: int = 4 << 20
+    jaeger_url: str | None = None
+    grafana_url: str | None = None
     # where each value came from: "argument", the variable's name, or "default"
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 

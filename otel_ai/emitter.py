@@ -60,7 +60,7 @@ class EventEmitter:
     # -- run lifecycle ----------------------------------------------------------------
     @never_raise(default=True)
     def run_started(self, run_id: str, pod_id: str | None = None, gpu: str | None = None, region: str | None = None) -> bool:
-        start_run(run_id, pod_id=pod_id or self.source_id, gpu=gpu, region=region, image=self.image)
+        start_run(run_id, pod_id=self.source_id if pod_id is None else pod_id, gpu=gpu, region=region, image=self.image)
         return True
 
     @never_raise(default=True)
@@ -123,7 +123,7 @@ class EventEmitter:
     # -- nodes ------------------------------------------------------------------------
     @never_raise(default=True)
     def node_created(self, run_id: str, stage: str, node_id: str, parent_id: str | None = None, kind: str | None = None) -> bool:
-        find_run(run_id)._get_stage(stage).node(node_id, parent_id, kind or "node")
+        find_run(run_id)._get_stage(stage).node(node_id, parent_id, kind)
         return True
 
     @never_raise(default=True)
@@ -208,4 +208,4 @@ def event_callback(event_type: str, data: Mapping[str, Any] | None = None) -> No
     Picklable (a module-level function), so it can be handed to process-pool workers.
     """
     run_id = data.get("run_id") if isinstance(data, Mapping) else None
-    dispatch(event_type, run_id or get_pipeline().settings.run_id, data)
+    dispatch(event_type, get_pipeline().settings.run_id if run_id is None else run_id, data)

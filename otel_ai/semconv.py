@@ -204,3 +204,137 @@ METRIC_ARTIFACT_UPLOADED: Final = "ai.artifact.uploaded"
 
 # --- instrumentation scope ---------------------------------------------------------------
 SCOPE_NAME: Final = "otel_ai"
+
+# --- metrics: system, process, GPU (issue 6) ---
+# OTel semantic-convention names (system.*, process.*, hw.*, gen_ai.*) as otel_ai emits them.
+# process.* and ai.process.count are summed over the sampled process tree (see docs).
+METRIC_SYSTEM_CPU_UTILIZATION: Final = "system.cpu.utilization"
+METRIC_SYSTEM_CPU_LOGICAL_COUNT: Final = "system.cpu.logical.count"
+METRIC_SYSTEM_MEMORY_USAGE: Final = "system.memory.usage"
+METRIC_SYSTEM_MEMORY_LIMIT: Final = "system.memory.limit"
+METRIC_SYSTEM_MEMORY_UTILIZATION: Final = "system.memory.utilization"
+METRIC_PROCESS_CPU_TIME: Final = "process.cpu.time"
+METRIC_PROCESS_CPU_UTILIZATION: Final = "process.cpu.utilization"
+METRIC_PROCESS_MEMORY_USAGE: Final = "process.memory.usage"
+METRIC_PROCESS_THREAD_COUNT: Final = "process.thread.count"
+METRIC_PROCESS_COUNT: Final = "ai.process.count"  # processes in the sampled tree
+METRIC_GPU_UTILIZATION: Final = "hw.gpu.utilization"
+METRIC_GPU_MEMORY_USAGE: Final = "hw.gpu.memory.usage"
+METRIC_GPU_MEMORY_LIMIT: Final = "hw.gpu.memory.limit"
+METRIC_GPU_MEMORY_UTILIZATION: Final = "hw.gpu.memory.utilization"
+METRIC_HW_TEMPERATURE: Final = "hw.temperature"
+METRIC_HW_POWER: Final = "hw.power"
+METRIC_HW_ENERGY: Final = "hw.energy"
+METRIC_GEN_AI_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
+
+CPU_MODE: Final = "cpu.mode"
+CPU_MODE_USER: Final = "user"
+CPU_MODE_SYSTEM: Final = "system"
+SYSTEM_MEMORY_STATE: Final = "system.memory.state"
+MEMORY_STATE_USED: Final = "used"
+MEMORY_STATE_FREE: Final = "free"
+HW_ID: Final = "hw.id"
+HW_NAME: Final = "hw.name"
+HW_MODEL: Final = "hw.model"
+HW_VENDOR: Final = "hw.vendor"
+HW_TYPE: Final = "hw.type"
+HW_TYPE_GPU: Final = "gpu"
+HW_VENDOR_NVIDIA: Final = "NVIDIA"
+HW_GPU_TASK: Final = "hw.gpu.task"
+HW_GPU_TASK_GENERAL: Final = "general"
+GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
+GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
+GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
+GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
+GEN_AI_TOKEN_TYPE_INPUT: Final = "input"
+GEN_AI_TOKEN_TYPE_OUTPUT: Final = "output"
+GEN_AI_OPERATION_CHAT: Final = "chat"
+# resource attribute, when present, that tells apart processes sharing host and pid
+SERVICE_INSTANCE_ID: Final = "service.instance.id"
+
+# --- watching, tailing, artifacts (issue 5) ---
+LOG_PARTIAL: Final = "ai.log.partial"  # a line delivered without its newline (flush timeout, end of run)
+ARTIFACT_VERSION: Final = "ai.artifact.version"  # 1, 2, ... per path: new content, new version
+ARTIFACT_BUCKET: Final = "ai.artifact.bucket"
+ARTIFACT_UPLOAD_FAILED: Final = "ai.artifact.upload_failed"  # ERROR event naming bucket and key
+ARTIFACT_REFUSED: Final = "ai.artifact.refused"  # WARN event: the path resolves outside the watched root
+# S3 object metadata key holding the hex SHA-256 (sent as x-amz-meta-sha256)
+ARTIFACT_METADATA_SHA256: Final = "sha256"
+ARTIFACT_TYPE_PLOT: Final = "plot"
+ARTIFACT_TYPE_PAPER: Final = "paper"
+ARTIFACT_TYPE_CHECKPOINT: Final = "checkpoint"
+ARTIFACT_TYPE_DATA: Final = "data"
+ARTIFACT_TYPE_CODE: Final = "code"
+# error.type of ai.artifact.upload_failed besides S3's own codes (AccessDenied, NoSuchBucket...)
+ARTIFACT_ERROR_FILE_VANISHED: Final = "FileVanished"
+ARTIFACT_ERROR_PATH_OUTSIDE_ROOT: Final = "PathOutsideRoot"
+ARTIFACT_ERROR_CONTENT_CHANGED: Final = "ContentChanged"
+ARTIFACT_ERROR_DEADLINE_EXCEEDED: Final = "DeadlineExceeded"
+WATCH_STOPPED: Final = "ai.watch.stopped"  # event: what a watcher did, counts of what bounds forced
+WATCH_OBSERVER: Final = "ai.watch.observer"  # native | polling
+WATCH_OBSERVER_NATIVE: Final = "native"
+WATCH_OBSERVER_POLLING: Final = "polling"
+WATCH_ROOTS: Final = "ai.watch.roots"
+WATCH_FILES_TAILED: Final = "ai.watch.files.tailed"
+WATCH_LINES: Final = "ai.watch.lines"
+WATCH_LINES_TRUNCATED: Final = "ai.watch.lines.truncated"
+WATCH_LINES_PARTIAL: Final = "ai.watch.lines.partial"
+WATCH_BYTES_UNDELIVERED: Final = "ai.watch.bytes.undelivered"
+WATCH_ROTATIONS: Final = "ai.watch.rotations"
+WATCH_EVENTS_OVERFLOWED: Final = "ai.watch.events.overflowed"
+WATCH_PATHS_REFUSED: Final = "ai.watch.paths.refused"
+WATCH_ARTIFACTS_DETECTED: Final = "ai.watch.artifacts.detected"
+WATCH_ARTIFACTS_UPLOADED: Final = "ai.watch.artifacts.uploaded"
+WATCH_ARTIFACTS_FAILED: Final = "ai.watch.artifacts.failed"
+WATCH_ARTIFACTS_NOT_UPLOADED: Final = "ai.watch.artifacts.not_uploaded"
+WATCH_COMPLETE: Final = "ai.watch.complete"
+
+# --- delivery, spool (issue 7) ---
+# a zero-length child of a run still open LIVE_MARKER_DELAY_S after its start, exported at
+# once, so a run in progress can be found in Jaeger by ai.run.id (the run span comes at its end)
+SPAN_RUN_LIVE: Final = "ai.run.live"
+# what otel_ai could not deliver: a counter metric ({item}) and a WARN log-based event
+TELEMETRY_DROPPED: Final = "ai.telemetry.dropped"
+TELEMETRY_SIGNAL: Final = "ai.telemetry.signal"  # traces | logs | metrics
+TELEMETRY_DROP_REASON: Final = "ai.telemetry.drop_reason"  # spool_full | too_large | rejected | unencodable
+TELEMETRY_DROPPED_ITEMS: Final = "ai.telemetry.dropped.items"  # on the log record: how many
+
+# --- seeing a run: report, links (issue 9) ---
+# tokens of one LLM call, on its `chat {model}` span (OTel GenAI conventions): recorded by
+# LLM instrumentations, summed per node, stage and run by `otel-ai report`
+GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+
+# --- AI-Scientist instrumentation, LLM spans (issue 4) ---
+# `chat {model}` spans of the GenAI semantic conventions (gen_ai.operation.name = chat;
+# token counts in GEN_AI_USAGE_INPUT_TOKENS / GEN_AI_USAGE_OUTPUT_TOKENS above)
+GEN_AI_RESPONSE_ID: Final = "gen_ai.response.id"
+GEN_AI_RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
+GEN_AI_REQUEST_TEMPERATURE: Final = "gen_ai.request.temperature"
+GEN_AI_REQUEST_MAX_TOKENS: Final = "gen_ai.request.max_tokens"
+GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"  # only with message content capture on
+GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"  # only with message content capture on
+GEN_AI_PROVIDER_OPENAI: Final = "openai"
+GEN_AI_PROVIDER_ANTHROPIC: Final = "anthropic"
+GEN_AI_PROVIDER_AWS_BEDROCK: Final = "aws.bedrock"
+GEN_AI_PROVIDER_GCP_VERTEX_AI: Final = "gcp.vertex_ai"
+SERVER_ADDRESS: Final = "server.address"
+SERVER_PORT: Final = "server.port"
+# token totals rolled up from the LLM spans below a node, a stage, a run (across processes)
+LLM_INPUT_TOKENS: Final = "ai.llm.input_tokens"
+LLM_OUTPUT_TOKENS: Final = "ai.llm.output_tokens"
+LLM_CALLS: Final = "ai.llm.calls"
+# AgentManager's stage-completion checks: a span event on the stage span
+STAGE_DECISION: Final = "ai.stage.decision"
+STAGE_DECISION_SCOPE: Final = "ai.stage.decision.scope"  # stage | substage
+STAGE_DECISION_COMPLETE: Final = "ai.stage.decision.complete"
+STAGE_DECISION_REASON: Final = "ai.stage.decision.reason"
+DECISION_SCOPE_STAGE: Final = "stage"
+DECISION_SCOPE_SUBSTAGE: Final = "substage"
+# a stage's best node copied into the next stage under the same id
+NODE_COPIED_FROM_STAGE: Final = "ai.node.copied_from_stage"
+LINK_COPIED_FROM: Final = "copied_from"
+EXEC_PURPOSE_EXPERIMENT: Final = "experiment"
+EXEC_PURPOSE_METRICS: Final = "metrics"
+EXEC_PURPOSE_PLOTTING: Final = "plotting"

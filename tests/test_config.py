@@ -95,6 +95,13 @@ PRECEDENCE: list[tuple[str, str, str, Any, Any, Any]] = [
     ("pod_id", "RUNPOD_POD_ID", "pod-env", "pod-env", "pod-arg", "pod-arg"),
     ("region", "RUNPOD_DATACENTER", "EU-RO-1", "EU-RO-1", "US-TX-3", "US-TX-3"),
     ("queue_size", "OTEL_AI_QUEUE_SIZE", "10", 10, 20, 20),
+    ("spool_max_bytes", "OTEL_AI_SPOOL_MAX_BYTES", "1048576", 1048576, 2048, 2048),
+    ("max_request_bytes", "OTEL_AI_MAX_REQUEST_BYTES", "65536", 65536, 1 << 20, 1 << 20),
+    ("metric_export_interval", "OTEL_METRIC_EXPORT_INTERVAL", "5000", 5000, 1000, 1000),
+    ("system_metrics", "OTEL_AI_SYSTEM_METRICS", "false", False, True, True),
+    ("jaeger_url", "OTEL_AI_JAEGER_URL", "http://jaeger:16686/", "http://jaeger:16686", "https://j.example/jaeger",
+     "https://j.example/jaeger"),
+    ("grafana_url", "OTEL_AI_GRAFANA_URL", "http://grafana:3000", "http://grafana:3000", "https://g.example/", "https://g.example"),
 ]
 
 
@@ -115,7 +122,7 @@ def test_defaults() -> None:
     assert settings.protocol == "http/protobuf"
     assert settings.headers is None
     assert settings.disabled is False
-    assert settings.queue_size == 65536
+    assert settings.queue_size == 131072
     assert not settings.uses_otlp
     assert set(settings.sources.values()) == {"default"}
     assert set(settings.sources) == {s.name for s in SETTINGS}
@@ -220,6 +227,8 @@ BAD_VARIABLES = [
     ("OTEL_AI_QUEUE_SIZE", "-1"),
     ("OTEL_AI_QUEUE_SIZE", "lots"),
     ("OTEL_EXPORTER_OTLP_HEADERS", "just-a-token"),
+    ("OTEL_AI_JAEGER_URL", "localhost:16686"),
+    ("OTEL_AI_GRAFANA_URL", "grafana"),
 ]
 
 
@@ -339,7 +348,7 @@ def test_doctor_prints_effective_configuration_and_hides_headers(tmp_path: Path)
     assert "http://127.0.0.1:4318" in lines["endpoint"] and "(OTEL_EXPORTER_OTLP_ENDPOINT)" in lines["endpoint"]
     assert "s3://my-bucket/runs" in lines["artifacts_uri"] and "(OTEL_AI_ARTIFACTS_URI)" in lines["artifacts_uri"]
     assert "(OTEL_AI_DATA_DIR)" in lines["data_dir"]
-    assert "65536" in lines["queue_size"] and "(default)" in lines["queue_size"]
+    assert "131072" in lines["queue_size"] and "(default)" in lines["queue_size"]
     assert "(OTEL_EXPORTER_OTLP_HEADERS)" in lines["headers"]
     assert "authorization" in lines["headers"]
     # where each signal goes

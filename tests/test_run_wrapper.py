@@ -3,6 +3,7 @@ the embedded default's files (or an in-test OTLP receiver)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shlex
 import signal
@@ -17,6 +18,7 @@ import pytest
 
 from otel_ai import semconv
 from otel_ai.export.otlp_json import SpanRecord, Telemetry, load_directory
+from s3_server import S3Env, moto_server_fixture, s3_fixture  # noqa: F401 - fixtures
 
 OTEL_AI = [sys.executable, "-m", "otel_ai"]
 
@@ -110,7 +112,8 @@ def test_a_bash_command_and_its_output_as_log_records(tmp_path: Path) -> None:
         ("stderr", "ERROR: disk almost full", "ERROR"),
     }
     assert all(r.trace_id == run.trace_id for r in data.logs)
-    assert [r.event_name for r in data.logs if r.event_name] == ["ai.run.started", "ai.run.completed"]
+    # the watcher of the working directory reports its final sweep before the run ends
+    assert [r.event_name for r in data.logs if r.event_name] == ["ai.run.started", "ai.watch.stopped", "ai.run.completed"]
     assert not (tmp_path / "runs" / "state" / "bash-run.json").exists(), "state removed at a clean end"
 
 
@@ -319,3 +322,47 @@ def test_lines_written_as_fast_as_possible_on_both_streams(tmp_path: Path) -> No
     assert err == [f"err {i:06d}" for i in range(lines)], "none lost, in order"
     # a carriage-return progress bar keeps its last state: the line that follows it
     assert out == [f"out {i:06d} \ufffd\ufffd binary" for i in range(lines)] + ["tail without newline"], "none lost, in order"
+
+
+WRITER_CHILD = textwrap.dedent(
+    """
+    import pathlib, struct, time, zlib
+    exp = pathlib.Path("experiments")
+    (exp / "logs").mkdir(parents=True, exist_ok=True)
+    with open(exp / "train.log", "a") as log:
+        for i in range(5):
+            log.write(f"epoch {i} loss={1 / (i + 1):.3f}\\n")
+            log.flush()
+        log.write("WARNING: learning rate too high\\n")
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    png = b"\\x89PNG\\r\\n\\x1a\\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)) + chunk(
+        b"IDAT", zlib.compress(b"\\x00\\x00")) + chunk(b"IEND", b"")
+    (exp / "loss_plot.png").write_bytes(png)
+    time.sleep(0.5)
+    """
+)
+
+
+def test_watched_log_files_and_artifacts_uploaded(tmp_path: Path, s3: S3Env) -> None:
+    (tmp_path / "writer.py").write_text(WRITER_CHILD)
+    (tmp_path / "experiments").mkdir()
+    env = {k: os.environ[k] for k in os.environ if k.startswith("AWS_")}
+    result = run_wrapped(
+        tmp_path, [sys.executable, "writer.py"], "--run-id", "watched", "--watch", str(tmp_path / "experiments"),
+        "--artifacts", f"s3://{s3.bucket}/lab", **env,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    data = telemetry(tmp_path)
+    lines = [r for r in data.logs if not r.event_name and r.attributes.get(semconv.LOG_FILE_PATH)]
+    assert [r.body for r in lines] == [f"epoch {i} loss={1 / (i + 1):.3f}" for i in range(5)] + ["WARNING: learning rate too high"]
+    assert {r.attributes[semconv.LOG_SOURCE] for r in lines} == {"train.log"}
+    assert lines[-1].severity_text == "WARN"
+    run = one(data.spans, "ai.run")
+    events = {e.name: e.attributes for e in run.events}
+    assert events["ai.artifact.detected"][semconv.ARTIFACT_PATH] == "loss_plot.png"
+    registered = events["ai.artifact.registered"]
+    assert registered[semconv.ARTIFACT_KEY] == "lab/runs/watched/loss_plot.png"
+    assert registered[semconv.ARTIFACT_URI] == f"s3://{s3.bucket}/lab/runs/watched/loss_plot.png"
+    body, _ = s3.get("lab/runs/watched/loss_plot.png")
+    assert hashlib.sha256(body).hexdigest() == registered[semconv.ARTIFACT_SHA256]

@@ -130,7 +130,9 @@ def _on_ai_scientist(module: ModuleType) -> None:
         instrumentation = import_module("otel_ai.instrumentation")
     except ImportError:
         return
-    instrumentation.AIScientistInstrumentor().instrument()
+    instrumentor = instrumentation.AIScientistInstrumentor()
+    if not instrumentor.is_instrumented_by_opentelemetry:  # opentelemetry-instrument may have done it
+        instrumentor.instrument()
 
 
 def _debug(message: str) -> None:

@@ -14,11 +14,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="otel-ai", description="OpenTelemetry for AI-scientist runs.")
     parser.add_argument("--version", action="version", version=f"otel-ai {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from . import doctor, recover, run, show
+    from . import doctor, recover, replay, report, run, show
 
     run.add_parser(commands)
     show.add_parser(commands)
+    report.add_parser(commands)
     recover.add_parser(commands)
+    replay.add_parser(commands)
     doctor.add_parser(commands)
     return parser
 

@@ -3,7 +3,7 @@
 Prints every setting with where its value came from, then checks the collector (a TCP
 connection to each OTLP endpoint), the artifact store (S3 ``HeadBucket`` with boto3's own
 credentials chain, when OTEL_AI_ARTIFACTS_URI is set), the data directory (writable) and
-the GPU (NVML). Exits 0 when every check passes or is not applicable, 1 otherwise; a bad
+the GPU (NVML), and lists which AI-Scientist-v2 hooks the instrumentor finds. Exits 0 when every check passes or is not applicable, 1 otherwise; a bad
 setting is a configuration error (exit 2) before any check runs.
 """
 
@@ -56,7 +56,24 @@ def run(args: argparse.Namespace) -> int:
     for name, ok, detail in results:
         mark = "ok  " if ok is True else ("n/a " if ok is None else "FAIL")
         print(f"  [{mark}] {name}: {detail}")
+    print_hooks()
     return 0 if all(ok is not False for _, ok, _ in results) else 1
+
+
+def print_hooks() -> None:
+    """Which AI-Scientist-v2 hooks this installation finds (version skew is normal)."""
+    from ..instrumentation import hook_report
+
+    hooks = hook_report(probe=True)
+    print("  AI-Scientist and LLM client hooks:")
+    unavailable: dict[str, int] = {}
+    for hook in hooks:
+        if hook.status == "unavailable":  # one line per missing module, not per hook
+            unavailable[hook.detail or ""] = unavailable.get(hook.detail or "", 0) + 1
+            continue
+        print(f"    {hook.status:<12} {hook.target}" + (f" ({hook.detail})" if hook.detail else ""))
+    for detail, count in unavailable.items():
+        print(f"    {'unavailable':<12} {count} hook(s): {detail}")
 
 
 Result = tuple[str, bool | None, str]

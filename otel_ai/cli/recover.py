@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from ..config import resolve
@@ -16,7 +17,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description=(
             "Find the runs of OTEL_AI_DATA_DIR whose otel-ai run process is gone (SIGKILL, "
             "evicted pod) and end each with its original trace and span ids and start time, "
-            "as ai.run.outcome=abandoned. Running it again changes nothing."
+            "as ai.run.outcome=abandoned, after delivering what dead processes left in the "
+            "spool. Running it again changes nothing."
         ),
     )
     parser.add_argument("--data-dir", help="the data directory (default: OTEL_AI_DATA_DIR or ./otel-ai-runs)")
@@ -28,13 +30,18 @@ def run(args: argparse.Namespace) -> int:
     from ..export.providers import configure, shutdown
     from ..runner.state import list_states, recover
 
+    from ..export.spool import deliver_pending
+
     overrides = {"data_dir": args.data_dir} if args.data_dir else {}
     settings = resolve(**overrides)
     data_dir = Path(settings.data_dir).resolve()
+    # what dead processes spooled goes first, in order, before any run is closed
+    spool = deliver_pending(data_dir, settings, time.monotonic() + args.timeout)
+    print(f"otel-ai recover: spool: {spool.summary()}")
     pending = [state for _, state in list_states(data_dir) if state is not None]
     if not pending:
         print(f"otel-ai recover: no unfinished run in {data_dir}")
-        return 0
+        return 0 if spool.complete else 1
     configure(**overrides)
     recovered = recover(data_dir)
     still_running = [s.run_id for s in pending if s.run_id not in {r.run_id for r in recovered}]
@@ -42,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"recovered run {item.run_id} (attempt {item.attempt}): trace {item.trace_id}, ended as abandoned")
     for run_id in still_running:
         print(f"run {run_id} is still running; left alone")
-    ok = shutdown(args.timeout)
+    ok = shutdown(args.timeout) and spool.complete
     if not ok:
         print("otel-ai recover: not everything could be delivered in time", file=sys.stderr)
         return 1

@@ -26,6 +26,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="a directory whose log files and artifacts to follow (repeatable; default: CMD's working directory)")
     parser.add_argument("--no-watch", action="store_true", help="follow no directory")
     parser.add_argument("--artifacts", metavar="s3://BUCKET/PREFIX", help="upload artifacts there (default: OTEL_AI_ARTIFACTS_URI)")
+    parser.add_argument("--jaeger-url", metavar="URL", help="print the run's Jaeger trace link at start and end (default: OTEL_AI_JAEGER_URL)")
+    parser.add_argument("--grafana-url", metavar="URL", help="print a Grafana link to the run's logs at start and end (default: OTEL_AI_GRAFANA_URL)")
     parser.add_argument("--grace", type=float, default=10.0, metavar="S",
                         help="after SIGINT/SIGTERM, seconds before the command's process group is killed (default 10)")
     parser.add_argument("--heartbeat", type=float, default=60.0, metavar="S", help="ai.run.heartbeat interval (default 60)")
@@ -56,6 +58,9 @@ def run(args: argparse.Namespace) -> int:
     overrides = {}
     if args.artifacts:
         overrides["artifacts_uri"] = args.artifacts
+    for name in ("jaeger_url", "grafana_url"):
+        if getattr(args, name):
+            overrides[name] = getattr(args, name)
     settings = resolve(**overrides)  # a bad variable or argument fails here, before CMD starts
     # output lines should leave within a second (p95): batch log records every 0.5 s
     # unless the user chose otherwise (the children inherit it)

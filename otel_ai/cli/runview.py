@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import semconv
-from ..export.otlp_json import LogRecordData, SpanRecord, Telemetry
+from ..export.otlp_json import LogRecordData, MetricPoint, SpanRecord, Telemetry
+from ..metrics.usage import (
+    ResourceUsage,
+    points_of_run,
+    resource_key,
+    stage_progress,
+    summarize,
+)
 
 
 @dataclass
@@ -95,6 +102,12 @@ class RunView:
     failure: FailureView | None
     logs: list[LogRecordData]
     spans: list[SpanRecord]
+    # the run's metric points (otel_ai.metrics.usage.points_of_run says which)
+    metrics: list[MetricPoint] = field(default_factory=list)
+
+    def usage(self) -> ResourceUsage:
+        """Peak memory, mean CPU and GPU use of the run, from its metrics."""
+        return summarize(self.metrics)
 
     @property
     def outcome(self) -> str:
@@ -156,7 +169,27 @@ def build_runs(telemetry: Telemetry) -> list[RunView]:
             continue
         runs.append(_build_run(trace_id, spans, logs_by_trace.get(trace_id, []), sorted(run_ids)[0]))
     runs.sort(key=lambda r: r.start_ns)
+    if telemetry.metrics:
+        for index, run in enumerate(runs):
+            process = resource_key(run.resource)
+            later = (r.start_ns for r in runs[index + 1 :] if resource_key(r.resource) == process)
+            _attach_metrics(run, telemetry.metrics, next(later, None))
     return runs
+
+
+def _attach_metrics(run: RunView, points: list[MetricPoint], next_start_ns: int | None) -> None:
+    resources = [run.resource, *(span.resource for span in run.spans)]
+    end_ns = run.start_ns + int((run.duration_s or 0.0) * 1e9)
+    run.metrics = points_of_run(
+        points, run_id=run.run_id, resources=resources, start_ns=run.start_ns, end_ns=end_ns, next_start_ns=next_start_ns
+    )
+    for stage in run.stages:
+        # the stage span keeps the first and latest progress events; the gauge fills the gap
+        updates = stage.span.attributes.get(semconv.STAGE_PROGRESS_UPDATES) if stage.span is not None else None
+        if not stage.progress or (isinstance(updates, int) and updates > len(stage.progress)):
+            known = {t for t, _ in stage.progress}
+            stage.progress.extend(p for p in stage_progress(run.metrics, stage.name) if p[0] not in known)
+            stage.progress.sort()
 
 
 def _build_run(trace_id: str, spans: list[SpanRecord], logs: list[LogRecordData], fallback_id: str) -> RunView:

@@ -18,8 +18,9 @@ from rich.tree import Tree
 
 from .. import semconv
 from ..config import resolve
-from ..export.otlp_json import Telemetry, load_directory
+from ..export.otlp_json import Telemetry
 from .runview import NodeView, RunView, StageView, build_runs
+from .sources import add_source_arguments, links_for, load_path, runs_from_jaeger, service_name
 
 _SPARK = "▁▂▃▄▅▆▇█"
 
@@ -33,6 +34,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("target", nargs="?", help="a run id, or a directory or file of OTLP/JSON lines")
     parser.add_argument("--data-dir", help="where to look for runs (default: OTEL_AI_DATA_DIR or ./otel-ai-runs)")
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    add_source_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -40,9 +42,14 @@ class ShowError(Exception):
     pass
 
 
-def find_run(target: str | None, data_dir: Path) -> tuple[RunView, list[RunView]]:
+def find_run(
+    target: str | None, data_dir: Path, *, jaeger: str | None = None, service: str = semconv.DEFAULT_SERVICE_NAME
+) -> tuple[RunView, list[RunView]]:
     """The run named by ``target`` (a run id, trace id, directory or file); the latest
-    one when ``target`` is None. Returns it and every run of the same source."""
+    one when ``target`` is None. Returns it and every run of the same source.
+    With ``jaeger`` (a URL), the run is read from Jaeger's query API instead."""
+    if jaeger is not None:
+        return runs_from_jaeger(jaeger, target, service)
     source = data_dir
     run_id = None
     if target is not None:
@@ -53,7 +60,7 @@ def find_run(target: str | None, data_dir: Path) -> tuple[RunView, list[RunView]
             run_id = target
     if not source.exists():
         raise ShowError(f"no telemetry at {source} (set OTEL_AI_DATA_DIR or pass a path)")
-    telemetry: Telemetry = load_directory(source)
+    telemetry: Telemetry = load_path(source)
     runs = build_runs(telemetry)
     if not runs:
         raise ShowError(f"no run found in {source}")
@@ -69,11 +76,13 @@ def find_run(target: str | None, data_dir: Path) -> tuple[RunView, list[RunView]
 def run(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir) if args.data_dir else resolve().data_dir
     try:
-        view, runs = find_run(args.target, data_dir)
+        view, runs = find_run(args.target, data_dir, jaeger=args.jaeger, service=service_name(args))
     except ShowError as exc:
         print(f"otel-ai show: {exc}", file=sys.stderr)
         return 1
     render(view, sys.stdout, color=args.color, other_runs=[r for r in runs if r is not view])
+    for link in links_for(view, args):
+        print(f"{link.label}: {link.url}")
     return 0
 
 
@@ -133,6 +142,7 @@ def run_tree(view: RunView) -> Tree:
     if view.span is None:
         head.append("\nrun span missing: the process may have died before the run ended", style="yellow")
     tree = Tree(head)
+    _resources(tree, view)
     for stage in view.stages:
         _stage(tree, stage)
     if view.paper is not None:
@@ -182,6 +192,48 @@ def run_tree(view: RunView) -> Tree:
             for line in lines[-8:]:
                 branch.add(Text(line, style="dim red"))
     return tree
+
+
+def _pct(share: float | None) -> str:
+    return "?" if share is None else f"{share * 100:.0f}%"
+
+
+def _resources(tree: Tree, view: RunView) -> None:
+    """Peak memory, mean CPU and GPU use from the run's metrics (none: no line)."""
+    usage = view.usage()
+    if usage.empty:
+        return
+    label = Text("Resources", style="bold")
+    parts = []
+    if usage.memory_peak is not None:
+        parts.append(f"memory peak {_bytes(int(usage.memory_peak))}")
+    if usage.cpu_mean is not None:
+        cpus = f" of {usage.cpus} CPUs" if usage.cpus else ""
+        parts.append(f"cpu mean {_pct(usage.cpu_mean)}{cpus} (peak {_pct(usage.cpu_peak)})")
+    if usage.processes_peak is not None:
+        parts.append(f"up to {usage.processes_peak} process{'es' if usage.processes_peak != 1 else ''}")
+    if parts:
+        label.append("  process tree: " + ", ".join(parts))
+    if usage.system_memory_peak is not None:
+        limit = f" of {_bytes(int(usage.system_memory_limit))}" if usage.system_memory_limit else ""
+        label.append(f"  machine memory peak {_pct(usage.system_memory_peak)}{limit}", style="dim")
+    label.append(f"  ({usage.samples} samples)", style="dim")
+    branch = tree.add(label)
+    for gpu in usage.gpus:
+        text = Text(f"{gpu.name or gpu.hw_id} {gpu.model or ''}".rstrip(), style="bold")
+        if gpu.utilization_mean is not None:
+            text.append(f"  util mean {_pct(gpu.utilization_mean)} (peak {_pct(gpu.utilization_peak)})")
+        if gpu.memory_peak is not None:
+            limit = f" of {_bytes(int(gpu.memory_limit))}" if gpu.memory_limit else ""
+            text.append(f"  memory peak {_bytes(int(gpu.memory_peak))}{limit}")
+        extra = []
+        if gpu.temperature_peak is not None:
+            extra.append(f"{gpu.temperature_peak:.0f} °C peak")
+        if gpu.power_mean is not None:
+            extra.append(f"{gpu.power_mean:.0f} W mean")
+        if extra:
+            text.append("  " + "  ".join(extra), style="dim")
+        branch.add(text)
 
 
 def _bytes(size: int | None) -> str | None:

@@ -16,27 +16,35 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
 
 from opentelemetry import metrics as metrics_api
 from opentelemetry import trace as trace_api
 from opentelemetry._logs import Logger, NoOpLogger, get_logger_provider, set_logger_provider
 from opentelemetry.metrics import Meter, NoOpMeter
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
+from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.trace import NoOpTracer, Tracer
 
 from .. import semconv
 from ..config import Settings, resolve
 from ..version import __version__
+from .durable import (
+    DeliveringBatchLogRecordProcessor,
+    DeliveringBatchSpanProcessor,
+    DurableSpanExporter,
+    LiveRunMarker,
+    Outbox,
+    schedule_delay_millis,
+)
 from .files import JsonlLogExporter, JsonlMetricExporter, JsonlSpanExporter
 from .redacting import RedactingLogExporter, RedactingSpanExporter
 from .resource import build_resource
+from .sanitize import RedactingMetricExporter
 
 logger = logging.getLogger("otel_ai")
 
@@ -85,6 +93,11 @@ def configure(**settings: Any) -> Pipeline:
             return _pipeline
         resolved = resolve(**settings)
         _pipeline = _build(resolved)
+        if resolved.system_metrics and not _pipeline.disabled:
+            # here, not in _build: a forked child does not sample its parent's tree again
+            from ..metrics import start as start_metrics  # not at import: metrics -> model -> here
+
+            start_metrics(_pipeline.meter)
         if not _atexit_registered:
             atexit.register(_shutdown_at_exit)
             _atexit_registered = True
@@ -118,16 +131,31 @@ def _build(settings: Settings, previous: Pipeline | None = None) -> Pipeline:
         shutdown_on_exit=False,  # our atexit hook ends open runs first, then flushes
         span_limits=SpanLimits(max_events=SPAN_EVENT_LIMIT, max_links=SPAN_LINK_LIMIT),
     )
+    # force_flush waits for delivery too; export every second (see otel_ai.export.durable)
     tracer_provider.add_span_processor(
-        BatchSpanProcessor(RedactingSpanExporter(span_exporter), max_queue_size=_queue_size(settings, "OTEL_BSP_MAX_QUEUE_SIZE"))
+        DeliveringBatchSpanProcessor(
+            RedactingSpanExporter(span_exporter),
+            max_queue_size=_queue_size(settings, "OTEL_BSP_MAX_QUEUE_SIZE"),
+            schedule_delay_millis=schedule_delay_millis("OTEL_BSP_SCHEDULE_DELAY"),
+        )
     )
+    if isinstance(span_exporter, DurableSpanExporter):
+        tracer_provider.add_span_processor(LiveRunMarker(tracer_provider))  # runs in progress, in Jaeger
     logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
     logger_provider.add_log_record_processor(
-        BatchLogRecordProcessor(RedactingLogExporter(log_exporter), max_queue_size=_queue_size(settings, "OTEL_BLRP_MAX_QUEUE_SIZE"))
+        DeliveringBatchLogRecordProcessor(
+            RedactingLogExporter(log_exporter),
+            max_queue_size=_queue_size(settings, "OTEL_BLRP_MAX_QUEUE_SIZE"),
+            schedule_delay_millis=schedule_delay_millis("OTEL_BLRP_SCHEDULE_DELAY"),
+        )
     )
     meter_provider = MeterProvider(
         resource=resource,
-        metric_readers=[PeriodicExportingMetricReader(metric_exporter)],
+        metric_readers=[
+            PeriodicExportingMetricReader(
+                RedactingMetricExporter(metric_exporter), export_interval_millis=settings.metric_export_interval
+            )
+        ],
         shutdown_on_exit=False,
     )
     pipeline = Pipeline(
@@ -212,42 +240,17 @@ def _queue_size(settings: Settings, sdk_variable: str) -> int | None:
 
 def _exporters(settings: Settings) -> tuple[SpanExporter, LogRecordExporter, MetricExporter]:
     directory = settings.data_dir
-    span: SpanExporter = _otlp("traces", settings) or JsonlSpanExporter(directory)
-    log: LogRecordExporter = _otlp("logs", settings) or JsonlLogExporter(directory)
-    metric: MetricExporter = _otlp("metrics", settings) or JsonlMetricExporter(directory)
+    outbox = _otlp(settings)
+    span: SpanExporter = (outbox and outbox.exporter("traces")) or JsonlSpanExporter(directory)
+    log: LogRecordExporter = (outbox and outbox.exporter("logs")) or JsonlLogExporter(directory)
+    metric: MetricExporter = (outbox and outbox.exporter("metrics")) or JsonlMetricExporter(directory)
     return span, log, metric
 
 
-_OTLP_CLASSES = {
-    ("grpc", "traces"): ("opentelemetry.exporter.otlp.proto.grpc.trace_exporter", "OTLPSpanExporter"),
-    ("grpc", "logs"): ("opentelemetry.exporter.otlp.proto.grpc._log_exporter", "OTLPLogExporter"),
-    ("grpc", "metrics"): ("opentelemetry.exporter.otlp.proto.grpc.metric_exporter", "OTLPMetricExporter"),
-    ("http/protobuf", "traces"): ("opentelemetry.exporter.otlp.proto.http.trace_exporter", "OTLPSpanExporter"),
-    ("http/protobuf", "logs"): ("opentelemetry.exporter.otlp.proto.http._log_exporter", "OTLPLogExporter"),
-    ("http/protobuf", "metrics"): ("opentelemetry.exporter.otlp.proto.http.metric_exporter", "OTLPMetricExporter"),
-}
-
-
-def _otlp(signal: str, settings: Settings) -> Any:
-    endpoint = settings.signal_endpoint(signal)
-    if endpoint is None:
-        return None
-    protocol = settings.signal_protocol(signal)
-    module_name, class_name = _OTLP_CLASSES[(protocol, signal)]
-    # imported here: gRPC costs ~100 ms at start-up, a price only its users pay
-    module = __import__(module_name, fromlist=[class_name])
-    exporter_class = getattr(module, class_name)
-    kwargs: dict[str, Any] = {}
-    if settings.sources.get("headers") == "argument" and settings.headers:
-        kwargs["headers"] = dict(settings.headers)
-    specific = getattr(settings, f"{signal}_endpoint")
-    if protocol == "grpc":
-        kwargs["endpoint"] = endpoint
-        kwargs["insecure"] = urlparse(endpoint).scheme == "http"
-    else:
-        # a signal's own endpoint is used as given; the shared one gets /v1/{signal}
-        kwargs["endpoint"] = specific if specific else endpoint.rstrip("/") + f"/v1/{signal}"
-    return exporter_class(**kwargs)
+def _otlp(settings: Settings) -> Outbox | None:
+    """Durable OTLP delivery (spooled, never blocking) for the signals with an endpoint;
+    None when no signal has one."""
+    return Outbox.for_settings(settings)
 
 
 def force_flush(timeout: float = DEFAULT_SHUTDOWN_TIMEOUT_S) -> bool:

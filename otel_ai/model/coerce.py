@@ -121,10 +121,26 @@ def _coerce_sequence(values: list[Any] | tuple[Any, ...], limit: int) -> Attribu
         out = [float(v) for v in items]
     else:
         # mixed or nested: every item as text keeps the sequence faithful and homogeneous
-        out = [v if isinstance(v, str) else to_text(v, limit) for v in items]
+        out = [truncate(v, limit) if isinstance(v, str) else to_text(v, limit) for v in items]
     if len(values) > MAX_SEQUENCE:
         out = out + ([f"…[{len(values) - MAX_SEQUENCE} more]"] if all(isinstance(v, str) for v in out) else [])
     return out
+
+
+MAX_IDENTIFIER = 256
+
+
+def identifier(value: Any, limit: int = MAX_IDENTIFIER) -> str | None:
+    """A run id, stage name, node id or kind as a bounded string; None for None or "".
+
+    Never tests the value's truth: a numpy array given where a name belongs must not
+    raise."""
+    if value is None:
+        return None
+    text = value if type(value) is str else to_text(value, limit)
+    if len(text) > limit:
+        text = truncate(text, limit)
+    return text or None
 
 
 def coerce_attributes(attributes: Mapping[str, Any] | None) -> dict[str, AttributeValue]:
@@ -134,8 +150,10 @@ def coerce_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Attribu
         return result
     long_texts = LONG_TEXT
     for key, value in attributes.items():
-        if type(key) is not str:
-            key = to_text(key, 256)
+        if type(key) is not str or len(key) > MAX_IDENTIFIER:
+            key = identifier(key) or ""
+        if not key:
+            continue
         kind = type(value)
         # the common cases first: this runs for every event on the experiment's thread
         if kind is float or kind is bool:
@@ -144,7 +162,7 @@ def coerce_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Attribu
         if kind is int and _INT64_MIN <= value <= _INT64_MAX:
             result[key] = value
             continue
-        if value is None or not key:
+        if value is None:
             continue
         long_text = long_texts.get(key)
         if kind is str and long_text is None:

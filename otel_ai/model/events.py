@@ -16,7 +16,6 @@ from collections import Counter, deque
 from collections.abc import Mapping
 from typing import Any
 
-from opentelemetry import trace as trace_api
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.metrics import Meter, Observation
 from opentelemetry.context import Context
@@ -76,7 +75,9 @@ def severity(level: Any) -> tuple[SeverityNumber, str]:
         if level >= 20:
             return INFO
         return _LEVELS["debug"]
-    return _LEVELS.get(str(level).strip().lower(), INFO)
+    if level is None:
+        return INFO
+    return _LEVELS.get(str(level).strip().lower()[:16], INFO)
 
 
 # --- emission ---------------------------------------------------------------------------
@@ -225,6 +226,16 @@ class Instruments:
             callbacks=[lambda options: _observe(self._best)],
             unit="1",
             description="Best node metric of the stage so far",
+        )
+        self.artifact_uploaded = meter.create_counter(
+            semconv.METRIC_ARTIFACT_UPLOADED, unit="By", description="Bytes of artifacts uploaded"
+        )
+        self.token_usage = meter.create_histogram(
+            semconv.METRIC_GEN_AI_TOKEN_USAGE,
+            unit="{token}",
+            description="Number of input and output tokens used",
+            # the GenAI semantic conventions' advised boundaries: 1, 4, 16 ... 4**13
+            explicit_bucket_boundaries_advisory=[float(4**i) for i in range(14)],
         )
 
     def stage_progress(self, run_id: str, stage: str, value: float) -> None:

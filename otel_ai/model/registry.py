@@ -46,10 +46,12 @@ class RunRegistry:
             return self._open.get(run_id) or self._ended.get(run_id)
 
     def current(self) -> Run | None:
-        """The most recently started run still open in this process."""
+        """The most recently started run still open: in this process, attached to the
+        wrapper's, or inherited through fork (a forked worker's spans join its parent's
+        run, which the parent ends)."""
         with self._lock:
             for run in reversed(self._open.values()):
-                if run.owned_here or run.attached:
+                if not run.ended:
                     return run
             return None
 

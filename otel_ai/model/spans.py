@@ -32,7 +32,7 @@ from .. import semconv
 from .._internal import never_raise, report_internal_error
 from ..export.providers import before_shutdown, get_pipeline
 from ..propagation import MSG_NODE, MSG_PROGRESS, MSG_RUN_END, MSG_STAGE, MSG_STAGE_END, report
-from .coerce import MAX_TEXT, as_float, coerce_attributes, is_finite, to_text, truncate
+from .coerce import MAX_TEXT, as_float, coerce_attributes, identifier, is_finite, to_text, truncate
 from .events import ERROR, INFO, WARN, EventBuffer, emit_log, instruments, severity, summary
 
 _CLOSED_BY_PARENT = "parent_end"
@@ -224,14 +224,14 @@ class Run(_SpanOwner):
         how it ends is reported to the wrapper, which ends the span."""
         pipeline = get_pipeline()
         self.attached = attach is not None
-        self.run_id = str(run_id) if run_id else (pipeline.settings.run_id or new_run_id())
+        self.run_id = identifier(run_id) or pipeline.settings.run_id or new_run_id()
         resource = pipeline.resource.attributes if pipeline.resource is not None else {}
         attrs: dict[str, Any] = {
             semconv.RUN_ID: self.run_id,
-            semconv.POD_ID: pod_id or resource.get(semconv.POD_ID),
-            semconv.GPU_NAME: gpu or resource.get(semconv.GPU_NAME),
-            semconv.CLOUD_REGION: region or resource.get(semconv.CLOUD_REGION),
-            semconv.CONTAINER_IMAGE_NAME: image or resource.get(semconv.CONTAINER_IMAGE_NAME),
+            semconv.POD_ID: identifier(pod_id) or resource.get(semconv.POD_ID),
+            semconv.GPU_NAME: identifier(gpu) or resource.get(semconv.GPU_NAME),
+            semconv.CLOUD_REGION: identifier(region) or resource.get(semconv.CLOUD_REGION),
+            semconv.CONTAINER_IMAGE_NAME: identifier(image) or resource.get(semconv.CONTAINER_IMAGE_NAME),
         }
         if attributes:
             attrs.update(attributes)
@@ -295,7 +295,7 @@ class Run(_SpanOwner):
     @never_raise()
     def stage(self, name: str, description: str | None = None, **attributes: Any) -> Stage:
         """Start (or return the open) ``ai.stage {name}`` span; emits ``ai.run.stage_started``."""
-        name = to_text(name, 256) if name else "unknown"
+        name = identifier(name) or "unknown"
         with self._lock:
             existing = self.stages.get(name)
             if existing is not None and not existing.ended:
@@ -324,6 +324,23 @@ class Run(_SpanOwner):
                 self._adopt(stage)
                 stage._check_parent_open(self, self.outcome)
             return stage
+
+    @never_raise()
+    def join_stage(self, name: str, span_context: SpanContext, description: str | None = None) -> Stage:
+        """The stage whose ``ai.stage`` span (``span_context``) lives in another process,
+        e.g. the process that submitted this process-pool task: nodes started on it are
+        children of that span. The stage is neither started nor ended here; one this
+        process already knows by that span (inherited through fork) is returned as is."""
+        name = identifier(name) or "unknown"
+        with self._lock:
+            owner = self._owners.get(span_context.span_id)
+            if isinstance(owner, Stage):
+                return owner
+            stage = Stage(self, name, description, None, attach=span_context)
+            self.stages[name] = stage
+            self._stage_order.append(stage)
+            self._adopt(stage)
+        return stage
 
     @property
     def current_stage(self) -> Stage | None:
@@ -392,11 +409,18 @@ class Run(_SpanOwner):
         if len(text) > limit:
             text = truncate(text, limit)
             attrs[semconv.LOG_TRUNCATED] = True
+        context, stage_name = self.log_target()
+        if stage_name is not None:
+            attrs.setdefault(semconv.STAGE_NAME, stage_name)
+        emit_log(context, self.run_id, attrs, event_name=None, body=text, level=severity(level))
+
+    def log_target(self) -> tuple[Context, str | None]:
+        """Where a log line of this run belongs now: the context of its current span (the
+        active span if it is the run's, else the innermost open node, stage, paper or
+        review, else the run) and the name of the stage it falls in, if any."""
         owner = self._current_owner()
         stage = owner if isinstance(owner, Stage) else getattr(owner, "stage", None)
-        if isinstance(stage, Stage):
-            attrs.setdefault(semconv.STAGE_NAME, stage.name)
-        emit_log(owner.log_context, self.run_id, attrs, event_name=None, body=text, level=severity(level))
+        return owner.log_context, stage.name if isinstance(stage, Stage) else None
 
     @never_raise()
     def artifact_detected(self, path: str, type: str | None = None, size_bytes: int | None = None, **attributes: Any) -> None:
@@ -576,9 +600,14 @@ class Stage(_SpanOwner):
         attributes: Mapping[str, Any] | None,
         *,
         synthesized: bool = False,
+        attach: SpanContext | None = None,
     ) -> None:
+        """Start a stage. With ``attach`` (the span context of a stage whose span lives in
+        another process, e.g. the submitter of a process-pool task), no span is started
+        here: this process's nodes join that stage, whose owner ends it."""
         self.name = name
         self.description = description
+        self.attached = attach is not None
         attrs: dict[str, Any] = {
             semconv.RUN_ID: run.run_id,
             semconv.STAGE_NAME: name,
@@ -590,12 +619,15 @@ class Stage(_SpanOwner):
             attrs[semconv.SPAN_SYNTHESIZED] = True
         attrs = coerce_attributes(attrs)
         start = _now()
-        span = get_pipeline().tracer.start_span(
-            f"{semconv.SPAN_STAGE} {name}",
-            context=trace_api.set_span_in_context(run.span),
-            attributes=attrs,
-            start_time=start,
-        )
+        if attach is not None:
+            span: Span = trace_api.NonRecordingSpan(attach)
+        else:
+            span = get_pipeline().tracer.start_span(
+                f"{semconv.SPAN_STAGE} {name}",
+                context=trace_api.set_span_in_context(run.span),
+                attributes=attrs,
+                start_time=start,
+            )
         super().__init__(run, span, start)
         self.nodes: dict[str, Node] = {}
         self._node_order: list[Node] = []
@@ -603,6 +635,11 @@ class Stage(_SpanOwner):
         self.best_metric: Any = None
         self._reported_counts: tuple[int, int, int] | None = None
         self._progress_updates = 0
+        if attach is not None:
+            self._pid = -1  # owned by the process that started it, ended there
+            with _open_lock:
+                _open_spans.discard(self)
+            return
         self._log_event(semconv.STAGE_STARTED, attrs)
         context = span.get_span_context()
         report(MSG_STAGE, name=name, trace_id=f"{context.trace_id:032x}", span_id=f"{context.span_id:016x}")
@@ -662,6 +699,26 @@ class Stage(_SpanOwner):
         self.run._adopt(node)
         with self.run._lock:
             self.run._nodes_by_id[node_id] = node
+        node._check_parent_open(self, None)
+        return node
+
+    @never_raise()
+    def unborn_node(
+        self,
+        kind: str = "node",
+        parent_id: str | None = None,
+        *,
+        parent_context: SpanContext | None = None,
+        **attributes: Any,
+    ) -> Node:
+        """Start the ``ai.node {kind}`` span of a node whose id is not known yet.
+
+        AI-Scientist-v2 gives a node its id when the LLM's code comes back, but the LLM
+        call belongs under the node. Call :meth:`Node.born` with the id: ``ai.node.created``
+        is emitted then (stamped with the span's start), and the node joins the stage.
+        """
+        node = Node(self, None, parent_id, kind, parent_context, attributes, unborn=True)
+        self.run._adopt(node)
         node._check_parent_open(self, None)
         return node
 
@@ -745,8 +802,10 @@ class Stage(_SpanOwner):
         self._event(semconv.STAGE_METRIC, attrs)
 
     @never_raise()
-    def selected_best(self, node_id: str, metric: Any = None, **attributes: Any) -> None:
-        """``ai.node.selected_best``: a span event on the stage and a link to the node."""
+    def selected_best(self, node_id: str, metric: Any = None, *, node_context: SpanContext | None = None,
+                      **attributes: Any) -> None:
+        """``ai.node.selected_best``: a span event on the stage and a link to the node
+        (``node_context`` when the node's span lives in another process)."""
         node_id = to_text(node_id, 256)
         self.best_node_id = node_id
         self.best_metric = metric
@@ -759,8 +818,10 @@ class Stage(_SpanOwner):
         }
         self._event(semconv.NODE_SELECTED_BEST, attrs)
         node = self.nodes.get(node_id) or self.run._nodes_by_id.get(node_id)
-        if node is not None and not self._ended:
-            self._span.add_link(node.span_context, {semconv.NODE_ID: node_id, semconv.LINK_TYPE: semconv.LINK_SELECTED_BEST})
+        if node is not None:
+            node_context = node.span_context
+        if node_context is not None and node_context.is_valid and not self._ended:
+            self._span.add_link(node_context, {semconv.NODE_ID: node_id, semconv.LINK_TYPE: semconv.LINK_SELECTED_BEST})
 
     # -- ending -----------------------------------------------------------------------
     @never_raise()
@@ -842,18 +903,19 @@ class Node(_SpanOwner):
     def __init__(
         self,
         stage: Stage,
-        node_id: str,
+        node_id: str | None,
         parent_id: str | None,
         kind: str | None,
         parent_context: SpanContext | None,
         attributes: Mapping[str, Any] | None,
         *,
         synthesized: bool = False,
+        unborn: bool = False,
     ) -> None:
         self.stage = stage
-        self.node_id = node_id
+        self.node_id: str = node_id  # type: ignore[assignment]  # None until born when unborn
         self.parent_id = to_text(parent_id, 256) if parent_id is not None else None
-        self.kind = to_text(kind, 64) if kind else "node"
+        self.kind = identifier(kind, 64) or "node"
         self.is_buggy: bool | None = None
         run = stage.run
         attrs: dict[str, Any] = {
@@ -885,7 +947,45 @@ class Node(_SpanOwner):
         )
         super().__init__(run, span, start)
         self._executions: list[Execution] = []
-        self._log_event(semconv.NODE_CREATED, attrs)
+        self._created_attrs = attrs
+        if not unborn:
+            self._log_event(semconv.NODE_CREATED, attrs)
+
+    @never_raise()
+    def born(self, node_id: str, kind: str | None = None, parent_id: str | None = None,
+             parent_context: SpanContext | None = None) -> None:
+        """Give an unborn node (:meth:`Stage.unborn_node`) its id, and its kind and parent
+        when they are only known now; emits ``ai.node.created``. Once only."""
+        if self.node_id is not None or node_id is None:
+            return
+        self.node_id = node_id = to_text(node_id, 256)
+        attrs: dict[str, Any] = {semconv.NODE_ID: node_id}
+        if kind and kind != self.kind:
+            self.kind = to_text(kind, 64)
+            self._span.update_name(f"{semconv.SPAN_NODE} {self.kind}")
+            attrs[semconv.NODE_KIND] = self.kind
+        if parent_id is not None and self.parent_id is None:
+            self.parent_id = to_text(parent_id, 256)
+            attrs[semconv.NODE_PARENT_ID] = self.parent_id
+            if parent_context is not None and parent_context.is_valid:
+                self._span.add_link(parent_context, {semconv.NODE_ID: self.parent_id, semconv.LINK_TYPE: semconv.LINK_PARENT_NODE})
+        attrs = coerce_attributes(attrs)
+        self._span.set_attributes(attrs)
+        self._created_attrs = {**self._created_attrs, **attrs}
+        stage = self.stage
+        with stage._lock:
+            stage.nodes[node_id] = self
+            stage._node_order.append(self)
+        with self.run._lock:
+            self.run._nodes_by_id[node_id] = self
+        emit_log(
+            self.log_context,
+            self.run.run_id,
+            self._created_attrs,
+            event_name=semconv.NODE_CREATED,
+            body=summary(semconv.NODE_CREATED, self._created_attrs),
+            timestamp=self._start_ns,
+        )
 
     def __repr__(self) -> str:
         return f"<otel_ai Node {self.node_id!r} {self.kind} {'ended' if self._ended else 'open'}>"
@@ -915,7 +1015,12 @@ class Node(_SpanOwner):
     ) -> None:
         """``ai.node.code_generated`` with the code's size and SHA-256 (not the code)."""
         if code is not None:
-            data = code.encode("utf-8", errors="replace") if isinstance(code, str) else bytes(code)
+            if isinstance(code, str):
+                data = code.encode("utf-8", errors="replace")
+            elif isinstance(code, (bytes, bytearray, memoryview)):
+                data = bytes(code)
+            else:  # never bytes(n) of an int: that would allocate n bytes
+                data = to_text(code, 1 << 20).encode("utf-8", errors="replace")
             size_bytes = len(data) if size_bytes is None else size_bytes
             sha256 = sha256 or hashlib.sha256(data).hexdigest()
         attrs = {**self._base_attrs(), semconv.NODE_CODE_SIZE: size_bytes, semconv.NODE_CODE_SHA256: sha256, **attributes}

@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import semconv
 from ..propagation import wrapped_run
+from .coerce import identifier
 from .registry import registry
 from .spans import Run
 
@@ -33,15 +34,15 @@ def _pop(data: dict[str, Any], *names: str) -> Any:
 
 
 def _stage_name(data: dict[str, Any]) -> str | None:
-    name = _pop(data, "stage", "stage_name", semconv.STAGE_NAME)
-    return None if name is None else str(name)
+    return identifier(_pop(data, "stage", "stage_name", semconv.STAGE_NAME))
 
 
 def _wrapper_run(run_id: str | None) -> Run | None:
     """Under ``otel-ai run``, the wrapper's run (attached once per process) when
     ``run_id`` names it or names nothing."""
     wrapped = wrapped_run()
-    if wrapped is None or (run_id and str(run_id) != wrapped[0]):
+    run_id = identifier(run_id)
+    if wrapped is None or (run_id and run_id != wrapped[0]):
         return None
     with _attach_lock:
         run = registry.get(wrapped[0])
@@ -72,8 +73,9 @@ def find_run(run_id: str | None, *, pod_id: str | None = None) -> Run:
     wrapper = _wrapper_run(run_id)
     if wrapper is not None:
         return wrapper
+    run_id = identifier(run_id)
     if run_id:
-        run = registry.get(str(run_id))
+        run = registry.get(run_id)
         if run is not None:
             return run
     else:
@@ -96,7 +98,8 @@ def start_run(
     wrapper = _wrapper_run(run_id)
     if wrapper is not None:
         return wrapper
-    existing = registry.get(str(run_id)) if run_id else None
+    run_id = identifier(run_id)
+    existing = registry.get(run_id) if run_id else None
     if existing is not None and not existing.ended:
         existing._duplicate(semconv.RUN_STARTED, attributes)
         return existing
@@ -130,7 +133,7 @@ def _run_canceled(run: Run, data: dict[str, Any]) -> None:
 
 
 def _stage_started(run: Run, data: dict[str, Any]) -> None:
-    run.stage(_stage_name(data) or "unknown", _pop(data, "desc", "description", semconv.STAGE_DESCRIPTION), **data)
+    run.stage(_stage_name(data), _pop(data, "desc", "description", semconv.STAGE_DESCRIPTION), **data)
     data.clear()
 
 
@@ -170,7 +173,7 @@ def _node_created(run: Run, data: dict[str, Any]) -> None:
     stage.node(
         _pop(data, "node_id", "id", semconv.NODE_ID),
         parent_id=_pop(data, "parent_id", semconv.NODE_PARENT_ID),
-        kind=_pop(data, "kind", "node_type", semconv.NODE_KIND) or "node",
+        kind=_pop(data, "kind", "node_type", semconv.NODE_KIND),
         **data,
     )
     data.clear()
@@ -220,7 +223,7 @@ def _node_selected_best(run: Run, data: dict[str, Any]) -> None:
 
 def _run_log(run: Run, data: dict[str, Any]) -> None:
     message = _pop(data, "message", "msg", "line", "body")
-    level = _pop(data, "level", "severity") or "info"
+    level = _pop(data, "level", "severity")
     source = _pop(data, "source", semconv.LOG_SOURCE)
     run.log("" if message is None else message, level, source, **data)
     data.clear()
@@ -310,7 +313,7 @@ HANDLERS: dict[str, _Handler] = {
 def dispatch(event_type: str, run_id: str | None, data: Mapping[str, Any] | None) -> Run:
     """Apply one dict event to the model; returns the run it concerned."""
     payload: dict[str, Any] = dict(data) if isinstance(data, Mapping) else ({} if data is None else {"data": data})
-    run_id = run_id or payload.pop("run_id", None) or None
+    run_id = identifier(run_id) or identifier(payload.pop("run_id", None))
     payload.pop("run_id", None)
     event_type = str(event_type)
     if event_type == semconv.RUN_STARTED:

@@ -23,6 +23,10 @@ from .. import semconv
 from ..bootstrap import SITE_DIR
 from ..config import Settings
 from ..export.providers import configure, shutdown
+from ..export.spool import deliver_pending
+from ..links import run_links
+from ..metrics import observe_process_tree
+from ..watch import Watcher
 from ..model.spans import Run
 from ..propagation import (
     CHANNEL_ENV,
@@ -148,6 +152,11 @@ class Supervisor:
         pipeline = configure(**self._overrides)
         settings = pipeline.settings
         data_dir = settings.data_dir.resolve()
+        # what an earlier, dead process of this data directory spooled: delivered meanwhile
+        threading.Thread(
+            target=deliver_pending, args=(data_dir, settings, time.monotonic() + 300),
+            name="otel_ai-spool-recovery", daemon=True,
+        ).start()
         run_id = self.options.run_id or settings.run_id or _new_run_id()
         attempt, previous = self._previous_attempt(data_dir, run_id)
         run = Run(
@@ -174,6 +183,7 @@ class Supervisor:
             attributes={semconv.RUN_COMMAND: redact(shlex.join(self.options.command))[:4096]},
         )
         write_state(data_dir, state)
+        _print_links(settings, run_id, state.trace_id, state.start_ns, None, "started")
         # the start event out now, not in 5 s: a run that dies early is still seen to start
         threading.Thread(target=_flush_logs, args=(pipeline,), name="otel_ai-start-flush", daemon=True).start()
         status = Status(run_id)
@@ -181,6 +191,13 @@ class Supervisor:
         channel = ChannelServer(self._on_message_from(progress)).start()
         status_line = self._status_line(status)
         sink = LogSink(run_id, progress.log_context).start(("stdout", "stderr"))
+        # log files and artifacts under the watched directories (started before the command)
+        watcher = None if self.options.no_watch else Watcher(
+            run,
+            roots=list(self.options.watch) or [Path.cwd()],
+            artifacts_uri=self.options.artifacts_uri,
+            log_context=progress.log_context,  # lines join the command's open stage
+        ).start()
         exit_code = 1
         try:
             exit_code = self._follow(run, settings, channel, sink, status_line)
@@ -190,10 +207,13 @@ class Supervisor:
                 status_line.stop()
             deadline = time.monotonic() + self.options.shutdown_timeout_s
             sink.stop(max(deadline - time.monotonic(), 0.1) / 2)
+            if watcher is not None:  # the final sweep, leaving time for the flush
+                watcher.stop(deadline=deadline - min(2.0, self.options.shutdown_timeout_s / 4))
             channel.stop()
             self._end_run(run, progress, exit_code)
             shutdown(max(deadline - time.monotonic(), 0.5))
             remove_state(data_dir, run_id)
+            _print_links(settings, run_id, state.trace_id, state.start_ns, time.time_ns(), "ended")
         return exit_code
 
     def _follow(self, run: Run, settings: Settings, channel: ChannelServer, sink: LogSink, status_line: StatusLine | None) -> int:
@@ -212,6 +232,7 @@ class Supervisor:
             os.write(stderr_fd(), f"otel-ai run: cannot start {self.options.command[0]!r}: {exc.strerror or exc}\n".encode())
             return 127 if isinstance(exc, FileNotFoundError) else 126
         self._launch_error = None
+        observe_process_tree(self.process.pid)  # the experiment's tree, not the wrapper
         out = TerminalOut(stdout_fd(), status_line if status_line and status_line.shares_terminal(stdout_fd()) else None)
         err = TerminalOut(stderr_fd(), status_line)
         pumps = [
@@ -252,6 +273,8 @@ class Supervisor:
             env.pop(TRACESTATE, None)
         env[RUN_ID_ENV] = run.run_id
         env[CHANNEL_ENV] = channel_path
+        # the wrapper samples the command's whole process tree: its processes need not
+        env["OTEL_AI_SYSTEM_METRICS"] = "false"
         # the effective settings, so children export where the wrapper does
         env["OTEL_AI_DATA_DIR"] = str(settings.data_dir.resolve())
         for name in ("endpoint", "traces_endpoint", "logs_endpoint", "metrics_endpoint"):
@@ -365,6 +388,7 @@ class Supervisor:
 
     # -- the end ------------------------------------------------------------------------
     def _end_run(self, run: Run, progress: _Progress, exit_code: int) -> None:
+        _set_token_totals(run)
         returncode = getattr(self, "_returncode", None)
         reported = progress.run_end or {}
         attributes = reported.get("attributes") if isinstance(reported.get("attributes"), dict) else {}
@@ -420,12 +444,34 @@ _VARIABLES = {
 }
 
 
+def _set_token_totals(run: Run) -> None:
+    """The LLM tokens of the whole run (``ai.llm.*``), from the ledger its children's
+    AI-Scientist instrumentation wrote (absent when they made no LLM call)."""
+    try:
+        from ..instrumentation._tokens import set_run_totals
+    except ImportError:  # opentelemetry-instrumentation not installed
+        return
+    set_run_totals(run)
+
+
 def _flush_logs(pipeline: Any) -> None:
     if pipeline.logger_provider is not None:
         try:
             pipeline.logger_provider.force_flush(5000)
         except Exception as exc:  # noqa: BLE001
             logger.debug("otel_ai: start event not flushed: %s", exc)
+
+
+def _print_links(settings: Settings, run_id: str, trace_id: str, start_ns: int, end_ns: int | None, when: str) -> None:
+    """The run's Jaeger and Grafana links on stderr (OTEL_AI_JAEGER_URL, OTEL_AI_GRAFANA_URL)."""
+    links = run_links(run_id=run_id, trace_id=trace_id, jaeger_url=settings.jaeger_url, grafana_url=settings.grafana_url,
+                      start_ns=start_ns, end_ns=end_ns)
+    if links:
+        lines = [f"otel-ai run: run {run_id} {when}, trace {trace_id}"] + [f"otel-ai run: {link.label}: {link.url}" for link in links]
+        try:
+            os.write(stderr_fd(), ("\n".join(lines) + "\n").encode())
+        except OSError as exc:  # a closed stderr must not end the run
+            logger.debug("otel_ai: links not printed: %s", exc)
 
 
 def _orchestrator_context() -> Context | None:

@@ -1,0 +1,570 @@
+"""OTLP requests as bytes on the wire: one sender per signal, gRPC or HTTP/protobuf.
+
+The durable layer (:mod:`otel_ai.export.durable`), the spool recovery
+(:mod:`otel_ai.export.spool`) and ``otel-ai replay`` all deliver an already encoded
+``Export{Trace,Logs,Metrics}ServiceRequest`` with the same code: a sender POSTs the bytes
+(OTLP/HTTP) or calls the service's ``Export`` method with them (OTLP/gRPC, no re-parsing),
+with a hard time limit per attempt, and says what happened in a :class:`SendResult`.
+Retrying and spooling are the caller's business; a sender never retries except once on a
+stale keep-alive connection.
+
+Transport settings are read the way the OpenTelemetry exporters read them:
+OTEL_EXPORTER_OTLP_[SIGNAL_]TIMEOUT (seconds, as in the Python SDK),
+..._COMPRESSION (``gzip``; ``deflate`` on HTTP), ..._CERTIFICATE, ..._CLIENT_KEY,
+..._CLIENT_CERTIFICATE, ..._INSECURE (gRPC) and ..._HEADERS (per signal; the shared
+headers come from :class:`otel_ai.config.Settings`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import logging
+import math
+import os
+import ssl
+import threading
+import time
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
+from urllib.parse import unquote, urlparse
+
+from google.protobuf.message import DecodeError, Message
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+from ..config import SIGNALS, ConfigurationError, Settings
+from ..version import __version__
+
+logger = logging.getLogger("otel_ai")
+
+DEFAULT_TIMEOUT_S = 10.0
+USER_AGENT = f"otel-ai/{__version__}"
+
+REQUEST_TYPES: dict[str, type[Message]] = {
+    "traces": trace_service_pb2.ExportTraceServiceRequest,
+    "logs": logs_service_pb2.ExportLogsServiceRequest,
+    "metrics": metrics_service_pb2.ExportMetricsServiceRequest,
+}
+RESPONSE_TYPES: dict[str, type[Message]] = {
+    "traces": trace_service_pb2.ExportTraceServiceResponse,
+    "logs": logs_service_pb2.ExportLogsServiceResponse,
+    "metrics": metrics_service_pb2.ExportMetricsServiceResponse,
+}
+GRPC_METHODS = {
+    "traces": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    "logs": "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+    "metrics": "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+}
+# the (resource list, scope list, item list) field names of each request
+_LAYOUT = {
+    "traces": ("resource_spans", "scope_spans", "spans"),
+    "logs": ("resource_logs", "scope_logs", "log_records"),
+    "metrics": ("resource_metrics", "scope_metrics", "metrics"),
+}
+_METRIC_DATA = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
+_REJECTED_FIELD = {"traces": "rejected_spans", "logs": "rejected_log_records", "metrics": "rejected_data_points"}
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What one delivery attempt came to.
+
+    ``ok``: the collector accepted the request (``rejected`` of its items it refused,
+    from a partial-success answer). Otherwise ``retryable`` says whether the same bytes
+    may succeed later (collector down, hanging, 429, 503...), ``too_large`` that the
+    collector refused the request for its size (split it), ``retry_after`` how long the
+    collector asked us to wait.
+    """
+
+    ok: bool
+    retryable: bool = True
+    too_large: bool = False
+    retry_after: float | None = None
+    rejected: int = 0
+    detail: str = ""
+
+
+class Sender(Protocol):
+    signal: str
+    endpoint: str
+    timeout: float
+
+    def send(self, data: bytes, timeout: float | None = None) -> SendResult: ...
+
+    def close(self) -> None: ...
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and how one signal is delivered."""
+
+    signal: str
+    protocol: str  # "grpc" | "http/protobuf"
+    endpoint: str  # full URL (HTTP: with /v1/{signal})
+    headers: Mapping[str, str] = field(default_factory=dict)
+    timeout: float = DEFAULT_TIMEOUT_S
+    compression: str = "none"  # none | gzip | deflate
+    certificate: str | None = None
+    client_key: str | None = None
+    client_certificate: str | None = None
+    insecure: bool | None = None
+
+
+def _env(signal: str, name: str, environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """The per-signal variable if set, else the shared one: (variable, value)."""
+    for variable in (f"OTEL_EXPORTER_OTLP_{signal.upper()}_{name}", f"OTEL_EXPORTER_OTLP_{name}"):
+        value = environ.get(variable)
+        if value is not None and value.strip():
+            return variable, value.strip()
+    return None
+
+
+def _parse_env_headers(variable: str, raw: str) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigurationError(f"{variable}={raw!r} is not valid: expected key=value pairs separated by commas")
+        headers[unquote(name.strip()).lower()] = unquote(value.strip())
+    return headers
+
+
+def target_for(
+    signal: str,
+    settings: Settings,
+    *,
+    endpoint: str | None = None,
+    protocol: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Target | None:
+    """The delivery target of ``signal`` from ``settings`` and the OTEL_EXPORTER_OTLP_*
+    transport variables; None when the signal has no OTLP endpoint (embedded default).
+
+    ``endpoint`` / ``protocol`` override the settings (``otel-ai replay --endpoint``): an
+    explicit endpoint is a base URL to which HTTP appends ``/v1/{signal}`` unless it
+    already ends with it.
+    """
+    env = os.environ if environ is None else environ
+    protocol = protocol or settings.signal_protocol(signal)
+    if endpoint is not None:
+        base = endpoint.rstrip("/")
+        url = base if protocol == "grpc" or base.endswith(f"/v1/{signal}") else f"{base}/v1/{signal}"
+    else:
+        shared = settings.signal_endpoint(signal)
+        if shared is None:
+            return None
+        specific = getattr(settings, f"{signal}_endpoint")
+        # a signal's own endpoint is used as given; the shared one gets /v1/{signal}
+        url = shared if protocol == "grpc" or specific else shared.rstrip("/") + f"/v1/{signal}"
+    headers = dict(settings.headers or {})
+    found = _env(signal, "HEADERS", env)
+    if found is not None and found[0] != "OTEL_EXPORTER_OTLP_HEADERS" and settings.sources.get("headers") != "argument":
+        headers = _parse_env_headers(*found)
+    timeout = DEFAULT_TIMEOUT_S
+    found = _env(signal, "TIMEOUT", env)
+    if found is not None:
+        try:
+            timeout = float(found[1])
+            if not timeout > 0:
+                raise ValueError
+        except ValueError:
+            raise ConfigurationError(f"{found[0]}={found[1]!r} is not valid: expected a positive number of seconds") from None
+    compression = "none"
+    found = _env(signal, "COMPRESSION", env)
+    if found is not None:
+        compression = found[1].lower()
+        allowed = ("none", "gzip") if protocol == "grpc" else ("none", "gzip", "deflate")
+        if compression not in allowed:
+            raise ConfigurationError(f"{found[0]}={found[1]!r} is not valid: expected one of {', '.join(allowed)}")
+    insecure = None
+    found = _env(signal, "INSECURE", env)
+    if found is not None:
+        insecure = found[1].lower() in ("true", "1", "yes", "on")
+
+    def path(name: str) -> str | None:
+        hit = _env(signal, name, env)
+        return hit[1] if hit else None
+
+    return Target(
+        signal=signal,
+        protocol=protocol,
+        endpoint=url,
+        headers=headers,
+        timeout=timeout,
+        compression=compression,
+        certificate=path("CERTIFICATE"),
+        client_key=path("CLIENT_KEY"),
+        client_certificate=path("CLIENT_CERTIFICATE"),
+        insecure=insecure,
+    )
+
+
+def make_sender(target: Target) -> Sender:
+    """A :class:`GrpcSender` or :class:`HttpSender` for ``target``."""
+    if target.protocol == "grpc":
+        return GrpcSender(target)
+    return HttpSender(target)
+
+
+def senders_for(settings: Settings) -> dict[str, Sender]:
+    """One sender per signal that has an OTLP endpoint."""
+    result: dict[str, Sender] = {}
+    for signal in SIGNALS:
+        target = target_for(signal, settings)
+        if target is not None:
+            result[signal] = make_sender(target)
+    return result
+
+
+def _rejected(signal: str, payload: bytes) -> tuple[int, str]:
+    """Items refused in a partial-success answer, and the collector's message."""
+    if not payload:
+        return 0, ""
+    try:
+        response = RESPONSE_TYPES[signal]()
+        response.ParseFromString(payload)
+    except (DecodeError, ValueError):
+        return 0, ""
+    if not response.HasField("partial_success"):
+        return 0, ""
+    partial = response.partial_success
+    return int(getattr(partial, _REJECTED_FIELD[signal])), partial.error_message
+
+
+# --------------------------------------------------------------------------- gRPC
+
+
+class GrpcSender:
+    """Calls ``{Service}/Export`` with the request bytes as they are (no re-encoding)."""
+
+    # gRPC status names that mean "the collector refused this request for its size"
+    _TOO_LARGE_HINTS = ("larger than max", "message too large", "too large")
+
+    def __init__(self, target: Target) -> None:
+        import grpc  # imported here: ~100 ms at start-up, a price only its users pay
+
+        self._grpc = grpc
+        self.signal = target.signal
+        self.endpoint = target.endpoint
+        self.timeout = target.timeout
+        parsed = urlparse(target.endpoint)
+        address = parsed.netloc or target.endpoint
+        insecure = target.insecure if target.insecure is not None else parsed.scheme == "http"
+        if parsed.scheme == "https":
+            insecure = False
+        options = [
+            ("grpc.primary_user_agent", USER_AGENT),
+            # after a collector outage, reconnect within seconds rather than gRPC's 2 min
+            ("grpc.initial_reconnect_backoff_ms", 250),
+            ("grpc.min_reconnect_backoff_ms", 250),
+            ("grpc.max_reconnect_backoff_ms", 2000),
+            ("grpc.enable_retries", 0),  # retrying is ours to decide
+        ]
+        compression = grpc.Compression.Gzip if target.compression == "gzip" else grpc.Compression.NoCompression
+        if insecure:
+            channel = grpc.insecure_channel(address, options=options, compression=compression)
+        else:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=_read(target.certificate),
+                private_key=_read(target.client_key),
+                certificate_chain=_read(target.client_certificate),
+            )
+            channel = grpc.secure_channel(address, credentials, options=options, compression=compression)
+        self._channel = channel
+        self._metadata = tuple((k.lower(), v) for k, v in target.headers.items())
+        # no serializer: the request bytes go out as they are, the answer comes back raw
+        self._export = channel.unary_unary(GRPC_METHODS[target.signal])
+        self._lock = threading.Lock()
+        self._inflight: Any = None
+        self._closed = False
+
+    def send(self, data: bytes, timeout: float | None = None) -> SendResult:
+        grpc = self._grpc
+        limit = self.timeout if timeout is None else max(timeout, 0.001)
+        with self._lock:
+            if self._closed:
+                return SendResult(False, detail="sender closed")
+            future = self._export.future(data, timeout=limit, metadata=self._metadata or None)
+            self._inflight = future
+        try:
+            payload = future.result()
+        except grpc.RpcError as error:
+            code = error.code() if hasattr(error, "code") else None
+            details = (error.details() if hasattr(error, "details") else "") or ""
+            name = code.name if code is not None else "UNKNOWN"
+            detail = f"gRPC {name}: {details}"
+            if code == grpc.StatusCode.RESOURCE_EXHAUSTED and any(h in details.lower() for h in self._TOO_LARGE_HINTS):
+                return SendResult(False, retryable=False, too_large=True, detail=detail)
+            if code == grpc.StatusCode.INVALID_ARGUMENT:
+                return SendResult(False, retryable=False, detail=detail)
+            return SendResult(False, retryable=True, detail=detail)
+        except Exception as error:  # noqa: BLE001 - a transport failure of any kind
+            return SendResult(False, retryable=True, detail=f"{type(error).__name__}: {error}")
+        finally:
+            with self._lock:
+                self._inflight = None
+        rejected, message = _rejected(self.signal, payload if isinstance(payload, bytes) else b"")
+        return SendResult(True, rejected=rejected, detail=message)
+
+    def close(self) -> None:
+        """Cancel the request in flight, if any, and close the channel."""
+        with self._lock:
+            self._closed = True
+            inflight = self._inflight
+        if inflight is not None:
+            inflight.cancel()
+        try:
+            self._channel.close()
+        except Exception as exc:  # noqa: BLE001 - closing is best effort
+            logger.debug("otel_ai: closing the gRPC channel: %s", exc)
+
+
+def _read(path: str | None) -> bytes | None:
+    if not path:
+        return None
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+class HttpSender:
+    """POSTs the request bytes (``application/x-protobuf``) on a keep-alive connection."""
+
+    def __init__(self, target: Target) -> None:
+        self.signal = target.signal
+        self.endpoint = target.endpoint
+        self.timeout = target.timeout
+        parsed = urlparse(target.endpoint)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ConfigurationError(f"OTLP endpoint {target.endpoint!r} is not an http(s) URL")
+        self._https = parsed.scheme == "https"
+        self._host = parsed.hostname
+        self._port = parsed.port or (443 if self._https else 80)
+        self._path = (parsed.path or "/") + (f"?{parsed.query}" if parsed.query else "")
+        self._compression = target.compression
+        self._headers = {
+            "Content-Type": "application/x-protobuf",
+            "User-Agent": USER_AGENT,
+            **dict(target.headers),
+        }
+        if self._compression != "none":
+            self._headers["Content-Encoding"] = self._compression
+        self._ssl: ssl.SSLContext | None = None
+        if self._https:
+            context = ssl.create_default_context(cafile=target.certificate)
+            if target.client_certificate:
+                context.load_cert_chain(target.client_certificate, target.client_key)
+            self._ssl = context
+        self._lock = threading.Lock()
+        self._connection: http.client.HTTPConnection | None = None
+        self._closed = False
+
+    def _compress(self, data: bytes) -> bytes:
+        if self._compression == "gzip":
+            return gzip.compress(data, compresslevel=5)
+        if self._compression == "deflate":
+            return zlib.compress(data)
+        return data
+
+    def _connect(self, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
+        with self._lock:
+            connection = self._connection
+            self._connection = None
+        if connection is not None:
+            return connection, True
+        if self._https:
+            return http.client.HTTPSConnection(self._host, self._port, timeout=timeout, context=self._ssl), False
+        return http.client.HTTPConnection(self._host, self._port, timeout=timeout), False
+
+    def send(self, data: bytes, timeout: float | None = None) -> SendResult:
+        limit = self.timeout if timeout is None else max(timeout, 0.001)
+        deadline = time.monotonic() + limit
+        if self._closed:
+            return SendResult(False, detail="sender closed")
+        body = self._compress(data)
+        for attempt in (0, 1):
+            connection, reused = self._connect(limit)
+            try:
+                connection.timeout = max(deadline - time.monotonic(), 0.001)
+                if connection.sock is not None:
+                    connection.sock.settimeout(connection.timeout)
+                connection.request("POST", self._path, body=body, headers=self._headers)
+                if connection.sock is not None:
+                    connection.sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                response = connection.getresponse()
+                payload = response.read()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as error:
+                connection.close()
+                if attempt == 0 and reused and time.monotonic() < deadline:
+                    continue  # a keep-alive connection the server had closed: once more, fresh
+                return SendResult(False, detail=f"{type(error).__name__}: {error}")
+            except Exception as error:  # noqa: BLE001 - refused, timed out, TLS, anything
+                connection.close()
+                return SendResult(False, detail=f"{type(error).__name__}: {error}")
+            if response.will_close or self._closed:
+                connection.close()
+            else:
+                with self._lock:
+                    if self._connection is None:
+                        self._connection = connection
+                    else:
+                        connection.close()
+            return self._result(response.status, response.reason, payload, response.getheader("Retry-After"))
+        return SendResult(False, detail="unreachable")  # pragma: no cover - the loop returns
+
+    def _result(self, status: int, reason: str, payload: bytes, retry_after: str | None) -> SendResult:
+        detail = f"HTTP {status} {reason}".strip()
+        if 200 <= status < 300:
+            rejected, message = _rejected(self.signal, payload)
+            return SendResult(True, rejected=rejected, detail=message)
+        if status == 413:
+            return SendResult(False, retryable=False, too_large=True, detail=detail)
+        if status == 400:
+            text = payload[:200].decode("utf-8", "replace")
+            return SendResult(False, retryable=False, detail=f"{detail}: {text}")
+        # 429, 5xx, and misconfiguration (401, 403, 404...): keep the data, try again later
+        return SendResult(False, retryable=True, retry_after=_retry_after(retry_after), detail=detail)
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            connection = self._connection
+            self._connection = None
+        if connection is not None:
+            connection.close()
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def count_items(signal: str, request: Message) -> int:
+    """Spans, log records or metric data points in a request."""
+    resources, scopes, items = _LAYOUT[signal]
+    total = 0
+    for resource in getattr(request, resources):
+        for scope in getattr(resource, scopes):
+            if signal != "metrics":
+                total += len(getattr(scope, items))
+                continue
+            for metric in scope.metrics:
+                kind = metric.WhichOneof("data")
+                if kind is not None:
+                    total += len(getattr(metric, kind).data_points)
+    return total
+
+
+def parse_request(signal: str, data: bytes) -> Message:
+    request = REQUEST_TYPES[signal]()
+    request.ParseFromString(data)
+    return request
+
+
+def split_request(signal: str, data: bytes) -> list[bytes] | None:
+    """The request in two halves (by items; metrics by data points), each a complete
+    request with its resource and scope; None when it holds a single item."""
+    request = parse_request(signal, data)
+    resources_field, scopes_field, items_field = _LAYOUT[signal]
+    units: list[tuple[Any, Any, Any, Any]] = []  # (resource, scope, item or metric, point)
+    for resource in getattr(request, resources_field):
+        for scope in getattr(resource, scopes_field):
+            if signal != "metrics":
+                units.extend((resource, scope, item, None) for item in getattr(scope, items_field))
+                continue
+            for metric in scope.metrics:
+                kind = metric.WhichOneof("data")
+                points = getattr(metric, kind).data_points if kind is not None else []
+                if not points:
+                    units.append((resource, scope, metric, None))
+                units.extend((resource, scope, metric, point) for point in points)
+    if len(units) < 2:
+        return None
+    half = len(units) // 2
+    return [_rebuild(signal, units[:half]).SerializeToString(), _rebuild(signal, units[half:]).SerializeToString()]
+
+
+def _rebuild(signal: str, units: list[tuple[Any, Any, Any, Any]]) -> Message:
+    resources_field, scopes_field, items_field = _LAYOUT[signal]
+    request = REQUEST_TYPES[signal]()
+    last: tuple[int, int, int] | None = None
+    resource_out: Any = None
+    scope_out: Any = None
+    metric_out: Any = None
+    for resource, scope, item, point in units:
+        if last is None or last[0] != id(resource):
+            resource_out = getattr(request, resources_field).add()
+            resource_out.resource.CopyFrom(resource.resource)
+            resource_out.schema_url = resource.schema_url
+            last = (id(resource), 0, 0)
+        if last[1] != id(scope):
+            scope_out = getattr(resource_out, scopes_field).add()
+            scope_out.scope.CopyFrom(scope.scope)
+            scope_out.schema_url = scope.schema_url
+            last = (last[0], id(scope), 0)
+            metric_out = None
+        if signal != "metrics":
+            getattr(scope_out, items_field).add().CopyFrom(item)
+            continue
+        if metric_out is None or last[2] != id(item):
+            metric_out = scope_out.metrics.add()
+            metric_out.CopyFrom(item)
+            kind = item.WhichOneof("data")
+            if kind is not None:
+                getattr(metric_out, kind).ClearField("data_points")
+            last = (last[0], last[1], id(item))
+        if point is not None:
+            getattr(metric_out, item.WhichOneof("data")).data_points.add().CopyFrom(point)
+    return request
+
+
+def split_to_fit(signal: str, data: bytes, max_bytes: int) -> tuple[list[bytes], list[bytes]]:
+    """Split ``data`` until every part is at most ``max_bytes``: (parts in order, the
+    single-item parts that are still too large)."""
+    if len(data) <= max_bytes:
+        return [data], []
+    halves = split_request(signal, data)
+    if halves is None:
+        return [], [data]
+    fitting: list[bytes] = []
+    oversized: list[bytes] = []
+    for half in halves:
+        parts, big = split_to_fit(signal, half, max_bytes)
+        fitting.extend(parts)
+        oversized.extend(big)
+    return fitting, oversized
+
+
+def items_in(signal: str, data: bytes) -> int:
+    try:
+        return count_items(signal, parse_request(signal, data))
+    except (DecodeError, ValueError):
+        return 0
+

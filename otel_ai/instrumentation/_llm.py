@@ -1,0 +1,299 @@
+"""LLM calls as ``chat {model}`` spans (OTel GenAI conventions), with tokens rolled up.
+
+AI-Scientist-v2 calls OpenAI's ``chat.completions.create`` and Anthropic's
+``messages.create`` from the main process, from pool workers and from threads, through a
+client it creates anew (per call or per process). The methods are patched on the
+resource classes, so every client is covered. Each call is one span:
+
+- its parent is the current span (the node being made in a worker, the stage while the
+  search steps); with none current (a thread the context did not follow), the innermost
+  open node, stage, paper or review of the run, else the run;
+- ``gen_ai.operation.name``, ``gen_ai.provider.name``, request and response model, input
+  and output tokens, response id and finish reasons, ``server.address``/``server.port``;
+  message content only with OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true;
+- its tokens go to the node (in this process), the ledger (the stage and run totals,
+  across processes), ``gen_ai.client.token.usage`` and the wrapper's status line.
+
+When the official ``opentelemetry-instrumentation-openai-v2`` is instrumenting OpenAI,
+it makes the span (never two spans for one call): this hook only rolls the tokens up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+from opentelemetry import context as context_api
+from opentelemetry import trace as trace_api
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from .. import semconv
+from .._internal import never_raise
+from ..model.coerce import truncate
+from ..model.spans import Execution, Node, Stage, _SpanOwner
+from ..propagation import MSG_TOKENS, report
+from ..version import __version__
+from . import _runs, _search, _tokens, ledger
+from ._patching import Hook
+
+CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+_MAX_CONTENT = 16384
+_SCOPE = "otel_ai.instrumentation.ai_scientist"
+
+
+def _capture_content() -> bool:
+    return os.environ.get(CAPTURE_CONTENT_ENV, "").strip().lower() == "true"
+
+
+def _official_openai_active() -> bool:
+    module = sys.modules.get("opentelemetry.instrumentation.openai_v2")
+    instrumentor = getattr(module, "OpenAIInstrumentor", None)
+    try:
+        return bool(instrumentor is not None and instrumentor().is_instrumented_by_opentelemetry)
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _provider(api: str, instance: Any) -> str:
+    if api == "openai":
+        return semconv.GEN_AI_PROVIDER_OPENAI
+    client = type(getattr(instance, "_client", None)).__name__
+    if "Bedrock" in client:
+        return semconv.GEN_AI_PROVIDER_AWS_BEDROCK
+    if "Vertex" in client:
+        return semconv.GEN_AI_PROVIDER_GCP_VERTEX_AI
+    return semconv.GEN_AI_PROVIDER_ANTHROPIC
+
+
+class _Call:
+    """One LLM call: its span (unless another instrumentation makes it) and its accounting."""
+
+    def __init__(self, api: str, instance: Any, kwargs: dict[str, Any]) -> None:
+        self.api = api
+        self.model = kwargs.get("model")
+        self.provider = _provider(api, instance)
+        self.stream = bool(kwargs.get("stream"))
+        self.owner, parent = _serving_owner()
+        self.token: object | None = None
+        self.span: Any = None
+        if _official_openai_active() and api == "openai":
+            return
+        from ..export.providers import get_pipeline
+
+        provider = get_pipeline().tracer_provider
+        if provider is None:
+            return
+        attributes: dict[str, Any] = {
+            semconv.GEN_AI_OPERATION_NAME: semconv.GEN_AI_OPERATION_CHAT,
+            semconv.GEN_AI_PROVIDER_NAME: self.provider,
+        }
+        if self.model is not None:
+            attributes[semconv.GEN_AI_REQUEST_MODEL] = str(self.model)
+        for key, name in ((semconv.GEN_AI_REQUEST_TEMPERATURE, "temperature"), (semconv.GEN_AI_REQUEST_MAX_TOKENS, "max_tokens")):
+            value = kwargs.get(name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                attributes[key] = value
+        base_url = getattr(getattr(instance, "_client", None), "base_url", None)
+        host = getattr(base_url, "host", None)
+        if host:
+            attributes[semconv.SERVER_ADDRESS] = str(host)
+            port = getattr(base_url, "port", None)
+            if port:
+                attributes[semconv.SERVER_PORT] = int(port)
+        if _capture_content():
+            messages = list(kwargs.get("messages") or ())
+            if kwargs.get("system"):
+                messages.insert(0, {"role": "system", "content": kwargs["system"]})
+            attributes[semconv.GEN_AI_INPUT_MESSAGES] = truncate(json.dumps(messages, default=str), _MAX_CONTENT)
+        name = f"{semconv.GEN_AI_OPERATION_CHAT} {self.model}" if self.model else semconv.GEN_AI_OPERATION_CHAT
+        tracer = provider.get_tracer(_SCOPE, __version__)
+        self.span = tracer.start_span(name, context=parent, kind=SpanKind.CLIENT, attributes=attributes)
+
+    def enter(self) -> None:
+        if self.span is not None:
+            self.token = context_api.attach(trace_api.set_span_in_context(self.span))
+
+    def exit(self) -> None:
+        if self.token is not None:
+            context_api.detach(self.token)  # type: ignore[arg-type]
+            self.token = None
+
+    @never_raise()
+    def failed(self, exc: BaseException) -> None:
+        if self.span is None:
+            return
+        self.span.set_attribute(semconv.ERROR_TYPE, type(exc).__qualname__)
+        self.span.record_exception(exc)
+        self.span.set_status(Status(StatusCode.ERROR, truncate(str(exc), 1024)))
+        self.span.end()
+
+    @never_raise()
+    def finished(self, response: Any) -> None:
+        usage = None if self.stream else getattr(response, "usage", None)
+        input_tokens = output_tokens = None
+        if usage is not None:
+            if self.api == "openai":
+                input_tokens = _count(getattr(usage, "prompt_tokens", None))
+                output_tokens = _count(getattr(usage, "completion_tokens", None))
+            else:
+                parts = [getattr(usage, name, None) for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")]
+                counted = [_count(p) for p in parts if _count(p) is not None]
+                input_tokens = sum(counted) if counted else None  # type: ignore[arg-type]
+                output_tokens = _count(getattr(usage, "output_tokens", None))
+        response_model = getattr(response, "model", None)
+        span = self.span
+        if span is not None:
+            attributes: dict[str, Any] = {}
+            if response_model is not None:
+                attributes[semconv.GEN_AI_RESPONSE_MODEL] = str(response_model)
+            if getattr(response, "id", None) is not None:
+                attributes[semconv.GEN_AI_RESPONSE_ID] = str(response.id)
+            reasons = _finish_reasons(self.api, response)
+            if reasons:
+                attributes[semconv.GEN_AI_RESPONSE_FINISH_REASONS] = reasons
+            if input_tokens is not None:
+                attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS] = input_tokens
+            if output_tokens is not None:
+                attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] = output_tokens
+            if _capture_content():
+                attributes[semconv.GEN_AI_OUTPUT_MESSAGES] = truncate(json.dumps(_output(self.api, response), default=str), _MAX_CONTENT)
+            span.set_attributes(attributes)
+            span.end()
+        if input_tokens is None and output_tokens is None:
+            return
+        self._account(input_tokens or 0, output_tokens or 0, response_model)
+
+    def _account(self, input_tokens: int, output_tokens: int, response_model: Any) -> None:
+        owner = self.owner
+        node = owner.node if isinstance(owner, Execution) else owner if isinstance(owner, Node) else None
+        stage = node.stage if node is not None else owner if isinstance(owner, Stage) else None
+        if node is not None:
+            _tokens.add_node_tokens(node, input_tokens, output_tokens)
+        span_context = (self.span or trace_api.get_current_span()).get_span_context()
+        trace_id = span_context.trace_id if span_context.is_valid else (owner.span_context.trace_id if owner is not None else 0)
+        ledger.append(trace_id, {
+            "k": "llm",
+            "s": None if stage is None else f"{stage.span_context.span_id:016x}",
+            "n": None if node is None else f"{node.span_context.span_id:016x}",
+            "i": input_tokens,
+            "o": output_tokens,
+        })
+        report(MSG_TOKENS, input=input_tokens, output=output_tokens)
+        from ..metrics import record_token_usage
+
+        run = owner.run if owner is not None else None
+        record_token_usage(
+            input_tokens,
+            output_tokens,
+            provider=self.provider,
+            request_model=None if self.model is None else str(self.model),
+            response_model=None if response_model is None else str(response_model),
+            run_id=None if run is None else run.run_id,
+            stage=None if stage is None else stage.name,
+        )
+
+
+def _serving_owner() -> tuple[_SpanOwner | None, Any]:
+    """(our span the call serves, the parent context for its span: None = the current one)."""
+    task = _search.current_task()
+    current = trace_api.get_current_span().get_span_context()
+    run = _runs.current_run()
+    owner: _SpanOwner | None = None
+    if run is not None and current.is_valid:
+        owner = run._owners.get(current.span_id)
+    if owner is None and task is not None:
+        owner = task.node
+    if current.is_valid:
+        return owner, None
+    if owner is None and run is not None:
+        owner = run._current_owner()
+    return owner, (owner.log_context if owner is not None else None)
+
+
+def _count(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number >= 0 else None
+
+
+def _finish_reasons(api: str, response: Any) -> list[str]:
+    if api == "openai":
+        return [str(c.finish_reason) for c in (getattr(response, "choices", None) or ()) if getattr(c, "finish_reason", None)]
+    reason = getattr(response, "stop_reason", None)
+    return [str(reason)] if reason else []
+
+
+def _output(api: str, response: Any) -> list[Any]:
+    if api == "openai":
+        result = []
+        for choice in getattr(response, "choices", None) or ():
+            message = getattr(choice, "message", None)
+            dump = getattr(message, "model_dump", None)
+            result.append(dump(exclude_none=True) if callable(dump) else str(message))
+        return result
+    blocks = []
+    for block in getattr(response, "content", None) or ():
+        dump = getattr(block, "model_dump", None)
+        blocks.append(dump() if callable(dump) else str(block))
+    return [{"role": "assistant", "content": blocks}]
+
+
+def _wrapper(api: str) -> Any:
+    def call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        if context_api.get_value(context_api._SUPPRESS_INSTRUMENTATION_KEY):
+            return wrapped(*args, **kwargs)
+        try:
+            llm = _Call(api, instance, kwargs)
+        except Exception as exc:
+            from .._internal import _should_raise, report_internal_error
+
+            report_internal_error("ai_scientist.llm", exc)
+            if _should_raise():
+                raise
+            return wrapped(*args, **kwargs)
+        llm.enter()
+        try:
+            response = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            llm.exit()
+            llm.failed(exc)
+            raise
+        llm.exit()
+        llm.finished(response)
+        return response
+
+    return call
+
+
+def _async_wrapper(api: str) -> Any:
+    async def call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        if context_api.get_value(context_api._SUPPRESS_INSTRUMENTATION_KEY):
+            return await wrapped(*args, **kwargs)
+        llm = _Call(api, instance, kwargs)
+        llm.enter()
+        try:
+            response = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            llm.exit()
+            llm.failed(exc)
+            raise
+        llm.exit()
+        llm.finished(response)
+        return response
+
+    return call
+
+
+def hooks() -> list[Hook]:
+    return [
+        Hook("openai.resources.chat.completions", "Completions.create", _wrapper("openai")),
+        Hook("openai.resources.chat.completions", "AsyncCompletions.create", _async_wrapper("openai")),
+        Hook("anthropic.resources.messages", "Messages.create", _wrapper("anthropic")),
+        Hook("anthropic.resources.messages", "AsyncMessages.create", _async_wrapper("anthropic")),
+    ]

@@ -1,0 +1,106 @@
+"""Which run the instrumented search reports to, in every process of the experiment.
+
+- Under ``otel-ai run``: the wrapper's run, attached (in the main process and in every
+  worker, forked or spawned).
+- A run this process or its parent (through fork) already has: that one.
+- Otherwise (``opentelemetry-instrument`` alone) the first instrumented entry point starts
+  a run, ended when the process exits (failed on an uncaught exception). Spawned workers
+  find it through ``OTEL_AI_INSTRUMENTED_RUN`` (run id and traceparent), set for them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import threading
+from typing import Any
+
+from ..model.registry import registry
+from ..model.spans import Run
+from ..propagation import format_traceparent, parent_span_context, wrapped_run
+
+RUN_ENV = "OTEL_AI_INSTRUMENTED_RUN"
+
+_lock = threading.Lock()
+_owned: Run | None = None
+_failure: BaseException | None = None
+
+
+def current_run() -> Run | None:
+    """The run this process reports to, or None (nothing is started here)."""
+    wrapped = wrapped_run()
+    if wrapped is not None:
+        from ..model.vocabulary import _wrapper_run
+
+        return _wrapper_run(None)
+    run = registry.current()
+    if run is not None:
+        return run
+    inherited = os.environ.get(RUN_ENV, "").split(" ")
+    if len(inherited) == 2 and inherited[0]:
+        context = parent_span_context({"TRACEPARENT": inherited[1]})
+        if context is not None:
+            with _lock:
+                run = registry.get(inherited[0])
+                if run is None or not run.attached:
+                    run = Run(inherited[0], attach=context)
+                return run
+    return None
+
+
+def ensure_run() -> Run:
+    """The current run; a new one, owned by this process, when there is none."""
+    global _owned
+    run = current_run()
+    if run is not None:
+        return run
+    with _lock:
+        if _owned is not None and not _owned.ended:
+            return _owned
+        _owned = run = Run(None)
+        context = run.span_context
+        os.environ[RUN_ENV] = f"{run.run_id} {format_traceparent(context.trace_id, context.span_id, context.trace_flags.sampled)}"
+        _watch_failures()
+        # registered after otel_ai's own exit hook, so it runs first (atexit is LIFO)
+        atexit.register(_end_owned)
+    return run
+
+
+def owned_run() -> Run | None:
+    return _owned
+
+
+def _watch_failures() -> None:
+    previous = sys.excepthook
+
+    def excepthook(exc_type: Any, exc: BaseException, tb: Any) -> None:
+        global _failure
+        _failure = exc
+        previous(exc_type, exc, tb)
+
+    sys.excepthook = excepthook
+
+
+def _end_owned() -> None:
+    run = _owned
+    if run is None or run.ended or not run.owned_here:
+        return
+    from ._tokens import set_run_totals
+
+    set_run_totals(run)
+    if isinstance(_failure, KeyboardInterrupt):
+        run.cancel("KeyboardInterrupt")
+    elif _failure is not None:
+        run.fail(_failure)
+    else:
+        run.complete()
+    os.environ.pop(RUN_ENV, None)
+
+
+def reset() -> None:
+    """Forget the owned run (tests)."""
+    global _owned, _failure
+    _owned = None
+    _failure = None
+    os.environ.pop(RUN_ENV, None)

@@ -1,0 +1,702 @@
+"""Lossless log tailing: every complete line of every tailed file, once, in order.
+
+A :class:`FileTail` follows one file through an open descriptor, so it survives what
+happens to the path:
+
+- rotation by rename (``app.log`` -> ``app.log.1``, a new ``app.log``): the old file is
+  drained to its end through the descriptor, kept for a grace period in case its writer
+  still appends, then closed; the new file is read from its start. A tailed file renamed
+  to another tailed name keeps its position (same inode);
+- copy-truncate: the file shrinks below our position, or the bytes just before our
+  position change (a fingerprint), and reading restarts at 0;
+- deletion: what the writer wrote before it is drained through the descriptor;
+- partial lines are held until their newline, or until ``flush_timeout_s`` without new
+  data (then delivered with ``partial`` set); at the end of a run they are delivered too;
+- lines longer than ``max_line_bytes`` keep their head, the rest is counted (``cut``),
+  never held in memory.
+
+Delivery follows the sink's pace: the sink says how many lines it can take now
+(:meth:`LineSink.room`); lines it cannot take yet wait in a backlog of at most one read
+(256 KiB), and nothing more is read until they are taken. The file itself is the
+buffer, so a slow exporter costs latency, never lines. ``consumed`` (the offset after the last delivered line) and a
+fingerprint of the bytes before it are what survives a restart.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+CHUNK = 256 * 1024
+FINGERPRINT = 32
+DEFAULT_MAX_LINE_BYTES = 64 * 1024
+# the marker appended to a cut line is not counted against the bound
+_MARKER_ROOM = 64
+# what FileTail.poll found
+DONE, MORE, BLOCKED = 0, 1, 2
+
+
+class Line(NamedTuple):
+    """One line of a log file as read: bytes without the newline."""
+
+    data: bytes
+    cut: int = 0  # bytes of an over-long line left out after the head kept in ``data``
+    partial: bool = False  # delivered without its newline (flush timeout, end of run)
+
+
+@dataclass(frozen=True)
+class TailSource:
+    """Where lines come from: the file's absolute path and its path relative to its root."""
+
+    path: str
+    relative: str
+    root: str
+
+
+class LineSink(Protocol):
+    """Where tailed lines go (the run's log records, in production)."""
+
+    def room(self) -> int:
+        """How many lines can be taken now without anything being dropped downstream."""
+        ...
+
+    def deliver(self, source: TailSource, lines: Sequence[Line]) -> None:
+        """Take ``lines`` (never more than the last :meth:`room` said), in order."""
+        ...
+
+
+@dataclass
+class TailStats:
+    lines: int = 0
+    truncated: int = 0
+    partial: int = 0
+    empty: int = 0
+    rotations: int = 0
+    files: int = 0
+    blocked: int = 0
+
+
+class FileTail:
+    """One tailed file (see the module docstring)."""
+
+    def __init__(
+        self,
+        source: TailSource,
+        dev: int,
+        ino: int,
+        offset: int,
+        *,
+        max_line_bytes: int,
+        fingerprint: bytes = b"",
+    ) -> None:
+        self.source = source
+        self.dev = dev
+        self.ino = ino
+        self.fd: int | None = None
+        self.pos = offset  # next byte to read
+        self.consumed = offset  # first byte not yet delivered (a line start)
+        self.pending = b""  # bytes of the line being held (its head, when over-long)
+        self.discarding = False  # over the bound: skipping to the next newline
+        self.cut = 0
+        self.fingerprint = fingerprint  # the bytes just before ``consumed``
+        self.max_line = max_line_bytes
+        self.head = max(max_line_bytes - _MARKER_ROOM, 1)
+        now = time.monotonic()
+        self.last_data = now
+        self.last_used = now
+        self.last_mtime = -1
+        self.retired_at: float | None = None
+        # complete lines read but not yet taken by the sink (at most one read's worth)
+        self.backlog: list[Line] = []
+        self.backlog_ends: list[int] = []
+
+    def __repr__(self) -> str:
+        return f"<FileTail {self.source.relative} ino={self.ino} at {self.consumed}>"
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self.pending) or self.discarding
+
+    # -- descriptors ------------------------------------------------------------------
+    def open(self) -> bool:
+        """(Re)open the file by path; False when the path is gone or holds another file."""
+        if self.fd is not None:
+            return True
+        try:
+            fd = os.open(self.source.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
+        except OSError:
+            return False
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != (self.dev, self.ino) or not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            return False
+        self.fd = fd
+        return True
+
+    def adopt_fd(self, fd: int) -> None:
+        self.close()
+        self.fd = fd
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    # -- reading ----------------------------------------------------------------------
+    def poll(self, sink: LineSink, stats: TailStats, *, budget: int = 8 * CHUNK) -> int:
+        """Deliver what was appended. Returns DONE (at the end of the file), MORE (the
+        budget is spent, more is waiting) or BLOCKED (the sink is full)."""
+        fd = self.fd
+        if fd is None:
+            return DONE
+        self.last_used = time.monotonic()
+        if self.backlog and not self._deliver_backlog(sink, stats):
+            stats.blocked += 1
+            return BLOCKED
+        st = os.fstat(fd)
+        if st.st_size < self.pos or (st.st_mtime_ns != self.last_mtime and not self._fingerprint_holds(fd)):
+            self._restart(sink, stats)
+        self.last_mtime = st.st_mtime_ns
+        spent = 0
+        while spent < budget:
+            data = os.pread(fd, CHUNK, self.pos)
+            if not data:
+                return DONE
+            spent += len(data)
+            self.last_data = time.monotonic()
+            self._take(data)
+            if self.backlog and not self._deliver_backlog(sink, stats):
+                stats.blocked += 1
+                return BLOCKED
+        return MORE
+
+    def _fingerprint_holds(self, fd: int) -> bool:
+        fp = self.fingerprint
+        if not fp:
+            return True
+        return os.pread(fd, len(fp), self.consumed - len(fp)) == fp
+
+    def _restart(self, sink: LineSink, stats: TailStats) -> None:
+        """Copy-truncate: the file was cut below our position (or rewritten); start over.
+        Lines read but not yet delivered, and a line being held, were written before the
+        cut: they are delivered, not lost (one batch over the sink's conservative room)."""
+        leftovers = list(self.backlog)
+        if self.has_pending:
+            leftovers.append(Line(self.pending, self.cut, True))
+        if leftovers:
+            self._deliver(sink, stats, leftovers)
+        self.backlog.clear()
+        self.backlog_ends.clear()
+        self.pos = self.consumed = 0
+        self.pending = b""
+        self.discarding = False
+        self.cut = 0
+        self.fingerprint = b""
+        stats.rotations += 1
+
+    def _take(self, data: bytes) -> None:
+        """Split ``data`` (read at ``self.pos``) into complete lines, added to the backlog
+        with the offset just after each; the unfinished last line is held."""
+        base = self.pos
+        self.pos += len(data)
+        lines = self.backlog
+        ends = self.backlog_ends
+        start = 0
+        if self.discarding:
+            newline = data.find(b"\n")
+            if newline < 0:
+                self.cut += len(data)
+                return
+            self.cut += newline
+            lines.append(Line(self.pending, self.cut))
+            ends.append(base + newline + 1)
+            self.pending = b""
+            self.discarding = False
+            self.cut = 0
+            start = newline + 1
+        held = self.pending
+        if held:
+            buf = held + data[start:]
+        else:
+            buf = data[start:] if start else data
+        position = base + start - len(held)
+        parts = buf.split(b"\n")
+        tail = parts.pop()
+        limit = self.max_line
+        for part in parts:
+            position += len(part) + 1
+            ends.append(position)
+            if len(part) > limit:
+                lines.append(Line(part[: self.head], len(part) - self.head))
+            else:
+                lines.append(Line(part))
+        if len(tail) > limit:
+            self.pending = tail[: self.head]
+            self.cut = len(tail) - self.head
+            self.discarding = True
+        else:
+            self.pending = tail
+
+    def _deliver_backlog(self, sink: LineSink, stats: TailStats) -> bool:
+        """Hand the backlog over as far as the sink has room; True when it is empty."""
+        lines, ends = self.backlog, self.backlog_ends
+        done = 0
+        total = len(lines)
+        while done < total:
+            room = sink.room()
+            if room <= 0:
+                break
+            count = min(room, total - done, 4096)
+            self._deliver(sink, stats, lines[done : done + count])
+            done += count
+            self.consumed = ends[done - 1]
+        if done:
+            del lines[:done]
+            del ends[:done]
+            self._remember_fingerprint()
+        return not lines
+
+    def _deliver(self, sink: LineSink, stats: TailStats, lines: Sequence[Line]) -> None:
+        kept = [line for line in lines if line.cut or (line.data and line.data != b"\r")]
+        stats.empty += len(lines) - len(kept)
+        if kept:
+            sink.deliver(self.source, kept)
+            stats.lines += len(kept)
+            for line in kept:
+                if line.cut:
+                    stats.truncated += 1
+                if line.partial:
+                    stats.partial += 1
+
+    def _remember_fingerprint(self) -> None:
+        fd = self.fd
+        size = min(FINGERPRINT, self.consumed)
+        if fd is None or size <= 0:
+            self.fingerprint = b""
+            return
+        try:
+            self.fingerprint = os.pread(fd, size, self.consumed - size)
+        except OSError:
+            self.fingerprint = b""
+
+    def flush_partial(self, sink: LineSink, stats: TailStats) -> bool:
+        """Deliver the held partial line (flush timeout, end of run) after the backlog;
+        False while the sink is full."""
+        if self.backlog and not self._deliver_backlog(sink, stats):
+            return False
+        if not self.has_pending:
+            return True
+        if sink.room() <= 0:
+            return False
+        line = Line(self.pending, self.cut, True)
+        self.pending = b""
+        self.discarding = False
+        self.cut = 0
+        self._deliver(sink, stats, [line])
+        self.consumed = self.pos
+        self._remember_fingerprint()
+        return True
+
+    def undelivered_bytes(self) -> int:
+        """Bytes written to the file but not delivered (held, or not read yet)."""
+        fd = self.fd
+        try:
+            size = os.fstat(fd).st_size if fd is not None else os.stat(self.source.path).st_size
+        except OSError:
+            return self.pos - self.consumed
+        return max(size - self.consumed, 0)
+
+    def state(self) -> dict[str, Any]:
+        return {"dev": self.dev, "ino": self.ino, "offset": self.consumed, "fp": self.fingerprint.hex()}
+
+
+def start_offset(fd: int, size: int) -> int:
+    """Where "from the end" starts: after the last complete line, so a line being
+    written when tailing starts is delivered whole once its newline arrives."""
+    if size <= 0:
+        return 0
+    window = min(size, DEFAULT_MAX_LINE_BYTES)
+    data = os.pread(fd, window, size - window)
+    newline = data.rfind(b"\n")
+    if newline < 0:
+        return size if window < size else 0
+    return size - window + newline + 1
+
+
+@dataclass
+class _Restored:
+    offset: int
+    fingerprint: bytes
+
+
+class LogTailer:
+    """All tailed files of a watcher, by path and by inode.
+
+    Not thread-safe: one thread (the watcher's) drives it.
+    """
+
+    def __init__(
+        self,
+        sink: LineSink,
+        *,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        flush_timeout_s: float = 2.0,
+        retire_grace_s: float = 5.0,
+        max_open_files: int = 512,
+        on_refused: Callable[[TailSource], None] | None = None,
+    ) -> None:
+        self.sink = sink
+        self.max_line_bytes = int(max_line_bytes)
+        self.flush_timeout_s = float(flush_timeout_s)
+        self.retire_grace_s = float(retire_grace_s)
+        self.max_open_files = max(int(max_open_files), 8)
+        self.stats = TailStats()
+        self.tails: dict[str, FileTail] = {}
+        self._by_inode: dict[tuple[int, int], FileTail] = {}
+        self._retiring: list[FileTail] = []
+        self._again: set[FileTail] = set()
+        self.blocked = False  # the sink was full: poll again after a short pause, not at once
+        self._on_refused = on_refused
+        self._lock = threading.Lock()  # guards the maps for state snapshots from other threads
+
+    # -- following files --------------------------------------------------------------
+    def track(
+        self,
+        source: TailSource,
+        *,
+        from_start: bool,
+        restored: dict[str, Any] | None = None,
+    ) -> FileTail | None:
+        """Start following a file that exists now (initial scan or a restart).
+
+        ``restored``: its saved state (a resumed run): same inode and intact bytes before
+        the saved offset -> continue there; otherwise read it from its start (it was
+        replaced or truncated while nobody watched). Without a saved state,
+        ``from_start`` chooses between its start and the end of its last complete line.
+        """
+        existing = self.tails.get(source.path)
+        if existing is not None:
+            return existing
+        fd = self._open_regular(source)
+        if fd is None:
+            return None
+        st = os.fstat(fd)
+        offset = 0
+        fingerprint = b""
+        if restored is not None:
+            same_file = (restored.get("dev"), restored.get("ino")) == (st.st_dev, st.st_ino)
+            saved = _restored(restored)
+            if same_file and saved is not None and saved.offset <= st.st_size:
+                fp = saved.fingerprint
+                if not fp or os.pread(fd, len(fp), saved.offset - len(fp)) == fp:
+                    offset, fingerprint = saved.offset, fp
+        elif not from_start:
+            offset = start_offset(fd, st.st_size)
+            size = min(FINGERPRINT, offset)
+            fingerprint = os.pread(fd, size, offset - size) if size else b""
+        tail = FileTail(source, st.st_dev, st.st_ino, offset, max_line_bytes=self.max_line_bytes, fingerprint=fingerprint)
+        tail.adopt_fd(fd)
+        tail.last_mtime = st.st_mtime_ns
+        self._add(tail)
+        return tail
+
+    def recover_renamed(self, source: TailSource, restored: dict[str, Any]) -> None:
+        """A resumed run whose file was rotated while nobody watched: find the old inode in
+        the same directory (``app.log.1``) and deliver what it got after our offset."""
+        key = (restored.get("dev"), restored.get("ino"))
+        saved = _restored(restored)
+        if saved is None or None in key:
+            return
+        directory = os.path.dirname(source.path)
+        try:
+            with os.scandir(directory) as entries:
+                match = next((e.path for e in entries if e.inode() == key[1] and e.is_file(follow_symlinks=False)), None)
+        except OSError:
+            return
+        if match is None:
+            return
+        try:
+            fd = os.open(match, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            return
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != key or st.st_size < saved.offset:
+            os.close(fd)
+            return
+        tail = FileTail(source, st.st_dev, st.st_ino, saved.offset, max_line_bytes=self.max_line_bytes, fingerprint=saved.fingerprint)
+        tail.adopt_fd(fd)
+        tail.poll(self.sink, self.stats, budget=1 << 62)
+        self._retire(tail)
+
+    def changed(self, source: TailSource) -> None:
+        """The file at ``source.path`` was created, written, or replaced: deliver what is new."""
+        path = source.path
+        try:
+            st = os.stat(path)
+        except OSError:
+            self.gone(path)
+            return
+        if not stat.S_ISREG(st.st_mode):
+            return
+        key = (st.st_dev, st.st_ino)
+        tail = self.tails.get(path)
+        if tail is not None and (tail.dev, tail.ino) == key:
+            self._poll(tail)
+            return
+        if tail is not None:  # another file at this path now: rotation by rename, or recreated
+            self._detach_path(tail)
+            self._poll(tail)
+            self._retire(tail)
+            self.stats.rotations += 1
+        moved = self._by_inode.get(key)
+        if moved is not None and self.tails.get(moved.source.path) is not moved:
+            # a tailed file renamed to this (also tailed) name: same bytes, same position
+            if moved in self._retiring:
+                self._retiring.remove(moved)
+                moved.retired_at = None
+            moved.source = source
+            self.tails[path] = moved
+            self._poll(moved)
+            return
+        fd = self._open_regular(source)
+        if fd is None:
+            return
+        st = os.fstat(fd)
+        new = FileTail(source, st.st_dev, st.st_ino, 0, max_line_bytes=self.max_line_bytes)
+        new.adopt_fd(fd)
+        self._add(new)
+        self._poll(new)
+
+    def renamed(self, old_path: str, source: TailSource | None) -> bool:
+        """``old_path`` was renamed: to ``source`` when the new name is tailed too (same
+        bytes, same position), else away (a rotation: drain, then retire). False when
+        ``old_path`` was not tailed."""
+        tail = self.tails.get(old_path)
+        if tail is None:
+            return False
+        self._detach_path(tail)
+        if source is None:
+            self._poll(tail)
+            self._retire(tail)
+            self.stats.rotations += 1
+            return True
+        replaced = self.tails.get(source.path)
+        if replaced is not None and replaced is not tail:  # the rename overwrote a tailed file
+            self._detach_path(replaced)
+            self._poll(replaced)
+            self._retire(replaced)
+        tail.source = source
+        with self._lock:
+            self.tails[source.path] = tail
+        self._poll(tail)
+        return True
+
+    def gone(self, path: str) -> None:
+        """The path no longer names the file (deleted, renamed away): drain it, retire it."""
+        tail = self.tails.get(path)
+        if tail is None:
+            return
+        self._detach_path(tail)
+        self._poll(tail)
+        self._retire(tail)
+
+    def gone_under(self, directory: str) -> None:
+        prefix = directory.rstrip(os.sep) + os.sep
+        for path in [p for p in self.tails if p.startswith(prefix)]:
+            self.gone(path)
+
+    # -- the periodic part ------------------------------------------------------------
+    def tick(self, *, safety_poll: bool) -> bool:
+        """Flush held partial lines past their timeout, follow retiring files, and (when
+        ``safety_poll``) look at every tailed file in case an event was lost. True when
+        some file has more to deliver right away."""
+        now = time.monotonic()
+        again, self._again = self._again, set()
+        self.blocked = False
+        for tail in again:
+            if tail.fd is not None:
+                self._poll(tail)
+        if safety_poll:
+            for tail in list(self.tails.values()):
+                if tail.fd is None:
+                    continue
+                try:
+                    size = os.fstat(tail.fd).st_size
+                except OSError:
+                    continue
+                if size != tail.pos:
+                    self._poll(tail)
+            self._check_paths()
+        for tail in list(self._retiring):
+            if tail.fd is not None:
+                self._poll(tail)
+            expired = tail.retired_at is not None and now - tail.retired_at >= self.retire_grace_s
+            if expired and tail.flush_partial(self.sink, self.stats):
+                self._drop(tail)
+        for tail in list(self.tails.values()):
+            if tail.has_pending and now - tail.last_data >= self.flush_timeout_s:
+                tail.flush_partial(self.sink, self.stats)
+        return bool(self._again)
+
+    def _check_paths(self) -> None:
+        """Rotations whose events were lost: the path now names another file, or none."""
+        for path, tail in list(self.tails.items()):
+            try:
+                st = os.stat(path)
+            except OSError:
+                self.gone(path)
+                continue
+            if (st.st_dev, st.st_ino) != (tail.dev, tail.ino):
+                self.changed(tail.source)
+
+    def next_deadline(self) -> float | None:
+        """The monotonic time at which :meth:`tick` has something to do (None: nothing)."""
+        times = [t.last_data + self.flush_timeout_s for t in self.tails.values() if t.has_pending]
+        times += [t.retired_at + self.retire_grace_s for t in self._retiring if t.retired_at is not None]
+        return min(times) if times else None
+
+    @property
+    def busy(self) -> bool:
+        """Some file has more to deliver right away (see also ``blocked``)."""
+        return bool(self._again)
+
+    # -- the end ----------------------------------------------------------------------
+    def drain(self, deadline: float) -> bool:
+        """The final sweep: deliver everything, partial lines included, before ``deadline``.
+        True when nothing is left undelivered."""
+        tails = list(self.tails.values()) + list(self._retiring)
+        pending = list(tails)
+        while pending and time.monotonic() < deadline:
+            waiting = []
+            for tail in pending:
+                if tail.fd is None and not tail.open():
+                    continue
+                if tail.poll(self.sink, self.stats, budget=4 * CHUNK) != DONE or not tail.flush_partial(self.sink, self.stats):
+                    waiting.append(tail)
+            pending = waiting
+            if pending and self.sink.room() <= 0:
+                time.sleep(0.002)
+        return not pending
+
+    def undelivered_bytes(self) -> int:
+        return sum(t.undelivered_bytes() for t in [*self.tails.values(), *self._retiring])
+
+    def close(self) -> None:
+        for tail in [*self.tails.values(), *self._retiring]:
+            tail.close()
+
+    def state(self) -> dict[str, dict[str, Any]]:
+        """{relative path: {dev, ino, offset, fp}} of every file followed by path."""
+        with self._lock:
+            return {t.source.relative: t.state() for t in self.tails.values()}
+
+    # -- internals --------------------------------------------------------------------
+    def _poll(self, tail: FileTail) -> None:
+        if tail.fd is None and not self._reopen(tail):
+            return
+        status = tail.poll(self.sink, self.stats)
+        if status != DONE:
+            self._again.add(tail)
+            if status == BLOCKED:
+                self.blocked = True
+
+    def _reopen(self, tail: FileTail) -> bool:
+        """Reopen a tail whose descriptor was closed to save descriptors: by its path, or,
+        when the path now names another file, by its inode in the same directory."""
+        if tail.open():
+            return True
+        directory = os.path.dirname(tail.source.path)
+        try:
+            with os.scandir(directory) as entries:
+                match = next((e.path for e in entries if e.inode() == tail.ino and e.is_file(follow_symlinks=False)), None)
+        except OSError:
+            return False
+        if match is None:
+            return False
+        try:
+            fd = os.open(match, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            return False
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != (tail.dev, tail.ino):
+            os.close(fd)
+            return False
+        tail.adopt_fd(fd)
+        return True
+
+    def _open_regular(self, source: TailSource) -> int | None:
+        real_root = os.path.realpath(source.root)
+        real = os.path.realpath(source.path)
+        if os.path.commonpath([real_root, real]) != real_root:
+            if self._on_refused is not None:
+                self._on_refused(source)
+            return None
+        self._make_room()
+        try:
+            fd = os.open(source.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
+        except OSError:
+            return None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or device named *.log
+            os.close(fd)
+            return None
+        return fd
+
+    def _make_room(self) -> None:
+        """Keep at most ``max_open_files`` descriptors: close the least recently active
+        ones (they reopen by path, checking the inode, on their next event)."""
+        open_tails = [t for t in self.tails.values() if t.fd is not None and not t.has_pending and not t.backlog]
+        if len(open_tails) + len(self._retiring) < self.max_open_files:
+            return
+        open_tails.sort(key=lambda t: t.last_used)
+        for tail in open_tails[: max(len(open_tails) // 4, 1)]:
+            tail.close()
+
+    def _add(self, tail: FileTail) -> None:
+        with self._lock:
+            self.tails[tail.source.path] = tail
+            self._by_inode[(tail.dev, tail.ino)] = tail
+        self.stats.files += 1
+
+    def _detach_path(self, tail: FileTail) -> None:
+        with self._lock:
+            if self.tails.get(tail.source.path) is tail:
+                del self.tails[tail.source.path]
+
+    def _retire(self, tail: FileTail) -> None:
+        if tail.fd is None:
+            self._drop(tail)
+            return
+        tail.retired_at = time.monotonic()
+        if tail not in self._retiring:
+            self._retiring.append(tail)
+
+    def _drop(self, tail: FileTail) -> None:
+        tail.close()
+        if tail in self._retiring:
+            self._retiring.remove(tail)
+        with self._lock:
+            if self._by_inode.get((tail.dev, tail.ino)) is tail:
+                del self._by_inode[(tail.dev, tail.ino)]
+        self._again.discard(tail)
+
+
+def _restored(saved: dict[str, Any]) -> _Restored | None:
+    try:
+        offset = int(saved.get("offset", -1))
+        fingerprint = bytes.fromhex(str(saved.get("fp", "")))
+    except (TypeError, ValueError):
+        return None
+    if offset < 0 or len(fingerprint) > offset:
+        return None
+    return _Restored(offset, fingerprint)
+
+
+__all__ = ["DEFAULT_MAX_LINE_BYTES", "FileTail", "Line", "LineSink", "LogTailer", "TailSource", "TailStats"]

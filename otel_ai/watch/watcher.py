@@ -1,0 +1,834 @@
+"""The watcher: file events over the watched directories, feeding the tailer and the
+artifact detector, with a final sweep within the shutdown deadline.
+
+Threads (none of them the experiment's):
+
+- watchdog's observer: native events (inotify, FSEvents, ReadDirectoryChangesW), or its
+  polling observer when native events are unavailable (or ``polling=True``). Its handler
+  only notes which paths changed, in a bounded, coalescing inbox; past the bound it asks
+  for one rescan instead (counted in ``ai.watch.events.overflowed``), so nothing is lost.
+- ``otel_ai-watch``: takes the inbox, tails log files, settles artifact candidates, saves
+  positions, and at the end runs the final sweep.
+- ``otel_ai-artifacts-N``: hash and upload (see :mod:`otel_ai.watch.detector`).
+
+A tree with no changes costs nothing but the observer's wait: no periodic re-globbing, no
+re-hashing. Tailed files are looked at every ``poll_interval_s`` with one ``fstat`` each
+(cheap insurance against a lost event).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import threading
+import time
+import warnings
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from opentelemetry.context import Context
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
+
+from .. import semconv
+from .._internal import never_raise, report_internal_error
+
+# watchdog logs a harmless error when its inotify thread is stopped while events are
+# queued. In a process with no logging set up, Python's last-resort handler would print
+# it on stderr: under `otel-ai run` that is the experiment's stderr, which must reach the
+# terminal unchanged. The watcher reports its own problems as telemetry.
+logging.getLogger("watchdog").addHandler(logging.NullHandler())
+from ..artifacts import ArtifactStore, S3ArtifactStore, parse_s3_uri
+from ..config import ConfigurationError
+from ..export.providers import DEFAULT_SHUTDOWN_TIMEOUT_S, before_shutdown, get_pipeline
+from ..model import Run
+from .detector import ArtifactDetector
+from .events import WatchEvents
+from .patterns import (
+    DEFAULT_ARTIFACT_PATTERNS,
+    DEFAULT_EXCLUDE,
+    DEFAULT_LOG_PATTERNS,
+    ArtifactRules,
+    PathPatterns,
+)
+from .sink import RunLogSink
+from .state import WatchState
+from .tailer import DEFAULT_MAX_LINE_BYTES, LineSink, LogTailer, TailSource
+
+_EVENT_TYPES: list[type[FileSystemEvent]] = [
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileDeletedEvent,
+    FileMovedEvent,
+    FileClosedEvent,
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+]
+_STATE_EVERY_S = 1.0
+_WATCHDOG_BENIGN = r"Callback with id .* already exists for watch"
+_NATIVE_SAFETY_FACTOR = 5  # with native events, the fstat insurance runs 5x less often
+
+_running: weakref.WeakSet[Watcher] = weakref.WeakSet()
+
+
+@dataclass
+class WatchSummary:
+    """What a watcher did; also the attributes of its ``ai.watch.stopped`` event."""
+
+    observer: str = ""
+    roots: tuple[str, ...] = ()
+    files_tailed: int = 0
+    lines: int = 0
+    lines_truncated: int = 0
+    lines_partial: int = 0
+    bytes_undelivered: int = 0
+    rotations: int = 0
+    events_overflowed: int = 0
+    paths_refused: int = 0
+    artifacts_detected: int = 0
+    artifacts_uploaded: int = 0
+    artifacts_failed: int = 0
+    artifacts_not_uploaded: int = 0
+    complete: bool = False  # the final sweep finished within the deadline
+
+    def attributes(self) -> dict[str, Any]:
+        return {
+            semconv.WATCH_OBSERVER: self.observer,
+            semconv.WATCH_ROOTS: list(self.roots),
+            semconv.WATCH_FILES_TAILED: self.files_tailed,
+            semconv.WATCH_LINES: self.lines,
+            semconv.WATCH_LINES_TRUNCATED: self.lines_truncated,
+            semconv.WATCH_LINES_PARTIAL: self.lines_partial,
+            semconv.WATCH_BYTES_UNDELIVERED: self.bytes_undelivered,
+            semconv.WATCH_ROTATIONS: self.rotations,
+            semconv.WATCH_EVENTS_OVERFLOWED: self.events_overflowed,
+            semconv.WATCH_PATHS_REFUSED: self.paths_refused,
+            semconv.WATCH_ARTIFACTS_DETECTED: self.artifacts_detected,
+            semconv.WATCH_ARTIFACTS_UPLOADED: self.artifacts_uploaded,
+            semconv.WATCH_ARTIFACTS_FAILED: self.artifacts_failed,
+            semconv.WATCH_ARTIFACTS_NOT_UPLOADED: self.artifacts_not_uploaded,
+            semconv.WATCH_COMPLETE: self.complete,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Root:
+    def __init__(self, path: str, display_prefix: str) -> None:
+        self.path = path
+        self.prefix = path.rstrip(os.sep) + os.sep
+        self.display_prefix = display_prefix
+        self.state: WatchState | None = None
+        self.scheduled = False
+        self.resumed = False
+
+    def relative(self, path: str) -> str | None:
+        if not path.startswith(self.prefix):
+            return None
+        rel = path[len(self.prefix) :]
+        return rel.replace(os.sep, "/") if os.sep != "/" else rel
+
+    def display(self, rel: str) -> str:
+        return self.display_prefix + rel
+
+
+class _Inbox:
+    """Paths that changed since the watcher last looked: coalesced and bounded."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.files: dict[str, None] = {}
+        self.dirs: dict[str, None] = {}
+        self.gone_dirs: dict[str, None] = {}
+        self.moves: dict[str, str] = {}
+        self.rescan = False
+        self.overflowed = 0
+
+    def _add(self, bucket: dict[str, None], path: str) -> None:
+        with self.lock:
+            if path not in bucket:
+                if len(self.files) + len(self.dirs) + len(self.gone_dirs) + len(self.moves) >= self.limit:
+                    self.overflowed += 1
+                    self.rescan = True
+                else:
+                    bucket[path] = None
+        self.wake.set()
+
+    def file(self, path: str) -> None:
+        self._add(self.files, path)
+
+    def dir(self, path: str) -> None:
+        self._add(self.dirs, path)
+
+    def gone_dir(self, path: str) -> None:
+        self._add(self.gone_dirs, path)
+
+    def moved(self, src: str, dest: str) -> None:
+        with self.lock:
+            if len(self.files) + len(self.dirs) + len(self.gone_dirs) + len(self.moves) >= self.limit:
+                self.overflowed += 1
+                self.rescan = True
+            else:
+                self.moves[src] = dest
+        self.wake.set()
+
+    def take(self) -> tuple[list[tuple[str, str]], list[str], list[str], list[str], bool]:
+        with self.lock:
+            moves = list(self.moves.items())
+            files, dirs, gone = list(self.files), list(self.dirs), list(self.gone_dirs)
+            rescan = self.rescan
+            self.moves.clear()
+            self.files.clear()
+            self.dirs.clear()
+            self.gone_dirs.clear()
+            self.rescan = False
+        return moves, files, dirs, gone, rescan
+
+
+class _Handler(FileSystemEventHandler):
+    """Runs on watchdog's thread: notes paths, nothing more."""
+
+    def __init__(self, watcher: Watcher) -> None:
+        self._watcher = weakref.proxy(watcher)
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        try:
+            watcher = self._watcher
+            src = os.fsdecode(event.src_path)
+            dest = os.fsdecode(event.dest_path) if event.dest_path else ""
+            inbox = watcher._inbox
+            if event.is_directory:
+                if event.event_type == "created":
+                    inbox.dir(src)
+                elif event.event_type == "deleted":
+                    inbox.gone_dir(src)
+                elif event.event_type == "moved":
+                    inbox.gone_dir(src)
+                    if dest:
+                        inbox.dir(dest)
+                return
+            if event.event_type == "moved" and dest:
+                inbox.moved(src, dest)  # handled first: a tailed file keeps its position
+            for path in (src, dest):
+                if path and watcher._interesting(path):
+                    inbox.file(path)
+        except ReferenceError:
+            pass
+        except Exception as exc:  # noqa: BLE001 - watchdog's thread must go on
+            report_internal_error("Watcher.on_any_event", exc)
+
+
+class Watcher:
+    """Watch directories of a run: tail its log files, detect (and upload) its artifacts.
+
+    Every complete line of a file matching ``log_patterns`` becomes a log record of the
+    run (``log.file.path``, ``ai.log.source``, severity from the text, the current stage);
+    files matching ``artifact_patterns`` are reported as ``ai.artifact.detected`` once
+    their size settles, once per content, and uploaded when an artifacts URI is set
+    (``ai.artifact.registered``, or an ERROR ``ai.artifact.upload_failed``).
+
+    Args:
+        run: the run the files belong to (None: the run open in this process whenever
+            something is reported).
+        roots: directories to watch, recursively. One that does not exist yet is
+            watched from when it appears.
+        from_beginning: read log files that exist at start from their beginning (and
+            report artifacts that exist at start); by default both start from now.
+            Ignored for a resumed run: its saved positions win.
+        log_patterns, artifact_patterns, exclude: glob patterns on paths relative to a
+            root (see :mod:`otel_ai.watch.patterns`); artifact patterns are ordered
+            (type, pattern) pairs or a {type: patterns} mapping.
+        uploader: an :class:`~otel_ai.artifacts.ArtifactStore` to upload to.
+        artifacts_uri: ``s3://bucket/prefix`` to upload to (default
+            OTEL_AI_ARTIFACTS_URI / ``configure(artifacts_uri=)``); ``upload=False``
+            turns uploading off whatever is configured.
+        state_dir: where positions are saved so a restarted watcher of the same run
+            resumes exactly (default ``{OTEL_AI_DATA_DIR}/watch``).
+        max_line_bytes: longer lines keep their head and are flagged ``ai.log.truncated``.
+        flush_timeout_s: a line without its newline is delivered (``ai.log.partial``)
+            after this long without new data.
+        settle_s: an artifact is reported when unchanged for this long.
+        polling: True forces the polling observer; None uses native events when the
+            platform has them, polling otherwise.
+        poll_interval_s: the polling observer's interval, and how often tailed files are
+            checked as insurance against lost events.
+        upload_workers: threads hashing and uploading artifacts.
+        line_sink: where lines go instead of the run's log records (tests, benchmarks).
+        log_context: for a run whose stages live in other processes (``otel-ai run``):
+            returns (the context lines belong to, the open stage's name or None).
+        inbox_limit: distinct changed paths noted between two looks; past it, one
+            rescan replaces them (counted in ``ai.watch.events.overflowed``).
+
+    Use ``start()`` / ``stop(deadline=...)`` or ``with Watcher(...):``. Nothing here
+    raises into the caller once started; configuration mistakes raise
+    :class:`~otel_ai.ConfigurationError` at construction.
+    """
+
+    def __init__(
+        self,
+        run: Run | None = None,
+        roots: Sequence[str | os.PathLike[str]] = (".",),
+        *,
+        from_beginning: bool = False,
+        log_patterns: Sequence[str] = DEFAULT_LOG_PATTERNS,
+        artifact_patterns: Sequence[tuple[str, str]] | Mapping[str, Sequence[str] | str] = DEFAULT_ARTIFACT_PATTERNS,
+        exclude: Sequence[str] = DEFAULT_EXCLUDE,
+        uploader: ArtifactStore | None = None,
+        artifacts_uri: str | None = None,
+        upload: bool = True,
+        state_dir: str | os.PathLike[str] | None = None,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        flush_timeout_s: float = 2.0,
+        settle_s: float = 2.0,
+        polling: bool | None = None,
+        poll_interval_s: float = 1.0,
+        upload_workers: int = 2,
+        line_sink: LineSink | None = None,
+        log_context: Callable[[], tuple[Context | None, str | None]] | None = None,
+        inbox_limit: int = 65536,
+    ) -> None:
+        if isinstance(roots, (str, os.PathLike)):
+            roots = [roots]
+        if not roots:
+            raise ConfigurationError("Watcher needs at least one directory to watch")
+        if max_line_bytes < 256:
+            raise ConfigurationError(f"max_line_bytes={max_line_bytes} is too small (at least 256)")
+        for name, value in (("flush_timeout_s", flush_timeout_s), ("settle_s", settle_s), ("poll_interval_s", poll_interval_s)):
+            if not value > 0:
+                raise ConfigurationError(f"{name}={value!r} must be a positive number of seconds")
+        if artifacts_uri is not None:
+            parse_s3_uri(artifacts_uri)  # a bad URI is a clear error now, not at the first upload
+        self._run = run
+        self._roots = _make_roots(roots)
+        self.from_beginning = bool(from_beginning)
+        self._logs = PathPatterns(log_patterns)
+        self._rules = ArtifactRules(artifact_patterns)
+        self._exclude = PathPatterns(exclude)
+        self._uploader = uploader
+        self._artifacts_uri = artifacts_uri
+        self._upload = bool(upload)
+        self._state_dir = state_dir
+        self.max_line_bytes = int(max_line_bytes)
+        self.flush_timeout_s = float(flush_timeout_s)
+        self.settle_s = float(settle_s)
+        self._polling = polling
+        self.poll_interval_s = float(poll_interval_s)
+        self._upload_workers = int(upload_workers)
+        self._line_sink = line_sink
+        self._log_context = log_context
+        self._inbox = _Inbox(max(int(inbox_limit), 16))
+        self._events = WatchEvents(run)
+        self._excluded_prefixes: tuple[str, ...] = ()
+        self._observer: BaseObserver | None = None
+        self._extra_observers: list[BaseObserver] = []
+        self._handler = _Handler(self)
+        self.observer_kind = ""
+        self.store: ArtifactStore | None = None
+        self._owns_store = False
+        self._tailer: LogTailer | None = None
+        self._detector: ArtifactDetector | None = None
+        self._thread: threading.Thread | None = None
+        self._stop_requested = threading.Event()
+        self._done = threading.Event()
+        self._stop_deadline: float | None = None
+        self._summary = WatchSummary()
+        self._started = False
+        self._stopped = False
+        self._pid = os.getpid()
+        self._refused_logs: set[str] = set()
+        self._next_safety = 0.0
+        self._next_save = 0.0
+        self._next_roots = 0.0
+        self._saved_marker: tuple[int, ...] = ()
+
+    def __repr__(self) -> str:
+        state = "stopped" if self._stopped else ("running" if self._started else "new")
+        return f"<otel_ai Watcher {[r.path for r in self._roots]} {state}>"
+
+    def __enter__(self) -> Watcher:  # noqa: PYI034 - as the model's context managers
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def roots(self) -> list[str]:
+        return [root.path for root in self._roots]
+
+    # -- starting ---------------------------------------------------------------------
+    def start(self) -> Watcher:
+        """Start watching: the observer first, then one scan of each root (so nothing
+        created meanwhile is missed), then the worker threads. Returns ``self``."""
+        if self._started:
+            return self
+        self._started = True
+        self._start()
+        return self
+
+    @never_raise()
+    def _start(self) -> None:
+        pipeline = get_pipeline()
+        if pipeline.disabled:  # OTEL_SDK_DISABLED: the experiment runs, nothing is watched
+            self._stopped = True
+            return
+        settings = pipeline.settings
+        self.store = self._make_store(settings.artifacts_uri)
+        state_dir = os.fspath(self._state_dir) if self._state_dir is not None else os.fspath(settings.data_dir / "watch")
+        excluded = {os.path.abspath(os.fspath(settings.data_dir)), os.path.abspath(state_dir)}
+        self._excluded_prefixes = tuple(p.rstrip(os.sep) + os.sep for p in excluded)
+        current = self._events.run()
+        run_id = current.run_id if current is not None else settings.run_id
+        for root in self._roots:
+            if run_id:
+                root.state = WatchState(state_dir, run_id, root.path)
+        sink = self._line_sink if self._line_sink is not None else RunLogSink(self._run, log_context=self._log_context)
+        self._tailer = LogTailer(
+            sink,
+            max_line_bytes=self.max_line_bytes,
+            flush_timeout_s=self.flush_timeout_s,
+            on_refused=self._log_refused,
+        )
+        if self._rules:
+            self._detector = ArtifactDetector(
+                self._events,
+                store=self.store,
+                settle_s=self.settle_s,
+                workers=self._upload_workers,
+                recheck=self._inbox.file,
+            )
+            for root in self._roots:
+                if root.state is not None:
+                    self._detector.restore(root.state.load_artifacts())
+        self._start_observer()
+        for root in self._roots:
+            if root.scheduled:
+                self._initial_scan(root)
+        self._summary.observer = self.observer_kind
+        self._summary.roots = tuple(r.path for r in self._roots)
+        _running.add(self)
+        self._thread = threading.Thread(target=self._loop, name="otel_ai-watch", daemon=True)
+        self._thread.start()
+
+    def _make_store(self, configured_uri: str | None) -> ArtifactStore | None:
+        if not self._upload:
+            return None
+        if self._uploader is not None:
+            return self._uploader
+        uri = self._artifacts_uri or configured_uri
+        if not uri:
+            return None
+        self._owns_store = True
+        return S3ArtifactStore(uri)
+
+    def _start_observer(self) -> None:
+        existing = [root for root in self._roots if os.path.isdir(root.path)]
+        reason = None
+        if self._polling is not True:
+            # watchdog warns, on its own thread, when nested directories appear faster than
+            # it adds their watches (os.makedirs); harmless, but under -W error the warning
+            # would be raised inside its event thread and end event delivery
+            warnings.filterwarnings("ignore", message=_WATCHDOG_BENIGN, category=RuntimeWarning)
+            observer: BaseObserver = Observer()
+            try:
+                for root in existing:
+                    observer.schedule(self._handler, root.path, recursive=True, event_filter=_EVENT_TYPES)
+                observer.start()
+            except Exception as exc:  # noqa: BLE001 - inotify limits, unsupported filesystems...
+                reason = f"{type(exc).__name__}: {exc}"
+                _stop_quietly(observer)
+            else:
+                self._observer = observer
+                self.observer_kind = semconv.WATCH_OBSERVER_POLLING if isinstance(observer, PollingObserver) else semconv.WATCH_OBSERVER_NATIVE
+        if self._observer is None:
+            observer = PollingObserver(timeout=self.poll_interval_s)
+            for root in existing:
+                observer.schedule(self._handler, root.path, recursive=True, event_filter=_EVENT_TYPES)
+            observer.start()
+            self._observer = observer
+            self.observer_kind = semconv.WATCH_OBSERVER_POLLING
+            if reason is not None:
+                self._events.log(
+                    f"otel_ai: native file events unavailable ({reason}); polling every {self.poll_interval_s:g} s", "warning"
+                )
+        for root in existing:
+            root.scheduled = True
+
+    def _schedule_late_root(self, root: _Root) -> None:
+        """A root that did not exist at start appeared: watch it and read it all."""
+        observer = self._observer
+        try:
+            assert observer is not None
+            observer.schedule(self._handler, root.path, recursive=True, event_filter=_EVENT_TYPES)
+        except Exception:  # noqa: BLE001 - e.g. inotify watch limit: poll this root
+            fallback = PollingObserver(timeout=self.poll_interval_s)
+            fallback.schedule(self._handler, root.path, recursive=True, event_filter=_EVENT_TYPES)
+            fallback.start()
+            self._extra_observers.append(fallback)
+        root.scheduled = True
+        self._scan(root)
+
+    # -- scanning ---------------------------------------------------------------------
+    def _initial_scan(self, root: _Root) -> None:
+        tailer = self._tailer
+        assert tailer is not None
+        saved_logs = root.state.load_logs() if root.state is not None else {}
+        root.resumed = bool(root.state is not None and root.state.exists)
+        seen: set[str] = set()
+        for path, rel, st in self._walk(root):
+            if self._logs.match(rel):
+                seen.add(rel)
+                source = TailSource(path, rel, root.path)
+                entry = saved_logs.get(rel) if root.resumed else None
+                if entry is not None and (entry.get("dev"), entry.get("ino")) != (st.st_dev, st.st_ino):
+                    tailer.recover_renamed(source, entry)  # rotated while nobody watched
+                tailer.track(source, from_start=self.from_beginning or root.resumed, restored=entry)
+                continue
+            kind = self._rules.type_of(rel)
+            if kind is None or self._detector is None:
+                continue
+            display = root.display(rel)
+            if root.resumed or self.from_beginning:
+                self._detector.check(path, rel, root.path, display, kind)
+            else:
+                self._detector.baseline(display, st)
+        for rel, entry in saved_logs.items():
+            if rel not in seen:  # renamed or deleted while nobody watched
+                tailer.recover_renamed(TailSource(os.path.join(root.path, rel), rel, root.path), entry)
+
+    def _scan(self, root: _Root, *, under: str | None = None, deadline: float | None = None) -> None:
+        for path, rel, _st in self._walk(root, under=under, deadline=deadline):
+            self._changed(root, path, rel)
+
+    def _walk(self, root: _Root, *, under: str | None = None, deadline: float | None = None) -> Any:
+        """(path, relative path, stat) of every interesting file below ``under``."""
+        stack = [under or root.path]
+        excluded_prefixes = self._excluded_prefixes
+        while stack:
+            if deadline is not None and time.monotonic() > deadline:
+                return
+            if deadline is None and self._stop_requested.is_set():
+                return  # the final sweep scans again, within its deadline
+            directory = stack.pop()
+            try:
+                entries = os.scandir(directory)
+            except OSError:
+                continue
+            with entries:
+                for entry in entries:
+                    path = entry.path
+                    rel = root.relative(path)
+                    if rel is None:
+                        continue
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            if not (path + os.sep).startswith(excluded_prefixes) and not self._exclude.match(rel + "/"):
+                                stack.append(path)
+                            continue
+                        if not self._wanted(rel) or path.startswith(excluded_prefixes):
+                            continue
+                        st = entry.stat()  # follows a symlink: the escape check judges it
+                    except OSError:
+                        continue
+                    if stat.S_ISREG(st.st_mode):
+                        yield path, rel, st
+
+    def _wanted(self, rel: str) -> bool:
+        return (self._logs.match(rel) or self._rules.type_of(rel) is not None) and not self._exclude.match(rel)
+
+    def _interesting(self, path: str) -> bool:
+        """On watchdog's thread: is this path one of ours?"""
+        if path.startswith(self._excluded_prefixes):
+            return False
+        for root in self._roots:
+            rel = root.relative(path)
+            if rel is not None:
+                return self._wanted(rel)
+        return False
+
+    def _root_of(self, path: str) -> tuple[_Root, str] | None:
+        for root in self._roots:
+            rel = root.relative(path)
+            if rel is not None:
+                return root, rel
+        return None
+
+    # -- reacting ---------------------------------------------------------------------
+    def _excluded(self, path: str, rel: str) -> bool:
+        return path.startswith(self._excluded_prefixes) or self._exclude.match(rel)
+
+    def _changed(self, root: _Root, path: str, rel: str) -> None:
+        if self._excluded(path, rel):
+            return
+        if self._logs.match(rel):
+            assert self._tailer is not None
+            self._tailer.changed(TailSource(path, rel, root.path))
+            return
+        kind = self._rules.type_of(rel)
+        if kind is not None and self._detector is not None:
+            self._detector.check(path, rel, root.path, root.display(rel), kind)
+
+    def _log_refused(self, source: TailSource) -> None:
+        if source.path in self._refused_logs:
+            return
+        self._refused_logs.add(source.path)
+        self._summary.paths_refused += 1
+        self._events.log(f"otel_ai: not tailing {source.relative}: it resolves outside the watched root {source.root}", "warning")
+
+    def _loop(self) -> None:
+        try:
+            while not self._stop_requested.is_set():
+                self._inbox.wake.wait(self._timeout())
+                if self._stop_requested.is_set():
+                    break
+                self._inbox.wake.clear()
+                self._cycle(safety=None)
+        finally:
+            deadline = self._stop_deadline
+            if deadline is not None:
+                self._final_sweep(deadline)
+            self._done.set()
+
+    def _timeout(self) -> float:
+        now = time.monotonic()
+        times = [self._next_safety]
+        if self._state_marker() != self._saved_marker:
+            times.append(self._next_save)
+        tailer, detector = self._tailer, self._detector
+        if tailer is not None:
+            if tailer.busy:
+                # a full export queue drains in milliseconds; spinning would steal the GIL
+                # from the very thread that drains it
+                return 0.005 if tailer.blocked else 0.0
+            upcoming = tailer.next_deadline()
+            if upcoming is not None:
+                times.append(upcoming)
+        if detector is not None and detector.candidates:
+            times.append(min(c.since for c in detector.candidates.values()) + self.settle_s)
+        if any(not root.scheduled for root in self._roots):
+            times.append(self._next_roots)
+        return min(max(min(times) - now, 0.0), 5.0)
+
+    def _state_marker(self) -> tuple[int, ...]:
+        """Changes whenever positions or artifacts changed since the last save."""
+        tailer, detector = self._tailer, self._detector
+        if tailer is None:
+            return ()
+        stats = tailer.stats
+        return (stats.lines, stats.files, stats.rotations, stats.partial, stats.empty, int(bool(detector and detector.dirty)))
+
+    @never_raise()
+    def _cycle(self, *, safety: bool | None, deadline: float | None = None) -> None:
+        tailer, detector = self._tailer, self._detector
+        assert tailer is not None
+        moves, files, dirs, gone_dirs, rescan = self._inbox.take()
+        now = time.monotonic()
+        for src, dest in moves:
+            found = self._root_of(dest)
+            target = None
+            if found is not None and self._logs.match(found[1]) and not self._excluded(dest, found[1]):
+                target = TailSource(dest, found[1], found[0].path)
+            tailer.renamed(src, target)
+        if rescan:
+            for root in self._roots:
+                if root.scheduled:
+                    self._scan(root, deadline=deadline)
+        for directory in gone_dirs:
+            tailer.gone_under(directory)
+            if detector is not None:
+                prefix = directory.rstrip(os.sep) + os.sep
+                for path in [p for p in detector.candidates if p.startswith(prefix)]:
+                    detector.gone(path)
+        for directory in dirs:
+            found = self._root_of(directory)
+            if found is not None:
+                self._scan(found[0], under=directory, deadline=deadline)
+        for path in files:
+            found = self._root_of(path)
+            if found is not None:
+                self._changed(found[0], path, found[1])
+        if safety is None:
+            interval = self.poll_interval_s * (_NATIVE_SAFETY_FACTOR if self.observer_kind == semconv.WATCH_OBSERVER_NATIVE else 1)
+            safety = now >= self._next_safety
+            if safety:
+                self._next_safety = now + interval
+        tailer.tick(safety_poll=safety)
+        if detector is not None:
+            detector.tick()
+        if now >= self._next_roots and any(not root.scheduled for root in self._roots):
+            self._next_roots = now + self.poll_interval_s
+            for root in self._roots:
+                if not root.scheduled and os.path.isdir(root.path):
+                    self._schedule_late_root(root)
+        if now >= self._next_save and self._state_marker() != self._saved_marker:
+            self._next_save = now + _STATE_EVERY_S
+            self._save_state()
+
+    def _save_state(self) -> None:
+        tailer, detector = self._tailer, self._detector
+        if tailer is None:
+            return
+        self._saved_marker = self._state_marker()
+        logs = tailer.state()
+        artifacts = detector.state() if detector is not None and detector.dirty else None
+        for root in self._roots:
+            if root.state is None:
+                continue
+            try:
+                root.state.save_logs({s.relative: state for s, state in _for_root(tailer, root).items()} if len(self._roots) > 1 else logs)
+                if artifacts is not None:
+                    prefix = root.display_prefix
+                    root.state.save_artifacts({k: v for k, v in artifacts.items() if k.startswith(prefix)})
+            except OSError as exc:
+                report_internal_error("Watcher._save_state", exc)
+
+    # -- stopping ---------------------------------------------------------------------
+    def stop(self, timeout: float | None = None, *, deadline: float | None = None) -> WatchSummary:
+        """Stop watching, after a final sweep: lines written just before the end are
+        delivered (a last line without newline too), artifacts that appeared in the last
+        seconds are reported and uploaded, or reported as not uploaded when
+        ``deadline`` (a ``time.monotonic()`` value; default now + ``timeout``, default
+        10 s) comes first. Positions are saved. Emits ``ai.watch.stopped`` and returns
+        its counts. Safe to call twice; a no-op in a forked child."""
+        if not self._started or self._stopped or self._pid != os.getpid():
+            return self._summary
+        self._stopped = True
+        if deadline is None:
+            deadline = time.monotonic() + (DEFAULT_SHUTDOWN_TIMEOUT_S if timeout is None else max(float(timeout), 0.0))
+        return self._stop(deadline) or self._summary
+
+    @never_raise()
+    def _stop(self, deadline: float) -> WatchSummary:
+        for observer in [self._observer, *self._extra_observers]:
+            if observer is not None:
+                _stop_quietly(observer, join=max(min(deadline - time.monotonic(), 1.0), 0.0))
+        self._stop_deadline = deadline
+        self._stop_requested.set()
+        self._inbox.wake.set()
+        thread = self._thread
+        if thread is not None:
+            self._done.wait(max(deadline - time.monotonic(), 0.0) + 0.25)
+        _running.discard(self)
+        summary = self.summary()
+        self._events.stopped(summary.attributes())
+        return summary
+
+    def _final_sweep(self, deadline: float) -> None:
+        """On the worker thread, after the observer stopped."""
+        tailer, detector = self._tailer, self._detector
+        if tailer is None:
+            return
+        try:
+            self._cycle(safety=True, deadline=deadline)
+            for root in self._roots:
+                if not root.scheduled and os.path.isdir(root.path):
+                    root.scheduled = True
+                if root.scheduled:
+                    # whatever appeared after the last event we processed
+                    self._scan(root, deadline=deadline)
+            log_deadline = deadline
+            if detector is not None and detector.pending:
+                log_deadline = time.monotonic() + (deadline - time.monotonic()) / 2
+            complete = tailer.drain(log_deadline)
+            if detector is not None:
+                detector.finish(deadline)
+            self._save_state()
+            self._summary.complete = complete and time.monotonic() <= deadline
+        except Exception as exc:
+            report_internal_error("Watcher._final_sweep", exc)
+            from .._internal import _should_raise
+
+            if _should_raise():
+                raise
+        finally:
+            self._summary.bytes_undelivered = tailer.undelivered_bytes()
+            tailer.close()
+            if self._owns_store and isinstance(self.store, S3ArtifactStore):
+                self.store.close()
+
+    def summary(self) -> WatchSummary:
+        """The counts so far (final once :meth:`stop` returned)."""
+        summary = self._summary
+        tailer, detector = self._tailer, self._detector
+        if tailer is not None:
+            stats = tailer.stats
+            summary.files_tailed = stats.files
+            summary.lines = stats.lines
+            summary.lines_truncated = stats.truncated
+            summary.lines_partial = stats.partial
+            summary.rotations = stats.rotations
+        summary.events_overflowed = self._inbox.overflowed
+        if detector is not None:
+            summary.artifacts_detected = detector.stats.detected
+            summary.artifacts_uploaded = detector.stats.uploaded
+            summary.artifacts_failed = detector.stats.failed
+            summary.artifacts_not_uploaded = detector.stats.not_uploaded
+            summary.paths_refused = len(self._refused_logs) + detector.stats.refused
+        return summary
+
+
+def _for_root(tailer: LogTailer, root: _Root) -> dict[TailSource, dict[str, Any]]:
+    return {tail.source: tail.state() for tail in list(tailer.tails.values()) if tail.source.root == root.path}
+
+
+def _make_roots(roots: Sequence[str | os.PathLike[str]]) -> list[_Root]:
+    paths: list[str] = []
+    for raw in roots:
+        path = os.path.abspath(os.fspath(raw))
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise ConfigurationError(f"cannot watch {path}: not a directory")
+        if path not in paths:
+            paths.append(path)
+    # a root inside another is already watched by it
+    kept = [p for p in paths if not any(p != q and p.startswith(q.rstrip(os.sep) + os.sep) for q in paths)]
+    if len(kept) == 1:
+        return [_Root(kept[0], "")]
+    names: dict[str, int] = {}
+    made = []
+    for path in kept:
+        name = os.path.basename(path.rstrip(os.sep)) or "root"
+        names[name] = names.get(name, 0) + 1
+        made.append(_Root(path, f"{name}/" if names[name] == 1 else f"{name}-{names[name]}/"))
+    return made
+
+
+def _stop_quietly(observer: BaseObserver, join: float = 0.0) -> None:
+    try:
+        observer.stop()
+        if join > 0 and observer.is_alive():
+            observer.join(join)
+    except Exception:  # noqa: BLE001, S110 - stopping a half-started observer
+        pass
+
+
+def _stop_running_watchers() -> None:
+    """Before telemetry shuts down: a watcher nobody stopped still gets its final sweep."""
+    pid = os.getpid()
+    for watcher in list(_running):
+        if watcher._pid == pid:
+            watcher.stop(DEFAULT_SHUTDOWN_TIMEOUT_S / 2)
+
+
+before_shutdown(_stop_running_watchers)
+
+
+__all__ = ["WatchSummary", "Watcher"]
