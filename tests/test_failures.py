@@ -112,3 +112,21 @@ def test_system_exit_zero_completes_and_nonzero_fails(http_wire: Wire) -> None:
     assert runs["run-exit0"].attributes[semconv.RUN_OUTCOME] == "completed"
     assert runs["run-exit3"].attributes[semconv.RUN_OUTCOME] == "failed"
     assert runs["run-exit3"].attributes[semconv.ERROR_TYPE] == "SystemExit"
+
+
+def test_a_failed_paper_and_a_review_left_open(http_wire: Wire) -> None:
+    with pytest.raises(RuntimeError):
+        with otel_ai.run("run-paper") as run:
+            run.validation("gpt-4o")  # never completed: ended with the run
+            with run.paper():
+                raise RuntimeError("latex failed")
+    spans = {s.name: s for s in http_wire.spans()}
+    paper, review = spans["ai.paper"], spans["ai.validation"]
+    assert paper.status_code == "ERROR"
+    assert paper.attributes[semconv.PAPER_OUTCOME] == "failed"
+    assert paper.attributes[semconv.EXCEPTION_MESSAGE] == "latex failed"
+    assert [e.name for e in paper.events] == ["exception"]
+    assert review.status_code == "ERROR"
+    assert review.attributes[semconv.VALIDATION_OUTCOME] == "failed", "ended by its failed run"
+    assert [r.event_name for r in http_wire.events() if r.event_name.startswith(("ai.paper", "ai.validation"))] == [
+        "ai.validation.auto_started", "ai.paper.started"]

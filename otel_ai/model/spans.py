@@ -21,7 +21,7 @@ import traceback
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry import context as context_api
 from opentelemetry import trace as trace_api
@@ -1176,21 +1176,29 @@ class Execution(_SpanOwner):
 
 
 # =======================================================================================
-class Paper(_SpanOwner):
-    """Paper generation: the ``ai.paper`` span."""
+_PhaseT = TypeVar("_PhaseT", bound="_Phase")
 
-    kind_name = "paper"
 
-    def __init__(self, run: Run) -> None:
-        attrs = {semconv.RUN_ID: run.run_id}
+class _Phase(_SpanOwner):
+    """A closing step of the run (paper, review): one span under the run that ends with
+    its completion event, or failed with the exception that escaped it."""
+
+    span_name: str
+    started_event: str
+    completed_event: str
+    outcome_attribute: str
+    failure_text: str
+
+    def __init__(self, run: Run, attributes: Mapping[str, Any]) -> None:
+        attrs = coerce_attributes({semconv.RUN_ID: run.run_id, **attributes})
         start = _now()
         span = get_pipeline().tracer.start_span(
-            semconv.SPAN_PAPER, context=trace_api.set_span_in_context(run.span), attributes=attrs, start_time=start
+            self.span_name, context=trace_api.set_span_in_context(run.span), attributes=attrs, start_time=start
         )
         super().__init__(run, span, start)
-        self._log_event(semconv.PAPER_STARTED, attrs)
+        self._log_event(self.started_event, attrs)
 
-    def __enter__(self) -> Paper:
+    def __enter__(self: _PhaseT) -> _PhaseT:
         self._attach()
         return self
 
@@ -1203,71 +1211,77 @@ class Paper(_SpanOwner):
         if exc is not None:
             self._end_failed(exc)
         elif not self._ended:
-            self.generated()
+            self._complete_default()
 
-    @never_raise()
-    def generated(self, artifact_key: str | None = None, **attributes: Any) -> None:
-        """End the paper span with ``ai.paper.generated`` (the PDF's artifact key)."""
+    def _complete_default(self) -> None:
+        raise NotImplementedError
+
+    def _complete(self, attributes: Mapping[str, Any]) -> None:
         if not self._claim_end():
             return
-        attrs = coerce_attributes({semconv.RUN_ID: self.run.run_id, semconv.ARTIFACT_KEY: artifact_key, **attributes})
-        self._log_event(semconv.PAPER_GENERATED, attrs)
-        self._events.add(semconv.PAPER_GENERATED, attrs)
+        attrs = coerce_attributes({semconv.RUN_ID: self.run.run_id, **attributes})
+        self._log_event(self.completed_event, attrs)
+        self._events.add(self.completed_event, attrs)
         self._finish(Status(StatusCode.OK), attrs)
 
     def _end_failed(self, exc: BaseException | None, outcome: str = semconv.OUTCOME_FAILED) -> None:
         if not self._claim_end():
             return
-        attrs: dict[str, Any] = {semconv.PAPER_OUTCOME: outcome}
+        attrs: dict[str, Any] = {self.outcome_attribute: outcome}
         if exc is not None:
             error = _exception_attributes(exc)
             attrs.update(error)
             _record_exception(self._span, error)
-        self._finish(Status(StatusCode.ERROR, f"paper not generated: {outcome}"), attrs)
+        self._finish(Status(StatusCode.ERROR, f"{self.failure_text}: {outcome}"), attrs)
 
     def _close_by_parent(self, outcome: str) -> None:
         self._end_failed(None, outcome)
 
 
-# =======================================================================================
-class Validation(_SpanOwner):
+class Paper(_Phase):
+    """Paper generation: the ``ai.paper`` span."""
+
+    kind_name = "paper"
+    span_name = semconv.SPAN_PAPER
+    started_event = semconv.PAPER_STARTED
+    completed_event = semconv.PAPER_GENERATED
+    outcome_attribute = semconv.PAPER_OUTCOME
+    failure_text = "paper not generated"
+
+    def __init__(self, run: Run) -> None:
+        super().__init__(run, {})
+
+    def _complete_default(self) -> None:
+        self.generated()
+
+    @never_raise()
+    def generated(self, artifact_key: str | None = None, **attributes: Any) -> None:
+        """End the paper span with ``ai.paper.generated`` (the PDF's artifact key)."""
+        self._complete({semconv.ARTIFACT_KEY: artifact_key, **attributes})
+
+
+class Validation(_Phase):
     """Automatic review: the ``ai.validation`` span."""
 
     kind_name = "validation"
+    span_name = semconv.SPAN_VALIDATION
+    started_event = semconv.VALIDATION_STARTED
+    completed_event = semconv.VALIDATION_COMPLETED
+    outcome_attribute = semconv.VALIDATION_OUTCOME
+    failure_text = "review not completed"
 
     def __init__(self, run: Run, model: str | None, attributes: Mapping[str, Any] | None) -> None:
-        attrs = coerce_attributes({semconv.RUN_ID: run.run_id, semconv.VALIDATION_MODEL: model, **(attributes or {})})
-        start = _now()
-        span = get_pipeline().tracer.start_span(
-            semconv.SPAN_VALIDATION, context=trace_api.set_span_in_context(run.span), attributes=attrs, start_time=start
-        )
-        super().__init__(run, span, start)
         self.model = model
-        self._log_event(semconv.VALIDATION_STARTED, attrs)
+        super().__init__(run, {semconv.VALIDATION_MODEL: model, **(attributes or {})})
 
-    def __enter__(self) -> Validation:
-        self._attach()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self._detach()
-        self._exit(exc)
-
-    @never_raise()
-    def _exit(self, exc: BaseException | None) -> None:
-        if exc is not None:
-            self._end_failed(exc)
-        elif not self._ended:
-            self.completed()
+    def _complete_default(self) -> None:
+        self.completed()
 
     @never_raise()
     def completed(self, verdict: Any = None, scores: Mapping[str, Any] | None = None, notes: Any = None, **attributes: Any) -> None:
         """End the review with ``ai.validation.auto_completed``: verdict, one
         ``ai.validation.score.{name}`` double per score, notes (bounded)."""
-        if not self._claim_end():
-            return
         attrs: dict[str, Any] = {
-            semconv.RUN_ID: self.run.run_id,
             semconv.VALIDATION_MODEL: self.model,
             semconv.VALIDATION_VERDICT: None if verdict is None else to_text(verdict, 256),
             semconv.VALIDATION_NOTES: None if notes is None else to_text(notes, MAX_TEXT),
@@ -1276,23 +1290,7 @@ class Validation(_SpanOwner):
         for name, value in _flat_scores(scores):
             number = as_float(value)
             attrs[semconv.VALIDATION_SCORE_PREFIX + name] = number if number is not None else to_text(value, 256)
-        attrs = coerce_attributes(attrs)
-        self._log_event(semconv.VALIDATION_COMPLETED, attrs)
-        self._events.add(semconv.VALIDATION_COMPLETED, attrs)
-        self._finish(Status(StatusCode.OK), attrs)
-
-    def _end_failed(self, exc: BaseException | None, outcome: str = semconv.OUTCOME_FAILED) -> None:
-        if not self._claim_end():
-            return
-        attrs: dict[str, Any] = {semconv.VALIDATION_OUTCOME: outcome}
-        if exc is not None:
-            error = _exception_attributes(exc)
-            attrs.update(error)
-            _record_exception(self._span, error)
-        self._finish(Status(StatusCode.ERROR, f"review not completed: {outcome}"), attrs)
-
-    def _close_by_parent(self, outcome: str) -> None:
-        self._end_failed(None, outcome)
+        self._complete(attrs)
 
 
 def _flat_scores(scores: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
