@@ -26,19 +26,27 @@ def _pdf_of(base_folder: Any) -> str | None:
     return None
 
 
+def _call_in(owner: Any, wrapped: Any, args: Any, kwargs: Any) -> Any:
+    """Call ``wrapped`` with ``owner``'s span current; an escaping exception ends it."""
+    token = context_api.attach(trace_api.set_span_in_context(owner.span))
+    try:
+        return wrapped(*args, **kwargs)
+    except BaseException as exc:
+        context_api.detach(token)
+        token = None
+        owner.__exit__(type(exc), exc, exc.__traceback__)
+        raise
+    finally:
+        if token is not None:
+            context_api.detach(token)
+
+
 def writeup(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     run = _search._safe("paper", _runs.ensure_run)
     paper = _search._safe("paper", run.paper) if run is not None else None
     if paper is None:
         return wrapped(*args, **kwargs)
-    token = context_api.attach(trace_api.set_span_in_context(paper.span))
-    try:
-        result = wrapped(*args, **kwargs)
-    except BaseException as exc:
-        context_api.detach(token)
-        paper.__exit__(type(exc), exc, exc.__traceback__)
-        raise
-    context_api.detach(token)
+    result = _call_in(paper, wrapped, args, kwargs)
     bound = _search._bind(wrapped, args, kwargs)
     pdf = _pdf_of(_search._arg(bound, "base_folder"))
     if result is False or (result is None and pdf is None):
@@ -55,14 +63,7 @@ def review(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     validation = _search._safe("validation", run.validation, None if model is None else str(model)) if run is not None else None
     if validation is None:
         return wrapped(*args, **kwargs)
-    token = context_api.attach(trace_api.set_span_in_context(validation.span))
-    try:
-        result = wrapped(*args, **kwargs)
-    except BaseException as exc:
-        context_api.detach(token)
-        validation.__exit__(type(exc), exc, exc.__traceback__)
-        raise
-    context_api.detach(token)
+    result = _call_in(validation, wrapped, args, kwargs)
     _search._safe("validation", _completed, validation, result)
     return result
 

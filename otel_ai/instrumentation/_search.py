@@ -431,20 +431,25 @@ def _appended(journal: Any, node: Any) -> None:
 
 
 # --- nodes ------------------------------------------------------------------------------
-def process_node_task(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    """ParallelAgent._process_node_wrapper, in the pool worker: one ``ai.node`` span."""
-    task = _safe("node", _start_task, wrapped, args, kwargs)
-    if task is None:
-        return wrapped(*args, **kwargs)
+def _run_task(task: Any, wrapped: Any, args: Any, kwargs: Any) -> Any:
+    """Call ``wrapped`` with ``task``'s node current; an escaping exception ends the node."""
     token = _current_task.set(task)
     try:
         with _current(task.node):
-            result = wrapped(*args, **kwargs)
+            return wrapped(*args, **kwargs)
     except BaseException as exc:
         task.node.__exit__(type(exc), exc, exc.__traceback__)
         raise
     finally:
         _current_task.reset(token)
+
+
+def process_node_task(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """ParallelAgent._process_node_wrapper, in the pool worker: one ``ai.node`` span."""
+    task = _safe("node", _start_task, wrapped, args, kwargs)
+    if task is None:
+        return wrapped(*args, **kwargs)
+    result = _run_task(task, wrapped, args, kwargs)
     _safe("node", _complete, task.node, task.child, result)
     return result
 
@@ -566,15 +571,7 @@ def plot_aggregation(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any
         task = _Task(node, state.stage.name) if node is not None else None
     if task is None:
         return in_stage(wrapped, instance, args, kwargs)
-    token = _current_task.set(task)
-    try:
-        with _current(task.node):
-            result = wrapped(*args, **kwargs)
-    except BaseException as exc:
-        task.node.__exit__(type(exc), exc, exc.__traceback__)
-        raise
-    finally:
-        _current_task.reset(token)
+    result = _run_task(task, wrapped, args, kwargs)
     if task.child is None:
         task.node.__exit__(None, None, None)  # nothing was aggregated
     else:
