@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -97,6 +98,22 @@ def _parse_path(value: str) -> Path:
     return Path(value.strip())
 
 
+ID_GENERATOR_GROUP = "opentelemetry_id_generator"
+OUR_ID_GENERATOR = "otel_ai"
+
+
+def id_generator_names() -> list[str]:
+    """The installed ``opentelemetry_id_generator`` entry points (ours included)."""
+    return sorted({OUR_ID_GENERATOR, *(ep.name for ep in entry_points(group=ID_GENERATOR_GROUP))})
+
+
+def _parse_id_generator(value: str) -> str:
+    name = value.strip()
+    if name != OUR_ID_GENERATOR and not entry_points(group=ID_GENERATOR_GROUP, name=name):
+        raise ValueError(f"expected the name of an installed id generator: {', '.join(id_generator_names())}")
+    return name
+
+
 def _parse_positive_int(value: str) -> int:
     number = int(value)
     if number <= 0:
@@ -166,6 +183,8 @@ SETTINGS: tuple[Setting, ...] = (
             "protocol for metrics (default: protocol)"),
     Setting("headers", "OTEL_EXPORTER_OTLP_HEADERS", _parse_headers, None,
             "key=value,... sent with every OTLP request"),
+    Setting("id_generator", "OTEL_PYTHON_ID_GENERATOR", _parse_id_generator, None,
+            "trace and span ids: unset or otel_ai, from os.urandom; another installed generator (random, xray...) by name"),
     Setting("disabled", "OTEL_SDK_DISABLED", _parse_bool, False,
             "true: the experiment runs and nothing is exported"),
     Setting("pod_id", "RUNPOD_POD_ID", _parse_str, None,
@@ -207,6 +226,7 @@ class Settings:
     logs_protocol: str | None = None
     metrics_protocol: str | None = None
     headers: Mapping[str, str] | None = None
+    id_generator: str | None = None
     disabled: bool = False
     pod_id: str | None = None
     region: str | None = None

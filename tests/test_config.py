@@ -92,6 +92,7 @@ PRECEDENCE: list[tuple[str, str, str, Any, Any, Any]] = [
     # headers: per key, the argument wins over the variable
     ("headers", "OTEL_EXPORTER_OTLP_HEADERS", "A=1, b = 2", {"a": "1", "b": "2"}, {"c": "3", "b": "9"}, {"a": "1", "b": "9", "c": "3"}),
     ("disabled", "OTEL_SDK_DISABLED", "true", True, False, False),
+    ("id_generator", "OTEL_PYTHON_ID_GENERATOR", " random ", "random", "otel_ai", "otel_ai"),
     ("pod_id", "RUNPOD_POD_ID", "pod-env", "pod-env", "pod-arg", "pod-arg"),
     ("region", "RUNPOD_DATACENTER", "EU-RO-1", "EU-RO-1", "US-TX-3", "US-TX-3"),
     ("queue_size", "OTEL_AI_QUEUE_SIZE", "10", 10, 20, 20),

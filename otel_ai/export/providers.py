@@ -32,6 +32,7 @@ from opentelemetry.trace import NoOpTracer, Tracer
 
 from .. import semconv
 from ..config import Settings, resolve
+from ..propagation import wrapped_run
 from ..version import __version__
 from .durable import (
     DeliveringBatchLogRecordProcessor,
@@ -42,9 +43,11 @@ from .durable import (
     schedule_delay_millis,
 )
 from .files import JsonlLogExporter, JsonlMetricExporter, JsonlSpanExporter
+from .ids import id_generator
 from .redacting import RedactingLogExporter, RedactingSpanExporter
 from .resource import build_resource
 from .sanitize import RedactingMetricExporter
+from .tracers import ProcessTracerProvider
 
 logger = logging.getLogger("otel_ai")
 
@@ -126,10 +129,15 @@ def _build(settings: Settings, previous: Pipeline | None = None) -> Pipeline:
         return _disabled(settings)
     resource = build_resource(settings)
     span_exporter, log_exporter, metric_exporter = _exporters(settings)
-    tracer_provider = TracerProvider(
+    wrapped = wrapped_run()
+    tracer_provider = ProcessTracerProvider(
         resource=resource,
         shutdown_on_exit=False,  # our atexit hook ends open runs first, then flushes
         span_limits=SpanLimits(max_events=SPAN_EVENT_LIMIT, max_links=SPAN_LINK_LIMIT),
+        # ids from os.urandom: experiments seed `random`, which the SDK's default draws from
+        id_generator=id_generator(settings.id_generator),
+        # under `otel-ai run`, a span with no parent, in any thread, joins the run
+        default_parent=wrapped[1] if wrapped is not None else None,
     )
     # force_flush waits for delivery too; export every second (see otel_ai.export.durable)
     tracer_provider.add_span_processor(
@@ -221,6 +229,9 @@ def _after_fork_in_child() -> None:
         return
     try:
         _pipeline = _build(previous.settings, previous)
+        if isinstance(previous.tracer_provider, ProcessTracerProvider) and _pipeline.tracer_provider is not None:
+            # tracers taken before the fork (module-level ones) move to the child's provider
+            previous.tracer_provider.succeeded_by(_pipeline.tracer_provider)  # type: ignore[arg-type]
     except Exception as exc:  # noqa: BLE001 - the child must go on without telemetry
         logger.warning("otel_ai: could not set up telemetry in a forked child: %s", exc)
         _pipeline = _disabled(previous.settings)
