@@ -23,7 +23,7 @@ OTEL_AI = [sys.executable, "-m", "otel_ai"]
 
 FOREIGN = textwrap.dedent(
     """
-    import concurrent.futures, multiprocessing, sys, threading
+    import asyncio, concurrent.futures, multiprocessing, sys, threading
     import requests
     from opentelemetry import trace
     from opentelemetry.context import Context
@@ -42,6 +42,11 @@ FOREIGN = textwrap.dedent(
     def decorated():
         pass
 
+    @tracer.start_as_current_span("coroutine")
+    async def coroutine():
+        with tracer.start_as_current_span("awaiting"):
+            await asyncio.sleep(0.05)
+
     def explicit(holder):
         tracer.start_span("explicit child", context=trace.set_span_in_context(holder)).end()
 
@@ -50,6 +55,7 @@ FOREIGN = textwrap.dedent(
         RequestsInstrumentor().instrument()
         work("main thread")
         decorated()
+        asyncio.run(coroutine())
         thread = threading.Thread(target=work, args=("thread",))
         thread.start()
         thread.join()
@@ -142,6 +148,9 @@ def test_plain_api_and_instrumentation_spans_join_the_run(tmp_path: Path, http_s
     assert one(spans, "in stage").parent_span_id == stage.span_id
     assert sorted(s.parent_span_id for s in spans if s.name == "decorated") == sorted([run.span_id, stage.span_id])
     assert one(spans, "explicit child").parent_span_id == one(spans, "holder").span_id
+    coroutine = one(spans, "coroutine")
+    assert coroutine.parent_span_id == run.span_id and one(spans, "awaiting").parent_span_id == coroutine.span_id
+    assert coroutine.end_ns - coroutine.start_ns >= 50_000_000, "a decorated coroutine's span lasts until it ends"
 
     # an installed instrumentation's spans (requests), and the context they send on
     http = {str(s.attributes.get("url.full", s.attributes.get("http.url", ""))).rsplit("/", 1)[-1]: s

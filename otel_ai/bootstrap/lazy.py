@@ -11,10 +11,14 @@ otel_ai then installs its real provider as the global one.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import trace
+
+try:  # like the SDK's: also decorates async functions, ending the span when they do
+    from opentelemetry.util._decorator import _agnosticcontextmanager as _context_manager
+except ImportError:  # pragma: no cover - an older API
+    from contextlib import contextmanager as _context_manager
 
 
 class LazyTracerProvider(trace.TracerProvider):
@@ -43,7 +47,7 @@ class _LazyTracer(trace.Tracer):
     def start_span(self, *args: Any, **kwargs: Any) -> trace.Span:
         return self._tracer().start_span(*args, **kwargs)
 
-    @contextmanager
+    @_context_manager
     def start_as_current_span(self, *args: Any, **kwargs: Any) -> Iterator[trace.Span]:
         with self._tracer().start_as_current_span(*args, **kwargs) as span:
             yield span
