@@ -27,18 +27,13 @@ start: the span the caller asked for, else the current span, else the run span.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 from opentelemetry import context as context_api
 from opentelemetry import trace as trace_api
 from opentelemetry.context import Context
+from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.trace import TracerProvider
-
-try:  # start_as_current_span also decorates async functions, as the SDK's does
-    from opentelemetry.util._decorator import _agnosticcontextmanager as _context_manager
-except ImportError:  # pragma: no cover - an older API
-    from contextlib import contextmanager as _context_manager
 
 
 class ProcessTracerProvider(TracerProvider):
@@ -49,7 +44,11 @@ class ProcessTracerProvider(TracerProvider):
 
     def __init__(self, *args: Any, default_parent: trace_api.SpanContext | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._default_parent = trace_api.NonRecordingSpan(default_parent) if default_parent is not None else None
+        self._default_parent: trace_api.Span | None = None
+        self._default_context: Context | None = None
+        if default_parent is not None:
+            self._default_parent = trace_api.NonRecordingSpan(default_parent)
+            self._default_context = trace_api.set_span_in_context(self._default_parent, Context())
         self._successor: ProcessTracerProvider | None = None
 
     def succeeded_by(self, provider: ProcessTracerProvider) -> None:
@@ -72,32 +71,26 @@ class ProcessTracer(trace_api.Tracer):
         self._args = args
         self._kwargs = kwargs
 
-    def _current(self, context: Context | None) -> tuple[trace_api.Tracer, Context | None]:
+    def start_span(self, name: str, context: Context | None = None, *args: Any, **kwargs: Any) -> trace_api.Span:
         provider = self._provider
         if provider._successor is not None:  # forked since: the child's provider
             while provider._successor is not None:
                 provider = provider._successor
             self._tracer = TracerProvider.get_tracer(provider, *self._args, **self._kwargs)
             self._provider = provider
-        default = provider._default_parent
-        if context is not None or default is None:
-            return self._tracer, context  # the caller's choice, even an empty context
-        current = context_api.get_current()
-        if trace_api.get_current_span(current).get_span_context().is_valid:
-            return self._tracer, None  # the current span: the SDK finds it itself
-        return self._tracer, trace_api.set_span_in_context(default, current)
+        if context is None and provider._default_parent is not None:
+            current = context_api.get_current()
+            if not current:  # nothing attached (a new thread, a pool's)
+                context = provider._default_context
+            elif trace_api.get_current_span(current).get_span_context().is_valid:
+                context = current
+            else:  # no span, other values (baggage): keep them
+                context = trace_api.set_span_in_context(provider._default_parent, current)
+        return self._tracer.start_span(name, context, *args, **kwargs)
 
-    def start_span(self, name: str, context: Context | None = None, *args: Any, **kwargs: Any) -> trace_api.Span:
-        tracer, context = self._current(context)
-        return tracer.start_span(name, context, *args, **kwargs)
-
-    @_context_manager  # the parent is chosen on entry: a decorated function gets the one current at each call
-    def start_as_current_span(  # type: ignore[override]
-        self, name: str, context: Context | None = None, *args: Any, **kwargs: Any
-    ) -> Iterator[trace_api.Span]:
-        tracer, context = self._current(context)
-        with tracer.start_as_current_span(name, context, *args, **kwargs) as span:
-            yield span
+    # The SDK's own: it starts the span with self.start_span (ours) on entry, so the parent
+    # is chosen then, also at each call of a function it decorates (async ones too).
+    start_as_current_span = sdk_trace.Tracer.start_as_current_span
 
     def __getattr__(self, name: str) -> Any:
         if name == "_tracer":  # not set yet (a copy being built)
