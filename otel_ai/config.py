@@ -183,8 +183,8 @@ SETTINGS: tuple[Setting, ...] = (
             "protocol for metrics (default: protocol)"),
     Setting("headers", "OTEL_EXPORTER_OTLP_HEADERS", _parse_headers, None,
             "key=value,... sent with every OTLP request"),
-    Setting("id_generator", "OTEL_PYTHON_ID_GENERATOR", _parse_id_generator, None,
-            "trace and span ids: unset or otel_ai, from os.urandom; another installed generator (random, xray...) by name"),
+    Setting("id_generator", "OTEL_PYTHON_ID_GENERATOR", _parse_id_generator, OUR_ID_GENERATOR,
+            "trace and span ids: otel_ai draws them from os.urandom; another installed generator (random, xray...) by name"),
     Setting("disabled", "OTEL_SDK_DISABLED", _parse_bool, False,
             "true: the experiment runs and nothing is exported"),
     Setting("pod_id", "RUNPOD_POD_ID", _parse_str, None,
@@ -226,7 +226,7 @@ class Settings:
     logs_protocol: str | None = None
     metrics_protocol: str | None = None
     headers: Mapping[str, str] | None = None
-    id_generator: str | None = None
+    id_generator: str = OUR_ID_GENERATOR
     disabled: bool = False
     pod_id: str | None = None
     region: str | None = None

@@ -43,7 +43,8 @@ class OsRandomIdGenerator(IdGenerator):
 
 
 def id_generator(name: str | None) -> IdGenerator:
-    """The generator of that entry-point name; ours for None or ``otel_ai``."""
+    """The generator of that ``opentelemetry_id_generator`` entry-point name; ours for
+    ``otel_ai`` (or None)."""
     if name is None or name == OUR_ID_GENERATOR:
         return OsRandomIdGenerator()
     found = entry_points(group=ID_GENERATOR_GROUP, name=name)
