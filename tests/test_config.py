@@ -89,6 +89,7 @@ PRECEDENCE: list[tuple[str, str, str, Any, Any, Any]] = [
      "http://127.0.0.1:2/v1/traces", "http://127.0.0.1:2/v1/traces"),
     ("protocol", "OTEL_EXPORTER_OTLP_PROTOCOL", "GRPC", "grpc", "http/protobuf", "http/protobuf"),
     ("logs_protocol", "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "grpc", "grpc", "http/protobuf", "http/protobuf"),
+    ("traces_exporter", "OTEL_TRACES_EXPORTER", " NONE ", "none", "console", "console"),
     # headers: per key, the argument wins over the variable
     ("headers", "OTEL_EXPORTER_OTLP_HEADERS", "A=1, b = 2", {"a": "1", "b": "2"}, {"c": "3", "b": "9"}, {"a": "1", "b": "9", "c": "3"}),
     ("disabled", "OTEL_SDK_DISABLED", "true", True, False, False),
@@ -108,7 +109,7 @@ PRECEDENCE: list[tuple[str, str, str, Any, Any, Any]] = [
 def test_every_setting_of_the_table_is_covered() -> None:
     covered = {row[0] for row in PRECEDENCE}
     # the per-signal variants share their parser with the generic row covered here
-    variants = {"logs_endpoint", "metrics_endpoint", "traces_protocol", "metrics_protocol"}
+    variants = {"logs_endpoint", "metrics_endpoint", "traces_protocol", "metrics_protocol", "logs_exporter", "metrics_exporter"}
     assert {s.name for s in SETTINGS} - variants == covered
 
 
@@ -229,6 +230,8 @@ BAD_VARIABLES = [
     ("OTEL_EXPORTER_OTLP_HEADERS", "just-a-token"),
     ("OTEL_AI_JAEGER_URL", "localhost:16686"),
     ("OTEL_AI_GRAFANA_URL", "grafana"),
+    ("OTEL_LOGS_EXPORTER", "zipkin"),
+    ("OTEL_METRICS_EXPORTER", "otlp,console"),
 ]
 
 

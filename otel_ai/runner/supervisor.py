@@ -22,6 +22,7 @@ from opentelemetry.trace import Link, SpanContext, TraceFlags
 from .. import semconv
 from ..bootstrap import SITE_DIR
 from ..config import Settings
+from ..export.durable import share_refusals_with
 from ..export.providers import configure, shutdown
 from ..export.spool import deliver_pending
 from ..links import run_links
@@ -189,6 +190,7 @@ class Supervisor:
         status = Status(run_id)
         progress = _Progress(status, run.log_context)
         channel = ChannelServer(self._on_message_from(progress)).start()
+        share_refusals_with(channel.path)  # a refusal is said once for the whole run
         status_line = self._status_line(status)
         sink = LogSink(run_id, progress.log_context).start(("stdout", "stderr"))
         # log files and artifacts under the watched directories (started before the command)
