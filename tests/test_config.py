@@ -301,13 +301,13 @@ def _doctor(env_extra: dict[str, str], *options: str) -> subprocess.CompletedPro
 def test_doctor_checks_the_collector(otlp_receiver: OTLPReceiver) -> None:
     up = _doctor({"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.http_endpoint})
     assert up.returncode == 0, up.stdout + up.stderr
-    assert "[ok  ] collector: reachable: 127.0.0.1:" in up.stdout
+    assert f"[ok  ] collector traces: {otlp_receiver.http_endpoint}/v1/traces (http/protobuf): HTTP 200 OK in " in up.stdout
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     down = _doctor({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}"})
     assert down.returncode == 1
-    assert f"[FAIL] collector: http://127.0.0.1:{port}:" in down.stdout
+    assert f"[FAIL] collector logs: http://127.0.0.1:{port}/v1/logs (http/protobuf): ConnectionRefusedError" in down.stdout
 
 
 def test_doctor_without_endpoint_checks_the_data_directory(tmp_path: Path) -> None:

@@ -98,6 +98,8 @@ def effective(settings: Settings, name: str, value: Any) -> Any:
         return settings.signal_protocol(name.removesuffix("_protocol"))
     if name.endswith("_endpoint"):
         signal = name.removesuffix("_endpoint")
+        if settings.signal_exporter(signal) != "otlp":
+            return f"(not used: OTEL_{signal.upper()}_EXPORTER={settings.signal_exporter(signal)})"
         if settings.signal_endpoint(signal):
             return _endpoint_of(settings, signal)
         return "(none: the embedded default's files)"
