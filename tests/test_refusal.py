@@ -51,7 +51,7 @@ def environment(data_dir: Path, **variables: str) -> dict[str, str]:
 
 def run_program(data_dir: Path, program: str = PROGRAM, **variables: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", program], env=environment(data_dir, **variables), capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", program], check=False, env=environment(data_dir, **variables), capture_output=True, text=True, timeout=120
     )
 
 
@@ -135,6 +135,7 @@ def test_the_processes_of_one_otel_ai_run_say_a_refusal_once(tmp_path: Path) -> 
         result = subprocess.run(
             [*OTEL_AI, "run", "--no-watch", "--no-status", "--run-id", "wrapped", "--", sys.executable, str(child)],
             env=environment(data_dir, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.http_endpoint),
+            check=False,
             capture_output=True,
             text=True,
             timeout=120,
@@ -188,6 +189,7 @@ def test_recover_delivers_what_the_backend_takes_and_deletes_the_rest_with_a_cou
         result = subprocess.run(
             [*OTEL_AI, "recover", "--timeout", "20"],
             env=environment(data_dir, OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, OTEL_EXPORTER_OTLP_PROTOCOL=protocol),
+            check=False,
             capture_output=True,
             text=True,
             timeout=120,
@@ -212,6 +214,7 @@ def test_replay_skips_a_refused_signal_with_a_count_and_leaves_its_files_unmarke
         result = subprocess.run(
             [*OTEL_AI, "replay", str(data_dir), "--endpoint", receiver.http_endpoint, "--timeout", "20"],
             env=environment(data_dir),
+            check=False,
             capture_output=True,
             text=True,
             timeout=120,
@@ -262,6 +265,7 @@ def test_exporter_none_in_otel_ai_run_and_its_children(tmp_path: Path) -> None:
     result = subprocess.run(
         [*OTEL_AI, "run", "--no-watch", "--no-status", "--run-id", "quiet-logs", "--", sys.executable, str(child)],
         env=environment(data_dir, OTEL_LOGS_EXPORTER="none"),
+        check=False,
         capture_output=True,
         text=True,
         timeout=120,
@@ -292,7 +296,7 @@ def test_console_exporter_prints_spans_on_stdout(tmp_path: Path) -> None:
 
 def doctor(data_dir: Path, **variables: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*OTEL_AI, "doctor"], env=environment(data_dir, **variables), capture_output=True, text=True, timeout=120
+        [*OTEL_AI, "doctor"], check=False, env=environment(data_dir, **variables), capture_output=True, text=True, timeout=120
     )
 
 
