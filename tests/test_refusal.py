@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 from otlp_receiver import OTLPReceiver
 
+import otel_ai.testing
+
 from otel_ai.export.spool import OwnSpool
 from otel_ai.export.transport import REQUEST_TYPES
 
@@ -149,6 +151,45 @@ def test_the_processes_of_one_otel_ai_run_say_a_refusal_once(tmp_path: Path) -> 
         assert receiver.rejected("logs", "http") == 2
     assert len(refusal_lines(result.stderr, "logs")) == 1, result.stderr
     assert spooled(data_dir) == []
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_what_an_outage_spooled_of_a_signal_goes_once_the_backend_refuses_it(
+    protocol: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Down first (everything spooled), then back as a traces-only backend: the spooled
+    traces arrive, the spooled logs and metrics are deleted, and the traces go on."""
+    from test_durability import TcpProxy, scenario, upstream_port, wait_until
+
+    import otel_ai
+    from otel_ai.export import durable
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
+    data_dir = Path(os.environ["OTEL_AI_DATA_DIR"])
+    with OTLPReceiver(signals=("traces",)) as receiver:
+        proxy = TcpProxy(upstream_port(receiver, protocol))  # not started: the backend is down
+        otel_ai.configure(endpoint=proxy.endpoint, protocol=protocol)
+        made = scenario("outage")
+        assert not otel_ai.force_flush(5.0)
+        assert spooled(data_dir, "logs") and spooled(data_dir, "traces")
+        proxy.start()
+        try:
+            with caplog.at_level("WARNING", logger="otel_ai"):
+                # (a gRPC channel reconnects after a backoff of its own)
+                wait_until(lambda: otel_ai.force_flush(5.0), 30.0, "the spooled traces delivered")
+                assert otel_ai.force_flush(10.0)  # the metrics, collected again, are refused at once
+                scenario("after")
+                assert otel_ai.force_flush(10.0)
+            assert spooled(data_dir) == []
+            names = [s.name for s in receiver.spans() if s.name != "ai.run.live"]
+            assert len(names) == 2 * made["spans"] and len(set(s.span_id for s in receiver.spans())) == len(receiver.spans())
+            assert receiver.rejected("logs") == 1 and receiver.rejected("metrics") == 1
+            refusals = [r.getMessage() for r in caplog.records if "for good" in r.getMessage()]
+            assert len(refusals) == 2 and {"logs", "metrics"} == {m.split(" refuses ")[1].split()[0] for m in refusals}
+            assert durable.dropped_totals()[("logs", durable.DROP_REFUSED)] > 0
+        finally:
+            otel_ai.testing.reset()
+            proxy.stop()
 
 
 # --------------------------------------------------------------------------- recover, replay
