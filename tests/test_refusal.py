@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -150,7 +151,10 @@ def test_the_processes_of_one_otel_ai_run_say_a_refusal_once(tmp_path: Path) -> 
         # the wrapper and its child each asked once
         assert receiver.rejected("logs", "http") == 2
     assert len(refusal_lines(result.stderr, "logs")) == 1, result.stderr
+    assert len(refusal_lines(result.stderr, "metrics")) == 1, result.stderr
     assert spooled(data_dir) == []
+    # the markers that kept the second process quiet are gone with the run
+    assert not list(Path(tempfile.gettempdir()).glob("otel-ai-*.sock.refused-*"))
 
 
 @pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
@@ -190,6 +194,32 @@ def test_what_an_outage_spooled_of_a_signal_goes_once_the_backend_refuses_it(
         finally:
             otel_ai.testing.reset()
             proxy.stop()
+
+
+def test_what_a_refusal_drops_is_counted_in_the_dropped_metric(otlp_receiver: OTLPReceiver) -> None:
+    from test_durability import scenario
+
+    import otel_ai
+    from otel_ai import semconv
+
+    otlp_receiver.answers["logs"] = (405, b"")
+    otel_ai.configure(endpoint=otlp_receiver.http_endpoint)
+    try:
+        scenario("counted")
+        assert otel_ai.force_flush(10.0)
+        scenario("counted-again")
+        assert otel_ai.force_flush(10.0)
+        assert otel_ai.force_flush(10.0)  # the counter, observed after the last records
+        offered = 2 * len([s for s in otlp_receiver.spans() if s.name == "ai.node draft"])  # >= 1 record per node
+        dropped = [
+            p for p in otlp_receiver.metrics()
+            if p.name == semconv.TELEMETRY_DROPPED and p.attributes[semconv.TELEMETRY_DROP_REASON] == "refused"
+        ]
+        assert dropped and {p.attributes[semconv.TELEMETRY_SIGNAL] for p in dropped} == {"logs"}
+        assert max(p.value for p in dropped) >= offered  # type: ignore[type-var]
+        assert otlp_receiver.rejected("logs") == 1 and otlp_receiver.logs() == []
+    finally:
+        otel_ai.testing.reset()
 
 
 # --------------------------------------------------------------------------- recover, replay

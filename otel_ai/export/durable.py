@@ -31,6 +31,7 @@ undelivered to the spool, for a later process (``otel-ai recover``, the next
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import itertools
 import logging
@@ -126,9 +127,18 @@ _said_here: set[tuple[str, str]] = set()
 
 def share_refusals_with(channel_path: str | None) -> None:
     """Called by the ``otel-ai run`` wrapper with its channel's path (its children find
-    it in OTEL_AI_CHANNEL), so that a refusal is said once for the whole run."""
+    it in OTEL_AI_CHANNEL), so that a refusal is said once for the whole run; with None
+    once the run's telemetry is flushed, to remove the markers."""
     global _refusal_family
-    _refusal_family = channel_path
+    previous, _refusal_family = _refusal_family, channel_path
+    if channel_path is None:
+        if previous:
+            for marker in glob.glob(glob.escape(previous) + ".refused-*"):
+                try:
+                    os.unlink(marker)
+                except OSError:
+                    pass
+        return
     for signal, endpoint in list(_said_here):  # said before the channel existed
         _first_to_say(signal, endpoint)
 
@@ -271,6 +281,26 @@ class Outbox:
             return
         self.dropped[(signal, DROP_REFUSED)] += items
         _dropped_total[(signal, DROP_REFUSED)] += items
+
+    def observe_drops(self) -> None:
+        """Create the ``ai.telemetry.dropped`` counter now (report_drops creates it when
+        there are WARN records to write; a refusal writes none)."""
+        if self._instrument is not None:
+            return
+        try:
+            from .providers import current_pipeline  # here: providers builds us
+
+            pipeline = current_pipeline()
+            if pipeline is None or pipeline.disabled:
+                return
+            self._instrument = pipeline.meter.create_observable_counter(
+                semconv.TELEMETRY_DROPPED,
+                callbacks=[self._observe],
+                unit="{item}",
+                description="Spans, log records and metric points otel_ai could not deliver",
+            )
+        except Exception as exc:  # noqa: BLE001 - counting must not stop delivery
+            report_internal_error("otel_ai.export.durable.observe_drops", exc)
 
     def report_drops(self) -> None:
         """The ``ai.telemetry.dropped`` metric and WARN record for drops not yet reported."""
@@ -631,6 +661,7 @@ class Delivery:
                 entry.path.unlink(missing_ok=True)
         items = sum(entry.items for entry in entries)
         self.refuse_items(items)
+        self.outbox.observe_drops()
         said = _first_to_say(self.signal, self.sender.endpoint)
         logger.log(
             logging.WARNING if said else logging.INFO,

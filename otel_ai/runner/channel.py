@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import glob
 import json
 import logging
 import os
@@ -82,9 +81,7 @@ class ChannelServer:
         self._thread.join(1.0)
         self.drain()
         self._sock.close()
-        # with the markers of refusals said during the run (otel_ai.export.durable)
-        for path in [self.path, *glob.glob(glob.escape(self.path) + ".refused-*")]:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass

@@ -214,6 +214,7 @@ class Supervisor:
             channel.stop()
             self._end_run(run, progress, exit_code)
             shutdown(max(deadline - time.monotonic(), 0.5))
+            share_refusals_with(None)
             remove_state(data_dir, run_id)
             _print_links(settings, run_id, state.trace_id, state.start_ns, time.time_ns(), "ended")
         return exit_code
