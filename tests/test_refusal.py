@@ -20,12 +20,11 @@ from pathlib import Path
 import pytest
 from otlp_receiver import OTLPReceiver
 
+import otel_ai
 import otel_ai.testing
-
 from otel_ai.export.spool import OwnSpool
 from otel_ai.export.transport import REQUEST_TYPES
 
-ROOT = Path(__file__).resolve().parents[1]
 OTEL_AI = [sys.executable, "-m", "otel_ai"]
 
 # a run with events (log records), a metric, spans; flushed twice so that the refused
@@ -165,7 +164,6 @@ def test_what_an_outage_spooled_of_a_signal_goes_once_the_backend_refuses_it(
     traces arrive, the spooled logs and metrics are deleted, and the traces go on."""
     from test_durability import TcpProxy, scenario, upstream_port, wait_until
 
-    import otel_ai
     from otel_ai.export import durable
 
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
@@ -186,7 +184,7 @@ def test_what_an_outage_spooled_of_a_signal_goes_once_the_backend_refuses_it(
                 assert otel_ai.force_flush(10.0)
             assert spooled(data_dir) == []
             names = [s.name for s in receiver.spans() if s.name != "ai.run.live"]
-            assert len(names) == 2 * made["spans"] and len(set(s.span_id for s in receiver.spans())) == len(receiver.spans())
+            assert len(names) == 2 * made["spans"] and len({s.span_id for s in receiver.spans()}) == len(receiver.spans())
             assert receiver.rejected("logs") == 1 and receiver.rejected("metrics") == 1
             refusals = [r.getMessage() for r in caplog.records if "for good" in r.getMessage()]
             assert len(refusals) == 2 and {"logs", "metrics"} == {m.split(" refuses ")[1].split()[0] for m in refusals}
@@ -199,7 +197,6 @@ def test_what_an_outage_spooled_of_a_signal_goes_once_the_backend_refuses_it(
 def test_what_a_refusal_drops_is_counted_in_the_dropped_metric(otlp_receiver: OTLPReceiver) -> None:
     from test_durability import scenario
 
-    import otel_ai
     from otel_ai import semconv
 
     otlp_receiver.answers["logs"] = (405, b"")
