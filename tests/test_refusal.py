@@ -345,6 +345,23 @@ def test_exporter_none_in_otel_ai_run_and_its_children(tmp_path: Path) -> None:
     assert not list(data_dir.glob("logs-*.jsonl"))
 
 
+# the wrapper run in-process leaves its command's pipes to the garbage collector
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_signal_turned_off_by_argument_in_the_wrapper_is_off_in_its_children(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from otel_ai.runner.supervisor import RunOptions, Supervisor
+
+    data_dir = Path(os.environ["OTEL_AI_DATA_DIR"])
+    child = tmp_path / "child.py"
+    child.write_text(PROGRAM)
+    monkeypatch.setenv("OTEL_AI_SHUTDOWN_TIMEOUT", "5")
+    options = RunOptions(command=[sys.executable, str(child)], run_id="off-by-argument", no_watch=True, status=False)
+    assert Supervisor(options, {"traces_exporter": "none"}).run() == 0
+    assert not list(data_dir.glob("traces-*.jsonl"))
+    assert len(list(data_dir.glob("logs-*.jsonl"))) >= 2  # the wrapper's and the child's
+
+
 def test_an_unknown_exporter_is_a_clear_error(tmp_path: Path) -> None:
     result = run_program(tmp_path / "data", OTEL_LOGS_EXPORTER="zipkin")
     assert result.returncode != 0

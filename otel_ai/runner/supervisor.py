@@ -21,7 +21,7 @@ from opentelemetry.trace import Link, SpanContext, TraceFlags
 
 from .. import semconv
 from ..bootstrap import SITE_DIR
-from ..config import Settings
+from ..config import SIGNALS, Settings
 from ..export.durable import share_refusals_with
 from ..export.providers import configure, shutdown
 from ..export.spool import deliver_pending
@@ -286,6 +286,9 @@ class Supervisor:
                 env[_VARIABLES[name]] = value
         if settings.sources.get("protocol") == "argument":
             env["OTEL_EXPORTER_OTLP_PROTOCOL"] = settings.protocol
+        for signal in SIGNALS:  # a signal turned off is off in the children too
+            if settings.sources.get(f"{signal}_exporter") == "argument":
+                env[f"OTEL_{signal.upper()}_EXPORTER"] = settings.signal_exporter(signal)
         if settings.sources.get("service_name") == "argument" and settings.service_name:
             env["OTEL_SERVICE_NAME"] = settings.service_name
         if self.options.artifacts_uri:
