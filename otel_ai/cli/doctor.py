@@ -139,8 +139,11 @@ def probe(settings: Settings, signal: str) -> Result:
     target = target_for(signal, settings)
     if target is None:
         return name, None, "no OTLP endpoint for this signal: the embedded default's files"
-    sender = make_sender(target)
     where = f"{redact(target.endpoint)} ({target.protocol})"
+    try:
+        sender = make_sender(target)
+    except (OSError, ValueError) as exc:  # a certificate file that cannot be read...
+        return name, False, f"{where}: {type(exc).__name__}: {redact(str(exc))}"
     started = time.monotonic()
     try:
         result = sender.send(b"", min(target.timeout, CHECK_TIMEOUT_S))  # an empty Export*ServiceRequest
