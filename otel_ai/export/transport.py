@@ -468,8 +468,9 @@ class HttpSender:
 
 
 def printable(text: str, limit: int = MAX_ECHOED_BODY) -> str:
-    """``text`` fit for one line of a terminal or log: control characters (escape
-    sequences included) and runs of white space become one space, cut at ``limit``."""
+    """``text`` fit for one line of a terminal or log: control characters (the ESC that
+    starts an escape sequence, newlines) and runs of white space become one space, and
+    the whole is cut at ``limit`` characters."""
     cleaned = " ".join("".join(ch if ch.isprintable() else " " for ch in text[: limit * 4]).split())
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
 
