@@ -219,6 +219,37 @@ def test_what_a_refusal_drops_is_counted_in_the_dropped_metric(otlp_receiver: OT
         otel_ai.testing.reset()
 
 
+def test_a_request_that_slipped_in_during_the_refusal_is_cleared_not_resent(otlp_receiver: OTLPReceiver) -> None:
+    """The race of a batch queued while the refusal came in: sent once more, refused,
+    cleared; never a loop of requests against the refusing endpoint."""
+    import time
+
+    from test_durability import scenario
+
+    from otel_ai.export import durable
+    from otel_ai.export.providers import get_pipeline
+
+    otlp_receiver.answers["logs"] = (404, b"")
+    otel_ai.configure(endpoint=otlp_receiver.http_endpoint)
+    try:
+        scenario("race")
+        assert otel_ai.force_flush(10.0)
+        # the logs delivery of this process's pipeline
+        processor = get_pipeline().logger_provider._multi_log_record_processor._log_record_processors[0]  # type: ignore[union-attr]
+        delivery = processor._delivering.inner.delivery
+        assert isinstance(delivery, durable.Delivery) and delivery.refused
+        slipped = durable._Entry((10**9,), 1, 0, data=b"")
+        with delivery.cond:
+            delivery.pending.append(slipped)
+            delivery.cond.notify_all()
+        assert otel_ai.force_flush(10.0)
+        time.sleep(1.0)
+        assert otlp_receiver.rejected("logs") == 2
+        assert not delivery.pending
+    finally:
+        otel_ai.testing.reset()
+
+
 # --------------------------------------------------------------------------- recover, replay
 
 

@@ -409,7 +409,11 @@ class Delivery:
     def _queue(self, key: tuple[int, ...], items: int, data: bytes) -> None:
         entry = _Entry(key, items, len(data), data=data)
         with self.cond:
+            refused = self.refused is not None
             to_disk = self.down or self.closed or self.memory_bytes + entry.size > MEMORY_LIMIT_BYTES
+        if refused:  # came in since submit() looked
+            self.refuse_items(items)
+            return
         if to_disk:
             try:
                 entry.path = self.outbox.spool.write(self.signal, key, items, data)
@@ -643,9 +647,10 @@ class Delivery:
     def _refused(self, detail: str) -> None:
         """The endpoint does not take this signal: say so once, stop, keep nothing."""
         with self.cond:
-            if self.refused is not None:
-                return
-            self.refused = detail
+            first = self.refused is None
+            if first:
+                self.refused = detail
+            # (a request queued while the refusal came in is cleared with the rest)
             entries = list(self.pending)
             for entry in entries:
                 entry.removed = True
@@ -661,6 +666,8 @@ class Delivery:
                 entry.path.unlink(missing_ok=True)
         items = sum(entry.items for entry in entries)
         self.refuse_items(items)
+        if not first:
+            return
         self.outbox.observe_drops()
         said = _first_to_say(self.signal, self.sender.endpoint)
         logger.log(
