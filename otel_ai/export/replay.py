@@ -252,7 +252,12 @@ def _replay_file(
             held = True
             continue
         if sender is None:
-            report.errors[str(file)] = f"no endpoint for {signal}"
+            exporter = settings.signal_exporter(signal)
+            report.errors[str(file)] = (
+                f"OTEL_{signal.upper()}_EXPORTER={exporter}: {signal} are not sent"
+                if exporter != "otlp"
+                else f"no endpoint for {signal}"
+            )
             report.undelivered_files.append(file)
             break
         if not _send(signal, data, sender, settings.max_request_bytes, deadline, report, str(file)):

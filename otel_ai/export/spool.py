@@ -380,7 +380,12 @@ def deliver_pending(
             queue = [entry for directory, _ in claimed for entry in _entries(directory / signal)]
             if sender is None:
                 if queue:
-                    report.errors[signal] = "no OTLP endpoint configured for this signal"
+                    exporter = settings.signal_exporter(signal)
+                    report.errors[signal] = (
+                        f"OTEL_{signal.upper()}_EXPORTER={exporter}: kept, not sent"
+                        if exporter != "otlp"
+                        else "no OTLP endpoint configured for this signal"
+                    )
                 _count_remaining(report, signal, queue)
                 continue
             _deliver_signal(signal, queue, sender, deadline, settings.max_request_bytes, report)
