@@ -672,12 +672,14 @@ class Delivery:
         said = _first_to_say(self.signal, self.sender.endpoint)
         logger.log(
             logging.WARNING if said else logging.INFO,
-            "otel_ai: %s refuses %s for good (%s): %s are no longer exported to it, nor spooled (%d dropped)",
+            "otel_ai: %s refuses %s for good (%s): %s are no longer exported to it, nor spooled (%d dropped); "
+            "OTEL_%s_EXPORTER=none stops offering them",
             self.sender.endpoint,
             self.signal,
             detail,
             self.signal,
             items,
+            self.signal.upper(),
         )
 
     def _remove(self, entry: _Entry) -> Path | None:
