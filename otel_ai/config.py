@@ -23,6 +23,9 @@ class ConfigurationError(ValueError):
 
 PROTOCOLS = ("grpc", "http/protobuf")
 SIGNALS = ("traces", "logs", "metrics")
+# OTEL_{TRACES,LOGS,METRICS}_EXPORTER: otlp (OTLP when an endpoint is set, else the
+# embedded default's files), console (the SDK's console exporter, on stdout), none (off)
+EXPORTERS = ("otlp", "console", "none")
 
 
 def _parse_str(value: str) -> str:
@@ -45,6 +48,16 @@ def _parse_protocol(value: str) -> str:
     lowered = value.strip().lower()
     if lowered not in PROTOCOLS:
         raise ValueError(f"expected one of {', '.join(PROTOCOLS)}")
+    return lowered
+
+
+def _parse_exporter(value: str) -> str:
+    lowered = value.strip().lower()
+    if lowered not in EXPORTERS:
+        raise ValueError(
+            f"expected one of {', '.join(EXPORTERS)} (otel_ai loads no other exporter, "
+            "and takes one per signal)"
+        )
     return lowered
 
 
@@ -181,6 +194,12 @@ SETTINGS: tuple[Setting, ...] = (
             "protocol for logs (default: protocol)"),
     Setting("metrics_protocol", "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", _parse_protocol, None,
             "protocol for metrics (default: protocol)"),
+    Setting("traces_exporter", "OTEL_TRACES_EXPORTER", _parse_exporter, "otlp",
+            "otlp (OTLP, or the embedded default without an endpoint), console (stdout) or none (no spans exported)"),
+    Setting("logs_exporter", "OTEL_LOGS_EXPORTER", _parse_exporter, "otlp",
+            "otlp, console or none (no log records exported)"),
+    Setting("metrics_exporter", "OTEL_METRICS_EXPORTER", _parse_exporter, "otlp",
+            "otlp, console or none (no metrics exported)"),
     Setting("headers", "OTEL_EXPORTER_OTLP_HEADERS", _parse_headers, None,
             "key=value,... sent with every OTLP request"),
     Setting("id_generator", "OTEL_PYTHON_ID_GENERATOR", _parse_id_generator, OUR_ID_GENERATOR,
@@ -225,6 +244,9 @@ class Settings:
     traces_protocol: str | None = None
     logs_protocol: str | None = None
     metrics_protocol: str | None = None
+    traces_exporter: str = "otlp"
+    logs_exporter: str = "otlp"
+    metrics_exporter: str = "otlp"
     headers: Mapping[str, str] | None = None
     id_generator: str = OUR_ID_GENERATOR
     disabled: bool = False
@@ -245,13 +267,17 @@ class Settings:
         specific = getattr(self, f"{signal}_endpoint")
         return specific if specific is not None else self.endpoint
 
+    def signal_exporter(self, signal: str) -> str:
+        """otlp, console or none (OTEL_{SIGNAL}_EXPORTER)."""
+        return str(getattr(self, f"{signal}_exporter"))
+
     def signal_protocol(self, signal: str) -> str:
         specific = getattr(self, f"{signal}_protocol")
         return specific if specific is not None else self.protocol
 
     @property
     def uses_otlp(self) -> bool:
-        return any(self.signal_endpoint(signal) for signal in SIGNALS)
+        return any(self.signal_endpoint(signal) and self.signal_exporter(signal) == "otlp" for signal in SIGNALS)
 
 
 def resolve(environ: Mapping[str, str] | None = None, **explicit: Any) -> Settings:

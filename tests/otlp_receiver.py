@@ -23,6 +23,12 @@ Set :attr:`OTLPReceiver.mode` to make the receiver misbehave:
 * ``"hang"`` -- block until :meth:`OTLPReceiver.stop` or ``hang_timeout``
   seconds, then refuse like ``"unavailable"`` (not stored).
 
+A backend that takes only some signals (a traces-only backend such as MLflow):
+``OTLPReceiver(signals=("traces",))`` serves only those, the others answer as a real
+server without them does (HTTP 404, gRPC ``UNIMPLEMENTED``: their services are not
+registered). :attr:`OTLPReceiver.answers` makes HTTP answer a signal with a given status
+and body instead (``{"logs": (405, b"")}``, ``{"traces": (422, b'{"error": ...}')}``).
+
 Refused requests are counted, see :meth:`OTLPReceiver.rejected`.
 """
 
@@ -112,9 +118,11 @@ class OTLPReceiver:
         hang_timeout: Longest time a request blocks in ``"hang"`` mode.
     """
 
-    def __init__(self, *, mode: Mode = "ok", hang_timeout: float = 30.0) -> None:
+    def __init__(self, *, mode: Mode = "ok", hang_timeout: float = 30.0, signals: tuple[Signal, ...] = SIGNALS) -> None:
         self.mode: Mode = mode
         self.hang_timeout = hang_timeout
+        self.signals = tuple(signals)
+        self.answers: dict[Signal, tuple[int, bytes]] = {}
         self._lock = threading.Lock()
         self._received: list[ReceivedRequest] = []
         self._rejected: dict[tuple[Signal, Transport], int] = {}
@@ -134,10 +142,13 @@ class OTLPReceiver:
             return self
         self._stopping.clear()
         self._grpc_executor = futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="otlp-grpc")
-        server = grpc.server(self._grpc_executor)
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceServicer(self), server)
-        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_LogsServicer(self), server)
-        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_MetricsServicer(self), server)
+        server = grpc.server(self._grpc_executor, interceptors=[_UnservedCounter(self)])
+        if "traces" in self.signals:
+            trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceServicer(self), server)
+        if "logs" in self.signals:
+            logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_LogsServicer(self), server)
+        if "metrics" in self.signals:
+            metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_MetricsServicer(self), server)
         self._grpc_port = server.add_insecure_port("127.0.0.1:0")
         if not self._grpc_port:
             raise RuntimeError("could not bind a gRPC port on 127.0.0.1")
@@ -224,7 +235,8 @@ class OTLPReceiver:
         return [rec for item in self.received("metrics", transport) for rec in metrics_from_request(item.as_dict())]
 
     def rejected(self, signal: Signal | None = None, transport: Transport | None = None) -> int:
-        """Number of requests refused in ``"unavailable"`` or ``"hang"`` mode."""
+        """Number of requests refused: in ``"unavailable"`` or ``"hang"`` mode, for a
+        signal not served, or answered from :attr:`answers`."""
         with self._lock:
             return sum(
                 count
@@ -280,6 +292,29 @@ class OTLPReceiver:
         return _RESPONSE_TYPES[signal]()
 
 
+_GRPC_SIGNALS: dict[str, Signal] = {
+    "/opentelemetry.proto.collector.trace.v1.TraceService/Export": "traces",
+    "/opentelemetry.proto.collector.logs.v1.LogsService/Export": "logs",
+    "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export": "metrics",
+}
+
+
+class _UnservedCounter(grpc.ServerInterceptor):
+    """Counts the calls of a signal whose service is not registered (gRPC answers them
+    UNIMPLEMENTED itself)."""
+
+    def __init__(self, receiver: OTLPReceiver) -> None:
+        self._receiver = receiver
+
+    def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
+        signal = _GRPC_SIGNALS.get(handler_call_details.method)
+        if signal is not None and signal not in self._receiver.signals:
+            with self._receiver._lock:
+                key = (signal, "grpc")
+                self._receiver._rejected[key] = self._receiver._rejected.get(key, 0) + 1
+        return continuation(handler_call_details)
+
+
 class _TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
     def __init__(self, receiver: OTLPReceiver) -> None:
         self._receiver = receiver
@@ -328,10 +363,26 @@ class _OTLPHTTPHandler(BaseHTTPRequestHandler):
         except OSError:  # client went away (e.g. after a "hang")
             pass
 
+    def _count_refused(self, signal: Signal | None) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)  # the body, so that the connection stays usable
+        if signal is not None:
+            receiver = self.server.receiver
+            with receiver._lock:
+                key = (signal, "http")
+                receiver._rejected[key] = receiver._rejected.get(key, 0) + 1
+
     def do_POST(self) -> None:
         signal = _HTTP_PATHS.get(self.path.split("?", 1)[0].rstrip("/"))
-        if signal is None:
-            self._reply(HTTPStatus.NOT_FOUND, b"unknown OTLP path")
+        receiver = self.server.receiver
+        if signal is None or signal not in receiver.signals:
+            self._count_refused(signal)
+            self._reply(HTTPStatus.NOT_FOUND, b"404 page not found")
+            return
+        answer = receiver.answers.get(signal)
+        if answer is not None:
+            self._count_refused(signal)
+            self._reply(HTTPStatus(answer[0]), answer[1], "application/json")
             return
         length = self.headers.get("Content-Length")
         if length is None:
@@ -356,7 +407,6 @@ class _OTLPHTTPHandler(BaseHTTPRequestHandler):
         except (OSError, EOFError, zlib.error, DecodeError) as error:
             self._reply(HTTPStatus.BAD_REQUEST, f"cannot decode request: {error}".encode())
             return
-        receiver = self.server.receiver
         if not receiver._admit(signal, "http"):
             self._reply(HTTPStatus.SERVICE_UNAVAILABLE, b"test receiver unavailable")
             return

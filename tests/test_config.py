@@ -89,6 +89,7 @@ PRECEDENCE: list[tuple[str, str, str, Any, Any, Any]] = [
      "http://127.0.0.1:2/v1/traces", "http://127.0.0.1:2/v1/traces"),
     ("protocol", "OTEL_EXPORTER_OTLP_PROTOCOL", "GRPC", "grpc", "http/protobuf", "http/protobuf"),
     ("logs_protocol", "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "grpc", "grpc", "http/protobuf", "http/protobuf"),
+    ("traces_exporter", "OTEL_TRACES_EXPORTER", " NONE ", "none", "console", "console"),
     # headers: per key, the argument wins over the variable
     ("headers", "OTEL_EXPORTER_OTLP_HEADERS", "A=1, b = 2", {"a": "1", "b": "2"}, {"c": "3", "b": "9"}, {"a": "1", "b": "9", "c": "3"}),
     ("disabled", "OTEL_SDK_DISABLED", "true", True, False, False),
@@ -109,7 +110,7 @@ PRECEDENCE: list[tuple[str, str, str, Any, Any, Any]] = [
 def test_every_setting_of_the_table_is_covered() -> None:
     covered = {row[0] for row in PRECEDENCE}
     # the per-signal variants share their parser with the generic row covered here
-    variants = {"logs_endpoint", "metrics_endpoint", "traces_protocol", "metrics_protocol"}
+    variants = {"logs_endpoint", "metrics_endpoint", "traces_protocol", "metrics_protocol", "logs_exporter", "metrics_exporter"}
     assert {s.name for s in SETTINGS} - variants == covered
 
 
@@ -230,6 +231,8 @@ BAD_VARIABLES = [
     ("OTEL_EXPORTER_OTLP_HEADERS", "just-a-token"),
     ("OTEL_AI_JAEGER_URL", "localhost:16686"),
     ("OTEL_AI_GRAFANA_URL", "grafana"),
+    ("OTEL_LOGS_EXPORTER", "zipkin"),
+    ("OTEL_METRICS_EXPORTER", "otlp,console"),
 ]
 
 
@@ -299,13 +302,13 @@ def _doctor(env_extra: dict[str, str], *options: str) -> subprocess.CompletedPro
 def test_doctor_checks_the_collector(otlp_receiver: OTLPReceiver) -> None:
     up = _doctor({"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.http_endpoint})
     assert up.returncode == 0, up.stdout + up.stderr
-    assert "[ok  ] collector: reachable: 127.0.0.1:" in up.stdout
+    assert f"[ok  ] collector traces: {otlp_receiver.http_endpoint}/v1/traces (http/protobuf): HTTP 200 OK in " in up.stdout
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     down = _doctor({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}"})
     assert down.returncode == 1
-    assert f"[FAIL] collector: http://127.0.0.1:{port}:" in down.stdout
+    assert f"[FAIL] collector logs: http://127.0.0.1:{port}/v1/logs (http/protobuf): ConnectionRefusedError" in down.stdout
 
 
 def test_doctor_without_endpoint_checks_the_data_directory(tmp_path: Path) -> None:

@@ -1,7 +1,11 @@
 """``otel-ai doctor``: the effective configuration, and whether what it names works.
 
-Prints every setting with where its value came from, then checks the collector (a TCP
-connection to each OTLP endpoint), the artifact store (S3 ``HeadBucket`` with boto3's own
+Prints every setting with where its value came from (the effective value where the
+table's default is "derived": the service name, the per-signal endpoints and protocols,
+the pod id), then checks the collector: a real, empty OTLP export request per signal
+(traces, logs, metrics) over the configured protocol with the configured headers, and
+what it answered (status, body or gRPC message, latency); a signal the endpoint refuses
+or cannot be reached fails the check. Then the artifact store (S3 ``HeadBucket`` with boto3's own
 credentials chain, when OTEL_AI_ARTIFACTS_URI is set), the data directory (writable) and
 the GPU (NVML), and lists which AI-Scientist-v2 hooks the instrumentor finds. Exits 0 when every check passes or is not applicable, 1 otherwise; a bad
 setting is a configuration error (exit 2) before any check runs.
@@ -12,12 +16,15 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
-from .. import config
+from .. import config, semconv
 from ..config import Settings
+from ..export.transport import make_sender, printable, target_for
 from ..metrics.gpu import detect_gpus
 from ..redaction import redact
 
@@ -41,23 +48,64 @@ def run(args: argparse.Namespace) -> int:
         if setting.name == "headers" and value:
             shown = "{" + ", ".join(f"{k}=[REDACTED]" for k in value) + "}"
         else:
-            shown = redact(str(value))
+            shown = redact(str(effective(settings, setting.name, value)))
         print(f"  {setting.name:<18} {shown:<40} ({source})")
-    if settings.uses_otlp:
+    if settings.uses_otlp or any(settings.signal_exporter(s) != "otlp" for s in config.SIGNALS):
         for signal in config.SIGNALS:
-            target = redact(settings.signal_endpoint(signal) or "(embedded default)")
-            print(f"  {signal:<8} -> OTLP {settings.signal_protocol(signal)} {target}")
+            exporter = settings.signal_exporter(signal)
+            if exporter == "none":
+                print(f"  {signal:<8} -> off (OTEL_{signal.upper()}_EXPORTER=none)")
+            elif exporter == "console":
+                print(f"  {signal:<8} -> stdout (OTEL_{signal.upper()}_EXPORTER=console)")
+            elif settings.signal_endpoint(signal):
+                target = _endpoint_of(settings, signal)
+                print(f"  {signal:<8} -> OTLP {settings.signal_protocol(signal)} {redact(target or '')}")
+            else:
+                print(f"  {signal:<8} -> OTLP/JSON files under {settings.data_dir.resolve()} (embedded default)")
     else:
         print(f"  telemetry -> OTLP/JSON files under {settings.data_dir.resolve()} (embedded default)")
     if args.no_checks:
         return 0
     print("checks:")
-    results = [check(settings) for check in CHECKS]
+    results: list[Result] = []
+    for check in CHECKS:
+        found = check(settings)
+        results.extend(found if isinstance(found, list) else [found])
     for name, ok, detail in results:
         mark = "ok  " if ok is True else ("n/a " if ok is None else "FAIL")
         print(f"  [{mark}] {name}: {detail}")
     print_hooks()
     return 0 if all(ok is not False for _, ok, _ in results) else 1
+
+
+def _endpoint_of(settings: Settings, signal: str) -> str | None:
+    try:
+        target = target_for(signal, settings)
+    except config.ConfigurationError:
+        return settings.signal_endpoint(signal)
+    return target.endpoint if target is not None else None
+
+
+def effective(settings: Settings, name: str, value: Any) -> Any:
+    """What an unset setting amounts to, rather than ``None``."""
+    if value is not None:
+        return value
+    if name == "service_name":
+        return semconv.DEFAULT_SERVICE_NAME
+    if name == "pod_id":
+        return f"{socket.gethostname()} (the host name)"
+    if name.endswith("_protocol"):
+        return settings.signal_protocol(name.removesuffix("_protocol"))
+    if name.endswith("_endpoint"):
+        signal = name.removesuffix("_endpoint")
+        if settings.signal_exporter(signal) != "otlp":
+            return f"(not used: OTEL_{signal.upper()}_EXPORTER={settings.signal_exporter(signal)})"
+        if settings.signal_endpoint(signal):
+            return _endpoint_of(settings, signal)
+        return "(none: the embedded default's files)"
+    if name == "headers":
+        return "(none)"
+    return "(not set)"
 
 
 def print_hooks() -> None:
@@ -79,22 +127,42 @@ def print_hooks() -> None:
 Result = tuple[str, bool | None, str]
 
 
-def check_collector(settings: Settings) -> Result:
+def check_collector(settings: Settings) -> list[Result]:
+    """A real, empty export request per signal with an OTLP endpoint, and its answer."""
     if not settings.uses_otlp:
-        return "collector", None, "no OTLP endpoint configured; the embedded default needs none"
-    problems, reached = [], []
-    endpoints = {settings.signal_endpoint(s) for s in config.SIGNALS} - {None}
-    for endpoint in sorted(e for e in endpoints if e):
-        parsed = urlparse(endpoint)
-        port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        try:
-            with socket.create_connection((parsed.hostname, port), timeout=CHECK_TIMEOUT_S):
-                reached.append(redact(f"{parsed.hostname}:{port}"))
-        except OSError as exc:
-            problems.append(f"{redact(endpoint)}: {exc.strerror or exc}")
-    if problems:
-        return "collector", False, "; ".join(problems) + " (data will be spooled until it is back)"
-    return "collector", True, "reachable: " + ", ".join(reached)
+        return [("collector", None, "no OTLP endpoint configured; the embedded default needs none")]
+    return [probe(settings, signal) for signal in config.SIGNALS if settings.signal_exporter(signal) == "otlp"]
+
+
+def probe(settings: Settings, signal: str) -> Result:
+    name = f"collector {signal}"
+    target = target_for(signal, settings)
+    if target is None:
+        return name, None, "no OTLP endpoint for this signal: the embedded default's files"
+    where = f"{redact(target.endpoint)} ({target.protocol})"
+    try:
+        sender = make_sender(target)
+    except (OSError, ValueError) as exc:  # a certificate file that cannot be read...
+        return name, False, f"{where}: {type(exc).__name__}: {redact(str(exc))}"
+    started = time.monotonic()
+    try:
+        result = sender.send(b"", min(target.timeout, CHECK_TIMEOUT_S))  # an empty Export*ServiceRequest
+    finally:
+        sender.close()
+    latency = f"{(time.monotonic() - started) * 1000:.0f} ms"
+    if result.ok:
+        answer = result.status or "OK"
+        if result.detail:
+            answer += f": {printable(result.detail)}"
+        return name, True, f"{where}: {answer} in {latency}"
+    detail = redact(printable(result.detail))
+    if result.refused:
+        verdict = f"REFUSED for good: this endpoint does not take {signal}; set OTEL_{signal.upper()}_EXPORTER=none or point OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT elsewhere"
+    elif not result.status:
+        verdict = "UNREACHABLE: data will be spooled until it is back"
+    else:
+        verdict = "REFUSED: every request is refused (spooled, retried)"
+    return name, False, f"{where}: {detail} in {latency} -> {verdict}"
 
 
 def check_artifacts(settings: Settings) -> Result:
@@ -137,4 +205,4 @@ def check_gpu(settings: Settings) -> Result:
     return "GPU", None, "none detected (no GPU, driver or nvidia-ml-py): no GPU metrics"
 
 
-CHECKS: tuple[Callable[[Settings], Result], ...] = (check_collector, check_artifacts, check_data_dir, check_gpu)
+CHECKS: tuple[Callable[[Settings], Result | list[Result]], ...] = (check_collector, check_artifacts, check_data_dir, check_gpu)

@@ -15,7 +15,10 @@ its telemetry on disk. The delivery thread tries the oldest request again with b
 (0.25 s doubling to 5 s, or the collector's Retry-After) and, once one gets through,
 delivers the rest in order: in memory when healthy, from disk after an outage. A request
 the collector finds too large is split and sent in parts; one it refuses as malformed
-(HTTP 400, gRPC INVALID_ARGUMENT) is dropped. The spool is bounded
+(HTTP 400, gRPC INVALID_ARGUMENT) is dropped. An endpoint that does not take the
+signal at all (HTTP 404 or 405, gRPC UNIMPLEMENTED: a traces-only backend) is a permanent
+refusal, not an outage: said once on stderr, the signal is no longer exported by this
+process, nothing of it is spooled, and what this process had spooled of it is deleted. The spool is bounded
 (OTEL_AI_SPOOL_MAX_BYTES for the whole spool directory); beyond the bound the oldest
 requests go. Every item dropped is counted in the ``ai.telemetry.dropped`` metric and
 reported in an ``ai.telemetry.dropped`` WARN log record once delivery resumes.
@@ -28,6 +31,8 @@ undelivered to the spool, for a later process (``otel-ai recover``, the next
 
 from __future__ import annotations
 
+import glob
+import hashlib
 import itertools
 import logging
 import os
@@ -69,6 +74,7 @@ from opentelemetry.sdk.trace.export import (
 from .. import semconv
 from .._internal import report_internal_error
 from ..config import SIGNALS, Settings
+from ..propagation import CHANNEL_ENV
 from ..version import __version__
 from .sanitize import clean_logs, clean_spans
 from .spool import OwnSpool, directory_bytes, replace_with_parts
@@ -105,11 +111,51 @@ DROP_SPOOL_FULL = "spool_full"
 DROP_TOO_LARGE = "too_large"
 DROP_REJECTED = "rejected"
 DROP_UNENCODABLE = "unencodable"
+DROP_REFUSED = "refused"
 
 # per process, shared by the signals: spool names sort in the order requests were made
 _sequence = itertools.count(1)
 # everything dropped in this process, by (signal, reason), across pipelines
 _dropped_total: Counter[tuple[str, str]] = Counter()
+
+
+# the processes of one ``otel-ai run`` say a refusal once between them: the first to
+# create ``{channel}.refused-{digest}`` beside the wrapper's channel says it
+_refusal_family: str | None = None
+_said_here: set[tuple[str, str]] = set()
+
+
+def share_refusals_with(channel_path: str | None) -> None:
+    """Called by the ``otel-ai run`` wrapper with its channel's path (its children find
+    it in OTEL_AI_CHANNEL), so that a refusal is said once for the whole run; with None
+    once the run's telemetry is flushed, to remove the markers."""
+    global _refusal_family
+    previous, _refusal_family = _refusal_family, channel_path
+    if channel_path is None:
+        if previous:
+            for marker in glob.glob(glob.escape(previous) + ".refused-*"):
+                try:
+                    os.unlink(marker)
+                except OSError:
+                    pass
+        return
+    for signal, endpoint in list(_said_here):  # said before the channel existed
+        _first_to_say(signal, endpoint)
+
+
+def _first_to_say(signal: str, endpoint: str) -> bool:
+    _said_here.add((signal, endpoint))
+    family = _refusal_family or os.environ.get(CHANNEL_ENV)
+    if not family:
+        return True
+    digest = hashlib.sha256(f"{signal}\0{endpoint}".encode()).hexdigest()[:16]
+    try:
+        os.close(os.open(f"{family}.refused-{digest}", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def dropped_totals() -> dict[tuple[str, str], int]:
@@ -140,6 +186,7 @@ class DeliveryStats:
     delivered_items: int = 0
     failed_attempts: int = 0
     spooled_requests: int = 0
+    refused_items: int = 0
 
 
 class Outbox:
@@ -226,6 +273,35 @@ class Outbox:
             self._last_warning[reason] = now
             logger.warning("otel_ai: dropped %d %s (%s); reported once delivery resumes", items, signal, reason)
 
+    def note_refused(self, signal: str, items: int) -> None:
+        """Count ``items`` of a signal the endpoint refuses for good: in the
+        ``ai.telemetry.dropped`` metric, without a warning or WARN record each time (the
+        refusal was said once; a WARN record may itself be of the refused signal)."""
+        if items <= 0:
+            return
+        self.dropped[(signal, DROP_REFUSED)] += items
+        _dropped_total[(signal, DROP_REFUSED)] += items
+
+    def observe_drops(self) -> None:
+        """Create the ``ai.telemetry.dropped`` counter now (report_drops creates it when
+        there are WARN records to write; a refusal writes none)."""
+        if self._instrument is not None:
+            return
+        try:
+            from .providers import current_pipeline  # here: providers builds us
+
+            pipeline = current_pipeline()
+            if pipeline is None or pipeline.disabled:
+                return
+            self._instrument = pipeline.meter.create_observable_counter(
+                semconv.TELEMETRY_DROPPED,
+                callbacks=[self._observe],
+                unit="{item}",
+                description="Spans, log records and metric points otel_ai could not deliver",
+            )
+        except Exception as exc:  # noqa: BLE001 - counting must not stop delivery
+            report_internal_error("otel_ai.export.durable.observe_drops", exc)
+
     def report_drops(self) -> None:
         """The ``ai.telemetry.dropped`` metric and WARN record for drops not yet reported."""
         with self.cond:
@@ -307,6 +383,9 @@ class Delivery:
         self.thread_done = False
         self.flush_deadline: float | None = None
         self.stats = DeliveryStats()
+        # set once the endpoint refused this signal for good (its answer, for the record)
+        self.refused: str | None = None
+        self._said: dict[str, float] = {}  # answers already printed, and when
         self._persist_lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, name=f"otel_ai-deliver-{signal}", daemon=True)
         self.thread.start()
@@ -314,6 +393,9 @@ class Delivery:
     # -- the exporter side (batch processor worker threads) ---------------------------------
     def submit(self, data: bytes, items: int) -> None:
         """Queue one encoded request; never touches the network."""
+        if self.refused is not None:
+            self.refuse_items(items)
+            return
         key = (next(_sequence),)
         if len(data) > self.outbox.max_request_bytes:
             parts, oversized = split_to_fit(self.signal, data, self.outbox.max_request_bytes)
@@ -327,7 +409,11 @@ class Delivery:
     def _queue(self, key: tuple[int, ...], items: int, data: bytes) -> None:
         entry = _Entry(key, items, len(data), data=data)
         with self.cond:
+            refused = self.refused is not None
             to_disk = self.down or self.closed or self.memory_bytes + entry.size > MEMORY_LIMIT_BYTES
+        if refused:  # came in since submit() looked
+            self.refuse_items(items)
+            return
         if to_disk:
             try:
                 entry.path = self.outbox.spool.write(self.signal, key, items, data)
@@ -358,6 +444,12 @@ class Delivery:
 
     def drop(self, reason: str, items: int) -> None:
         self.outbox.note_drop(self.signal, reason, items)
+
+    def refuse_items(self, items: int) -> None:
+        """Items of a signal the endpoint refused for good: counted, not kept."""
+        with self.cond:
+            self.stats.refused_items += items
+        self.outbox.note_refused(self.signal, items)
 
     # -- flush and shutdown -------------------------------------------------------------------
     def flush(self, timeout_s: float) -> bool:
@@ -509,6 +601,9 @@ class Delivery:
                 logger.info("otel_ai: %s delivery resumed", self.signal)
             self.outbox.report_drops()
             return
+        if result.refused:
+            self._refused(result.detail)
+            return
         if result.too_large:
             self._split(entry, data)
             return
@@ -520,18 +615,72 @@ class Delivery:
             self.drop(DROP_REJECTED, entry.items)
             return
         with self.cond:
-            was_down = self.down
             self.down = True  # from now on new requests go straight to disk
             delay = result.retry_after if result.retry_after is not None else self.backoff
             self.retry_at = time.monotonic() + min(delay, MAX_RETRY_AFTER_S)
             self.backoff = min(self.backoff * 2, MAX_BACKOFF_S)
-        if not was_down:
-            logger.warning("otel_ai: cannot deliver %s (%s); spooling to %s", self.signal, result.detail, self.outbox.spool.root)
+        if self._first_time(result.status or result.detail):
+            logger.warning(
+                "otel_ai: cannot deliver %s to %s (%s); spooling to %s",
+                self.signal,
+                self.sender.endpoint,
+                result.detail,
+                self.outbox.spool.root,
+            )
         self._persist()
         with self.cond:
             # counted once on disk: a flush that sees the failure knows the data is safe
             self.stats.failed_attempts += 1
             self.cond.notify_all()
+
+    def _first_time(self, status: str) -> bool:
+        """Whether an answer (``HTTP 422 ...``) is new: each distinct one is printed once,
+        again only after a quiet minute."""
+        now = time.monotonic()
+        with self.cond:
+            if len(self._said) > 64:  # bounded, whatever the collector answers
+                self._said.clear()
+            last = self._said.get(status)
+            self._said[status] = now
+        return last is None or now - last >= _WARN_EVERY_S
+
+    def _refused(self, detail: str) -> None:
+        """The endpoint does not take this signal: say so once, stop, keep nothing."""
+        with self.cond:
+            first = self.refused is None
+            if first:
+                self.refused = detail
+            # (a request queued while the refusal came in is cleared with the rest)
+            entries = list(self.pending)
+            for entry in entries:
+                entry.removed = True
+                if entry.data is not None:
+                    self.memory_bytes -= entry.size
+                elif entry.path is not None:
+                    self.outbox.disk_bytes -= entry.size
+            self.pending.clear()
+            self.down = False
+            self.cond.notify_all()
+        for entry in entries:
+            if entry.path is not None:
+                entry.path.unlink(missing_ok=True)
+        items = sum(entry.items for entry in entries)
+        self.refuse_items(items)
+        if not first:
+            return
+        self.outbox.observe_drops()
+        said = _first_to_say(self.signal, self.sender.endpoint)
+        logger.log(
+            logging.WARNING if said else logging.INFO,
+            "otel_ai: %s refuses %s for good (%s): %s are no longer exported to it, nor spooled (%d dropped); "
+            "OTEL_%s_EXPORTER=none stops offering them",
+            self.sender.endpoint,
+            self.signal,
+            detail,
+            self.signal,
+            items,
+            self.signal.upper(),
+        )
 
     def _remove(self, entry: _Entry) -> Path | None:
         """Take a settled entry out of the queue; its file, if any, is the caller's to delete."""
@@ -586,6 +735,9 @@ class DurableSpanExporter(SpanExporter):
         self.delivery = delivery
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self.delivery.refused is not None:  # nothing to encode for an endpoint that refuses
+            self.delivery.refuse_items(len(spans))
+            return SpanExportResult.SUCCESS
         try:
             data = encode_spans(clean_spans(spans)).SerializeToString()
         except Exception as exc:  # noqa: BLE001 - a span the encoder cannot take
@@ -609,6 +761,9 @@ class DurableLogExporter(LogRecordExporter):
         self.delivery = delivery
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        if self.delivery.refused is not None:
+            self.delivery.refuse_items(len(batch))
+            return LogRecordExportResult.SUCCESS
         try:
             data = encode_logs(clean_logs(batch)).SerializeToString()
         except Exception as exc:  # noqa: BLE001

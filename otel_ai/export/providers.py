@@ -2,7 +2,9 @@
 
 With an OTLP endpoint configured (OTEL_EXPORTER_OTLP_ENDPOINT or a per-signal variant)
 data goes over OTLP/gRPC or OTLP/HTTP; without one it goes to the embedded default
-(:mod:`otel_ai.export.files`). Every span and log exporter is wrapped so secrets are
+(:mod:`otel_ai.export.files`). OTEL_TRACES_EXPORTER / OTEL_LOGS_EXPORTER /
+OTEL_METRICS_EXPORTER=none turn a signal off (nothing exported, spooled or written for
+it), ``console`` prints it on stdout with the SDK's console exporter. Every span and log exporter is wrapped so secrets are
 redacted before export. :func:`shutdown` spends one deadline across all providers.
 """
 
@@ -22,12 +24,12 @@ from opentelemetry import trace as trace_api
 from opentelemetry._logs import Logger, NoOpLogger, get_logger_provider, set_logger_provider
 from opentelemetry.metrics import Meter, NoOpMeter
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import LogRecordExporter
+from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter, LogRecordExporter
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricExporter, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
-from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import NoOpTracer, Tracer
 
 from .. import semconv
@@ -96,7 +98,7 @@ def configure(**settings: Any) -> Pipeline:
             return _pipeline
         resolved = resolve(**settings)
         _pipeline = _build(resolved)
-        if resolved.system_metrics and not _pipeline.disabled:
+        if resolved.system_metrics and not _pipeline.disabled and resolved.metrics_exporter != "none":
             # here, not in _build: a forked child does not sample its parent's tree again
             from ..metrics import start as start_metrics  # not at import: metrics -> model -> here
 
@@ -140,32 +142,33 @@ def _build(settings: Settings, previous: Pipeline | None = None) -> Pipeline:
         default_parent=wrapped[1] if wrapped is not None else None,
     )
     # force_flush waits for delivery too; export every second (see otel_ai.export.durable)
-    tracer_provider.add_span_processor(
-        DeliveringBatchSpanProcessor(
-            RedactingSpanExporter(span_exporter),
-            max_queue_size=_queue_size(settings, "OTEL_BSP_MAX_QUEUE_SIZE"),
-            schedule_delay_millis=schedule_delay_millis("OTEL_BSP_SCHEDULE_DELAY"),
+    if span_exporter is not None:  # None: OTEL_TRACES_EXPORTER=none
+        tracer_provider.add_span_processor(
+            DeliveringBatchSpanProcessor(
+                RedactingSpanExporter(span_exporter),
+                max_queue_size=_queue_size(settings, "OTEL_BSP_MAX_QUEUE_SIZE"),
+                schedule_delay_millis=schedule_delay_millis("OTEL_BSP_SCHEDULE_DELAY"),
+            )
         )
-    )
     if isinstance(span_exporter, DurableSpanExporter):
         tracer_provider.add_span_processor(LiveRunMarker(tracer_provider))  # runs in progress, in Jaeger
     logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
-    logger_provider.add_log_record_processor(
-        DeliveringBatchLogRecordProcessor(
-            RedactingLogExporter(log_exporter),
-            max_queue_size=_queue_size(settings, "OTEL_BLRP_MAX_QUEUE_SIZE"),
-            schedule_delay_millis=schedule_delay_millis("OTEL_BLRP_SCHEDULE_DELAY"),
+    if log_exporter is not None:
+        logger_provider.add_log_record_processor(
+            DeliveringBatchLogRecordProcessor(
+                RedactingLogExporter(log_exporter),
+                max_queue_size=_queue_size(settings, "OTEL_BLRP_MAX_QUEUE_SIZE"),
+                schedule_delay_millis=schedule_delay_millis("OTEL_BLRP_SCHEDULE_DELAY"),
+            )
         )
-    )
-    meter_provider = MeterProvider(
-        resource=resource,
-        metric_readers=[
+    readers: list[PeriodicExportingMetricReader] = []
+    if metric_exporter is not None:
+        readers.append(
             PeriodicExportingMetricReader(
                 RedactingMetricExporter(metric_exporter), export_interval_millis=settings.metric_export_interval
             )
-        ],
-        shutdown_on_exit=False,
-    )
+        )
+    meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
     pipeline = Pipeline(
         settings=settings,
         resource=resource,
@@ -249,13 +252,30 @@ def _queue_size(settings: Settings, sdk_variable: str) -> int | None:
     return None if os.environ.get(sdk_variable) else settings.queue_size
 
 
-def _exporters(settings: Settings) -> tuple[SpanExporter, LogRecordExporter, MetricExporter]:
+def _exporters(settings: Settings) -> tuple[SpanExporter | None, LogRecordExporter | None, MetricExporter | None]:
+    """Each signal's exporter: durable OTLP, the embedded default's files, the SDK's
+    console exporter, or None when the signal is off (OTEL_{SIGNAL}_EXPORTER=none)."""
     directory = settings.data_dir
     outbox = _otlp(settings)
-    span: SpanExporter = (outbox and outbox.exporter("traces")) or JsonlSpanExporter(directory)
-    log: LogRecordExporter = (outbox and outbox.exporter("logs")) or JsonlLogExporter(directory)
-    metric: MetricExporter = (outbox and outbox.exporter("metrics")) or JsonlMetricExporter(directory)
-    return span, log, metric
+    files = {"traces": JsonlSpanExporter, "logs": JsonlLogExporter, "metrics": JsonlMetricExporter}
+    chosen: dict[str, Any] = {}
+    for signal in ("traces", "logs", "metrics"):
+        kind = settings.signal_exporter(signal)
+        if kind == "none":
+            chosen[signal] = None
+        elif kind == "console":
+            chosen[signal] = _console(signal)
+        else:
+            chosen[signal] = (outbox and outbox.exporter(signal)) or files[signal](directory)
+    return chosen["traces"], chosen["logs"], chosen["metrics"]
+
+
+def _console(signal: str) -> Any:
+    if signal == "traces":
+        return ConsoleSpanExporter()
+    if signal == "logs":
+        return ConsoleLogRecordExporter()
+    return ConsoleMetricExporter()
 
 
 def _otlp(settings: Settings) -> Outbox | None:

@@ -11,7 +11,9 @@ request. Replaying again sends only what came after the mark: lines appended sin
 what an interrupted replay left. A file still being written is fine (only complete
 lines are sent); a file shorter than its mark was replaced and is sent from the start.
 Lines that are not OTLP/JSON (the half-written last line of a crashed process) are
-skipped and counted. A lock file in the directory keeps two replays from sending the
+skipped and counted. A signal the collector does not take at all (HTTP 404 or 405, gRPC
+UNIMPLEMENTED: a traces-only backend) is skipped once refused, its items counted, its
+files left unmarked for a collector that takes it. A lock file in the directory keeps two replays from sending the
 same lines at once.
 """
 
@@ -68,6 +70,8 @@ class ReplayReport:
         undelivered_files: files with lines left undelivered (collector unreachable,
             deadline passed); replaying again continues there.
         dropped_items: items the collector refused for good (malformed, or too large).
+        refused_items: items not sent because the collector does not take their signal
+            (HTTP 404 or 405, gRPC UNIMPLEMENTED), per signal; ``refusals`` its answer.
         errors: the last error per file.
     """
 
@@ -78,6 +82,8 @@ class ReplayReport:
     up_to_date: int = 0
     undelivered_files: list[Path] = field(default_factory=list)
     dropped_items: int = 0
+    refused_items: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SIGNALS, 0))
+    refusals: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -93,6 +99,8 @@ class ReplayReport:
             text += f"; {self.skipped_lines} unreadable line(s) skipped"
         if self.dropped_items:
             text += f"; {self.dropped_items} item(s) refused by the collector"
+        for signal, answer in self.refusals.items():
+            text += f"; {self.refused_items[signal]} {signal} not sent: refused for good by {answer}"
         if self.undelivered_files:
             text += f"; {len(self.undelivered_files)} file(s) not fully delivered"
         return text
@@ -222,6 +230,7 @@ def _replay_file(
     if offset == size:
         report.up_to_date += 1
         return
+    held = False  # a line of a refused signal stays unmarked, and so does all after it
     for end, raw in _lines(file, offset):
         if not raw.strip():
             offset = end
@@ -237,17 +246,31 @@ def _replay_file(
             continue
         signal, data = request
         sender = senders.get(signal)
+        if signal in report.refusals:
+            # the collector does not take this signal: counted, the file left unmarked
+            report.refused_items[signal] += count_items(signal, REQUEST_TYPES[signal].FromString(data))
+            held = True
+            continue
         if sender is None:
-            report.errors[str(file)] = f"no endpoint for {signal}"
+            exporter = settings.signal_exporter(signal)
+            report.errors[str(file)] = (
+                f"OTEL_{signal.upper()}_EXPORTER={exporter}: {signal} are not sent"
+                if exporter != "otlp"
+                else f"no endpoint for {signal}"
+            )
             report.undelivered_files.append(file)
             break
         if not _send(signal, data, sender, settings.max_request_bytes, deadline, report, str(file)):
             report.undelivered_files.append(file)
             break
+        if signal in report.refusals:
+            held = True
+        if held:
+            continue
         offset = end
         _write_mark(mark, offset, sender.endpoint)
     else:
-        if offset != _read_mark(mark):
+        if not held and offset != _read_mark(mark):
             _write_mark(mark, offset, next(iter(senders.values())).endpoint)
 
 
@@ -273,6 +296,10 @@ def _send(signal: str, data: bytes, sender: Sender, max_bytes: int, deadline: fl
             report.dropped_items += result.rejected
             backoff = 0.25
             continue
+        if result.refused:
+            report.refusals[signal] = f"{sender.endpoint} ({result.detail})"
+            report.refused_items[signal] += sum(count_items(signal, REQUEST_TYPES[signal].FromString(p)) for p in queue)
+            return True
         report.errors[where] = result.detail
         if result.too_large:
             queue.pop()

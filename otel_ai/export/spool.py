@@ -265,6 +265,9 @@ class DeliveryReport:
             deadline passed, or the signal has no endpoint), per signal.
         dropped_items: refused for good by the collector (malformed, or one item larger
             than it accepts), per signal.
+        refused_items: deleted unsent because the endpoint does not take the signal at
+            all (HTTP 404 or 405, gRPC UNIMPLEMENTED), per signal; ``refusals`` holds its
+            answer per signal.
         owners_recovered: spool directories of dead processes emptied and removed.
         owners_alive: spool directories skipped because their process still runs.
         errors: the last delivery error per signal, when there was one.
@@ -275,6 +278,8 @@ class DeliveryReport:
     remaining_requests: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SIGNALS, 0))
     remaining_items: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SIGNALS, 0))
     dropped_items: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SIGNALS, 0))
+    refused_items: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SIGNALS, 0))
+    refusals: dict[str, str] = field(default_factory=dict)
     owners_recovered: int = 0
     owners_alive: int = 0
     errors: dict[str, str] = field(default_factory=dict)
@@ -293,6 +298,8 @@ class DeliveryReport:
             text += f"; still spooled {part(self.remaining_items)}"
         if any(self.dropped_items.values()):
             text += f"; refused by the collector {part(self.dropped_items)}"
+        for signal, answer in self.refusals.items():
+            text += f"; {signal} refused for good by {answer}: {self.refused_items[signal]} spooled {signal} deleted"
         if self.owners_alive:
             text += f"; {self.owners_alive} live process(es) deliver their own"
         return text
@@ -373,7 +380,12 @@ def deliver_pending(
             queue = [entry for directory, _ in claimed for entry in _entries(directory / signal)]
             if sender is None:
                 if queue:
-                    report.errors[signal] = "no OTLP endpoint configured for this signal"
+                    exporter = settings.signal_exporter(signal)
+                    report.errors[signal] = (
+                        f"OTEL_{signal.upper()}_EXPORTER={exporter}: kept, not sent"
+                        if exporter != "otlp"
+                        else "no OTLP endpoint configured for this signal"
+                    )
                 _count_remaining(report, signal, queue)
                 continue
             _deliver_signal(signal, queue, sender, deadline, settings.max_request_bytes, report)
@@ -429,6 +441,14 @@ def _deliver_signal(
             report.dropped_items[signal] += result.rejected
             backoff = 0.25
             continue
+        if result.refused:
+            # this endpoint will never take the signal: what is spooled for it goes
+            report.refusals[signal] = f"{sender.endpoint} ({result.detail})"
+            for _, left, left_path in pending:
+                left_path.unlink(missing_ok=True)
+                report.refused_items[signal] += left
+            pending.clear()
+            break
         report.errors[signal] = result.detail
         if result.too_large:
             halves = split_to_fit(signal, data, max(len(data) // 2, 1))

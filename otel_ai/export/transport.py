@@ -43,6 +43,10 @@ from ..version import __version__
 logger = logging.getLogger("otel_ai")
 
 DEFAULT_TIMEOUT_S = 10.0
+# HTTP answers that mean "this endpoint does not take this signal" (a traces-only backend)
+REFUSED_HTTP_STATUSES = frozenset({404, 405})
+# at most this many characters of a collector's answer are repeated to the user
+MAX_ECHOED_BODY = 512
 USER_AGENT = f"otel-ai/{__version__}"
 
 REQUEST_TYPES: dict[str, type[Message]] = {
@@ -78,7 +82,10 @@ class SendResult:
     from a partial-success answer). Otherwise ``retryable`` says whether the same bytes
     may succeed later (collector down, hanging, 429, 503...), ``too_large`` that the
     collector refused the request for its size (split it), ``retry_after`` how long the
-    collector asked us to wait.
+    collector asked us to wait. ``refused``: the endpoint does not take this signal at all
+    (HTTP 404 or 405, gRPC UNIMPLEMENTED: a traces-only backend asked for logs), a
+    permanent refusal, not an outage. ``status`` is the answer in short (``HTTP 422
+    Unprocessable Entity``, ``gRPC UNIMPLEMENTED``; empty when nothing answered).
     """
 
     ok: bool
@@ -87,6 +94,8 @@ class SendResult:
     retry_after: float | None = None
     rejected: int = 0
     detail: str = ""
+    refused: bool = False
+    status: str = ""
 
 
 class Sender(Protocol):
@@ -148,13 +157,16 @@ def target_for(
     environ: Mapping[str, str] | None = None,
 ) -> Target | None:
     """The delivery target of ``signal`` from ``settings`` and the OTEL_EXPORTER_OTLP_*
-    transport variables; None when the signal has no OTLP endpoint (embedded default).
+    transport variables; None when the signal has no OTLP endpoint (embedded default) or
+    its exporter is not ``otlp`` (OTEL_{SIGNAL}_EXPORTER).
 
     ``endpoint`` / ``protocol`` override the settings (``otel-ai replay --endpoint``): an
     explicit endpoint is a base URL to which HTTP appends ``/v1/{signal}`` unless it
     already ends with it.
     """
     env = os.environ if environ is None else environ
+    if settings.signal_exporter(signal) != "otlp":
+        return None  # OTEL_{SIGNAL}_EXPORTER=none (or console): not sent over OTLP
     protocol = protocol or settings.signal_protocol(signal)
     if endpoint is not None:
         base = endpoint.rstrip("/")
@@ -302,7 +314,10 @@ class GrpcSender:
             code = error.code() if hasattr(error, "code") else None
             details = (error.details() if hasattr(error, "details") else "") or ""
             name = code.name if code is not None else "UNKNOWN"
-            detail = f"gRPC {name}: {details}"
+            detail = f"gRPC {name}: {printable(details)}"
+            if code == grpc.StatusCode.UNIMPLEMENTED:
+                # the server has no such service: it will never take this signal
+                return SendResult(False, retryable=False, refused=True, detail=detail, status=f"gRPC {name}")
             if code == grpc.StatusCode.RESOURCE_EXHAUSTED and any(h in details.lower() for h in self._TOO_LARGE_HINTS):
                 return SendResult(False, retryable=False, too_large=True, detail=detail)
             if code == grpc.StatusCode.INVALID_ARGUMENT:
@@ -314,7 +329,7 @@ class GrpcSender:
             with self._lock:
                 self._inflight = None
         rejected, message = _rejected(self.signal, payload if isinstance(payload, bytes) else b"")
-        return SendResult(True, rejected=rejected, detail=message)
+        return SendResult(True, rejected=rejected, detail=message, status="gRPC OK")
 
     def close(self) -> None:
         """Cancel the request in flight, if any, and close the channel."""
@@ -428,14 +443,20 @@ class HttpSender:
         detail = f"HTTP {status} {reason}".strip()
         if 200 <= status < 300:
             rejected, message = _rejected(self.signal, payload)
-            return SendResult(True, rejected=rejected, detail=message)
+            return SendResult(True, rejected=rejected, detail=message, status=detail)
+        if status in REFUSED_HTTP_STATUSES:
+            # no such endpoint, or no POST on it: this backend does not take this signal
+            return SendResult(False, retryable=False, refused=True, detail=_with_body(detail, payload), status=detail)
         if status == 413:
             return SendResult(False, retryable=False, too_large=True, detail=detail)
         if status == 400:
             text = payload[:200].decode("utf-8", "replace")
             return SendResult(False, retryable=False, detail=f"{detail}: {text}")
-        # 429, 5xx, and misconfiguration (401, 403, 404...): keep the data, try again later
-        return SendResult(False, retryable=True, retry_after=_retry_after(retry_after), detail=detail)
+        if 400 <= status < 500:
+            # the body says what is wrong (MLflow's 422 names the header it misses)
+            detail = _with_body(detail, payload)
+        # 429, 5xx, and misconfiguration (401, 403, 422...): keep the data, try again later
+        return SendResult(False, retryable=True, retry_after=_retry_after(retry_after), detail=detail, status=f"HTTP {status} {reason}".strip())
 
     def close(self) -> None:
         self._closed = True
@@ -444,6 +465,20 @@ class HttpSender:
             self._connection = None
         if connection is not None:
             connection.close()
+
+
+def printable(text: str, limit: int = MAX_ECHOED_BODY) -> str:
+    """``text`` fit for one line of a terminal or log: control characters (the ESC that
+    starts an escape sequence, newlines) and runs of white space become one space, and
+    the whole is cut at ``limit`` characters."""
+    cleaned = " ".join("".join(ch if ch.isprintable() else " " for ch in text[: limit * 4]).split())
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+
+
+def _with_body(detail: str, payload: bytes) -> str:
+    """``HTTP 422 Unprocessable Entity: {the body}``, the body bounded and printable."""
+    text = printable(payload[: MAX_ECHOED_BODY * 4].decode("utf-8", "replace"))
+    return f"{detail}: {text}" if text else detail
 
 
 def _retry_after(value: str | None) -> float | None:

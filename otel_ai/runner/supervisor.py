@@ -21,7 +21,8 @@ from opentelemetry.trace import Link, SpanContext, TraceFlags
 
 from .. import semconv
 from ..bootstrap import SITE_DIR
-from ..config import Settings
+from ..config import SIGNALS, Settings
+from ..export.durable import share_refusals_with
 from ..export.providers import configure, shutdown
 from ..export.spool import deliver_pending
 from ..links import run_links
@@ -189,6 +190,7 @@ class Supervisor:
         status = Status(run_id)
         progress = _Progress(status, run.log_context)
         channel = ChannelServer(self._on_message_from(progress)).start()
+        share_refusals_with(channel.path)  # a refusal is said once for the whole run
         status_line = self._status_line(status)
         sink = LogSink(run_id, progress.log_context).start(("stdout", "stderr"))
         # log files and artifacts under the watched directories (started before the command)
@@ -212,6 +214,7 @@ class Supervisor:
             channel.stop()
             self._end_run(run, progress, exit_code)
             shutdown(max(deadline - time.monotonic(), 0.5))
+            share_refusals_with(None)
             remove_state(data_dir, run_id)
             _print_links(settings, run_id, state.trace_id, state.start_ns, time.time_ns(), "ended")
         return exit_code
@@ -283,6 +286,9 @@ class Supervisor:
                 env[_VARIABLES[name]] = value
         if settings.sources.get("protocol") == "argument":
             env["OTEL_EXPORTER_OTLP_PROTOCOL"] = settings.protocol
+        for signal in SIGNALS:  # a signal turned off is off in the children too
+            if settings.sources.get(f"{signal}_exporter") == "argument":
+                env[f"OTEL_{signal.upper()}_EXPORTER"] = settings.signal_exporter(signal)
         if settings.sources.get("service_name") == "argument" and settings.service_name:
             env["OTEL_SERVICE_NAME"] = settings.service_name
         if self.options.artifacts_uri:
