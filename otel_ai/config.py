@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from opentelemetry.util.re import parse_env_headers
+
 
 class ConfigurationError(ValueError):
     """A setting has a value otel_ai cannot use; the message names it and the fix."""
@@ -93,16 +95,20 @@ def _parse_s3_uri(value: str) -> str:
     return value.rstrip("/")
 
 
-def _parse_headers(value: str) -> dict[str, str]:
-    headers: dict[str, str] = {}
+def parse_otlp_headers(value: str) -> dict[str, str]:
+    """``key=value`` pairs separated by commas, percent-decoded by the SDK's own parser.
+
+    The shape is checked here so that a malformed entry is a clear error (the SDK's
+    parser would only log and skip it); decoding is the SDK's, so every
+    ``OTEL_EXPORTER_OTLP*_HEADERS`` variable reads the same as in the OTLP exporters.
+    """
     for item in value.split(","):
         if not item.strip():
             continue
-        name, sep, val = item.partition("=")
+        name, sep, _ = item.partition("=")
         if not sep or not name.strip():
             raise ValueError("expected key=value pairs separated by commas")
-        headers[name.strip().lower()] = val.strip()
-    return headers
+    return dict(parse_env_headers(value, liberal=True))
 
 
 def _parse_path(value: str) -> Path:
@@ -145,7 +151,7 @@ def _explicit(setting: Setting, value: Any) -> Any:
         return _parse_positive_int(str(value))
     if parse is _parse_path and isinstance(value, os.PathLike):
         return Path(value)
-    if parse is _parse_headers and isinstance(value, Mapping):
+    if parse is parse_otlp_headers and isinstance(value, Mapping):
         if not all(isinstance(k, str) and k.strip() and isinstance(v, str) for k, v in value.items()):
             raise ValueError("expected a mapping of header names to string values")
         return {k.strip().lower(): v for k, v in value.items()}
@@ -153,7 +159,7 @@ def _explicit(setting: Setting, value: Any) -> Any:
         _parse_bool: "a bool",
         _parse_positive_int: "a positive int",
         _parse_path: "a path",
-        _parse_headers: "a mapping of header names to values",
+        parse_otlp_headers: "a mapping of header names to values",
     }.get(parse, "a str")
     raise TypeError(f"expected {expected}, got {type(value).__name__}")
 
@@ -200,7 +206,7 @@ SETTINGS: tuple[Setting, ...] = (
             "otlp, console or none (no log records exported)"),
     Setting("metrics_exporter", "OTEL_METRICS_EXPORTER", _parse_exporter, "otlp",
             "otlp, console or none (no metrics exported)"),
-    Setting("headers", "OTEL_EXPORTER_OTLP_HEADERS", _parse_headers, None,
+    Setting("headers", "OTEL_EXPORTER_OTLP_HEADERS", parse_otlp_headers, None,
             "key=value,... sent with every OTLP request"),
     Setting("id_generator", "OTEL_PYTHON_ID_GENERATOR", _parse_id_generator, OUR_ID_GENERATOR,
             "trace and span ids: otel_ai draws them from os.urandom; another installed generator (random, xray...) by name"),
@@ -316,7 +322,7 @@ def resolve(environ: Mapping[str, str] | None = None, **explicit: Any) -> Settin
     if sources["headers"] == "argument" and env.get("OTEL_EXPORTER_OTLP_HEADERS", "").strip():
         # per key, the argument wins over the variable (the same on both protocols)
         try:
-            from_env = _parse_headers(env["OTEL_EXPORTER_OTLP_HEADERS"])
+            from_env = parse_otlp_headers(env["OTEL_EXPORTER_OTLP_HEADERS"])
         except ValueError as exc:
             raise ConfigurationError(f"OTEL_EXPORTER_OTLP_HEADERS={env['OTEL_EXPORTER_OTLP_HEADERS']!r} is not valid: {exc}") from None
         values["headers"] = {**from_env, **values["headers"]}

@@ -534,6 +534,37 @@ def test_headers_from_environment_arrive(
 
 
 @pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+@pytest.mark.parametrize(
+    "variable",
+    ["OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"],
+)
+def test_header_values_are_percent_decoded_in_the_shared_and_the_per_signal_variable(
+    monkeypatch: pytest.MonkeyPatch,
+    connect: Callable[..., OTLPReceiver],
+    otlp_receiver: OTLPReceiver,
+    protocol: str,
+    variable: str,
+) -> None:
+    # The OTLP exporter specification: header values in these variables are URL-encoded.
+    monkeypatch.setenv(variable, "Authorization=Basic%20abc%3D%3D,x-otel-ai-tenant=lab%2C1")
+    endpoint = otlp_receiver.grpc_endpoint if protocol == "grpc" else otlp_receiver.http_endpoint
+    receiver = connect(endpoint=endpoint, protocol=protocol)
+    _scenario()
+    _flush()
+    traces = [r for r in receiver.received() if r.signal == "traces"]
+    assert traces
+    for request in traces:
+        assert request.headers.get("authorization") == "Basic abc==", request.headers
+        assert request.headers.get("x-otel-ai-tenant") == "lab,1"
+
+
+def test_a_malformed_headers_variable_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "authorization")
+    with pytest.raises(ConfigurationError, match="OTEL_EXPORTER_OTLP_HEADERS"):
+        resolve()
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
 def test_headers_argument_value_beats_variable_value(
     monkeypatch: pytest.MonkeyPatch, connect: Callable[..., OTLPReceiver], otlp_receiver: OTLPReceiver, protocol: str
 ) -> None:

@@ -30,14 +30,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from ..config import SIGNALS, ConfigurationError, Settings
+from ..config import SIGNALS, ConfigurationError, Settings, parse_otlp_headers
 from ..version import __version__
 
 logger = logging.getLogger("otel_ai")
@@ -137,15 +137,10 @@ def _env(signal: str, name: str, environ: Mapping[str, str]) -> tuple[str, str] 
 
 
 def _parse_env_headers(variable: str, raw: str) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for item in raw.split(","):
-        if not item.strip():
-            continue
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise ConfigurationError(f"{variable}={raw!r} is not valid: expected key=value pairs separated by commas")
-        headers[unquote(name.strip()).lower()] = unquote(value.strip())
-    return headers
+    try:
+        return parse_otlp_headers(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{variable}={raw!r} is not valid: {exc}") from None
 
 
 def target_for(
