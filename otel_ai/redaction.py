@@ -12,31 +12,54 @@ thread.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
 REDACTED = "[REDACTED]"
 
-_TOKEN_PATTERNS = (
-    r"\bsk-(?:ant-|proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}",  # OpenAI, Anthropic
-    r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b",  # AWS access key ids
-    r"\bhf_[A-Za-z0-9]{30,}\b",  # Hugging Face
-    r"\bgh[pousr]_[A-Za-z0-9]{30,}\b",  # GitHub
-    r"\bgithub_pat_[A-Za-z0-9_]{40,}\b",
-    r"\bAIza[0-9A-Za-z_\-]{35}\b",  # Google API keys
-    r"\bxox[abprs]-[A-Za-z0-9\-]{10,}",  # Slack
-    r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",  # JWT
+# Where a token may start: not inside a word, but after "_" or "-" (``plot_sk-...png``)
+# and right after an escape that otel_ai or the experiment applied to the text: JSON's
+# ``\n``, ``\t``, ``\"``, ``\u0022``, Python's ``\x..`` and URL-encoding's ``%0A``.
+_AFTER = (
+    r"(?:(?<![A-Za-z0-9])|(?<=\\[nrtbfv])|(?<=\\u[0-9A-Fa-f]{4})|(?<=\\x[0-9A-Fa-f]{2})"
+    r"|(?<=%[0-9A-Fa-f]{2}))"
 )
+_TOKEN_PATTERNS = (
+    r"sk-(?:ant-|proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}",  # OpenAI, Anthropic
+    r"(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}(?![0-9A-Z])",  # AWS access key ids
+    r"hf_[A-Za-z0-9]{30,}",  # Hugging Face
+    r"gh[pousr]_[A-Za-z0-9]{30,}",  # GitHub
+    r"github_pat_[A-Za-z0-9_]{40,}",
+    r"AIza[0-9A-Za-z_\-]{35}",  # Google API keys
+    r"xox[abprse]-[A-Za-z0-9\-]{10,}",  # Slack
+    r"eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",  # JWT
+)
+# the name of a setting that holds a secret: API_KEY, aws_secret_access_key, apiKey,
+# SecretAccessKey, accessToken, DB_PASSWORD, client-secret... (not max_tokens, monkey)
+_SECRET_NAME = (
+    r"(?:[a-z0-9]+[_\-])*[a-z0-9]*"
+    r"(?:secret|token|password|passwd|passphrase|apikey|credentials?"
+    r"|(?:api|access|secret|private|auth|session|signing|master|account)[_\-]?key"
+    r"|(?<=[_\-])(?:key|pwd))"
+    r"(?:[_\-][a-z0-9]+)*"
+)
+# a quote around a name or value, plain, JSON-escaped or URL-encoded
+_QUOTE = r"(?:\\*[\"']|%22|%27)"
+# a value ends at white space, a quote, a separator or an escape (``\n`` starts the
+# next line of a JSON-encoded text: it is not part of the value)
+_VALUE = r"[^\s\"',;}&\\]{3,}"
 # Prefix kept, secret part (group "secret") replaced.
 _PREFIXED_PATTERNS = (
-    r"(?i)\b(?:bearer|token)\s+(?P<secret>[A-Za-z0-9._~+/=\-]{8,})",
+    r"(?i)" + _AFTER + r"(?:bearer|token)(?:\s+|%20|\+)(?P<secret>[A-Za-z0-9._~+/=\-]{8,})",
     r"(?i)://[^/\s:@]+:(?P<secret>[^/\s@]+)@",  # user:password@host in URLs
     # NAME=value / "name": "value" where NAME says it holds a secret
-    r"(?i)\b(?:(?:[a-z0-9]+[_\-])+(?:key|secret|token|password|passwd|pwd|credentials?)"
-    r"|(?:[a-z0-9]+[_\-])*(?:secret|token|password|passwd|apikey))(?:[_\-][a-z0-9]+)*"
-    r"[\"']?\s*[:=]\s*[\"']?(?P<secret>[^\s\"',;}&]{3,})",
+    r"(?i)(?:(?<![A-Za-z0-9_\-])|(?<=\\[nrt])|(?<=%[0-9A-Fa-f]{2}))" + _SECRET_NAME
+    + _QUOTE + r"?\s*(?:[:=]|%3[aAdD])\s*" + _QUOTE + r"?(?P<secret>" + _VALUE + ")",
 )
 # every pattern above needs one of these (lower-cased) substrings to match
 _HINTS = (
@@ -46,23 +69,71 @@ _HINTS = (
 _SECRET_ENV_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
 _MIN_ENV_SECRET_LEN = 8
 
+# A bare AWS secret access key: 40 characters of base64 (``/`` and ``+`` possibly
+# URL-encoded), not part of a longer run of them.
+_AWS_SECRET = re.compile(
+    r"(?:(?<![A-Za-z0-9/+=%])|(?<=\\[nrt])|(?<=%[0-9A-Fa-f]{2}))"
+    r"(?:[A-Za-z0-9/+]|%2[BbFf]){40}(?![A-Za-z0-9/+=]|%2[BbFf]|%3[Dd])"
+)
+# what makes a 40-character token an AWS secret rather than a hash or a name
+_AWS_KEY_ID = re.compile(r"(?:AKIA|ASIA)[0-9A-Z]{16}")
+_SECRET_CONTEXT = re.compile(r"(?i)secret|aws|credential|creds|passw|token|key|auth|vault|boto|s3")
+_CONTEXT_CHARS = 80
+_HEX = frozenset("0123456789abcdefABCDEF")
+_MIN_ENTROPY_BITS = 3.9
+
+
+def _looks_random(token: str) -> bool:
+    """Mixed case and digits, not hex, and near the entropy of random base64 (a sha1
+    is hex; a word repeated or a counter is not random)."""
+    if all(c in _HEX for c in token):
+        return False
+    if not (any(c.isupper() for c in token) and any(c.islower() for c in token) and any(c.isdigit() for c in token)):
+        return False
+    counts: dict[str, int] = {}
+    for c in token:
+        counts[c] = counts.get(c, 0) + 1
+    n = len(token)
+    entropy = -sum(k / n * math.log2(k / n) for k in counts.values())
+    return entropy >= _MIN_ENTROPY_BITS
+
+
+def _redact_aws_secrets(text: str) -> str:
+    has_key_id: bool | None = None
+    out: list[str] = []
+    last = 0
+    for match in _AWS_SECRET.finditer(text):
+        token = match.group(0).replace("%2F", "/").replace("%2f", "/").replace("%2B", "+").replace("%2b", "+")
+        if not _looks_random(token):
+            continue
+        # recognisable by what surrounds it: a secret-looking word just before, or an
+        # AWS key id in the same text
+        before = text[max(match.start() - _CONTEXT_CHARS, 0) : match.start()]
+        if not _SECRET_CONTEXT.search(before):
+            if has_key_id is None:
+                has_key_id = _AWS_KEY_ID.search(text) is not None
+            if not has_key_id:
+                continue
+        out.append(text[last : match.start()])
+        out.append(REDACTED)
+        last = match.end()
+    if not out:
+        return text
+    out.append(text[last:])
+    return "".join(out)
+
 
 class Redactor:
     """Replaces secrets in strings; cheap when a string holds none."""
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         env = os.environ if environ is None else environ
-        literals = sorted(
-            {
-                value
-                for name, value in env.items()
-                if _SECRET_ENV_NAME.search(name) and len(value) >= _MIN_ENV_SECRET_LEN
-            },
-            key=len,
-            reverse=True,
-        )
+        values = {value for name, value in env.items() if _SECRET_ENV_NAME.search(name) and len(value) >= _MIN_ENV_SECRET_LEN}
+        # the value as it reads once JSON-escaped or URL-encoded, too
+        variants = {v for value in values for v in _encodings(value)}
+        literals = sorted(variants, key=len, reverse=True)
         self._literals = re.compile("|".join(map(re.escape, literals))) if literals else None
-        self._tokens = re.compile("|".join(_TOKEN_PATTERNS))
+        self._tokens = re.compile(_AFTER + "(?:" + "|".join(_TOKEN_PATTERNS) + ")")
         self._prefixed = [re.compile(p) for p in _PREFIXED_PATTERNS]
         self._literal_values = literals
 
@@ -72,7 +143,7 @@ class Redactor:
         if self._literal_values and any(value in text for value in self._literal_values):
             return True
         lowered = text.lower()
-        return any(hint in lowered for hint in _HINTS)
+        return any(hint in lowered for hint in _HINTS) or (len(text) >= 40 and _AWS_SECRET.search(text) is not None)
 
     def redact(self, text: str) -> str:
         """``text`` with every secret replaced by ``[REDACTED]``."""
@@ -80,6 +151,7 @@ class Redactor:
             return text
         if self._literals is not None:
             text = self._literals.sub(REDACTED, text)
+        text = _redact_aws_secrets(text)  # first: an AWS key id nearby tells it apart
         text = self._tokens.sub(REDACTED, text)
         for pattern in self._prefixed:
             text = pattern.sub(_replace_secret_group, text)
@@ -107,6 +179,12 @@ class Redactor:
                     changed = dict(attributes)
                 changed[key] = new
         return attributes if changed is None else changed
+
+
+def _encodings(value: str) -> set[str]:
+    escaped = json.dumps(value, ensure_ascii=False)[1:-1]
+    quoted = {urllib.parse.quote(value, safe=""), urllib.parse.quote(value), urllib.parse.quote_plus(value)}
+    return {value, escaped, json.dumps(escaped, ensure_ascii=False)[1:-1], *quoted}
 
 
 def _strings(values: Any) -> list[str]:
