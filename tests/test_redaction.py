@@ -3,6 +3,8 @@ attributes, exception messages and span names before export."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from conftest import Wire
 
@@ -256,3 +258,31 @@ def test_encoded_secrets_stay_out_of_the_spool(tmp_path) -> None:  # type: ignor
     data = b"".join(p.read_bytes() for p in spooled).decode("utf-8", "replace")
     _assert_no_secret(data, "the spool")
     assert REDACTED in data
+
+
+def test_watch_state_files_keep_no_secret_and_still_resume(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """data/watch/*.json hold paths and names: a token in a file or directory name is
+    redacted there too, and a restarted watcher still neither repeats nor skips."""
+    from watch_helpers import Collector, append, logs_only, wait_for
+
+    monkeypatch.setenv("OTEL_AI_RUN_ID", "resume-secret")
+    root = tmp_path / f"exp_{HF}"
+    root.mkdir()
+    name = f"train_{OPENAI}.log"
+    sink = Collector()
+    watcher = logs_only(root, sink)
+    append(root / name, "one\ntwo\n")
+    append(root / "plain.log", "p1\n")
+    wait_for(lambda: len(sink) == 3)
+    watcher.stop(5)
+    states = sorted((tmp_path / "otel-ai-runs" / "watch").glob("*.json"))
+    assert states
+    for path in states:
+        _assert_no_secret(path.read_text(encoding="utf-8"), path.name)
+    append(root / name, "three\n")
+    sink2 = Collector()
+    watcher = logs_only(root, sink2)
+    wait_for(lambda: len(sink2) >= 1)
+    time.sleep(0.3)
+    watcher.stop(5)
+    assert sink2.texts() == ["three"]

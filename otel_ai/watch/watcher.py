@@ -68,7 +68,7 @@ from .patterns import (
     PathPatterns,
 )
 from .sink import RunLogSink
-from .state import WatchState
+from .state import WatchState, stored_key
 from .tailer import DEFAULT_MAX_LINE_BYTES, LineSink, LogTailer, TailSource
 
 _EVENT_TYPES: list[type[FileSystemEvent]] = [
@@ -511,8 +511,9 @@ class Watcher:
                 self._detector.check(path, rel, root.path, display, kind)
             else:
                 self._detector.baseline(display, st)
+        seen_keys = {stored_key(rel) for rel in seen} if saved_logs else set()
         for rel, entry in saved_logs.items():
-            if rel not in seen:  # renamed or deleted while nobody watched
+            if rel not in seen_keys:  # renamed or deleted while nobody watched
                 tailer.recover_renamed(TailSource(os.path.join(root.path, rel), rel, root.path), entry)
 
     def _scan(self, root: _Root, *, under: str | None = None, deadline: float | None = None) -> None:
