@@ -66,6 +66,7 @@ _HINTS = (
     "sk-", "akia", "asia", "abia", "acca", "hf_", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat", "aiza", "xox", "eyj",
     "bearer", "token", "://", "key", "secret", "passw", "pwd", "credential",
 )
+_KEEP_LENGTH_FROM = 1024
 _SECRET_ENV_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
 _MIN_ENV_SECRET_LEN = 8
 
@@ -151,10 +152,17 @@ class Redactor:
             return text
         if self._literals is not None:
             text = self._literals.sub(REDACTED, text)
+        original = text
         text = _redact_aws_secrets(text)  # first: an AWS key id nearby tells it apart
         text = self._tokens.sub(REDACTED, text)
         for pattern in self._prefixed:
             text = pattern.sub(_replace_secret_group, text)
+        if len(text) > len(original) >= _KEEP_LENGTH_FROM:
+            # "[REDACTED]" is longer than a short secret: a text already cut to its
+            # bound stays within it (the excess goes from the middle)
+            room = len(original) - 1
+            head = room // 2
+            text = text[:head] + "…" + text[len(text) - (room - head) :]
         return text
 
     def redact_value(self, value: Any) -> Any:
