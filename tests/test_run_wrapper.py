@@ -366,3 +366,33 @@ def test_watched_log_files_and_artifacts_uploaded(tmp_path: Path, s3: S3Env) -> 
     assert registered[semconv.ARTIFACT_URI] == f"s3://{s3.bucket}/lab/runs/watched/loss_plot.png"
     body, _ = s3.get("lab/runs/watched/loss_plot.png")
     assert hashlib.sha256(body).hexdigest() == registered[semconv.ARTIFACT_SHA256]
+
+
+def test_a_huge_traceback_is_truncated_keeping_its_head_and_its_exception(tmp_path: Path) -> None:
+    """1,000 frames of 60 KB each: one bounded ERROR record (head, marker, the exception
+    line at its end), not a 60 MB record dropped as too large."""
+    code = textwrap.dedent(
+        """
+        import sys
+        out = sys.stderr
+        out.write("Traceback (most recent call last):\\n")
+        for i in range(1000):
+            out.write(f'  File "train.py", line {i}, in step_{i}: ' + "x" * 60_000 + "\\n")
+        out.write("ValueError: the real reason " + "y" * 100 + "\\n")
+        out.flush()
+        print("after the traceback", flush=True)
+        """
+    )
+    result = run_wrapped(tmp_path, [sys.executable, "-c", code])
+    assert result.returncode == 0
+    data = telemetry(tmp_path)
+    records = [r for r in data.logs if not r.event_name and "Traceback" in str(r.body)]
+    assert len(records) == 1, [len(str(r.body)) for r in records]
+    body = records[0].body
+    assert isinstance(body, str) and len(body) <= 64 * 1024
+    assert body.startswith("Traceback (most recent call last):\n")
+    assert body.splitlines()[-1].startswith("ValueError: the real reason yyy")
+    assert "…[truncated " in body
+    assert records[0].severity_text == "ERROR"
+    assert records[0].attributes[semconv.LOG_TRUNCATED] is True
+    assert any(r.body == "after the traceback" for r in data.logs)
