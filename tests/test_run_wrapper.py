@@ -396,3 +396,30 @@ def test_a_huge_traceback_is_truncated_keeping_its_head_and_its_exception(tmp_pa
     assert records[0].severity_text == "ERROR"
     assert records[0].attributes[semconv.LOG_TRUNCATED] is True
     assert any(r.body == "after the traceback" for r in data.logs)
+
+
+def test_recover_skips_damaged_state_files_by_name_and_recovers_the_rest(tmp_path: Path) -> None:
+    import json
+
+    from otel_ai.runner.state import RunState, state_path, write_state
+
+    data_dir = tmp_path / "runs"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    good = RunState("good-run", "ab" * 16, "cd" * 8, 1_700_000_000_000_000_000, int(dead.stdout), 1.0)
+    write_state(data_dir, good)
+    wrong = RunState("wrong-typed", "12" * 16, "34" * 8, 1_700_000_000_000_000_000, int(dead.stdout), 1.0)
+    path = write_state(data_dir, wrong)
+    data = json.loads(path.read_text())
+    data["start_ns"] = "yesterday"
+    path.write_text(json.dumps(data))
+    truncated = state_path(data_dir, "truncated")
+    truncated.write_text(json.dumps({**data, "run_id": "truncated"})[:40])
+    env = wrapper_env(data_dir)
+    result = subprocess.run([*OTEL_AI, "recover"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "recovered run good-run" in result.stdout
+    assert "Traceback" not in result.stderr
+    assert f"damaged state file {path}" in result.stderr and "'start_ns'" in result.stderr
+    assert f"damaged state file {truncated}" in result.stderr
+    (run,) = [s for s in telemetry(tmp_path).spans if s.name == "ai.run"]
+    assert run.attributes[semconv.RUN_ID] == "good-run" and run.attributes[semconv.RUN_OUTCOME] == "abandoned"
