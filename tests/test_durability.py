@@ -720,3 +720,43 @@ def test_a_burst_of_100k_events_in_a_few_seconds_is_not_dropped(otlp_receiver: O
     # run started, stage started, the burst, run completed (and the stage with it)
     assert len(seqs) >= total + 4
     assert sorted(seqs) == list(range(1, len(seqs) + 1)), f"log records lost or doubled (burst emitted in {elapsed:.1f} s)"
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_a_corrupt_spool_file_is_set_aside_and_recover_delivers_the_rest(protocol: str, otlp_receiver: OTLPReceiver) -> None:
+    """A truncated or random ``.pb`` (power loss: the spool fsyncs only at shutdown) is
+    moved aside as ``*.corrupt`` and named; everything else is delivered and counted."""
+    import random
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    otel_ai.configure(endpoint=down, protocol="http/protobuf")
+    for batch in range(3):
+        with otel_ai.run(f"spooled-{batch}") as run:
+            run.log(f"batch {batch}", "info")
+        otel_ai.force_flush(1.0)
+    otel_ai.shutdown(2.0)
+    traces = [p for p in spool_files(data_dir()) if p.parent.name == "traces"]
+    assert len(traces) >= 2
+    victim = traces[0]
+    victim_spans = int(victim.name.split(".n")[1].split(".")[0])
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    garbage = victim.parent.parent / "logs" / "000000000000.n5.pb"
+    garbage.parent.mkdir(exist_ok=True)
+    garbage.write_bytes(random.Random(7).randbytes(300))
+    total_spans = sum(int(p.name.split(".n")[1].split(".")[0]) for p in traces)
+    endpoint = otlp_receiver.grpc_endpoint if protocol == "grpc" else otlp_receiver.http_endpoint
+    env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol}
+    env.pop("PYTEST_CURRENT_TEST", None)
+    result = subprocess.run([sys.executable, "-m", "otel_ai", "recover", "--timeout", "15"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(otlp_receiver.spans()) == total_spans - victim_spans
+    assert f"delivered {total_spans - victim_spans} traces" in result.stdout
+    assert "2 corrupt file(s) set aside" in result.stdout
+    corrupt = sorted((data_dir() / "spool-corrupt").rglob("*.corrupt"))
+    assert [p.name for p in corrupt] == [f"{garbage.name}.corrupt", f"{victim.name}.corrupt"]
+    for path in corrupt:
+        assert str(path) in result.stderr
+    assert not spool_files(data_dir())

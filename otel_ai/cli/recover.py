@@ -38,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     # what dead processes spooled goes first, in order, before any run is closed
     spool = deliver_pending(data_dir, settings, time.monotonic() + args.timeout)
     print(f"otel-ai recover: spool: {spool.summary()}")
+    for path in spool.corrupt:
+        print(f"otel-ai recover: a spooled file did not decode and was not sent; kept as {path}", file=sys.stderr)
     for path, reason in damaged_states(data_dir):
         print(f"otel-ai recover: skipping the damaged state file {path}: {reason}", file=sys.stderr)
     pending = [state for _, state in list_states(data_dir) if state is not None]
