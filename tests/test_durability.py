@@ -760,3 +760,55 @@ def test_a_corrupt_spool_file_is_set_aside_and_recover_delivers_the_rest(protoco
     for path in corrupt:
         assert str(path) in result.stderr
     assert not spool_files(data_dir())
+
+
+def test_an_unwritable_data_dir_loses_only_what_it_counts(
+    monkeypatch: pytest.MonkeyPatch, otlp_receiver: OTLPReceiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Collector down and the spool cannot be written (a full or read-only data
+    directory): memory keeps what its bound allows, the rest is counted, reported in an
+    ai.telemetry.dropped record once delivery resumes, and said on stderr at exit. What
+    arrived plus what was counted is everything."""
+    monkeypatch.setattr(durable, "MEMORY_LIMIT_BYTES", 256 << 10)
+    data_dir().mkdir(parents=True, exist_ok=True)
+    (data_dir() / SPOOL_DIR).write_text("a file where the spool directory should be")
+    otlp_receiver.mode = "unavailable"
+    otel_ai.configure(endpoint=otlp_receiver.http_endpoint, protocol="http/protobuf")
+    emitted: set[str] = set()
+    for _ in range(30):
+        emitted |= _big_spans(10, size=1000)  # ~30 KB per batch, ~1 MB in all
+        otel_ai.force_flush(0.5)
+    otlp_receiver.mode = "ok"
+    wait_until(lambda: any(r.event_name == semconv.TELEMETRY_DROPPED for r in otlp_receiver.logs()), 20,
+               "the ai.telemetry.dropped record")
+    assert otel_ai.shutdown(10.0)
+    got = {s.span_id for s in otlp_receiver.spans()}
+    lost = len(emitted - got)
+    assert lost > 0 and got & emitted
+    records = [r for r in otlp_receiver.logs() if r.event_name == semconv.TELEMETRY_DROPPED
+               and r.attributes[semconv.TELEMETRY_SIGNAL] == "traces"]
+    assert sum(r.attributes[semconv.TELEMETRY_DROPPED_ITEMS] for r in records) == lost  # type: ignore[misc]
+    assert {r.attributes[semconv.TELEMETRY_DROP_REASON] for r in records} == {durable.DROP_UNWRITABLE}
+    assert durable.dropped_totals()[("traces", durable.DROP_UNWRITABLE)] == lost
+    err = capsys.readouterr().err
+    assert f"{lost} traces (data_dir_unwritable)" in err
+
+
+def test_otel_ai_run_starts_the_command_when_the_data_dir_is_unwritable(tmp_path: Path) -> None:
+    """The experiment runs anyway; telemetry degraded, said once; losses counted at exit."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    marker = tmp_path / "ran"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PYTEST_"))}
+    env["OTEL_AI_DATA_DIR"] = str(blocker / "runs")
+    result = subprocess.run(
+        [sys.executable, "-m", "otel_ai", "run", "--no-status", "--", sys.executable, "-c",
+         f"import pathlib; pathlib.Path({str(marker)!r}).write_text('yes'); print('hello from the experiment')"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert marker.read_text() == "yes"
+    assert "hello from the experiment" in result.stdout
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("cannot write to OTEL_AI_DATA_DIR") == 1
+    assert "otel_ai: lost " in result.stderr and "(data_dir_unwritable)" in result.stderr

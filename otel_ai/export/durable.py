@@ -105,6 +105,7 @@ DROP_SPOOL_FULL = "spool_full"
 DROP_TOO_LARGE = "too_large"
 DROP_REJECTED = "rejected"
 DROP_UNENCODABLE = "unencodable"
+DROP_UNWRITABLE = "data_dir_unwritable"  # a full or read-only OTEL_AI_DATA_DIR
 
 # per process, shared by the signals: spool names sort in the order requests were made
 _sequence = itertools.count(1)
@@ -112,9 +113,37 @@ _sequence = itertools.count(1)
 _dropped_total: Counter[tuple[str, str]] = Counter()
 
 
+_said_total: Counter[tuple[str, str]] = Counter()
+_last_loss_warning: dict[str, float] = {}
+
+
 def dropped_totals() -> dict[tuple[str, str], int]:
     """Items dropped in this process since it started, by (signal, reason)."""
     return dict(_dropped_total)
+
+
+def note_lost(signal: str, reason: str, items: int, detail: str = "") -> None:
+    """Count ``items`` lost outside an :class:`Outbox` (the embedded-default files)."""
+    if items <= 0:
+        return
+    _dropped_total[(signal, reason)] += items
+    now = time.monotonic()
+    if now - _last_loss_warning.get(reason, -_WARN_EVERY_S) >= _WARN_EVERY_S:
+        _last_loss_warning[reason] = now
+        logger.warning("otel_ai: lost %d %s (%s%s); the total is reported at exit", items, signal, reason, f": {detail}" if detail else "")
+
+
+def unreported_losses() -> str | None:
+    """A line for stderr naming what was lost since the last call ("lost 24000 logs
+    (data_dir_unwritable)..."), or None when nothing was."""
+    fresh = Counter(_dropped_total)
+    fresh.subtract(_said_total)
+    fresh = +fresh
+    if not fresh:
+        return None
+    _said_total.update(fresh)
+    parts = [f"{count} {signal} ({reason})" for (signal, reason), count in sorted(fresh.items())]
+    return f"otel_ai: lost {sum(fresh.values())} telemetry items that could not be exported or kept: " + ", ".join(parts)
 
 
 def schedule_delay_millis(sdk_variable: str) -> float | None:
@@ -348,6 +377,26 @@ class Delivery:
             self._persist()
         elif entry.path is not None:
             self.outbox.enforce_bound()
+        if self.memory_bytes > MEMORY_LIMIT_BYTES:  # only when the spool cannot be written
+            self._bound_memory()
+
+    def _bound_memory(self) -> None:
+        """The spool cannot be written (full or read-only data directory): what is held
+        in memory beyond its bound goes, oldest first, and is counted."""
+        lost = 0
+        with self.cond:
+            while self.memory_bytes > MEMORY_LIMIT_BYTES:
+                victim = next((e for e in self.pending if e.data is not None and e is not self.inflight), None)
+                if victim is None:
+                    break
+                self.pending.remove(victim)
+                victim.removed = True
+                victim.data = None
+                self.memory_bytes -= victim.size
+                lost += victim.items
+            self.cond.notify_all()
+        if lost:
+            self.drop(DROP_UNWRITABLE, lost)
 
     def _spool_failed(self, exc: OSError) -> None:
         now = time.monotonic()
@@ -406,6 +455,12 @@ class Delivery:
             self.closed = True
             self.cond.notify_all()
         self._persist()
+        with self.cond:  # what could not be written to the spool ends with the process
+            unwritten = [e for e in self.pending if e.data is not None and not e.removed]
+        if unwritten:
+            for entry in unwritten:
+                self._remove(entry)
+            self.drop(DROP_UNWRITABLE, sum(e.items for e in unwritten))
         self.outbox.spool.sync()
         self.sender.close()
         with self.cond:

@@ -120,12 +120,19 @@ def unlock(fd: int) -> None:
 
 def write_atomically(path: Path, data: bytes, *, fsync: bool = False) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        if fsync:
-            handle.flush()
-            os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            tmp.unlink(missing_ok=True)  # a full disk keeps no half-written file
+        except OSError:
+            pass
+        raise
 
 
 def _fsync_dir(path: Path) -> None:

@@ -352,6 +352,7 @@ class Watcher:
         self._done = threading.Event()
         self._stop_deadline: float | None = None
         self._summary = WatchSummary()
+        self._state_unwritable = False
         self._started = False
         self._stopped = False
         self._pid = os.getpid()
@@ -700,7 +701,11 @@ class Watcher:
                     prefix = root.display_prefix
                     root.state.save_artifacts({k: v for k, v in artifacts.items() if k.startswith(prefix)})
             except OSError as exc:
-                report_internal_error("Watcher._save_state", exc)
+                if not self._state_unwritable:  # a full or read-only data directory: said once
+                    self._state_unwritable = True
+                    logging.getLogger("otel_ai").warning(
+                        "otel_ai: cannot save the watcher's positions (%s); a restarted run may repeat lines", exc
+                    )
 
     # -- stopping ---------------------------------------------------------------------
     def stop(self, timeout: float | None = None, *, deadline: float | None = None) -> WatchSummary:
