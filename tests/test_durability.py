@@ -812,3 +812,76 @@ def test_otel_ai_run_starts_the_command_when_the_data_dir_is_unwritable(tmp_path
     assert "Traceback" not in result.stderr
     assert result.stderr.count("cannot write to OTEL_AI_DATA_DIR") == 1
     assert "otel_ai: lost " in result.stderr and "(data_dir_unwritable)" in result.stderr
+
+
+class _HostileEndpoint:
+    """Answers the first ``bad`` requests with ``status`` and ``body`` (``content_type``),
+    then like a collector; keeps what it accepted."""
+
+    def __init__(self, bad: int, status: int, body: bytes, content_type: str) -> None:
+        self.bad = bad
+        self.accepted: dict[str, list[Message]] = {"traces": [], "logs": [], "metrics": []}
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                signal = self.path.rsplit("/", 1)[-1]
+                request = self.rfile.read(int(self.headers["Content-Length"]))
+                if outer.bad > 0:
+                    outer.bad -= 1
+                    answer, kind, code = body, content_type, status
+                else:
+                    message = REQUEST_TYPES[signal]()
+                    message.ParseFromString(request)
+                    outer.accepted[signal].append(message)
+                    answer, kind, code = RESPONSE_TYPES[signal]().SerializeToString(), "application/x-protobuf", 200
+                self.send_response(code)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def spans(self) -> int:
+        return sum(len(ss.spans) for r in self.accepted["traces"] for rs in r.resource_spans for ss in rs.scope_spans)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_200_with_a_web_page_is_not_counted_delivered() -> None:
+    """An endpoint that answers 200 with HTML (a UI, a login portal) did not take the
+    data: it is kept and delivered once a collector answers."""
+    endpoint = _HostileEndpoint(3, 200, b"<!doctype html><html><body>Jaeger UI</body></html>", "text/html; charset=utf-8")
+    try:
+        otel_ai.configure(endpoint=endpoint.endpoint, protocol="http/protobuf")
+        made = scenario("portal")
+        wait_until(lambda: endpoint.spans() >= made["spans"], 30, "the spans, once the endpoint answers OTLP")
+        assert otel_ai.shutdown(10.0)
+        assert endpoint.spans() == made["spans"]
+    finally:
+        endpoint.close()
+
+
+def test_a_hostile_endpoints_bytes_never_reach_the_terminal_raw(caplog: pytest.LogCaptureFixture) -> None:
+    hostile = b"\x1b]0;owned\x07\x1b[2J\x1b[31mmalformed\x00\r\nX-Fake: header"
+    endpoint = _HostileEndpoint(1000, 400, hostile, "text/plain")
+    try:
+        with caplog.at_level("WARNING", logger="otel_ai"):
+            otel_ai.configure(endpoint=endpoint.endpoint, protocol="http/protobuf")
+            scenario("hostile")
+            otel_ai.shutdown(5.0)
+    finally:
+        endpoint.close()
+    messages = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert messages and any("malformed" in m for m in messages)
+    for message in messages:
+        assert not any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in message), repr(message)
