@@ -27,7 +27,7 @@ REDACTED = "[REDACTED]"
 # ``\n``, ``\t``, ``\"``, ``\u0022``, Python's ``\x..`` and URL-encoding's ``%0A``.
 _AFTER = (
     r"(?:(?<![A-Za-z0-9])|(?<=\\[nrtbfv])|(?<=\\u[0-9A-Fa-f]{4})|(?<=\\x[0-9A-Fa-f]{2})"
-    r"|(?<=%[0-9A-Fa-f]{2}))"
+    r"|(?<=%[0-9A-Fa-f]{2})|(?<=%25[0-9A-Fa-f]{2})|(?<=%5[Cc][nrtbfv])|(?<=%5[Cc]u[0-9A-Fa-f]{4}))"
 )
 _TOKEN_PATTERNS = (
     r"sk-(?:ant-|proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}",  # OpenAI, Anthropic
@@ -166,11 +166,14 @@ class Redactor:
         return text
 
     def redact_value(self, value: Any) -> Any:
-        """Redact a string, or the strings of a sequence attribute value."""
+        """Redact a string, the strings of a sequence attribute value, or those of a
+        structured log body (mappings and lists, at any depth)."""
         if isinstance(value, str):
             return self.redact(value)
-        if isinstance(value, (list, tuple)) and any(isinstance(item, str) for item in value):
-            return type(value)(self.redact(i) if isinstance(i, str) else i for i in value)
+        if isinstance(value, (list, tuple)) and any(isinstance(item, (str, list, tuple, Mapping)) for item in value):
+            return type(value)(self.redact_value(i) for i in value)
+        if isinstance(value, Mapping):
+            return {self.redact(k) if isinstance(k, str) else k: self.redact_value(v) for k, v in value.items()}
         return value
 
     def redact_attributes(self, attributes: Mapping[str, Any] | None) -> Mapping[str, Any] | None:

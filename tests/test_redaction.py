@@ -286,3 +286,92 @@ def test_watch_state_files_keep_no_secret_and_still_resume(tmp_path, monkeypatch
     time.sleep(0.3)
     watcher.stop(5)
     assert sink2.texts() == ["three"]
+
+
+def test_secrets_in_event_names_resource_and_structured_bodies_are_redacted(http_wire: Wire, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beyond attributes and string bodies: the top-level event_name of an unknown event
+    recorded as given, OTEL_RESOURCE_ATTRIBUTES, and a structured (dict) log body."""
+
+    otel_ai.testing.reset()
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", f"deployment.environment=lab,lab.token={HF}")
+    otel_ai.configure(endpoint=http_wire.receiver.http_endpoint, protocol="http/protobuf")
+    otel_ai.event_callback(f"ai.custom.{OPENAI}", {"run_id": "run-names"})
+    from otel_ai.export.providers import get_pipeline
+
+    get_pipeline().logger.emit(body={"msg": f"token {GITHUB}", "nested": [{"k": ANTHROPIC}]}, severity_text="INFO")
+    otel_ai.shutdown(5.0)
+    logs = http_wire.receiver.logs()
+    spans = http_wire.receiver.spans()
+    dumped = repr([(r.event_name, r.body, r.attributes, r.resource) for r in logs])
+    dumped += repr([(s.name, s.resource) for s in spans])
+    for secret in (OPENAI, HF, GITHUB, ANTHROPIC):
+        assert secret not in dumped, secret[:8]
+    assert any(r.event_name == f"ai.custom.{REDACTED}" for r in logs)
+    assert any(isinstance(r.body, dict) and r.body["nested"] == [{"k": REDACTED}] for r in logs)
+    assert any(r.resource.get("lab.token") == REDACTED for r in logs)
+
+
+def test_spool_owner_file_keeps_no_password(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    otel_ai.configure(endpoint=f"http://collector:hunter2hunter2@127.0.0.1:{port}", protocol="http/protobuf")
+    with otel_ai.run("run-owner") as run:
+        run.log("x", "info")
+    otel_ai.shutdown(2.0)
+    owners = list((tmp_path / "otel-ai-runs" / "spool").rglob("owner.json"))
+    assert owners
+    for path in owners:
+        assert "hunter2hunter2" not in path.read_text()
+
+
+# --- property-based: wherever a token lands, however the text was encoded ----------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_EDGES = ["\n", "\\n", "\\t", '\\"', '"', "'", "%0A", "%22", "%3D", "=", ": ", "(", "[", "/", "_", "plot_", "-", " ", "\\u00e9", "\t", ","]
+
+
+def _encode(kind: str, text: str) -> str:
+    import json
+    import urllib.parse
+
+    if kind == "json":
+        return json.dumps(text)
+    if kind == "json2":
+        return json.dumps(json.dumps({"v": text}))
+    if kind == "url":
+        return urllib.parse.quote(text)
+    if kind == "url+":
+        return urllib.parse.quote_plus(text)
+    return text
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    token=st.sampled_from((*ALL_TOKENS, "sk-" + "a" * 20, "AKIA" + "Z" * 16)),
+    head=st.text(max_size=40),
+    before=st.sampled_from(_EDGES),
+    after=st.sampled_from(_EDGES),
+    tail=st.text(max_size=40),
+    encoding=st.sampled_from(["plain", "json", "json2", "url", "url+"]),
+)
+def test_property_a_planted_token_never_survives(token: str, head: str, before: str, after: str, tail: str, encoding: str) -> None:
+    text = _encode(encoding, head + before + token + after + tail)
+    redacted = Redactor(environ={}).redact(text)
+    assert token not in redacted
+    assert token[6:20] not in redacted
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    digest=st.binary(min_size=20, max_size=20).map(bytes.hex),
+    upper=st.booleans(),
+    context=st.sampled_from(["commit ", "aws key ", "secret sha1 ", "the token hash ", "", "AKIAIOSFODNN7EXAMPLE used by "]),
+)
+def test_property_sha1_hashes_are_never_taken_for_aws_secrets(digest: str, upper: bool, context: str) -> None:
+    text = context + (digest.upper() if upper else digest) + " done"
+    assert Redactor(environ={}).redact(text).count(digest.upper() if upper else digest) == 1

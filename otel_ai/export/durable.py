@@ -69,6 +69,7 @@ from opentelemetry.sdk.trace.export import (
 from .. import semconv
 from .._internal import report_internal_error
 from ..config import SIGNALS, Settings
+from ..redaction import default_redactor
 from ..version import __version__
 from .sanitize import clean_logs, clean_spans
 from .spool import OwnSpool, directory_bytes, replace_with_parts
@@ -180,7 +181,8 @@ class Outbox:
         self.cond = threading.Condition(threading.Lock())
         self.max_request_bytes = settings.max_request_bytes
         self.max_spool_bytes = settings.spool_max_bytes
-        info = {"endpoints": {signal: sender.endpoint for signal, sender in senders.items()}}
+        # a URL may hold a password (user:password@host): not onto disk either
+        info = {"endpoints": {signal: default_redactor().redact(sender.endpoint) for signal, sender in senders.items()}}
         self.spool = OwnSpool(settings.data_dir, info)
         self.disk_bytes = 0
         self._others_bytes: int | None = None
