@@ -60,9 +60,9 @@ _SECRET_NAME = (
 )
 # a quote around a name or value, plain, JSON-escaped or URL-encoded
 _QUOTE = r"(?:\\*[\"']|%22|%27)"
-# a value ends at white space, a quote, a separator or an escape (``\n`` starts the
-# next line of a JSON-encoded text: it is not part of the value)
-_VALUE = r"[^\s\"',;}&\\]{3,}"
+# a value ends at white space, a quote, a separator or an escape, plain or URL-encoded
+# (``\n`` or ``%0A`` starts the next line of an encoded text: not part of the value)
+_VALUE = r"(?:(?!%(?:0[9AaDd]|2[0267Cc]|3[Bb]|5[Cc]|7[Dd]))[^\s\"',;}&\\]){3,}"
 # Prefix kept, secret part (group "secret") replaced; the prefix must start where a
 # token may start (checked after the match, see _token_may_start).
 _PREFIXED_PATTERNS = (
@@ -115,7 +115,7 @@ def _aws_candidate(text: str, match: re.Match[str]) -> tuple[int, str] | None:
     """(start, key) when the run of base64 characters ``match`` is one 40-character
     token, possibly right after an escape (``\\n``, ``%0A``) that the run swallowed."""
     start, end = match.span()
-    if end < len(text) and text[end] in "=%":  # longer base64 (padding) or encoded more
+    if text.startswith("=", end) or text[end : end + 3].upper() == "%3D":  # base64 padding: longer data
         return None
     run = match.group(0)
     for skip in (0, 1, 2, 3, 4, 5):

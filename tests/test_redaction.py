@@ -375,3 +375,12 @@ def test_property_a_planted_token_never_survives(token: str, head: str, before: 
 def test_property_sha1_hashes_are_never_taken_for_aws_secrets(digest: str, upper: bool, context: str) -> None:
     text = context + (digest.upper() if upper else digest) + " done"
     assert Redactor(environ={}).redact(text).count(digest.upper() if upper else digest) == 1
+
+
+def test_a_name_value_match_stops_at_url_encoded_line_ends() -> None:
+    import urllib.parse
+
+    text = urllib.parse.quote(f"API_KEY=abcdef123\nepoch 1 loss 0.25\naws secret={AWS_SECRET}\ndone", safe="")
+    redacted = Redactor(environ={}).redact(text)
+    assert "abcdef123" not in redacted and "bPxRfiCY" not in redacted
+    assert urllib.parse.quote("\nepoch 1 loss 0.25\n", safe="") in redacted and redacted.endswith("%0Adone")
