@@ -261,3 +261,27 @@ def test_a_huge_attribute_is_cut_before_it_is_converted(http_wire: Wire, make: A
     assert 0 < len(text) <= 128 * 4096
     if not isinstance(value, np.ndarray):
         assert "more" in text, "what was left out is counted"
+
+
+def test_unprintable_values_anywhere_at_the_front_doors(http_wire: Wire) -> None:
+    """Names, ids, levels and event types whose __str__ (and __format__) raise: no
+    exception, no internal error (they re-raise under pytest), everything recorded."""
+
+    class Hostile(_Unprintable):
+        def __format__(self, spec: str) -> str:
+            raise ValueError("no format either")
+
+    bad = Hostile()
+    with otel_ai.run("run-hostile") as run:
+        run.log(bad, bad)
+        with run.stage(bad, description=bad) as stage:
+            stage.metric(bad, bad)
+            with stage.node(bad, kind=bad, parent_id=bad) as node:
+                node.completed(bad, bad, bad)
+    otel_ai.event_callback(bad, {"run_id": "run-hostile", "x": bad})
+    emitter = otel_ai.EventEmitter()
+    emitter.stage_started("run-hostile", bad, bad)
+    emitter.node_completed("run-hostile", bad, bad, bad, bad, bad)
+    spans = http_wire.spans()
+    assert any(s.name == "ai.stage <unprintable Hostile>" for s in spans)
+    assert any(r.event_name == "<unprintable Hostile>" for r in http_wire.logs())
