@@ -13,7 +13,6 @@ thread.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import urllib.parse
@@ -71,7 +70,9 @@ _PREFIXED_PATTERNS = (
 )
 # NAME=value / "name": "value": every assignment is found, then its name is checked
 _ASSIGNMENT = re.compile(
-    r"(?<![A-Za-z0-9_\-])(?P<name>[A-Za-z0-9_\-]+)" + _QUOTE + r"?\s*(?:[:=]|%3[aAdD])\s*" + _QUOTE
+    # (a name without one of the keywords is passed over inside the engine)
+    r"(?<![A-Za-z0-9_\-])(?P<name>(?=[A-Za-z0-9_\-]*?(?i:secret|token|passw|passphrase|apikey|credential|key|pwd))"
+    r"[A-Za-z0-9_\-]+)" + _QUOTE + r"?\s*(?:[:=]|%3[aAdD])\s*" + _QUOTE
     + r"?(?P<secret>" + _VALUE + ")"
 )
 _SECRET_NAME_RE = re.compile("(?i)" + _SECRET_NAME)
@@ -93,22 +94,21 @@ _AWS_KEY_ID = re.compile(r"(?:AKIA|ASIA)[0-9A-Z]{16}")
 _SECRET_CONTEXT = re.compile(r"(?i)secret|aws|credential|creds|passw|token|key|auth|vault|boto|s3")
 _CONTEXT_CHARS = 80
 _HEX = frozenset("0123456789abcdefABCDEF")
-_MIN_ENTROPY_BITS = 3.9
+_UPPER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_LOWER = frozenset("abcdefghijklmnopqrstuvwxyz")
+_DIGITS = frozenset("0123456789")
+_MIN_DISTINCT = 20
 
 
 def _looks_random(token: str) -> bool:
-    """Mixed case and digits, not hex, and near the entropy of random base64 (a sha1
-    is hex; a word repeated or a counter is not random)."""
-    if all(c in _HEX for c in token):
-        return False
-    if not (any(c.isupper() for c in token) and any(c.islower() for c in token) and any(c.isdigit() for c in token)):
-        return False
-    counts: dict[str, int] = {}
-    for c in token:
-        counts[c] = counts.get(c, 0) + 1
-    n = len(token)
-    entropy = -sum(k / n * math.log2(k / n) for k in counts.values())
-    return entropy >= _MIN_ENTROPY_BITS
+    """Mixed case and digits, not hex, and as many different characters as random
+    base64 has (29 of 40 on average; a sha1 is hex, a repeated word is not random)."""
+    chars = set(token)
+    return (
+        len(chars) >= _MIN_DISTINCT
+        and not chars <= _HEX
+        and bool(chars & _UPPER and chars & _LOWER and chars & _DIGITS)
+    )
 
 
 def _aws_candidate(text: str, match: re.Match[str]) -> tuple[int, str] | None:
