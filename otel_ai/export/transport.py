@@ -91,13 +91,13 @@ class SendResult:
 
     def __post_init__(self) -> None:
         # the detail quotes what the endpoint said: never raw bytes onto a terminal
-        object.__setattr__(self, "detail", printable(self.detail))
+        object.__setattr__(self, "detail", escape_controls(self.detail))
 
 
 MAX_DETAIL = 300
 
 
-def printable(text: str, limit: int = MAX_DETAIL) -> str:
+def escape_controls(text: str, limit: int = MAX_DETAIL) -> str:
     """``text`` with control characters (terminal escapes, NUL, newlines) shown as
     ``\\xNN`` escapes, cut to ``limit`` characters."""
     text = text[: limit * 2]
@@ -471,7 +471,7 @@ class HttpSender:
                 if not self._odd_answer_said:
                     self._odd_answer_said = True
                     logger.warning("otel_ai: %s answered %s with a body that is not an OTLP response (%s); counted as "
-                                   "delivered", self.endpoint, detail, printable(repr(payload[:120])))
+                                   "delivered", self.endpoint, detail, escape_controls(repr(payload[:120])))
             rejected, message = _rejected(self.signal, payload)
             return SendResult(True, rejected=rejected, detail=message)
         if status == 413:
