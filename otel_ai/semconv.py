@@ -297,7 +297,7 @@ SPAN_RUN_LIVE: Final = "ai.run.live"
 # what otel_ai could not deliver: a counter metric ({item}) and a WARN log-based event
 TELEMETRY_DROPPED: Final = "ai.telemetry.dropped"
 TELEMETRY_SIGNAL: Final = "ai.telemetry.signal"  # traces | logs | metrics
-TELEMETRY_DROP_REASON: Final = "ai.telemetry.drop_reason"  # spool_full | too_large | rejected | unencodable | refused
+TELEMETRY_DROP_REASON: Final = "ai.telemetry.drop_reason"  # spool_full | too_large | rejected | unencodable | refused | data_dir_unwritable
 TELEMETRY_DROPPED_ITEMS: Final = "ai.telemetry.dropped.items"  # on the log record: how many
 
 # --- seeing a run: report, links (issue 9) ---

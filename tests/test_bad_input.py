@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import Counter
+from typing import Any
 
 import numpy as np
 import pytest
@@ -204,3 +205,83 @@ def test_front_doors_are_thread_safe(http_wire: Wire) -> None:
     assert len([s for s in spans if s.name == "ai.node.execute"]) == 200
     seqs = [r.attributes[semconv.EVENT_SEQ] for r in http_wire.logs()]
     assert sorted(seqs) == list(range(1, len(seqs) + 1)), "no sequence number lost or repeated"
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise ValueError("no str for you")
+
+    __repr__ = __str__
+
+
+def test_a_value_whose_str_raises_costs_only_its_own_attribute(http_wire: Wire) -> None:
+    otel_ai.event_callback("ai.custom.odd", {"run_id": "run-unprintable", "bad": _Unprintable(), "nested": {"b": _Unprintable()}, "good": 7})
+    with otel_ai.run("run-unprintable2", odd=_Unprintable()) as run:
+        with run.stage("s") as stage:
+            stage.metric("weird", _Unprintable())
+        run.log("still here", "info")
+    (odd,) = http_wire.events("ai.custom.odd")
+    assert odd.attributes["good"] == 7
+    assert odd.attributes["bad"] == "<unprintable _Unprintable>"
+    assert "<unprintable _Unprintable>" in odd.attributes["nested"]
+    spans = {s.name: s for s in http_wire.spans()}
+    assert spans["ai.run"].attributes["odd"] == "<unprintable _Unprintable>"
+    (metric,) = [e.attributes for e in spans["ai.stage s"].events if e.name == "ai.run.stage_metric"]
+    assert metric[semconv.METRIC_VALUE] == "<unprintable _Unprintable>"
+    assert any(r.body == "still here" for r in http_wire.logs())
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: np.arange(10_000_000, dtype=np.float64),
+        lambda: np.zeros((1000, 10_000)),
+        lambda: {f"key{i}": i for i in range(1_000_000)},
+        lambda: {"outer": [list(range(1000)) for _ in range(1000)]},
+        lambda: set(range(1_000_000)),
+    ],
+    ids=["array-10M", "array-2d", "dict-1M-keys", "nested-1M", "set-1M"],
+)
+def test_a_huge_attribute_is_cut_before_it_is_converted(http_wire: Wire, make: Any) -> None:
+    """The work is bounded, not only the result: a value is never converted whole (which
+    would allocate hundreds of MB and hold the experiment's thread for a second)."""
+    import tracemalloc
+
+    value = make()
+    tracemalloc.start()
+    try:
+        otel_ai.event_callback("ai.custom.huge", {"run_id": "run-huge-attr", "value": value})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2_000_000, f"converting the value allocated {peak} bytes"
+    (event,) = http_wire.events("ai.custom.huge")
+    recorded = event.attributes["value"]
+    text = recorded if isinstance(recorded, str) else " ".join(map(str, recorded))
+    assert 0 < len(text) <= 128 * 4096
+    if not isinstance(value, np.ndarray):
+        assert "more" in text, "what was left out is counted"
+
+
+def test_unprintable_values_anywhere_at_the_front_doors(http_wire: Wire) -> None:
+    """Names, ids, levels and event types whose __str__ (and __format__) raise: no
+    exception, no internal error (they re-raise under pytest), everything recorded."""
+
+    class Hostile(_Unprintable):
+        def __format__(self, spec: str) -> str:
+            raise ValueError("no format either")
+
+    bad = Hostile()
+    with otel_ai.run("run-hostile") as run:
+        run.log(bad, bad)
+        with run.stage(bad, description=bad) as stage:
+            stage.metric(bad, bad)
+            with stage.node(bad, kind=bad, parent_id=bad) as node:
+                node.completed(bad, bad, bad)
+    otel_ai.event_callback(bad, {"run_id": "run-hostile", "x": bad})
+    emitter = otel_ai.EventEmitter()
+    emitter.stage_started("run-hostile", bad, bad)
+    emitter.node_completed("run-hostile", bad, bad, bad, bad, bad)
+    spans = http_wire.spans()
+    assert any(s.name == "ai.stage <unprintable Hostile>" for s in spans)
+    assert any(r.event_name == "<unprintable Hostile>" for r in http_wire.logs())

@@ -292,3 +292,26 @@ def test_show_unknown_run_as_subprocess(demo: DemoRuns) -> None:
     assert result.stdout == ""
     assert "show-ok" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_show_and_report_take_infinite_and_nan_values(tmp_path: Path) -> None:
+    """A node that reports exec_time_s=inf (or NaN metrics, an infinite ETA) is shown as
+    recorded, not a crash."""
+    import otel_ai
+
+    data_dir = tmp_path / "inf-runs"
+    otel_ai.configure(data_dir=str(data_dir))
+    with otel_ai.run("run-inf") as run:
+        with run.stage("s") as stage:
+            stage.progress(1, 2, 1, 0, 1, best_metric=float("inf"), eta_s=float("inf"))
+            with stage.node("n1", kind="draft") as node:
+                node.completed(False, "0.5", float("inf"))
+            with stage.node("n2", kind="draft") as node:
+                node.completed(False, "nan", float("nan"))
+            stage.progress(2, 2, 2, 0, 2, best_metric=float("nan"), eta_s=float("-inf"))
+    otel_ai.shutdown(5.0)
+    env = {**os.environ, "OTEL_AI_DATA_DIR": str(data_dir), "COLUMNS": "200"}
+    shown = subprocess.run([sys.executable, "-m", "otel_ai", "show", "run-inf"], env=env, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert "exec infs" in shown.stdout and "draft n2" in shown.stdout
+    assert cli_main(["report", "run-inf", "--data-dir", str(data_dir), "-o", str(tmp_path / "r.html")]) == 0

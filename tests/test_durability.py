@@ -720,3 +720,168 @@ def test_a_burst_of_100k_events_in_a_few_seconds_is_not_dropped(otlp_receiver: O
     # run started, stage started, the burst, run completed (and the stage with it)
     assert len(seqs) >= total + 4
     assert sorted(seqs) == list(range(1, len(seqs) + 1)), f"log records lost or doubled (burst emitted in {elapsed:.1f} s)"
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_a_corrupt_spool_file_is_set_aside_and_recover_delivers_the_rest(protocol: str, otlp_receiver: OTLPReceiver) -> None:
+    """A truncated or random ``.pb`` (power loss: the spool fsyncs only at shutdown) is
+    moved aside as ``*.corrupt`` and named; everything else is delivered and counted."""
+    import random
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    otel_ai.configure(endpoint=down, protocol="http/protobuf")
+    for batch in range(3):
+        with otel_ai.run(f"spooled-{batch}") as run:
+            run.log(f"batch {batch}", "info")
+        otel_ai.force_flush(1.0)
+    otel_ai.shutdown(2.0)
+    traces = [p for p in spool_files(data_dir()) if p.parent.name == "traces"]
+    assert len(traces) >= 2
+    victim = traces[0]
+    victim_spans = int(victim.name.split(".n")[1].split(".")[0])
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    garbage = victim.parent.parent / "logs" / "000000000000.n5.pb"
+    garbage.parent.mkdir(exist_ok=True)
+    garbage.write_bytes(random.Random(7).randbytes(300))
+    total_spans = sum(int(p.name.split(".n")[1].split(".")[0]) for p in traces)
+    endpoint = otlp_receiver.grpc_endpoint if protocol == "grpc" else otlp_receiver.http_endpoint
+    env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol}
+    env.pop("PYTEST_CURRENT_TEST", None)
+    result = subprocess.run([sys.executable, "-m", "otel_ai", "recover", "--timeout", "15"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(otlp_receiver.spans()) == total_spans - victim_spans
+    assert f"delivered {total_spans - victim_spans} traces" in result.stdout
+    assert "2 corrupt file(s) set aside" in result.stdout
+    corrupt = sorted((data_dir() / "spool-corrupt").rglob("*.corrupt"))
+    assert [p.name for p in corrupt] == [f"{garbage.name}.corrupt", f"{victim.name}.corrupt"]
+    for path in corrupt:
+        assert str(path) in result.stderr
+    assert not spool_files(data_dir())
+
+
+def test_an_unwritable_data_dir_loses_only_what_it_counts(
+    monkeypatch: pytest.MonkeyPatch, otlp_receiver: OTLPReceiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Collector down and the spool cannot be written (a full or read-only data
+    directory): memory keeps what its bound allows, the rest is counted, reported in an
+    ai.telemetry.dropped record once delivery resumes, and said on stderr at exit. What
+    arrived plus what was counted is everything."""
+    monkeypatch.setattr(durable, "MEMORY_LIMIT_BYTES", 256 << 10)
+    data_dir().mkdir(parents=True, exist_ok=True)
+    (data_dir() / SPOOL_DIR).write_text("a file where the spool directory should be")
+    otlp_receiver.mode = "unavailable"
+    otel_ai.configure(endpoint=otlp_receiver.http_endpoint, protocol="http/protobuf")
+    emitted: set[str] = set()
+    for _ in range(30):
+        emitted |= _big_spans(10, size=1000)  # ~30 KB per batch, ~1 MB in all
+        otel_ai.force_flush(0.5)
+    otlp_receiver.mode = "ok"
+    wait_until(lambda: any(r.event_name == semconv.TELEMETRY_DROPPED for r in otlp_receiver.logs()), 20,
+               "the ai.telemetry.dropped record")
+    assert otel_ai.shutdown(10.0)
+    got = {s.span_id for s in otlp_receiver.spans()}
+    lost = len(emitted - got)
+    assert lost > 0 and got & emitted
+    records = [r for r in otlp_receiver.logs() if r.event_name == semconv.TELEMETRY_DROPPED
+               and r.attributes[semconv.TELEMETRY_SIGNAL] == "traces"]
+    assert sum(r.attributes[semconv.TELEMETRY_DROPPED_ITEMS] for r in records) == lost  # type: ignore[misc]
+    assert {r.attributes[semconv.TELEMETRY_DROP_REASON] for r in records} == {durable.DROP_UNWRITABLE}
+    assert durable.dropped_totals()[("traces", durable.DROP_UNWRITABLE)] == lost
+    err = capsys.readouterr().err
+    assert f"{lost} traces (data_dir_unwritable)" in err
+
+
+def test_otel_ai_run_starts_the_command_when_the_data_dir_is_unwritable(tmp_path: Path) -> None:
+    """The experiment runs anyway; telemetry degraded, said once; losses counted at exit."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    marker = tmp_path / "ran"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PYTEST_"))}
+    env["OTEL_AI_DATA_DIR"] = str(blocker / "runs")
+    result = subprocess.run(
+        [sys.executable, "-m", "otel_ai", "run", "--no-status", "--", sys.executable, "-c",
+         f"import pathlib; pathlib.Path({str(marker)!r}).write_text('yes'); print('hello from the experiment')"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert marker.read_text() == "yes"
+    assert "hello from the experiment" in result.stdout
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("cannot write to OTEL_AI_DATA_DIR") == 1
+    assert "otel_ai: lost " in result.stderr and "(data_dir_unwritable)" in result.stderr
+
+
+class _HostileEndpoint:
+    """Answers the first ``bad`` requests with ``status`` and ``body`` (``content_type``),
+    then like a collector; keeps what it accepted."""
+
+    def __init__(self, bad: int, status: int, body: bytes, content_type: str) -> None:
+        self.bad = bad
+        self.accepted: dict[str, list[Message]] = {"traces": [], "logs": [], "metrics": []}
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                signal = self.path.rsplit("/", 1)[-1]
+                request = self.rfile.read(int(self.headers["Content-Length"]))
+                if outer.bad > 0:
+                    outer.bad -= 1
+                    answer, kind, code = body, content_type, status
+                else:
+                    message = REQUEST_TYPES[signal]()
+                    message.ParseFromString(request)
+                    outer.accepted[signal].append(message)
+                    answer, kind, code = RESPONSE_TYPES[signal]().SerializeToString(), "application/x-protobuf", 200
+                self.send_response(code)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def spans(self) -> int:
+        return sum(len(ss.spans) for r in self.accepted["traces"] for rs in r.resource_spans for ss in rs.scope_spans)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_200_with_a_web_page_is_not_counted_delivered() -> None:
+    """An endpoint that answers 200 with HTML (a UI, a login portal) did not take the
+    data: it is kept and delivered once a collector answers."""
+    endpoint = _HostileEndpoint(3, 200, b"<!doctype html><html><body>Jaeger UI</body></html>", "text/html; charset=utf-8")
+    try:
+        otel_ai.configure(endpoint=endpoint.endpoint, protocol="http/protobuf")
+        made = scenario("portal")
+        wait_until(lambda: endpoint.spans() >= made["spans"], 30, "the spans, once the endpoint answers OTLP")
+        assert otel_ai.shutdown(10.0)
+        assert endpoint.spans() == made["spans"]
+    finally:
+        endpoint.close()
+
+
+def test_a_hostile_endpoints_bytes_never_reach_the_terminal_raw(caplog: pytest.LogCaptureFixture) -> None:
+    hostile = b"\x1b]0;owned\x07\x1b[2J\x1b[31mmalformed\x00\r\nX-Fake: header"
+    endpoint = _HostileEndpoint(1000, 400, hostile, "text/plain")
+    try:
+        with caplog.at_level("WARNING", logger="otel_ai"):
+            otel_ai.configure(endpoint=endpoint.endpoint, protocol="http/protobuf")
+            scenario("hostile")
+            otel_ai.shutdown(5.0)
+    finally:
+        endpoint.close()
+    messages = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert messages and any("malformed" in m for m in messages)
+    for message in messages:
+        assert not any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in message), repr(message)

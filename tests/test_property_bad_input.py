@@ -51,7 +51,7 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
-# planted secrets (fake, in the shapes the redactor knows), always with word boundaries
+# planted secrets (fake, in the shapes the redactor knows), with or without word boundaries
 SECRETS = (
     "sk-ant-api03-" + "Zq8" * 12,
     "AKIAIOSFODNN7EXAMPLE",
@@ -79,7 +79,9 @@ huge_texts = st.builds(
     st.sampled_from(["x", "é", "\U0001f600", "\x00", "\udcff", "line\n", "sk-"]),
     st.integers(4000, 120_000),
 )
-secret_texts = st.builds(lambda a, s, b: f"{a} {s} {b}", texts, st.sampled_from(SECRETS), texts)
+# placed after a space, inside an identifier, after a JSON or URL-encoded line end
+_EDGES = st.sampled_from([(" ", " "), ("plot_", ".png"), ("\n", "\n"), ("\\n", "\\n"), ("%0A", "%0A"), ('\\"', '\\"'), ("=", "&")])
+secret_texts = st.builds(lambda a, s, e, b: f"{a}{e[0]}{s}{e[1]}{b}", texts, st.sampled_from(SECRETS), _EDGES, texts)
 numpy_values = st.one_of(
     st.integers(-(2**63), 2**63 - 1).map(np.int64),
     st.integers(0, 255).map(np.uint8),

@@ -175,3 +175,19 @@ def test_cli_in_process_and_as_a_real_process(otlp_receiver: OTLPReceiver, capsy
                           check=False, env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 1
     assert "not fully delivered" in done.stdout
+
+
+def test_replay_redacts_what_older_files_kept(otlp_receiver: OTLPReceiver) -> None:
+    """A file written by an older otel_ai (or another tool) with a secret in it: replay
+    redacts every string before sending, so the secret does not leave the machine."""
+    make_run("old")
+    written()
+    token = "sk-proj-" + "Q1w2E3r4T5" * 4
+    (path,) = sorted(data_dir().glob("logs-*.jsonl"))
+    text = path.read_text()
+    assert "done old" in text
+    path.write_text(text.replace("done old", f"done old {token}"))
+    report = replay(data_dir(), resolve(), endpoint=otlp_receiver.http_endpoint, protocol="http/protobuf")
+    assert report.complete
+    received = repr([(r.body, r.attributes) for r in otlp_receiver.logs()])
+    assert otlp_receiver.logs() and token not in received and "[REDACTED]" in received

@@ -366,3 +366,60 @@ def test_watched_log_files_and_artifacts_uploaded(tmp_path: Path, s3: S3Env) -> 
     assert registered[semconv.ARTIFACT_URI] == f"s3://{s3.bucket}/lab/runs/watched/loss_plot.png"
     body, _ = s3.get("lab/runs/watched/loss_plot.png")
     assert hashlib.sha256(body).hexdigest() == registered[semconv.ARTIFACT_SHA256]
+
+
+def test_a_huge_traceback_is_truncated_keeping_its_head_and_its_exception(tmp_path: Path) -> None:
+    """1,000 frames of 60 KB each: one bounded ERROR record (head, marker, the exception
+    line at its end), not a 60 MB record dropped as too large."""
+    code = textwrap.dedent(
+        """
+        import sys
+        out = sys.stderr
+        out.write("Traceback (most recent call last):\\n")
+        for i in range(1000):
+            out.write(f'  File "train.py", line {i}, in step_{i}: ' + "x" * 60_000 + "\\n")
+        out.write("ValueError: the real reason " + "y" * 100 + "\\n")
+        out.flush()
+        print("after the traceback", flush=True)
+        """
+    )
+    result = run_wrapped(tmp_path, [sys.executable, "-c", code])
+    assert result.returncode == 0
+    data = telemetry(tmp_path)
+    records = [r for r in data.logs if not r.event_name and "Traceback" in str(r.body)]
+    assert len(records) == 1, [len(str(r.body)) for r in records]
+    body = records[0].body
+    assert isinstance(body, str) and len(body) <= 64 * 1024
+    assert body.startswith("Traceback (most recent call last):\n")
+    assert body.splitlines()[-1].startswith("ValueError: the real reason yyy")
+    assert "…[truncated " in body
+    assert records[0].severity_text == "ERROR"
+    assert records[0].attributes[semconv.LOG_TRUNCATED] is True
+    assert any(r.body == "after the traceback" for r in data.logs)
+
+
+def test_recover_skips_damaged_state_files_by_name_and_recovers_the_rest(tmp_path: Path) -> None:
+    import json
+
+    from otel_ai.runner.state import RunState, state_path, write_state
+
+    data_dir = tmp_path / "runs"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    good = RunState("good-run", "ab" * 16, "cd" * 8, 1_700_000_000_000_000_000, int(dead.stdout), 1.0)
+    write_state(data_dir, good)
+    wrong = RunState("wrong-typed", "12" * 16, "34" * 8, 1_700_000_000_000_000_000, int(dead.stdout), 1.0)
+    path = write_state(data_dir, wrong)
+    data = json.loads(path.read_text())
+    data["start_ns"] = "yesterday"
+    path.write_text(json.dumps(data))
+    truncated = state_path(data_dir, "truncated")
+    truncated.write_text(json.dumps({**data, "run_id": "truncated"})[:40])
+    env = wrapper_env(data_dir)
+    result = subprocess.run([*OTEL_AI, "recover"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "recovered run good-run" in result.stdout
+    assert "Traceback" not in result.stderr
+    assert f"damaged state file {path}" in result.stderr and "'start_ns'" in result.stderr
+    assert f"damaged state file {truncated}" in result.stderr
+    (run,) = [s for s in telemetry(tmp_path).spans if s.name == "ai.run"]
+    assert run.attributes[semconv.RUN_ID] == "good-run" and run.attributes[semconv.RUN_OUTCOME] == "abandoned"

@@ -28,7 +28,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def run(args: argparse.Namespace) -> int:
     from ..export.providers import configure, shutdown
-    from ..runner.state import list_states, recover
+    from ..runner.state import damaged_states, list_states, recover
 
     from ..export.spool import deliver_pending
 
@@ -38,6 +38,10 @@ def run(args: argparse.Namespace) -> int:
     # what dead processes spooled goes first, in order, before any run is closed
     spool = deliver_pending(data_dir, settings, time.monotonic() + args.timeout)
     print(f"otel-ai recover: spool: {spool.summary()}")
+    for path in spool.corrupt:
+        print(f"otel-ai recover: a spooled file did not decode and was not sent; kept as {path}", file=sys.stderr)
+    for path, reason in damaged_states(data_dir):
+        print(f"otel-ai recover: skipping the damaged state file {path}: {reason}", file=sys.stderr)
     pending = [state for _, state in list_states(data_dir) if state is not None]
     if not pending:
         print(f"otel-ai recover: no unfinished run in {data_dir}")

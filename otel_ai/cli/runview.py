@@ -7,6 +7,8 @@ run. Spans that lost their run span (a process that died) still form a run, flag
 
 from __future__ import annotations
 
+import math
+
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -179,7 +181,8 @@ def build_runs(telemetry: Telemetry) -> list[RunView]:
 
 def _attach_metrics(run: RunView, points: list[MetricPoint], next_start_ns: int | None) -> None:
     resources = [run.resource, *(span.resource for span in run.spans)]
-    end_ns = run.start_ns + int((run.duration_s or 0.0) * 1e9)
+    duration = run.duration_s if run.duration_s is not None and math.isfinite(run.duration_s) else 0.0
+    end_ns = run.start_ns + int(duration * 1e9)
     run.metrics = points_of_run(
         points, run_id=run.run_id, resources=resources, start_ns=run.start_ns, end_ns=end_ns, next_start_ns=next_start_ns
     )

@@ -8,6 +8,7 @@ artifacts, and the failure with its stage. Colour on a terminal, plain text othe
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -109,6 +110,8 @@ _OUTCOME_STYLE = {"completed": "bold green", "failed": "bold red", "canceled": "
 def _secs(value: float | None) -> str:
     if value is None:
         return "?"
+    if not math.isfinite(value):
+        return f"{value}s"  # "infs", "nans": what was recorded, as recorded
     if value < 60:
         return f"{value:.1f}s"
     minutes, seconds = divmod(int(value), 60)
@@ -206,7 +209,7 @@ def _resources(tree: Tree, view: RunView) -> None:
     label = Text("Resources", style="bold")
     parts = []
     if usage.memory_peak is not None:
-        parts.append(f"memory peak {_bytes(int(usage.memory_peak))}")
+        parts.append(f"memory peak {_bytes(usage.memory_peak)}")
     if usage.cpu_mean is not None:
         cpus = f" of {usage.cpus} CPUs" if usage.cpus else ""
         parts.append(f"cpu mean {_pct(usage.cpu_mean)}{cpus} (peak {_pct(usage.cpu_peak)})")
@@ -215,7 +218,7 @@ def _resources(tree: Tree, view: RunView) -> None:
     if parts:
         label.append("  process tree: " + ", ".join(parts))
     if usage.system_memory_peak is not None:
-        limit = f" of {_bytes(int(usage.system_memory_limit))}" if usage.system_memory_limit else ""
+        limit = f" of {_bytes(usage.system_memory_limit)}" if usage.system_memory_limit else ""
         label.append(f"  machine memory peak {_pct(usage.system_memory_peak)}{limit}", style="dim")
     label.append(f"  ({usage.samples} samples)", style="dim")
     branch = tree.add(label)
@@ -224,8 +227,8 @@ def _resources(tree: Tree, view: RunView) -> None:
         if gpu.utilization_mean is not None:
             text.append(f"  util mean {_pct(gpu.utilization_mean)} (peak {_pct(gpu.utilization_peak)})")
         if gpu.memory_peak is not None:
-            limit = f" of {_bytes(int(gpu.memory_limit))}" if gpu.memory_limit else ""
-            text.append(f"  memory peak {_bytes(int(gpu.memory_peak))}{limit}")
+            limit = f" of {_bytes(gpu.memory_limit)}" if gpu.memory_limit else ""
+            text.append(f"  memory peak {_bytes(gpu.memory_peak)}{limit}")
         extra = []
         if gpu.temperature_peak is not None:
             extra.append(f"{gpu.temperature_peak:.0f} °C peak")
@@ -236,10 +239,12 @@ def _resources(tree: Tree, view: RunView) -> None:
         branch.add(text)
 
 
-def _bytes(size: int | None) -> str | None:
+def _bytes(size: float | None) -> str | None:
     if size is None:
         return None
     value = float(size)
+    if not math.isfinite(value):
+        return f"{value} B"
     for unit in ("B", "KiB", "MiB", "GiB"):
         if value < 1024 or unit == "GiB":
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
@@ -273,7 +278,9 @@ def sparkline(values: list[float], width: int = 24) -> str:
     if len(values) > width:
         step = len(values) / width
         values = [values[int(i * step)] for i in range(width - 1)] + [values[-1]]
-    return "".join(_SPARK[min(int(max(v, 0.0) * (len(_SPARK) - 1) + 0.5), len(_SPARK) - 1)] for v in values)
+    return "".join(
+        _SPARK[min(int(max(v, 0.0) * (len(_SPARK) - 1) + 0.5), len(_SPARK) - 1)] if math.isfinite(v) else "?" for v in values
+    )
 
 
 def _node(branch: Tree, node: NodeView) -> None:

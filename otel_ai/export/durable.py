@@ -75,6 +75,7 @@ from .. import semconv
 from .._internal import report_internal_error
 from ..config import SIGNALS, Settings
 from ..propagation import CHANNEL_ENV
+from ..redaction import default_redactor
 from ..version import __version__
 from .sanitize import clean_logs, clean_spans
 from .spool import OwnSpool, directory_bytes, replace_with_parts
@@ -112,6 +113,7 @@ DROP_TOO_LARGE = "too_large"
 DROP_REJECTED = "rejected"
 DROP_UNENCODABLE = "unencodable"
 DROP_REFUSED = "refused"
+DROP_UNWRITABLE = "data_dir_unwritable"  # a full or read-only OTEL_AI_DATA_DIR
 
 # per process, shared by the signals: spool names sort in the order requests were made
 _sequence = itertools.count(1)
@@ -156,11 +158,37 @@ def _first_to_say(signal: str, endpoint: str) -> bool:
     except OSError:
         return True
     return True
+_said_total: Counter[tuple[str, str]] = Counter()
+_last_loss_warning: dict[str, float] = {}
 
 
 def dropped_totals() -> dict[tuple[str, str], int]:
     """Items dropped in this process since it started, by (signal, reason)."""
     return dict(_dropped_total)
+
+
+def note_lost(signal: str, reason: str, items: int, detail: str = "") -> None:
+    """Count ``items`` lost outside an :class:`Outbox` (the embedded-default files)."""
+    if items <= 0:
+        return
+    _dropped_total[(signal, reason)] += items
+    now = time.monotonic()
+    if now - _last_loss_warning.get(reason, -_WARN_EVERY_S) >= _WARN_EVERY_S:
+        _last_loss_warning[reason] = now
+        logger.warning("otel_ai: lost %d %s (%s%s); the total is reported at exit", items, signal, reason, f": {detail}" if detail else "")
+
+
+def unreported_losses() -> str | None:
+    """A line for stderr naming what was lost since the last call ("lost 24000 logs
+    (data_dir_unwritable)..."), or None when nothing was."""
+    fresh = Counter(_dropped_total)
+    fresh.subtract(_said_total)
+    fresh = +fresh
+    if not fresh:
+        return None
+    _said_total.update(fresh)
+    parts = [f"{count} {signal} ({reason})" for (signal, reason), count in sorted(fresh.items())]
+    return f"otel_ai: lost {sum(fresh.values())} telemetry items that could not be exported or kept: " + ", ".join(parts)
 
 
 def schedule_delay_millis(sdk_variable: str) -> float | None:
@@ -198,7 +226,8 @@ class Outbox:
         self.cond = threading.Condition(threading.Lock())
         self.max_request_bytes = settings.max_request_bytes
         self.max_spool_bytes = settings.spool_max_bytes
-        info = {"endpoints": {signal: sender.endpoint for signal, sender in senders.items()}}
+        # a URL may hold a password (user:password@host): not onto disk either
+        info = {"endpoints": {signal: default_redactor().redact(sender.endpoint) for signal, sender in senders.items()}}
         self.spool = OwnSpool(settings.data_dir, info)
         self.disk_bytes = 0
         self._others_bytes: int | None = None
@@ -434,6 +463,26 @@ class Delivery:
             self._persist()
         elif entry.path is not None:
             self.outbox.enforce_bound()
+        if self.memory_bytes > MEMORY_LIMIT_BYTES:  # only when the spool cannot be written
+            self._bound_memory()
+
+    def _bound_memory(self) -> None:
+        """The spool cannot be written (full or read-only data directory): what is held
+        in memory beyond its bound goes, oldest first, and is counted."""
+        lost = 0
+        with self.cond:
+            while self.memory_bytes > MEMORY_LIMIT_BYTES:
+                victim = next((e for e in self.pending if e.data is not None and e is not self.inflight), None)
+                if victim is None:
+                    break
+                self.pending.remove(victim)
+                victim.removed = True
+                victim.data = None
+                self.memory_bytes -= victim.size
+                lost += victim.items
+            self.cond.notify_all()
+        if lost:
+            self.drop(DROP_UNWRITABLE, lost)
 
     def _spool_failed(self, exc: OSError) -> None:
         now = time.monotonic()
@@ -498,6 +547,12 @@ class Delivery:
             self.closed = True
             self.cond.notify_all()
         self._persist()
+        with self.cond:  # what could not be written to the spool ends with the process
+            unwritten = [e for e in self.pending if e.data is not None and not e.removed]
+        if unwritten:
+            for entry in unwritten:
+                self._remove(entry)
+            self.drop(DROP_UNWRITABLE, sum(e.items for e in unwritten))
         self.outbox.spool.sync()
         self.sender.close()
         with self.cond:

@@ -25,7 +25,22 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult,
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from .durable import DROP_UNWRITABLE, note_lost
+
 _E = TypeVar("_E")
+
+
+def _lost(signal: str, items: int, detail: str = "") -> None:
+    note_lost(signal, DROP_UNWRITABLE, items, detail)
+
+
+def _points(metrics_data: MetricsData) -> int:
+    return sum(
+        len(getattr(metric.data, "data_points", ()) or ())
+        for resource in metrics_data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    )
 
 
 def signal_file_name(signal: str, pid: int | None = None) -> str:
@@ -72,7 +87,15 @@ class JsonlSpanExporter(SpanExporter):
         self._file = _PerProcessFile(directory, "traces", FileSpanExporter)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return self._file.get().export(spans)
+        try:
+            result = self._file.get().export(spans)
+        except OSError as exc:  # the data directory cannot be written: counted, not raised
+            result, detail = SpanExportResult.FAILURE, str(exc)
+        else:
+            detail = ""
+        if result is not SpanExportResult.SUCCESS:
+            _lost("traces", len(spans), detail)
+        return result
 
     def shutdown(self) -> None:
         exporter = self._file.opened()
@@ -90,7 +113,15 @@ class JsonlLogExporter(LogRecordExporter):
         self._file = _PerProcessFile(directory, "logs", FileLogExporter)
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        return self._file.get().export(batch)
+        try:
+            result = self._file.get().export(batch)
+        except OSError as exc:
+            result, detail = LogRecordExportResult.FAILURE, str(exc)
+        else:
+            detail = ""
+        if result is not LogRecordExportResult.SUCCESS:
+            _lost("logs", len(batch), detail)
+        return result
 
     def shutdown(self) -> None:
         exporter = self._file.opened()
@@ -116,7 +147,15 @@ class JsonlMetricExporter(MetricExporter):
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
-        return self._file.get().export(metrics_data, timeout_millis=timeout_millis)
+        try:
+            result = self._file.get().export(metrics_data, timeout_millis=timeout_millis)
+        except OSError as exc:
+            result, detail = MetricExportResult.FAILURE, str(exc)
+        else:
+            detail = ""
+        if result is not MetricExportResult.SUCCESS:
+            _lost("metrics", _points(metrics_data), detail)
+        return result
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return True

@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -43,6 +44,7 @@ from .durable import (
     LiveRunMarker,
     Outbox,
     schedule_delay_millis,
+    unreported_losses,
 )
 from .files import JsonlLogExporter, JsonlMetricExporter, JsonlSpanExporter
 from .ids import id_generator
@@ -313,7 +315,21 @@ def shutdown(timeout: float = DEFAULT_SHUTDOWN_TIMEOUT_S) -> bool:
     with _lock:
         if _pipeline is pipeline:
             _pipeline = _disabled(pipeline.settings)
+    _say_losses()
     return ok
+
+
+def _say_losses() -> None:
+    """One stderr line at exit with the number of items lost, if any were (a full or
+    read-only data directory, the spool bound...): never silently."""
+    line = unreported_losses()
+    if line is None:
+        return
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a closed stderr
+        pass
 
 
 def _with_deadline(pipeline: Pipeline, timeout: float, *, shutdown: bool) -> bool:

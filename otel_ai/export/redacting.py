@@ -104,7 +104,10 @@ class RedactingLogExporter(LogRecordExporter):
         for readable in batch:
             record = readable.log_record
             texts = _strings((record.attributes or {}).values())
-            texts += _strings([record.body]) if not isinstance(record.body, dict) else [repr(record.body)]
+            texts += _strings([record.body]) if not isinstance(record.body, (dict, list, tuple)) else [repr(record.body)]
+            event_name = getattr(record, "event_name", None)
+            if event_name:
+                texts.append(event_name)
             if not r.might_contain_secret("\n".join(texts)):
                 continue
             # the batch is ours alone once it reaches the exporter: edit in place
@@ -116,6 +119,8 @@ class RedactingLogExporter(LogRecordExporter):
             attributes = r.redact_attributes(record.attributes)
             if attributes is not record.attributes:
                 record.attributes = attributes
+            if event_name:
+                record.event_name = r.redact(event_name)
         return self.inner.export(batch)
 
     def shutdown(self) -> None:

@@ -33,6 +33,7 @@ from typing import Any
 from google.protobuf.json_format import ParseDict, ParseError
 
 from ..config import SIGNALS, Settings, resolve
+from ..redaction import default_redactor
 from .otlp_json import FILE_PATTERNS
 from .spool import try_lock, unlock, write_atomically
 from .transport import (
@@ -119,6 +120,10 @@ def files_under(path: Path) -> list[Path]:
 
 
 def _hex_ids_to_base64(value: Any) -> Any:
+    """Ids from hex to base64 (what ParseDict reads), and every other string redacted
+    (files written before a pattern was known, or by another tool, leave no secret)."""
+    if isinstance(value, str):
+        return default_redactor().redact(value)
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():

@@ -10,6 +10,7 @@ from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from .. import semconv
 from ..config import Settings
 from ..metrics.gpu import detect_gpus
+from ..redaction import default_redactor
 from ..version import __version__
 
 
@@ -37,4 +38,8 @@ def build_resource(settings: Settings) -> Resource:
         resource = resource.merge(Resource({semconv.SERVICE_NAME: os.environ["OTEL_SERVICE_NAME"].strip()}))
     if settings.sources.get("service_name") == "argument" and settings.service_name:
         resource = resource.merge(Resource({semconv.SERVICE_NAME: settings.service_name}))
+    # OTEL_RESOURCE_ATTRIBUTES may carry a token: redacted here, once, for every signal
+    redacted = default_redactor().redact_attributes(resource.attributes)
+    if redacted is not resource.attributes:
+        resource = Resource(dict(redacted or {}), resource.schema_url)
     return resource

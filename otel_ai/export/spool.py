@@ -43,11 +43,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import SIGNALS, Settings, resolve
-from .transport import Sender, items_in, senders_for, split_to_fit
+from .transport import Sender, count_items, items_in, parse_request, senders_for, split_to_fit
 
 logger = logging.getLogger("otel_ai")
 
 SPOOL_DIR = "spool"
+CORRUPT_DIR = "spool-corrupt"  # spooled files that do not decode, kept aside for a look
 LOCK_FILE = "owner.lock"
 INFO_FILE = "owner.json"
 _NAME = re.compile(r"^(?P<key>\d+(?:\.\d+)*)\.n(?P<items>\d+)\.pb$")
@@ -119,12 +120,19 @@ def unlock(fd: int) -> None:
 
 def write_atomically(path: Path, data: bytes, *, fsync: bool = False) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        if fsync:
-            handle.flush()
-            os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            tmp.unlink(missing_ok=True)  # a full disk keeps no half-written file
+        except OSError:
+            pass
+        raise
 
 
 def _fsync_dir(path: Path) -> None:
@@ -271,6 +279,8 @@ class DeliveryReport:
         owners_recovered: spool directories of dead processes emptied and removed.
         owners_alive: spool directories skipped because their process still runs.
         errors: the last delivery error per signal, when there was one.
+        corrupt: spooled files that do not decode as what their name says (a power
+            loss mid-write), moved aside under ``spool-corrupt/`` and not sent.
     """
 
     delivered_requests: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SIGNALS, 0))
@@ -283,6 +293,7 @@ class DeliveryReport:
     owners_recovered: int = 0
     owners_alive: int = 0
     errors: dict[str, str] = field(default_factory=dict)
+    corrupt: list[Path] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -300,6 +311,8 @@ class DeliveryReport:
             text += f"; refused by the collector {part(self.dropped_items)}"
         for signal, answer in self.refusals.items():
             text += f"; {signal} refused for good by {answer}: {self.refused_items[signal]} spooled {signal} deleted"
+        if self.corrupt:
+            text += f"; {len(self.corrupt)} corrupt file(s) set aside"
         if self.owners_alive:
             text += f"; {self.owners_alive} live process(es) deliver their own"
         return text
@@ -423,6 +436,12 @@ def _deliver_signal(
         except OSError:
             pending.pop()  # gone (delivered by someone else, or removed by hand)
             continue
+        found = _decoded_items(signal, data)
+        if found is None or (found == 0 and items > 0):
+            pending.pop()
+            report.corrupt.append(_set_aside(path, signal))
+            continue
+        items = found  # what really goes out
         if len(data) > max_bytes:
             parts, oversized = split_to_fit(signal, data, max_bytes)
             pending.pop()
@@ -468,6 +487,28 @@ def _deliver_signal(
         time.sleep(wait)
         backoff = min(backoff * 2, 5.0)
     _count_remaining(report, signal, pending)
+
+
+def _decoded_items(signal: str, data: bytes) -> int | None:
+    """Items in a spooled request, None when it does not decode."""
+    try:
+        return count_items(signal, parse_request(signal, data))
+    except Exception:  # noqa: BLE001 - DecodeError, or anything a damaged file provokes
+        return None
+
+
+def _set_aside(path: Path, signal: str) -> Path:
+    """Move a corrupt spool file out of the way (``spool-corrupt/{owner}/{signal}/``)."""
+    target = path.parents[2].parent / CORRUPT_DIR / path.parent.parent.name / signal / f"{path.name}.corrupt"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+    except OSError as exc:
+        logger.warning("otel_ai: cannot move the corrupt spool file %s aside (%s); deleting it", path, exc)
+        path.unlink(missing_ok=True)
+        return path
+    logger.warning("otel_ai: the spool file %s does not decode; moved aside to %s", path, target)
+    return target
 
 
 def pending_owners(data_dir: str | os.PathLike[str]) -> Iterator[Path]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gzip
 import http.client
+import json
 import logging
 import math
 import os
@@ -96,6 +97,22 @@ class SendResult:
     detail: str = ""
     refused: bool = False
     status: str = ""
+
+    def __post_init__(self) -> None:
+        # the detail quotes what the endpoint said: never raw bytes onto a terminal
+        object.__setattr__(self, "detail", escape_controls(self.detail))
+
+
+MAX_DETAIL = 300
+
+
+def escape_controls(text: str, limit: int = MAX_DETAIL) -> str:
+    """``text`` with control characters (terminal escapes, NUL, newlines) shown as
+    ``\\xNN`` escapes, cut to ``limit`` characters."""
+    text = text[: limit * 2]
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}" for c in text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class Sender(Protocol):
@@ -231,6 +248,22 @@ def senders_for(settings: Settings) -> dict[str, Sender]:
         if target is not None:
             result[signal] = make_sender(target)
     return result
+
+
+def _is_otlp_answer(signal: str, payload: bytes, content_type: str = "") -> bool:
+    """An empty body, an Export*ServiceResponse, or (from a JSON-speaking backend) JSON."""
+    if not payload.strip():
+        return True
+    try:
+        RESPONSE_TYPES[signal]().ParseFromString(payload)
+        return True
+    except (DecodeError, ValueError):
+        pass
+    try:
+        json.loads(payload)
+        return True
+    except ValueError:
+        return False
 
 
 def _rejected(signal: str, payload: bytes) -> tuple[int, str]:
@@ -380,6 +413,7 @@ class HttpSender:
         self._lock = threading.Lock()
         self._connection: http.client.HTTPConnection | None = None
         self._closed = False
+        self._odd_answer_said = False
 
     def _compress(self, data: bytes) -> bytes:
         if self._compression == "gzip":
@@ -431,12 +465,23 @@ class HttpSender:
                         self._connection = connection
                     else:
                         connection.close()
-            return self._result(response.status, response.reason, payload, response.getheader("Retry-After"))
+            content_type = (response.getheader("Content-Type") or "").lower()
+            return self._result(response.status, response.reason, payload, response.getheader("Retry-After"), content_type)
         return SendResult(False, detail="unreachable")  # pragma: no cover - the loop returns
 
-    def _result(self, status: int, reason: str, payload: bytes, retry_after: str | None) -> SendResult:
+    def _result(self, status: int, reason: str, payload: bytes, retry_after: str | None, content_type: str = "") -> SendResult:
         detail = f"HTTP {status} {reason}".strip()
         if 200 <= status < 300:
+            if not _is_otlp_answer(self.signal, payload, content_type):
+                if "html" in content_type or payload.lstrip()[:1] == b"<":
+                    # a web page (a UI, a login portal), not a collector: the data did not
+                    # arrive; keep it and say so
+                    return SendResult(False, retryable=True, detail=f"{detail} with a web page, not an OTLP answer: "
+                                      f"is {self.endpoint} the collector's OTLP endpoint? {payload[:120]!r}")
+                if not self._odd_answer_said:
+                    self._odd_answer_said = True
+                    logger.warning("otel_ai: %s answered %s with a body that is not an OTLP response (%s); counted as "
+                                   "delivered", self.endpoint, detail, escape_controls(repr(payload[:120])))
             rejected, message = _rejected(self.signal, payload)
             return SendResult(True, rejected=rejected, detail=message, status=detail)
         if status in REFUSED_HTTP_STATUSES:

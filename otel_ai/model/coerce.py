@@ -66,7 +66,88 @@ def _json_default(value: Any) -> Any:
         return bytes(value).decode("utf-8", errors="replace")
     if isinstance(value, (set, frozenset)):
         return sorted(map(str, value))
-    return str(value)
+    return safe_str(value)
+
+
+def safe_str(value: Any) -> str:
+    """``str(value)``, or ``<unprintable TYPE>`` when its ``__str__`` raises."""
+    try:
+        text = str(value)
+    except Exception:  # noqa: BLE001 - any object may come in
+        return f"<unprintable {type(value).__name__}>"
+    return text if type(text) is str else f"<unprintable {type(value).__name__}>"
+
+
+_ARRAY_MODULES = ("numpy", "torch", "jax", "jaxlib")
+_MAX_DEPTH = 32
+
+
+def _is_array(value: Any) -> bool:
+    return hasattr(value, "shape") and type(value).__module__.split(".")[0] in _ARRAY_MODULES
+
+
+def _array_size(value: Any) -> int:
+    size = getattr(value, "size", None)
+    if callable(size):  # torch: size() is the shape, numel() the count
+        size = value.numel()
+    return int(size) if size is not None else 0
+
+
+def _bounded(value: Any, budget: list[int], depth: int = 0) -> Any:
+    """``value`` cut down BEFORE it is converted: containers give up after ``budget``
+    characters' worth of items (a 10-million-element array or a dict of a million keys
+    costs what its first few hundred items cost), arrays too big for that become their
+    library's own summary, and the count of what was left out is kept."""
+    budget[0] -= 2
+    if value is None or isinstance(value, (bool, int, float)):
+        budget[0] -= 6
+        return value
+    if isinstance(value, str):
+        budget[0] -= min(len(value), budget[0] + 1)
+        return value if len(value) <= MAX_TEXT else value[:MAX_TEXT]
+    if isinstance(value, (bytes, bytearray)):
+        head = bytes(value[:MAX_TEXT]).decode("utf-8", errors="replace")
+        budget[0] -= len(head)
+        return head
+    if depth > _MAX_DEPTH:
+        return "…[nested too deep]"
+    if _is_array(value):
+        if getattr(value, "ndim", 0) == 0 or _array_size(value) <= MAX_SEQUENCE:
+            return _bounded(_scalar(value), budget, depth + 1)
+        # the library's own summary is bounded ("[0 1 2 ... 9999999]")
+        text = f"{type(value).__name__}(shape={tuple(value.shape)}, dtype={getattr(value, 'dtype', '?')}) {safe_str(value)}"
+        budget[0] -= len(text)
+        return text
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        total = len(value)
+        for key, item in value.items():
+            if budget[0] <= 0:
+                break
+            name = key if type(key) is str else safe_str(key)
+            budget[0] -= len(name)
+            out[name] = _bounded(item, budget, depth + 1)
+        if total > len(out):
+            out["…"] = f"[{total - len(out)} more keys]"
+        return out
+    if isinstance(value, (list, tuple, set, frozenset)):
+        total = len(value)
+        items: list[Any] = []
+        for item in value:
+            if budget[0] <= 0:
+                break
+            items.append(_bounded(item, budget, depth + 1))
+        if isinstance(value, (set, frozenset)):
+            items = sorted(map(safe_str, items))
+        if total > len(items):
+            items.append(f"…[{total - len(items)} more]")
+        return items
+    scalar = _scalar(value)
+    if scalar is not value:
+        return _bounded(scalar, budget, depth + 1)
+    text = safe_str(value)
+    budget[0] -= len(text)
+    return text
 
 
 def to_text(value: Any, limit: int = MAX_STRING) -> str:
@@ -74,14 +155,17 @@ def to_text(value: Any, limit: int = MAX_STRING) -> str:
     if isinstance(value, str):
         return truncate(value, limit)
     if isinstance(value, (bytes, bytearray)):
-        return truncate(bytes(value).decode("utf-8", errors="replace"), limit)
-    if isinstance(value, (Mapping, list, tuple, set, frozenset)):
+        return truncate(bytes(value[: limit * 4]).decode("utf-8", errors="replace"), limit)
+    if isinstance(value, (Mapping, list, tuple, set, frozenset)) or _is_array(value):
+        shrunk = _bounded(value, [limit // 2])  # room for JSON's quotes and commas
+        if isinstance(shrunk, str):
+            return truncate(shrunk, limit)
         try:
-            text = json.dumps(value, default=_json_default, sort_keys=True, ensure_ascii=False)
-        except (TypeError, ValueError):
-            text = repr(value)
+            text = json.dumps(shrunk, default=_json_default, sort_keys=True, ensure_ascii=False)
+        except (TypeError, ValueError, RecursionError):
+            text = safe_str(shrunk)
         return truncate(text, limit)
-    return truncate(str(value), limit)
+    return truncate(safe_str(value), limit)
 
 
 def coerce(value: Any, limit: int = MAX_STRING) -> AttributeValue | None:
@@ -95,6 +179,10 @@ def coerce(value: Any, limit: int = MAX_STRING) -> AttributeValue | None:
         return value
     if kind is int:
         return value if _INT64_MIN <= value <= _INT64_MAX else str(value)
+    if _is_array(value) and getattr(value, "ndim", 0) >= 1 and _array_size(value) > MAX_SEQUENCE:
+        if value.ndim == 1:  # the first items, as a short array would give them
+            return _coerce_sequence(value[:MAX_SEQUENCE].tolist(), limit, total=len(value))
+        return to_text(value, limit)
     value = _scalar(value)
     if isinstance(value, bool):
         return bool(value)
@@ -109,7 +197,8 @@ def coerce(value: Any, limit: int = MAX_STRING) -> AttributeValue | None:
     return to_text(value, limit)
 
 
-def _coerce_sequence(values: list[Any] | tuple[Any, ...], limit: int) -> AttributeValue:
+def _coerce_sequence(values: list[Any] | tuple[Any, ...], limit: int, total: int | None = None) -> AttributeValue:
+    total = len(values) if total is None else total
     items = [_scalar(v) for v in values[:MAX_SEQUENCE]]
     items = [v for v in items if v is not None]
     kinds = {type(v) for v in items}
@@ -122,8 +211,8 @@ def _coerce_sequence(values: list[Any] | tuple[Any, ...], limit: int) -> Attribu
     else:
         # mixed or nested: every item as text keeps the sequence faithful and homogeneous
         out = [truncate(v, limit) if isinstance(v, str) else to_text(v, limit) for v in items]
-    if len(values) > MAX_SEQUENCE:
-        out = out + ([f"…[{len(values) - MAX_SEQUENCE} more]"] if all(isinstance(v, str) for v in out) else [])
+    if total > MAX_SEQUENCE:
+        out = out + ([f"…[{total - MAX_SEQUENCE} more]"] if all(isinstance(v, str) for v in out) else [])
     return out
 
 
@@ -168,10 +257,13 @@ def coerce_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Attribu
         if kind is str and long_text is None:
             result[key] = value if len(value) <= MAX_STRING else truncate(value, MAX_STRING)
             continue
-        if long_text is not None and kind is str:
-            coerced: AttributeValue | None = truncate(value, long_text[0], keep_tail=long_text[1])
-        else:
-            coerced = coerce(value, long_text[0] if long_text else MAX_STRING)
+        try:
+            if long_text is not None and kind is str:
+                coerced: AttributeValue | None = truncate(value, long_text[0], keep_tail=long_text[1])
+            else:
+                coerced = coerce(value, long_text[0] if long_text else MAX_STRING)
+        except Exception:  # noqa: BLE001 - a hostile value costs its own attribute, not the event
+            coerced = f"<unprintable {type(value).__name__}>"
         if coerced is not None:
             result[key] = coerced
     return result

@@ -24,6 +24,7 @@ from opentelemetry.util.types import AttributeValue
 
 from .. import semconv
 from ..export.providers import get_pipeline
+from .coerce import safe_str
 
 # --- the per-process sequence -----------------------------------------------------------
 _seq = itertools.count(1)
@@ -77,7 +78,7 @@ def severity(level: Any) -> tuple[SeverityNumber, str]:
         return _LEVELS["debug"]
     if level is None:
         return INFO
-    return _LEVELS.get(str(level).strip().lower()[:16], INFO)
+    return _LEVELS.get(safe_str(level).strip().lower()[:16], INFO)
 
 
 # --- emission ---------------------------------------------------------------------------

@@ -605,6 +605,8 @@ class Stage(_SpanOwner):
         """Start a stage. With ``attach`` (the span context of a stage whose span lives in
         another process, e.g. the submitter of a process-pool task), no span is started
         here: this process's nodes join that stage, whose owner ends it."""
+        if type(name) is not str:  # whatever came in, a bounded printable name
+            name = identifier(name) or ""
         self.name = name
         self.description = description
         self.attached = attach is not None

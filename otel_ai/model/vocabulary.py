@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import semconv
 from ..propagation import wrapped_run
-from .coerce import identifier
+from .coerce import identifier, safe_str
 from .registry import registry
 from .spans import Run
 
@@ -315,7 +315,7 @@ def dispatch(event_type: str, run_id: str | None, data: Mapping[str, Any] | None
     payload: dict[str, Any] = dict(data) if isinstance(data, Mapping) else ({} if data is None else {"data": data})
     run_id = identifier(run_id) or identifier(payload.pop("run_id", None))
     payload.pop("run_id", None)
-    event_type = str(event_type)
+    event_type = event_type if type(event_type) is str else safe_str(event_type)
     if event_type == semconv.RUN_STARTED:
         return start_run(
             run_id,

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -110,40 +111,63 @@ class TracebackGrouper:
     """Groups the lines of a Python traceback into one; other lines pass through.
 
     Feed lines one by one; :meth:`idle` (called when no line came for a while) and
-    :meth:`flush` release a traceback whose end could not be seen yet.
+    :meth:`flush` release a traceback whose end could not be seen yet. A traceback
+    longer than :attr:`MAX_CHARS` keeps its head and its last lines (the exception),
+    with a marker saying how much was left out between them: memory and the record
+    stay bounded however long the traceback.
     """
 
-    MAX_LINES = 1000
+    MAX_LINES = 10_000  # a traceback that never ends is released in parts
+    MAX_CHARS = 32 * 1024
+    HEAD_CHARS = 8 * 1024
+    TAIL_LINES = 64
 
     def __init__(self) -> None:
-        self._group: list[Line] = []
+        self._group: list[Line] = []  # the head
+        self._tail: deque[Line] = deque()
+        self._head_chars = 0
+        self._lines = 0
+        self._omitted_lines = 0
+        self._omitted_chars = 0
         self._state = "none"  # none | frames | after_exception
+
+    def _add(self, line: Line) -> None:
+        self._lines += 1
+        if not self._tail and self._head_chars + len(line.text) <= self.HEAD_CHARS:
+            self._group.append(line)
+            self._head_chars += len(line.text) + 1
+            return
+        if len(self._tail) >= self.TAIL_LINES:
+            dropped = self._tail.popleft()
+            self._omitted_lines += 1
+            self._omitted_chars += len(dropped.text) + 1
+        self._tail.append(line)
 
     def feed(self, line: Line) -> Iterator[Line]:
         text = line.text
         if self._state == "none":
             if text.startswith(_TRACEBACK_START):
-                self._group = [line]
+                self._add(line)
                 self._state = "frames"
             else:
                 yield line
             return
         if self._state == "frames":
-            self._group.append(line)
+            self._add(line)
             if not text.startswith((" ", "\t")) and text.strip() and _EXCEPTION_LINE.match(text):
                 self._state = "after_exception"
-            if len(self._group) >= self.MAX_LINES:
+            if self._lines >= self.MAX_LINES:
                 yield from self.flush()
             return
         # after the exception line: a chained traceback continues the group
         stripped = text.strip()
         if not stripped or stripped in _CHAIN_LINES or text.startswith(_TRACEBACK_START):
-            self._group.append(line)
+            self._add(line)
             if text.startswith(_TRACEBACK_START):
                 self._state = "frames"
             return
         if text.startswith((" ", "\t")):  # e.g. a multi-line exception message
-            self._group.append(line)
+            self._add(line)
             return
         yield from self.flush()
         yield from self.feed(line)
@@ -153,12 +177,38 @@ class TracebackGrouper:
             yield from self.flush()
 
     def flush(self) -> Iterator[Line]:
-        if not self._group:
+        if not self._group and not self._tail:
             self._state = "none"
             return
-        group = self._group
-        self._group = []
+        head, tail = self._group, list(self._tail)
+        omitted_lines, omitted_chars = self._omitted_lines, self._omitted_chars
+        self._group, self._tail = [], deque()
+        self._head_chars = self._lines = self._omitted_lines = self._omitted_chars = 0
         self._state = "none"
-        while len(group) > 1 and not group[-1].text.strip():
-            group.pop()  # blank lines after the exception line belong to no one
-        yield Line("\n".join(line.text for line in group), any(line.truncated for line in group), "error")
+        lines = tail if tail else head
+        while len(lines) > 1 and not lines[-1].text.strip():
+            lines.pop()  # blank lines after the exception line belong to no one
+        truncated = any(line.truncated for line in head) or any(line.truncated for line in tail)
+        # the tail within the bound, the exception line (the last) always kept
+        room = self.MAX_CHARS - sum(len(line.text) + 1 for line in head)
+        kept: list[str] = []
+        for line in reversed(tail):
+            if len(line.text) + 1 > room:
+                if not kept:  # one enormous exception line: its beginning
+                    truncated = True
+                    cut = len(line.text) - max(room - 64, 0)
+                    kept.append(line.text[: max(room - 64, 0)] + f"…[truncated {cut} chars]")
+                    room = 0
+                    continue
+                omitted_lines += 1
+                omitted_chars += len(line.text) + 1
+                continue
+            kept.append(line.text)
+            room -= len(line.text) + 1
+        kept.reverse()
+        parts = [line.text for line in head]
+        if omitted_lines:
+            parts.append(f"…[truncated {omitted_lines} lines, {omitted_chars} chars]…")
+            truncated = True
+        parts.extend(kept)
+        yield Line("\n".join(parts), truncated, "error")

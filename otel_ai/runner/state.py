@@ -65,13 +65,77 @@ def write_state(data_dir: Path, state: RunState) -> Path:
     return path
 
 
-def read_state(path: Path) -> RunState | None:
+class DamagedState(ValueError):
+    """A state file that cannot be read as a run's state (truncated, not JSON, a field
+    of the wrong type): named, skipped, never fatal to the other runs."""
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "run_id": (str,),
+    "trace_id": (str,),
+    "span_id": (str,),
+    "start_ns": (int,),
+    "wrapper_pid": (int,),
+    "wrapper_started": (int, float),
+    "attempt": (int,),
+    "parent_span_id": (str, type(None)),
+    "last_seen_ns": (int,),
+    "resource": (dict,),
+    "attributes": (dict,),
+}
+_HEX_IDS = {"trace_id": 32, "span_id": 16, "parent_span_id": 16}
+
+
+def load_state(path: Path) -> RunState:
+    """The state in ``path``; :class:`DamagedState` saying why when it cannot be used."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        known = {f for f in RunState.__dataclass_fields__}
-        return RunState(**{k: v for k, v in data.items() if k in known})
-    except (OSError, ValueError, TypeError):
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DamagedState(f"cannot read it ({exc})") from exc
+    except ValueError as exc:
+        raise DamagedState(f"not JSON, truncated or damaged ({exc})") from exc
+    if not isinstance(data, dict):
+        raise DamagedState(f"a JSON {type(data).__name__}, not an object")
+    known = {k: v for k, v in data.items() if k in _TYPES}
+    for name, types in _TYPES.items():
+        if name not in known:
+            continue
+        value = known[name]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise DamagedState(f"field {name!r} is a {type(value).__name__}")
+        width = _HEX_IDS.get(name)
+        if width is not None and value is not None:
+            try:
+                valid = len(value) == width and int(value, 16) != 0
+            except ValueError:
+                valid = False
+            if not valid:
+                raise DamagedState(f"field {name!r} is not a {width}-digit hex id")
+    try:
+        return RunState(**known)
+    except TypeError as exc:  # a required field is missing
+        raise DamagedState(str(exc)) from exc
+
+
+def read_state(path: Path) -> RunState | None:
+    try:
+        return load_state(path)
+    except DamagedState:
         return None
+
+
+def damaged_states(data_dir: Path) -> list[tuple[Path, str]]:
+    """State files that cannot be used, with the reason for each."""
+    directory = data_dir / STATE_DIR
+    if not directory.is_dir():
+        return []
+    damaged = []
+    for path in sorted(directory.glob("*.json")):
+        try:
+            load_state(path)
+        except DamagedState as exc:
+            damaged.append((path, str(exc)))
+    return damaged
 
 
 def remove_state(data_dir: Path, run_id: str) -> None:
@@ -100,6 +164,7 @@ def recover(data_dir: Path, *, only_run: str | None = None, reason: str = "wrapp
     """End every run whose wrapper died, as abandoned, with its original ids."""
     from .. import semconv
     from ..export.providers import export_ended_span
+    from .._internal import report_internal_error
     from ..model.events import WARN, emit_log
 
     recovered = []
@@ -110,7 +175,12 @@ def recover(data_dir: Path, *, only_run: str | None = None, reason: str = "wrapp
             continue
         if state.wrapper_alive():
             continue
-        span = _abandoned_span(state, reason)
+        try:
+            span = _abandoned_span(state, reason)
+        except Exception as exc:  # noqa: BLE001 - one odd run must not stop the others
+            report_internal_error(f"otel_ai.runner.state.recover[{path.name}]", exc)
+            continue
+
         export_ended_span(span)
         attributes = dict(span.attributes or {})
         emit_log(

@@ -183,7 +183,15 @@ class Supervisor:
             resource=dict(pipeline.resource.attributes) if pipeline.resource is not None else {},
             attributes={semconv.RUN_COMMAND: redact(shlex.join(self.options.command))[:4096]},
         )
-        write_state(data_dir, state)
+        try:
+            write_state(data_dir, state)
+        except OSError as exc:
+            # the experiment matters more than its telemetry: it runs anyway
+            _say(
+                f"otel-ai run: cannot write to OTEL_AI_DATA_DIR={data_dir} ({exc.strerror or exc}); running the "
+                "command anyway, with telemetry degraded: what cannot be exported is lost (the number is said at "
+                "exit) and `otel-ai recover` cannot close this run if this process dies"
+            )
         _print_links(settings, run_id, state.trace_id, state.start_ns, None, "started")
         # the start event out now, not in 5 s: a run that dies early is still seen to start
         threading.Thread(target=_flush_logs, args=(pipeline,), name="otel_ai-start-flush", daemon=True).start()
@@ -215,7 +223,10 @@ class Supervisor:
             self._end_run(run, progress, exit_code)
             shutdown(max(deadline - time.monotonic(), 0.5))
             share_refusals_with(None)
-            remove_state(data_dir, run_id)
+            try:
+                remove_state(data_dir, run_id)
+            except OSError:
+                pass  # never written (said at start)
             _print_links(settings, run_id, state.trace_id, state.start_ns, time.time_ns(), "ended")
         return exit_code
 
@@ -373,7 +384,10 @@ class Supervisor:
         for path, state in list_states(data_dir):
             if state is not None and state.run_id == run_id and state.wrapper_pid == os.getpid():
                 state.last_seen_ns = time.time_ns()
-                write_state(data_dir, state)
+                try:
+                    write_state(data_dir, state)
+                except OSError:  # full or read-only meanwhile: the last good state stays
+                    return
 
     # -- attempts -----------------------------------------------------------------------
     def _previous_attempt(self, data_dir: Path, run_id: str) -> tuple[int, Link | None]:
@@ -466,6 +480,13 @@ def _flush_logs(pipeline: Any) -> None:
             pipeline.logger_provider.force_flush(5000)
         except Exception as exc:  # noqa: BLE001
             logger.debug("otel_ai: start event not flushed: %s", exc)
+
+
+def _say(line: str) -> None:
+    try:
+        os.write(stderr_fd(), (line + "\n").encode("utf-8", "replace"))
+    except OSError:  # a closed stderr must not end the run
+        pass
 
 
 def _print_links(settings: Settings, run_id: str, trace_id: str, start_ns: int, end_ns: int | None, when: str) -> None:

@@ -68,7 +68,7 @@ from .patterns import (
     PathPatterns,
 )
 from .sink import RunLogSink
-from .state import WatchState
+from .state import WatchState, stored_key
 from .tailer import DEFAULT_MAX_LINE_BYTES, LineSink, LogTailer, TailSource
 
 _EVENT_TYPES: list[type[FileSystemEvent]] = [
@@ -352,6 +352,7 @@ class Watcher:
         self._done = threading.Event()
         self._stop_deadline: float | None = None
         self._summary = WatchSummary()
+        self._state_unwritable = False
         self._started = False
         self._stopped = False
         self._pid = os.getpid()
@@ -511,8 +512,9 @@ class Watcher:
                 self._detector.check(path, rel, root.path, display, kind)
             else:
                 self._detector.baseline(display, st)
+        seen_keys = {stored_key(rel) for rel in seen} if saved_logs else set()
         for rel, entry in saved_logs.items():
-            if rel not in seen:  # renamed or deleted while nobody watched
+            if rel not in seen_keys:  # renamed or deleted while nobody watched
                 tailer.recover_renamed(TailSource(os.path.join(root.path, rel), rel, root.path), entry)
 
     def _scan(self, root: _Root, *, under: str | None = None, deadline: float | None = None) -> None:
@@ -699,7 +701,11 @@ class Watcher:
                     prefix = root.display_prefix
                     root.state.save_artifacts({k: v for k, v in artifacts.items() if k.startswith(prefix)})
             except OSError as exc:
-                report_internal_error("Watcher._save_state", exc)
+                if not self._state_unwritable:  # a full or read-only data directory: said once
+                    self._state_unwritable = True
+                    logging.getLogger("otel_ai").warning(
+                        "otel_ai: cannot save the watcher's positions (%s); a restarted run may repeat lines", exc
+                    )
 
     # -- stopping ---------------------------------------------------------------------
     def stop(self, timeout: float | None = None, *, deadline: float | None = None) -> WatchSummary:
