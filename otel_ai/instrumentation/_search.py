@@ -414,10 +414,8 @@ def _appended(journal: Any, node: Any) -> None:
     node_id = str(node_id)
     if node_id in stage.nodes or ledger.find_span(trace_id, "node", stage.name, node_id) is not None:
         return  # made in a worker, or here, with its span
-    origin_stage = None
-    for record in ledger.records(trace_id):
-        if record.get("k") == "node" and record.get("id") == node_id:
-            origin_stage = record.get("st")
+    found = ledger.find(trace_id, "node", None, node_id)
+    origin_stage = None if found is None else found[1]
     attributes = {semconv.NODE_COPIED_FROM_STAGE: origin_stage} if origin_stage else {}
     copy = stage.node(node_id, kind="node", **attributes)
     origin = _node_context(trace_id, origin_stage, node_id) if origin_stage else None
