@@ -1356,6 +1356,8 @@ def end_open_spans() -> None:
     with _open_lock:
         leftovers = [owner for owner in _open_spans if owner.owned_here and not owner.ended]
     for owner in leftovers:
+        if owner.ended:
+            continue  # ended meanwhile with its parent (a stage ends its open nodes)
         try:
             owner._close_by_parent(_CLOSED_BY_SHUTDOWN)
         except Exception as exc:  # noqa: BLE001 - shutdown must go on
