@@ -1,15 +1,11 @@
 """Does an event cost more as a run grows? Early vs late, every front door.
 
 One process, otel_ai's own pipeline with discarding span and log exporters (as
-``bench_emit.py --exporter noop``). A run is started with one stage open, then:
-
-early
-    each event below is timed ``--calls`` times (per-call ``perf_counter_ns``, median);
-grow
-    ``--nodes`` nodes are created, executed and completed (the default, 10,000), spread
-    over the stage and a few earlier stages, as a long search leaves them: all ended;
-late
-    the same events are timed again.
+``bench_emit.py --exporter noop``). Two runs side by side: "early" (one open stage,
+nothing else) and "late" (``--nodes`` ended nodes, the default 10,000, a quarter in an
+earlier ended stage, the rest in the open stage, as a long search leaves them). Each
+event below is timed ``--calls`` times per run (per-call ``perf_counter_ns``, median),
+the two runs alternating in ``--rounds`` rounds so the machine's load falls on both alike.
 
 The events, through each front door, called as the seed's pod worker calls them (no span
 of the run current on the calling thread):
