@@ -32,6 +32,7 @@ import platform
 import re
 import resource
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -234,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         w = statistics.median(r["cpu_roles"].get(role, 0.0) for r in wrapped)
         print(f"  {role:18s} | {b:6.2f} | {w:6.2f}")
     print(f"spans exported per wrapped run: {spans}")
+    shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
