@@ -14,7 +14,12 @@ It needs OpenAI's client (``pip install -e '.[llm]'``, or ``.[test]``). It puts
 ``tests/fake_ai_scientist`` on ``sys.path`` (and on PYTHONPATH for spawned workers) itself.
 
 Options: ``--start-method fork|spawn`` (default: the platform's, as upstream; the
-agencyenterprise fork uses spawn), ``--workers N``, ``--seed N``, ``--workdir DIR``.
+agencyenterprise fork uses spawn), ``--workers N``, ``--seed N``, ``--workdir DIR``,
+``--max-iters N`` (nodes per stage), ``--llm-latency S`` (seconds per LLM answer).
+
+Faithful where cost is concerned: a real ``ProcessPoolExecutor`` per stage whose workers
+are killed with SIGTERM when the stage ends, each node's code run by ``Interpreter`` in a
+fresh ``python`` child process, LLM calls over HTTP to a stub that can take its time.
 """
 
 from __future__ import annotations
@@ -38,11 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--workdir", default=None, help="where workspaces and the paper go (default: a temporary directory)")
     parser.add_argument("--max-iters", type=int, default=4, help="nodes per stage before it ends")
+    parser.add_argument("--llm-latency", type=float, default=0.0, help="seconds the LLM stub takes per answer")
     args = parser.parse_args(argv)
 
     from llm_stub import LLMStub
 
-    stub = LLMStub(seed=args.seed, bug_rate=0.25).start()
+    stub = LLMStub(seed=args.seed, bug_rate=0.25, latency=args.llm_latency).start()
     # the OpenAI client of every process (workers too) reads these
     os.environ["OPENAI_BASE_URL"] = stub.base_url
     os.environ.setdefault("OPENAI_API_KEY", "sk-simulated-local-stub")

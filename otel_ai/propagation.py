@@ -8,8 +8,9 @@
   progress, node counts, best metric, tokens, how the run ended), without ever blocking:
   a datagram that cannot be sent at once is dropped and counted;
 - a task submitted to a ``ProcessPoolExecutor`` carries the submitter's trace context to
-  the worker, which flushes its telemetry before the task returns (a pool's workers are
-  killed with SIGTERM when it shuts down).
+  the worker, which hands its telemetry to the exporters in the background once the task
+  returns, and flushes what is left when it exits or is killed with SIGTERM (as a pool's
+  workers are when a stage ends).
 
 Nothing here imports the OpenTelemetry SDK at import time: the bootstrap of every Python
 child imports this module.
@@ -171,11 +172,13 @@ def _current_carrier() -> dict[str, str] | None:
 
 
 def call_in_context(carrier: dict[str, str] | None, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """Run a pool task in the worker under the submitter's trace context, then flush.
+    """Run a pool task in the worker under the submitter's trace context; its telemetry
+    is flushed in the background once it returns.
 
     A module-level function, so it pickles for spawn workers as well as fork ones.
     """
     token = None
+    _flush_on_sigterm()
     if carrier:
         try:
             from opentelemetry import context
@@ -195,18 +198,141 @@ def call_in_context(carrier: dict[str, str] | None, fn: Callable[..., Any], args
 
 
 def _flush_worker() -> None:
+    """Hand what the task emitted to the exporters without making the task wait.
+
+    The task returns at once; a background thread of this worker flushes (bounded by
+    OTEL_AI_WORKER_FLUSH_TIMEOUT). What is still buffered when the worker ends is flushed
+    then: at its normal exit (multiprocessing's exit finalizers, fork and spawn alike) or
+    when the pool kills it with SIGTERM (open spans ended as closed by shutdown first).
+    """
     import sys
 
     providers = sys.modules.get("otel_ai.export.providers")
     if providers is None or providers.current_pipeline() is None:
         return  # this worker emitted nothing
     try:
-        timeout = float(os.environ.get(WORKER_FLUSH_TIMEOUT_ENV, "5"))
+        _worker_flusher().nudge()
+    except Exception:  # noqa: BLE001 - never fail the task for telemetry
+        pass
+
+
+def _flush_timeout() -> float:
+    try:
+        return max(float(os.environ.get(WORKER_FLUSH_TIMEOUT_ENV, "5")), 0.0)
     except ValueError:
-        timeout = 5.0
+        return 5.0
+
+
+def _flush_now(timeout: float) -> None:
+    import sys
+
+    providers = sys.modules.get("otel_ai.export.providers")
+    if providers is None or providers.current_pipeline() is None:
+        return
+    try:
+        from .model.spans import end_open_spans
+
+        end_open_spans()
+    except Exception:  # noqa: BLE001
+        pass
     try:
         providers.force_flush(timeout)
-    except Exception:  # noqa: BLE001 - never fail the task for telemetry
+    except Exception:  # noqa: BLE001
+        pass
+
+
+class _WorkerFlusher:
+    """One per worker process: a daemon thread that flushes after each task, the exit
+    finalizer and the SIGTERM handler that flush what is left."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="otel_ai-worker-flush", daemon=True)
+        self._thread.start()
+        try:
+            from multiprocessing import util
+
+            util.Finalize(None, self.at_exit, exitpriority=100)  # before the pool's own (<= 10)
+        except Exception:  # noqa: BLE001
+            pass
+        _flush_on_sigterm()
+
+    def nudge(self) -> None:
+        self._wake.set()
+
+    def _loop(self) -> None:
+        import sys
+
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            providers = sys.modules.get("otel_ai.export.providers")
+            if providers is None:
+                continue
+            try:
+                providers.force_flush(_flush_timeout())
+            except Exception:  # noqa: BLE001
+                pass
+
+    def at_exit(self) -> None:
+        if self.pid == os.getpid():
+            _flush_now(_flush_timeout())
+
+
+_flusher: _WorkerFlusher | None = None
+_flusher_lock = threading.Lock()
+
+
+def _worker_flusher() -> _WorkerFlusher:
+    global _flusher
+    flusher = _flusher
+    if flusher is None or flusher.pid != os.getpid():
+        with _flusher_lock:
+            flusher = _flusher
+            if flusher is None or flusher.pid != os.getpid():
+                flusher = _flusher = _WorkerFlusher()
+    return flusher
+
+
+_sigterm_pid = 0
+
+
+def _reset_after_fork() -> None:
+    global _flusher_lock
+    _flusher_lock = threading.Lock()  # another thread may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def _flush_on_sigterm() -> None:
+    """A stage's end kills its pool workers with SIGTERM (AI-Scientist-v2 terminates
+    them). A worker ends its open spans (as closed by shutdown) and flushes, then dies
+    by the signal as it would have. A worker that handles SIGTERM itself is left alone."""
+    global _sigterm_pid
+    import signal
+
+    if _sigterm_pid == os.getpid() or threading.current_thread() is not threading.main_thread():
+        return
+    _sigterm_pid = os.getpid()
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+    except (ValueError, OSError):
+        return
+    if previous not in (signal.SIG_DFL, None):
+        return
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        thread = threading.Thread(target=_flush_now, args=(2.0,), name="otel_ai-sigterm-flush", daemon=True)
+        thread.start()
+        thread.join(3.0)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    try:
+        signal.signal(signal.SIGTERM, on_sigterm)
+    except (ValueError, OSError):
         pass
 
 

@@ -16,8 +16,6 @@ import contextvars
 import inspect
 import json
 import math
-import os
-import signal
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -414,10 +412,8 @@ def _appended(journal: Any, node: Any) -> None:
     node_id = str(node_id)
     if node_id in stage.nodes or ledger.find_span(trace_id, "node", stage.name, node_id) is not None:
         return  # made in a worker, or here, with its span
-    origin_stage = None
-    for record in ledger.records(trace_id):
-        if record.get("k") == "node" and record.get("id") == node_id:
-            origin_stage = record.get("st")
+    found = ledger.find(trace_id, "node", None, node_id)
+    origin_stage = None if found is None else found[1]
     attributes = {semconv.NODE_COPIED_FROM_STAGE: origin_stage} if origin_stage else {}
     copy = stage.node(node_id, kind="node", **attributes)
     origin = _node_context(trace_id, origin_stage, node_id) if origin_stage else None
@@ -595,44 +591,12 @@ def aggregation_node(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any
 
 
 # --- killed workers ---------------------------------------------------------------------
-_sigterm_installed = False
-
-
 def _terminate_gracefully() -> None:
     """A stage's end kills its pool workers with SIGTERM. A worker still inside a task
     ends its open spans (as closed by its end) and flushes before it dies."""
-    global _sigterm_installed
-    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
-        return
-    _sigterm_installed = True
-    try:
-        previous = signal.getsignal(signal.SIGTERM)
-    except (ValueError, OSError):
-        return
-    if previous not in (signal.SIG_DFL, None):
-        return  # the worker handles SIGTERM itself
+    from ..propagation import _flush_on_sigterm
 
-    def on_sigterm(signum: int, frame: Any) -> None:
-        def flush() -> None:
-            try:
-                from ..export.providers import force_flush
-                from ..model.spans import end_open_spans
-
-                end_open_spans()
-                force_flush(2.0)
-            except Exception:  # noqa: BLE001 - dying anyway
-                pass
-
-        thread = threading.Thread(target=flush, name="otel_ai-sigterm-flush", daemon=True)
-        thread.start()
-        thread.join(3.0)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    try:
-        signal.signal(signal.SIGTERM, on_sigterm)
-    except (ValueError, OSError):
-        pass
+    _flush_on_sigterm()
 
 
 # --- the hooks --------------------------------------------------------------------------

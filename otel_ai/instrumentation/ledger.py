@@ -63,8 +63,94 @@ def append(trace_id: int, record: dict[str, Any], data_dir: Path | None = None) 
         errors += 1
 
 
+class _Index:
+    """What one process knows of one ledger file, read incrementally: each lookup reads
+    only the lines appended since the last one, so its cost does not grow with the run.
+
+    Memory: per node record one entry in ``spans`` for each of (stage, id), (None, id)
+    and one per stage for (stage, None), i.e. a few hundred bytes per node, and
+    per stage one token total.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.identity: tuple[int, int] | None = None  # (device, inode) of the file read
+        self.offset = 0
+        # (kind, stage or None, node id or None) -> (span id, stage) of the latest match
+        self.spans: dict[tuple[str, str | None, str | None], tuple[int, str | None]] = {}
+        # stage span id (hex) or None (the whole trace) -> [input, output, calls]
+        self.tokens: dict[str | None, list[int]] = {}
+
+    def refresh(self) -> None:
+        try:
+            handle = open(self.path, "rb")
+        except OSError:
+            return
+        with handle:
+            info = os.fstat(handle.fileno())
+            identity = (info.st_dev, info.st_ino)
+            if identity != self.identity or info.st_size < self.offset:
+                self.__init__(self.path)  # type: ignore[misc]  # a new file: start over
+                self.identity = identity
+            if info.st_size == self.offset:
+                return
+            handle.seek(self.offset)
+            data = handle.read(info.st_size - self.offset)
+        end = data.rfind(b"\n")
+        if end < 0:
+            return  # a line still being written
+        self.offset += end + 1
+        for raw in data[: end + 1].splitlines():
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                continue  # a line torn by a killed writer
+            if isinstance(record, dict):
+                self._add(record)
+
+    def _add(self, record: dict[str, Any]) -> None:
+        kind = record.get("k")
+        if kind == "llm":
+            counts = (_int(record.get("i")), _int(record.get("o")))
+            for key in {None, record.get("s") if isinstance(record.get("s"), str) else None}:
+                totals = self.tokens.setdefault(key, [0, 0, 0])
+                totals[0] += counts[0]
+                totals[1] += counts[1]
+                totals[2] += 1
+            return
+        if not isinstance(kind, str):
+            return
+        try:
+            span_id = int(str(record.get("sp")), 16)
+        except ValueError:
+            return
+        stage, node_id = record.get("st"), record.get("id")
+        stage = stage if isinstance(stage, str) else None
+        node_id = node_id if isinstance(node_id, str) else None
+        value = (span_id, stage)
+        for key in {(kind, stage, node_id), (kind, None, node_id), (kind, stage, None), (kind, None, None)}:
+            self.spans[key] = value
+
+
+_indexes: dict[str, _Index] = {}
+
+
+def _index(trace_id: int, data_dir: Path | None) -> _Index | None:
+    directory = data_dir if data_dir is not None else _data_dir()
+    if directory is None or not trace_id:
+        return None
+    path = str(path_for(directory, trace_id))
+    with _lock:
+        index = _indexes.get(path)
+        if index is None:
+            index = _indexes[path] = _Index(path)
+        index.refresh()
+    return index
+
+
 def records(trace_id: int, data_dir: Path | None = None) -> Iterator[dict[str, Any]]:
-    """The records of the trace's ledger, oldest first (none when there is no ledger)."""
+    """The records of the trace's ledger, oldest first (none when there is no ledger).
+    Reads the whole file: for tools and tests; lookups use the incremental index."""
     try:
         directory = data_dir if data_dir is not None else _data_dir()
         if directory is None:
@@ -83,32 +169,35 @@ def records(trace_id: int, data_dir: Path | None = None) -> Iterator[dict[str, A
 
 def token_totals(trace_id: int, stage_span_id: int | None = None, data_dir: Path | None = None) -> tuple[int, int, int]:
     """(input tokens, output tokens, calls) of the LLM calls of the trace, or of one stage."""
+    try:
+        index = _index(trace_id, data_dir)
+    except OSError:
+        return 0, 0, 0
+    if index is None:
+        return 0, 0, 0
     stage = None if stage_span_id is None else f"{stage_span_id:016x}"
-    inputs = outputs = calls = 0
-    for record in records(trace_id, data_dir):
-        if record.get("k") != "llm" or (stage is not None and record.get("s") != stage):
-            continue
-        inputs += _int(record.get("i"))
-        outputs += _int(record.get("o"))
-        calls += 1
-    return inputs, outputs, calls
+    with _lock:
+        totals = index.tokens.get(stage)
+        return (totals[0], totals[1], totals[2]) if totals else (0, 0, 0)
 
 
 def find_span(trace_id: int, kind: str, stage: str | None, node_id: str | None = None) -> int | None:
     """The span id of the latest node (``kind="node"``) or stage record that matches."""
-    found = None
-    for record in records(trace_id):
-        if record.get("k") != kind:
-            continue
-        if stage is not None and record.get("st") != stage:
-            continue
-        if node_id is not None and record.get("id") != node_id:
-            continue
-        try:
-            found = int(str(record.get("sp")), 16)
-        except ValueError:
-            continue
-    return found
+    found = find(trace_id, kind, stage, node_id)
+    return None if found is None else found[0]
+
+
+def find(trace_id: int, kind: str, stage: str | None, node_id: str | None = None,
+         data_dir: Path | None = None) -> tuple[int, str | None] | None:
+    """(span id, stage name) of the latest record of that kind that matches, or None."""
+    try:
+        index = _index(trace_id, data_dir)
+    except OSError:
+        return None
+    if index is None:
+        return None
+    with _lock:
+        return index.spans.get((kind, stage, node_id))
 
 
 def _int(value: Any) -> int:
@@ -129,3 +218,12 @@ def reset() -> None:
                 except OSError:
                     pass
         _fds.clear()
+        _indexes.clear()
+
+
+def _lock_after_fork() -> None:
+    global _lock
+    _lock = threading.Lock()  # another thread may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_lock_after_fork)

@@ -44,6 +44,9 @@ _open_lock = threading.Lock()
 _open_spans: set[_SpanOwner] = set()
 
 
+_NO_EVENTS = EventBuffer()  # what an ended span keeps of its events: nothing
+
+
 def _now() -> int:
     return time.time_ns()
 
@@ -133,7 +136,16 @@ class _SpanOwner:
             self._ended = True
         with _open_lock:
             _open_spans.discard(self)
+        self._forget_open()
         return True
+
+    def _forget_open(self) -> None:
+        """No longer a candidate for "the current span" of its run (kept O(1): the run
+        and the stage index their open children, so a lookup never walks ended ones)."""
+        run = self._run
+        if run is not None and run is not self:
+            with run._lock:
+                run._open_children.pop(self, None)
 
     def _close_by_parent(self, outcome: str) -> None:
         raise NotImplementedError
@@ -153,6 +165,11 @@ class _SpanOwner:
         if status is not None:
             span.set_status(status)
         span.end()
+        # An ended span is exported and immutable: keep only its context, so what an ended
+        # node costs in memory stays small and fixed however long the run (docs/benchmarks.md).
+        self._span = trace_api.NonRecordingSpan(span.get_span_context())
+        self.log_context = trace_api.set_span_in_context(self._span)
+        self._events = _NO_EVENTS
 
     def _attach(self) -> None:
         self._tokens.append(context_api.attach(trace_api.set_span_in_context(self._span)))
@@ -257,6 +274,8 @@ class Run(_SpanOwner):
         self.stages: dict[str, Stage] = {}
         self._stage_order: list[Stage] = []
         self._children: list[_SpanOwner] = []
+        # the open children, oldest first: where "the current span" is found in O(1)
+        self._open_children: dict[_SpanOwner, None] = {}
         self._owners: dict[int, _SpanOwner] = {span.get_span_context().span_id: self}
         self._nodes_by_id: dict[str, Node] = {}
         self._failed_stage: str | None = None
@@ -354,6 +373,8 @@ class Run(_SpanOwner):
         with self._lock:
             self._children.append(owner)
             self._owners[owner.span_context.span_id] = owner
+            if not owner.ended:
+                self._open_children[owner] = None
 
     @never_raise()
     def paper(self) -> Paper:
@@ -373,7 +394,7 @@ class Run(_SpanOwner):
 
     def _open_child(self, kind: type[_SpanOwner]) -> _SpanOwner | None:
         with self._lock:
-            for child in reversed(self._children):
+            for child in reversed(self._open_children):
                 if isinstance(child, kind) and not child.ended:
                     return child
         return None
@@ -386,7 +407,7 @@ class Run(_SpanOwner):
         if owner is not None and not owner.ended:
             return owner
         with self._lock:
-            for child in reversed(self._children):
+            for child in reversed(self._open_children):
                 if not child.ended and not isinstance(child, Execution):
                     stage_node = child.current_node if isinstance(child, Stage) else None
                     return stage_node or child
@@ -572,7 +593,7 @@ class Run(_SpanOwner):
 
     def _close_children(self, outcome: str, *, owned_only: bool = False) -> None:
         with self._lock:
-            children = list(self._children)
+            children = list(self._open_children)
         for child in reversed(children):
             if not child.ended and (child.owned_here or not owned_only):
                 child._close_by_parent(outcome)
@@ -633,6 +654,7 @@ class Stage(_SpanOwner):
         super().__init__(run, span, start)
         self.nodes: dict[str, Node] = {}
         self._node_order: list[Node] = []
+        self._open_nodes: dict[Node, None] = {}  # born and open, oldest first
         self.best_node_id: str | None = None
         self.best_metric: Any = None
         self._reported_counts: tuple[int, int, int] | None = None
@@ -667,10 +689,17 @@ class Stage(_SpanOwner):
 
     @property
     def current_node(self) -> Node | None:
-        for node in reversed(self._node_order):
-            if not node.ended:
-                return node
+        with self._lock:
+            for node in reversed(self._open_nodes):
+                if not node.ended:
+                    return node
         return None
+
+    def _add_node(self, node: Node) -> None:
+        """Call with the stage's lock held."""
+        self._node_order.append(node)
+        if not node.ended:
+            self._open_nodes[node] = None
 
     # -- nodes ------------------------------------------------------------------------
     @never_raise()
@@ -697,7 +726,7 @@ class Stage(_SpanOwner):
                 return existing
             node = Node(self, node_id, parent_id, kind, parent_context, attributes)
             self.nodes[node_id] = node
-            self._node_order.append(node)
+            self._add_node(node)
         self.run._adopt(node)
         with self.run._lock:
             self.run._nodes_by_id[node_id] = node
@@ -737,7 +766,7 @@ class Stage(_SpanOwner):
         node = Node(self, node_id if node_id is not None else uuid.uuid4().hex, None, "node", None, None, synthesized=True)
         with self._lock:
             self.nodes[node.node_id] = node
-            self._node_order.append(node)
+            self._add_node(node)
         self.run._adopt(node)
         node._check_parent_open(self, None)
         return node
@@ -977,7 +1006,7 @@ class Node(_SpanOwner):
         stage = self.stage
         with stage._lock:
             stage.nodes[node_id] = self
-            stage._node_order.append(self)
+            stage._add_node(self)
         with self.run._lock:
             self.run._nodes_by_id[node_id] = self
         emit_log(
@@ -1010,6 +1039,12 @@ class Node(_SpanOwner):
 
     def _base_attrs(self) -> dict[str, Any]:
         return {semconv.STAGE_NAME: self.stage.name, semconv.NODE_ID: self.node_id}
+
+    def _forget_open(self) -> None:
+        super()._forget_open()
+        stage = self.stage
+        with stage._lock:
+            stage._open_nodes.pop(self, None)
 
     @never_raise()
     def code_generated(
@@ -1323,6 +1358,8 @@ def end_open_spans() -> None:
     with _open_lock:
         leftovers = [owner for owner in _open_spans if owner.owned_here and not owner.ended]
     for owner in leftovers:
+        if owner.ended:
+            continue  # ended meanwhile with its parent (a stage ends its open nodes)
         try:
             owner._close_by_parent(_CLOSED_BY_SHUTDOWN)
         except Exception as exc:  # noqa: BLE001 - shutdown must go on

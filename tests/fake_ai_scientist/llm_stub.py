@@ -127,6 +127,9 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(length) or b"{}")
         brain: Brain = self.server.brain  # type: ignore[attr-defined]
         prompt = _prompt_of(body)
+        latency = self.server.latency  # type: ignore[attr-defined]
+        if latency > 0:
+            time.sleep(latency)  # a real model's time to answer
         text, arguments = brain.answer(prompt)
         model = str(body.get("model") or "stub-model")
         input_tokens = max(1, len(prompt) // 4)
@@ -168,9 +171,10 @@ class _Handler(BaseHTTPRequestHandler):
 class LLMStub:
     """``with LLMStub() as stub: stub.base_url``: the server runs on a daemon thread."""
 
-    def __init__(self, seed: int = 7, bug_rate: float = 0.3) -> None:
+    def __init__(self, seed: int = 7, bug_rate: float = 0.3, latency: float = 0.0) -> None:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.server.daemon_threads = True
+        self.server.latency = latency  # type: ignore[attr-defined]  # seconds per answer
         self.server.brain = Brain(seed, bug_rate)  # type: ignore[attr-defined]
         self._thread = threading.Thread(target=self.server.serve_forever, name="llm-stub", daemon=True)
 

@@ -28,9 +28,37 @@ try:
 except Exception as exc:  # noqa: BLE001
     _otel_ai_debug("the shadowed sitecustomize failed: %r" % (exc,))
 
-try:
-    from otel_ai.bootstrap.startup import start as _otel_ai_start
+# Most children (the interpreter's runs of generated code) never import what otel_ai
+# hooks: they must not pay for importing otel_ai at all. This finder imports the real
+# bootstrap (otel_ai.bootstrap.startup) only when one of those modules is first imported,
+# and hands that import to it.
+_OTEL_AI_WATCHED = frozenset(("concurrent.futures.process", "ai_scientist", "opentelemetry.trace"))
 
-    _otel_ai_start()
-except Exception as exc:  # noqa: BLE001 - e.g. otel_ai not installed for this interpreter
-    _otel_ai_debug("not started: %r" % (exc,))
+
+class _OtelAiTrigger(object):
+    fired = False
+
+    def find_spec(self, fullname, path=None, target=None):
+        if self.fired or fullname not in _OTEL_AI_WATCHED:
+            return None
+        self.fired = True  # stays in sys.meta_path: removing it mid-import would skip a finder
+        try:
+            from otel_ai.bootstrap import startup
+
+            startup.start()
+            return startup._finder.find_spec(fullname, path, target)
+        except Exception as exc:  # noqa: BLE001 - e.g. otel_ai not installed for this interpreter
+            _otel_ai_debug("not started: %r" % (exc,))
+            return None
+
+
+if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() != "true":
+    if any(name in sys.modules for name in _OTEL_AI_WATCHED):
+        try:
+            from otel_ai.bootstrap.startup import start as _otel_ai_start
+
+            _otel_ai_start()
+        except Exception as exc:  # noqa: BLE001
+            _otel_ai_debug("not started: %r" % (exc,))
+    else:
+        sys.meta_path.insert(0, _OtelAiTrigger())

@@ -1,0 +1,243 @@
+"""What ``otel-ai run`` costs a tree search: wall time, CPU per node, RSS per process.
+
+Runs ``examples/simulated_bfts.py`` (four stages, a ``ProcessPoolExecutor`` per stage whose
+workers are killed with SIGTERM at the stage's end, each node's code run in a fresh
+``python`` child by the Interpreter, LLM calls over HTTP to a stub with ``--llm-latency``)
+bare and under ``otel-ai run``, alternating, ``--rounds`` times each, and reports:
+
+- the wall-time ratio wrapped / bare (median of the per-pair ratios, and of the medians);
+- the CPU seconds added per node: (user + sys of the whole process tree, wrapped - bare)
+  / nodes, from ``getrusage(RUSAGE_CHILDREN)`` (every process of the tree is waited for by
+  its parent, so its time is counted; the wrapper's own time is part of the wrapped run);
+- the RSS added per process: the peak RSS of each process of the tree, sampled from
+  /proc every 0.2 s and grouped by role (the wrapper, the experiment's main process, pool
+  workers, the interpreter's children), median per role, wrapped - bare.
+
+``--command`` measures any other command the same way instead, e.g. the real
+AI-Scientist-v2 search from a local clone (run offline against an OpenAI-compatible stub;
+see docs/benchmarks.md)::
+
+    python benchmarks/bench_search.py --rounds 5
+    python benchmarks/bench_search.py --command "python launch_scientist_bfts.py ..." --cwd PATH_TO_CLONE
+
+Telemetry of the wrapped runs goes to the embedded default (OTLP/JSON files in a
+temporary OTEL_AI_DATA_DIR), whose span count is checked after each wrapped round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import resource
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "simulated_bfts.py"
+
+
+class TreeSampler:
+    """Peak RSS (kB) of every process below ``root``, by pid, with its command line."""
+
+    def __init__(self, root: int, interval: float = 0.2) -> None:
+        self.root = root
+        self.interval = interval
+        self.peak: dict[int, int] = {}
+        self.cmdline: dict[int, str] = {}
+        self.parent: dict[int, int] = {}
+        self.cpu: dict[int, float] = {}  # user + sys seconds, last seen
+        self._tick = os.sysconf("SC_CLK_TCK")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> TreeSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def sample(self) -> None:
+        parents: dict[int, int] = {}
+        stats: dict[int, bytes] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as handle:
+                    stat = handle.read()
+                fields = stat[stat.rindex(b")") + 2:].split()
+                parents[int(entry)] = int(fields[1])
+                stats[int(entry)] = fields
+            except (OSError, ValueError):
+                continue
+        tree = {self.root}
+        changed = True
+        while changed:
+            changed = False
+            for pid, ppid in parents.items():
+                if ppid in tree and pid not in tree:
+                    tree.add(pid)
+                    changed = True
+        for pid in tree:
+            try:
+                with open(f"/proc/{pid}/status") as handle:
+                    rss = next((int(line.split()[1]) for line in handle if line.startswith("VmRSS:")), 0)
+                if pid not in self.cmdline:
+                    with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                        self.cmdline[pid] = handle.read().replace(b"\0", b" ").decode(errors="replace")
+                    self.parent[pid] = parents.get(pid, 0)
+            except OSError:
+                continue
+            if rss:
+                self.peak[pid] = max(self.peak.get(pid, 0), rss)
+                fields = stats[pid]
+                self.cpu[pid] = (int(fields[11]) + int(fields[12])) / self._tick
+
+    def role(self, pid: int) -> str:
+        line = self.cmdline.get(pid, "")
+        if "otel-ai run" in line or "otel_ai run" in line:
+            return "wrapper"
+        if "runfile.py" in line or line.rstrip().endswith(".py") and "/workspaces/" in line:
+            return "interpreter child"
+        if self.parent.get(pid) in self.peak and ("multiprocessing" in line or self.cmdline.get(self.parent[pid]) == line):
+            return "pool worker"
+        return "main"
+
+    def cpu_by_role(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for pid, seconds in self.cpu.items():
+            out[self.role(pid)] = out.get(self.role(pid), 0.0) + seconds
+        return out
+
+    def by_role(self) -> dict[str, list[int]]:
+        roles: dict[str, list[int]] = {}
+        for pid, rss in self.peak.items():
+            role = self.role(pid)
+            roles.setdefault(role, []).append(rss)
+        return roles
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_once(command: list[str], cwd: Path, env: dict[str, str]) -> dict[str, Any]:
+    cpu_before = _children_cpu()
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with TreeSampler(process.pid) as sampler:
+        out, err = process.communicate()
+    wall = time.perf_counter() - started
+    cpu = _children_cpu() - cpu_before
+    if process.returncode != 0:
+        raise SystemExit(f"{shlex.join(command)} failed ({process.returncode}):\n{err.decode()[-3000:]}")
+    match = re.search(rb"search done: \d+ stages, (\d+) nodes", out)
+    return {"wall": wall, "cpu": cpu, "nodes": int(match.group(1)) if match else None, "rss": sampler.by_role(),
+            "cpu_roles": sampler.cpu_by_role()}
+
+
+def _count_spans(directory: Path) -> int:
+    count = 0
+    for path in directory.rglob("traces-*.jsonl"):
+        with open(path, "rb") as handle:
+            count += sum(line.count(b'"spanId"') for line in handle)
+    return count
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5, help="bare/wrapped pairs")
+    parser.add_argument("--llm-latency", type=float, default=0.05, help="seconds per LLM answer (simulated search)")
+    parser.add_argument("--max-iters", type=int, default=4, help="nodes per stage (simulated search)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--start-method", choices=("fork", "spawn"), default="fork")
+    parser.add_argument("--command", default=None, help="measure this command instead of the simulated search")
+    parser.add_argument("--cwd", type=Path, default=None, help="where --command runs")
+    parser.add_argument("--otel-ai-options", default="--no-status", help="options of otel-ai run")
+    args = parser.parse_args(argv)
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-search-"))
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACEPARENT", "TRACESTATE"))}
+    results: dict[str, list[dict[str, Any]]] = {"bare": [], "wrapped": []}
+    spans: list[int] = []
+    for round_ in range(args.rounds):
+        order = ("bare", "wrapped") if round_ % 2 == 0 else ("wrapped", "bare")
+        for mode in order:
+            workdir = tmp / f"{mode}-{round_}"
+            workdir.mkdir()
+            if args.command:
+                command = shlex.split(args.command)
+                cwd = args.cwd or workdir
+            else:
+                command = [sys.executable, str(EXAMPLE), "--workdir", str(workdir / "work"), "--llm-latency",
+                           str(args.llm_latency), "--max-iters", str(args.max_iters), "--workers", str(args.workers),
+                           "--start-method", args.start_method]
+                cwd = workdir
+            env = dict(base_env, OTEL_AI_DATA_DIR=str(workdir / "telemetry"))
+            if mode == "wrapped":
+                command = [sys.executable, "-m", "otel_ai", "run", *shlex.split(args.otel_ai_options), "--", *command]
+            result = run_once(command, cwd, env)
+            results[mode].append(result)
+            if mode == "wrapped":
+                spans.append(_count_spans(workdir / "telemetry"))
+            print(f"round {round_ + 1} {mode:7s} {result['wall']:6.2f} s wall {result['cpu']:6.2f} s cpu "
+                  f"nodes {result['nodes']}", file=sys.stderr, flush=True)
+
+    bare, wrapped = results["bare"], results["wrapped"]
+    ratios = [w["wall"] / b["wall"] for b, w in zip(bare, wrapped)]
+    med_bare = statistics.median(r["wall"] for r in bare)
+    med_wrapped = statistics.median(r["wall"] for r in wrapped)
+    nodes = statistics.median(r["nodes"] for r in bare + wrapped if r["nodes"]) if any(r["nodes"] for r in bare) else None
+    cpu_added = statistics.median(r["cpu"] for r in wrapped) - statistics.median(r["cpu"] for r in bare)
+    load = os.getloadavg()
+    what = args.command or (f"examples/simulated_bfts.py --llm-latency {args.llm_latency} --max-iters {args.max_iters} "
+                            f"--workers {args.workers} --start-method {args.start_method}")
+    print(f"# bench_search  {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC  {platform.machine()} {os.cpu_count()} CPUs  "
+          f"python {platform.python_version()}  load {load[0]:.1f}/{load[1]:.1f}")
+    print(f"command: {what}; {args.rounds} bare/wrapped pairs, alternating; nodes per run: {nodes}")
+    walls = {mode: ", ".join(f"{r['wall']:.2f}" for r in rows) for mode, rows in results.items()}
+    print(f"wall bare         median {med_bare:.2f} s  ({walls['bare']})")
+    print(f"wall otel-ai run  median {med_wrapped:.2f} s  ({walls['wrapped']})")
+    print(f"wall ratio: median of pairs {statistics.median(ratios):.3f}x, of medians {med_wrapped / med_bare:.3f}x "
+          f"(pairs: {', '.join(f'{r:.2f}' for r in ratios)})")
+    if nodes:
+        print(f"CPU added: {cpu_added:.2f} s per run, {cpu_added / nodes * 1000:.1f} ms per node")
+    print("peak RSS by role (median over processes and rounds, MB): role | bare | wrapped | added")
+    roles = sorted({role for r in bare + wrapped for role in r["rss"]})
+    for role in roles:
+        b = [v for r in bare for v in r["rss"].get(role, [])]
+        w = [v for r in wrapped for v in r["rss"].get(role, [])]
+        mb = statistics.median(b) / 1024 if b else 0.0
+        mw = statistics.median(w) / 1024 if w else 0.0
+        print(f"  {role:18s} | {mb:7.1f} | {mw:7.1f} | {mw - mb:+7.1f}   ({len(b)}/{len(w)} processes)")
+    print("CPU by role (median per run, s, sampled: processes shorter than 0.2 s are missed): role | bare | wrapped")
+    for role in roles:
+        b = statistics.median(r["cpu_roles"].get(role, 0.0) for r in bare)
+        w = statistics.median(r["cpu_roles"].get(role, 0.0) for r in wrapped)
+        print(f"  {role:18s} | {b:6.2f} | {w:6.2f}")
+    print(f"spans exported per wrapped run: {spans}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
