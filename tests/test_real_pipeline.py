@@ -603,3 +603,38 @@ def test_gateway_down_30_s_mid_run_loses_and_duplicates_nothing(fleet: Pipeline)
     spans = assert_search_whole_in_jaeger(fleet, "gateway-down", out, timeout=240)
     # span for span what the agent received
     assert_same_spans(copy_spans(fleet, "gateway-down"), spans)
+
+
+@pytest.mark.timeout(300)
+def test_what_the_agent_acknowledged_survives_a_sigkill(bins: Binaries, backend: OTLPReceiver, tmp_path: Path) -> None:
+    """An acknowledged request is on disk: killed at once after the acks, the restarted
+    agent delivers every span (a batch processor in front of the queue lost them all)."""
+    import urllib.request
+
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+    from opentelemetry.proto.trace.v1 import trace_pb2
+
+    agent = collector(bins.otelcol, "agent", ["agent.yaml", "agent-direct.yaml"], tmp_path, {
+        "JAEGER_OTLP_ENDPOINT": backend.grpc_endpoint.removeprefix("http://"),
+        "LOKI_OTLP_ENDPOINT": backend.http_endpoint,
+        "PROMETHEUS_OTLP_ENDPOINT": backend.http_endpoint,
+    }).start()
+    sent = set()
+    try:
+        for _ in range(20):
+            spans = [trace_pb2.Span(trace_id=os.urandom(16), span_id=os.urandom(8), name="acked", start_time_unix_nano=1, end_time_unix_nano=2)
+                     for _ in range(50)]
+            sent |= {s.span_id.hex() for s in spans}
+            request = trace_service_pb2.ExportTraceServiceRequest(resource_spans=[trace_pb2.ResourceSpans(scope_spans=[trace_pb2.ScopeSpans(spans=spans)])])
+            post = urllib.request.Request(f"{agent.http_endpoint}/v1/traces", data=request.SerializeToString(),
+                                          headers={"Content-Type": "application/x-protobuf"})
+            with urllib.request.urlopen(post, timeout=10) as response:  # noqa: S310 - 127.0.0.1
+                assert response.status == 200
+        agent.kill()
+        agent.start()
+        assert backend.wait_for(lambda r: {s.span_id for s in r.spans()} >= sent, timeout=60), (
+            f"{len(sent - {s.span_id for s in backend.spans()})} of {len(sent)} acknowledged spans lost")
+        time.sleep(2)
+        assert len(backend.spans()) == len(sent), "no span twice"
+    finally:
+        agent.stop()
