@@ -2,7 +2,8 @@
 # Build the real binaries the pipelines and their tests run, with Go from the module proxy:
 #
 #   collector-config/build.sh [collector|jaeger|all]     (default: all)
-#   collector-config/build.sh check     exit 0 when both binaries are built and up to date
+#   collector-config/build.sh check [collector|jaeger]   exit 0 when the binaries (default:
+#                                                        both) are built and up to date
 #
 #   otelcol-ai  the project's collector distribution: the OpenTelemetry Collector Builder
 #               (ocb) at OCB_VERSION turns otelcol-ai.manifest.yaml into a Go program
@@ -43,7 +44,11 @@ collector_hash() { hash_of "$here/otelcol-ai.manifest.yaml"; }
 jaeger_hash() { hash_of "$here/tools/go.mod" "$here/tools/go.sum"; }
 
 if [[ "$what" == "check" ]]; then
-  fresh "$bin_dir/otelcol-ai" "$(collector_hash)" && fresh "$bin_dir/jaeger" "$(jaeger_hash)"
+  case "${2:-all}" in
+    collector) fresh "$bin_dir/otelcol-ai" "$(collector_hash)" ;;
+    jaeger) fresh "$bin_dir/jaeger" "$(jaeger_hash)" ;;
+    *) fresh "$bin_dir/otelcol-ai" "$(collector_hash)" && fresh "$bin_dir/jaeger" "$(jaeger_hash)" ;;
+  esac
   exit
 fi
 

@@ -42,7 +42,7 @@ class Binaries:
     jaeger: Path
 
 
-def binaries() -> Binaries | str:
+def binaries(which: str = "all") -> Binaries | str:
     """The two binaries, or the reason they cannot be used here (a skip reason).
 
     They must be built from the sources in the repository as they are now
@@ -50,12 +50,13 @@ def binaries() -> Binaries | str:
     ``collector-config/build.sh`` does (about 15 minutes on 2 cores the first time)."""
     directory = bin_dir()
     found = Binaries(directory / "otelcol-ai", directory / "jaeger")
-    check = subprocess.run(["bash", str(BUILD_SCRIPT), "check"], capture_output=True, check=False, timeout=60)
+    check = subprocess.run(["bash", str(BUILD_SCRIPT), "check", which], capture_output=True, check=False, timeout=60)
     if check.returncode == 0:
         return found
     go = "" if shutil.which("go") else "there is no Go toolchain here, and "
+    names = {"collector": "otelcol-ai is", "jaeger": "jaeger is"}.get(which, "otelcol-ai and jaeger are")
     state = "out of date" if found.otelcol.is_file() and found.jaeger.is_file() else "not built"
-    return (f"{go}otelcol-ai and jaeger are {state} in {directory}: run collector-config/build.sh "
+    return (f"{go}{names} {state} in {directory}: run collector-config/build.sh "
             "(Go 1.24+ and the Go module proxy; .ci/run does it)")
 
 

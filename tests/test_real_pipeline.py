@@ -57,15 +57,24 @@ NOT_IN_OTELCOL_AI = {"replay-files": "its otlp_json_file receiver is not served 
 
 @pytest.fixture(scope="session")
 def bins() -> Binaries:
-    found = binaries()
+    """The collector (and where Jaeger would be: ``jaeger_server`` checks it)."""
+    found = binaries("collector")
     if isinstance(found, str):
         pytest.skip(found)
     return found
 
 
 @pytest.fixture(scope="session")
-def jaeger_server(bins: Binaries, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jaeger]:
-    server = jaeger(bins.jaeger, tmp_path_factory.mktemp("jaeger")).start(timeout=120)
+def jaeger_bin(bins: Binaries) -> Path:
+    found = binaries("jaeger")
+    if isinstance(found, str):
+        pytest.skip(found)
+    return found.jaeger
+
+
+@pytest.fixture(scope="session")
+def jaeger_server(jaeger_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jaeger]:
+    server = jaeger(jaeger_bin, tmp_path_factory.mktemp("jaeger")).start(timeout=120)
     yield server
     server.stop()
 
@@ -92,8 +101,8 @@ def test_every_config_set_passes_otelcol_ai_validate(bins: Binaries, set_name: s
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_the_stack_jaeger_config_passes_jaeger_validate(bins: Binaries, tmp_path: Path) -> None:
-    done = subprocess.run([str(bins.jaeger), "validate", f"--config={CONFIG_DIR / 'stack' / 'jaeger.yaml'}"],
+def test_the_stack_jaeger_config_passes_jaeger_validate(jaeger_bin: Path, tmp_path: Path) -> None:
+    done = subprocess.run([str(jaeger_bin), "validate", f"--config={CONFIG_DIR / 'stack' / 'jaeger.yaml'}"],
                           env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "JAEGER_BADGER_DIR": str(tmp_path / "badger")},
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
