@@ -125,8 +125,8 @@ def throughput(bins: Binaries, work: Path, spans: int, logs: int) -> dict[str, A
             "PROMETHEUS_OTLP_ENDPOINT": receiver.endpoint,
         }).start()
         try:
-            for kind, n_spans, n_logs, metric in (("spans", spans, 0, "otelcol_exporter_sent_spans_total"),
-                                                   ("logs", 0, logs, "otelcol_exporter_sent_log_records_total")):
+            for kind, n_spans, n_logs, metric in (("spans", spans, 0, "otelcol_exporter_sent_spans"),
+                                                   ("logs", 0, logs, "otelcol_exporter_sent_log_records")):
                 before = agent.metric(metric)
                 times = emit(agent.http_endpoint, n_spans, n_logs, f"bench-agent-{kind}")
                 n = n_spans or n_logs

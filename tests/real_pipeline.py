@@ -163,7 +163,7 @@ def prometheus_sum(text: str, name: str, labels: Mapping[str, str]) -> float:
             continue
         metric, _, value = line.rpartition(" ")
         base, _, label_text = metric.partition("{")
-        if base != name:
+        if base not in (name, f"{name}_total"):  # counters carry _total or not, by version
             continue
         if all(f'{k}="{v}"' in label_text for k, v in labels.items()):
             total += float(value)
