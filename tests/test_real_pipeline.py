@@ -590,7 +590,17 @@ def assert_search_whole_in_jaeger(pipeline: Pipeline, run_id: str, stdout: str, 
     try:
         spans = wait_until(f"run {run_id} whole in Jaeger", whole, timeout, interval=2)
     except AssertionError:
-        raise AssertionError(pipeline.logs()) from None
+        try:
+            found = load_from_jaeger(pipeline.jaeger.url, run_id, timeout_s=10).spans
+        except JaegerError as exc:
+            found, why = [], str(exc)
+        else:
+            why = ""
+        llm = [s for s in found if s.attributes.get(semconv.GEN_AI_OPERATION_NAME) == "chat"]
+        spool = sorted(str(p.relative_to(pipeline.workdir)) for p in pipeline.workdir.glob(f"run-{run_id}/runs/**/*") if p.is_file())
+        raise AssertionError(f"Jaeger has {len(found)} spans {why}, {len(llm)} of {calls} LLM calls, "
+                             f"run span: {any(s.name == semconv.SPAN_RUN for s in found)}; left in otel_ai's data dir: {spool[:20]}\n"
+                             + pipeline.logs()[-3000:]) from None
     time.sleep(3)  # anything late, duplicates included, has arrived
     spans = load_from_jaeger(pipeline.jaeger.url, run_id).spans
     dupes = [n for n in Counter(s.span_id for s in spans).values() if n > 1]
@@ -613,6 +623,12 @@ def test_agent_killed_and_restarted_mid_run_loses_and_duplicates_nothing(direct:
     direct.agent.start()
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-4000:]
+    # pool workers that ended while the agent was down left their data in otel_ai's spool:
+    # `otel-ai recover` (or the next `otel-ai run` on this data directory) delivers it
+    work = direct.workdir / "run-agent-killed"
+    recover = subprocess.run([*OTEL_AI, "recover"], cwd=work, env=otel_ai_env(direct, work / "runs"),
+                             capture_output=True, text=True, timeout=300, check=False)
+    assert recover.returncode == 0, recover.stdout + recover.stderr
     assert_search_whole_in_jaeger(direct, "agent-killed", out)
 
 
