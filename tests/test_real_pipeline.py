@@ -86,6 +86,35 @@ def backend() -> Iterator[OTLPReceiver]:
         yield receiver
 
 
+# --- 0. the manifest names exactly what the configs use (no binary needed) -------------------
+def test_the_manifest_builds_exactly_the_components_the_configs_use() -> None:
+    from collector_support import COMPONENT_KINDS, component_type, load_yaml, merged_set
+
+    manifest = load_yaml(CONFIG_DIR / "otelcol-ai.manifest.yaml")
+    known = load_yaml(CONFIG_DIR / "otelcol-contrib.components.yaml")["types"]
+    versions = set()
+    built: dict[str, set[str]] = {}
+    for kind in COMPONENT_KINDS:
+        modules = {}
+        for entry in manifest.get(kind) or []:
+            module, version = entry["gomod"].split()
+            modules[module] = version
+            versions.add(version)
+        built[kind] = set(modules)
+    assert versions == {manifest["dist"]["version"].join(("v", ""))}, "one release for every module"
+    used: dict[str, set[str]] = {kind: set() for kind in COMPONENT_KINDS}
+    for name, files in config_sets().items():
+        cfg = merged_set(files)
+        for kind in COMPONENT_KINDS:
+            for component in cfg.get(kind) or {}:
+                if name in NOT_IN_OTELCOL_AI and component_type(component) == "otlp_json_file":
+                    continue
+                used[kind].add(known[kind][component_type(component)])
+    extra = {"exporters": {"github.com/open-telemetry/opentelemetry-collector-contrib/exporter/fileexporter"}}
+    for kind in COMPONENT_KINDS:
+        assert built[kind] == used[kind] | extra.get(kind, set()), kind
+
+
 # --- 1. validate ---------------------------------------------------------------------------
 @pytest.mark.parametrize("set_name", sorted(config_sets()))
 def test_every_config_set_passes_otelcol_ai_validate(bins: Binaries, set_name: str, tmp_path: Path) -> None:
