@@ -105,6 +105,7 @@ DEFAULT_SHUTDOWN_WAIT_S = 2.0
 DEFAULT_SCHEDULE_DELAY_MS = 1000.0
 # a run still open after this long gets its ai.run.live marker span
 LIVE_MARKER_DELAY_S = 2.0
+_LIVE_MARKER_LENGTH_NS = 1000
 _DISK_RESCAN_S = 10.0
 _WARN_EVERY_S = 60.0
 
@@ -899,8 +900,8 @@ class DeliveringBatchLogRecordProcessor(BatchLogRecordProcessor):
 
 class LiveRunMarker(SpanProcessor):
     """Makes a run in progress visible in Jaeger: a run still open
-    :data:`LIVE_MARKER_DELAY_S` after its start gets an ``ai.run.live`` child span, zero
-    length, carrying the run's start attributes (``ai.run.id`` first), exported at once.
+    :data:`LIVE_MARKER_DELAY_S` after its start gets an ``ai.run.live`` child span, 1 us
+    long, carrying the run's start attributes (``ai.run.id`` first), exported at once.
 
     The ``ai.run`` span itself is exported when it ends, once, with its own id: no span
     id is ever exported twice. A run shorter than the delay needs no marker.
@@ -969,7 +970,9 @@ class LiveRunMarker(SpanProcessor):
             attributes=attributes,
             start_time=now,
         )
-        marker.end(end_time=now)
+        # 1 us, not zero: Jaeger flags a zero-length span ("negative duration") and moves
+        # its end
+        marker.end(end_time=now + _LIVE_MARKER_LENGTH_NS)
 
     def shutdown(self) -> None:
         with self._cond:
