@@ -8,7 +8,6 @@ it concerns and ``ai.event.seq``.
 
 from __future__ import annotations
 
-import itertools
 import os
 import threading
 import time
@@ -26,22 +25,43 @@ from .. import semconv
 from ..export.providers import get_pipeline
 
 # --- the per-process sequence -----------------------------------------------------------
-_seq = itertools.count(1)
+# Strictly increasing per process (SPEC section 2): it only ever moves forward, so a
+# consumer can detect loss. A forked child starts its own sequence at 1.
 _seq_lock = threading.Lock()
+_last_seq = 0
 
 
 def next_seq() -> int:
-    return next(_seq)  # itertools.count is atomic under the GIL
-
-
-def set_seq(last: int) -> None:
-    """Continue the sequence after ``last`` (the next event gets ``last + 1``)."""
-    global _seq
+    global _last_seq
     with _seq_lock:
-        _seq = itertools.count(int(last) + 1)
+        _last_seq += 1
+        return _last_seq
 
 
-os.register_at_fork(after_in_child=lambda: set_seq(0))
+def last_seq() -> int:
+    """The ``ai.event.seq`` of the last event of this process (0 before the first)."""
+    return _last_seq
+
+
+def set_seq(last: int) -> int:
+    """Continue the sequence after ``last`` when that is ahead of it (the next event gets
+    ``last + 1``); a value behind the sequence changes nothing, so no number repeats.
+    Returns the last number assigned."""
+    global _last_seq
+    with _seq_lock:
+        if last > _last_seq:
+            _last_seq = last
+        return _last_seq
+
+
+def _reset_seq() -> None:
+    """Start the sequence afresh (a forked child; tests)."""
+    global _seq_lock, _last_seq
+    _seq_lock = threading.Lock()  # another thread may have held it at the fork
+    _last_seq = 0
+
+
+os.register_at_fork(after_in_child=_reset_seq)
 
 # --- severity ---------------------------------------------------------------------------
 _LEVELS: dict[str, tuple[SeverityNumber, str]] = {
