@@ -16,8 +16,11 @@ touched; nothing fetched is kept):
   it stops the worker's polling loop once that experiment is done);
 - the control plane (artifact presign and upload) and an OpenAI-compatible LLM: one small
   HTTP server. The LLM answers every function call from the tool's JSON schema (no bug,
-  stage complete, a metric...) and every other prompt with a plan and a short training
-  script that saves ``experiment_data.npy`` and a plot;
+  stage complete, a metric...), a prompt asking for ``<JSON>`` or ``'KEYWORD: ...'`` lines
+  with those, and every other prompt with a plan and a short training script that saves
+  ``experiment_data.npy`` and a plot;
+- ``torch``, only when it is not installed: a stand-in with what the fork's seed-node
+  prefix calls (``manual_seed``, ``cuda.is_available``);
 - ``bfts_config.yaml``: a small tree search (2 workers, 1-2 nodes per stage);
 - telemetry: the embedded default, OTLP/JSON files in the work directory.
 
@@ -201,6 +204,30 @@ class MongoClient:
         pass
 '''
 
+# torch, only where it is not installed: the fork prefixes every seed node's script with
+# ``import torch; torch.manual_seed(...)``; the LLM stand-in's scripts need nothing else of it
+FAKE_TORCH = '''"""torch stand-in for tools/try_pod_worker.py (no GPU, no tensors)."""
+import random as _random
+
+
+def manual_seed(seed):
+    _random.seed(seed)
+
+
+class cuda:
+    @staticmethod
+    def is_available():
+        return False
+
+    @staticmethod
+    def manual_seed(seed):
+        pass
+
+    @staticmethod
+    def device_count():
+        return 0
+'''
+
 # --- the small tree search ---------------------------------------------------------------
 CONFIG_EDITS = {
     ("agent", "num_workers"): 2,
@@ -266,8 +293,32 @@ def _from_schema(schema: dict[str, Any], name: str, prompt: str) -> Any:
     return f"{name}: looks fine"
 
 
+def _text(messages: Any) -> str:
+    parts = []
+    for message in messages or []:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts += [p.get("text", "") for p in content if isinstance(p, dict)]
+    return "\n".join(parts)
+
+
+def _plain_answer(prompt: str) -> str:
+    """A JSON block where the prompt asks for <JSON>, 'KEYWORD: ...' lines where it asks
+    for those, else a plan and a training script."""
+    if "<JSON>" in prompt or "```json" in prompt:
+        fields = dict.fromkeys(re.findall(r'^\s*-\s*"([A-Za-z_ ]+)"', prompt, re.MULTILINE)) or {"summary": None}
+        answer = {name: f"{name}: a short synthetic study" for name in fields}
+        return f"THOUGHT: fine.\n\nREVIEW JSON:\n```json\n{json.dumps(answer)}\n```\n"
+    keywords = list(dict.fromkeys(re.findall(r"'([A-Z][A-Z_ ]*[A-Z]):", prompt)))
+    if keywords:
+        return "\n".join(f"{keyword}: synthetic" for keyword in keywords)
+    return f"A small, fast experiment on synthetic data.\n\n```python\n{TRAINING_SCRIPT}```\n"
+
+
 def llm_answer(request: dict[str, Any]) -> dict[str, Any]:
-    prompt = json.dumps(request.get("messages", []))
+    prompt = _text(request.get("messages"))
     tools = request.get("tools") or []
     message: dict[str, Any] = {"role": "assistant", "content": None}
     if tools:
@@ -277,18 +328,13 @@ def llm_answer(request: dict[str, Any]) -> dict[str, Any]:
                                   "function": {"name": function["name"], "arguments": json.dumps(arguments)}}]
         finish = "tool_calls"
     else:
-        if "HYPERPARAM NAME" in prompt:
-            text = "HYPERPARAM NAME: learning rate\nDESCRIPTION: Try a smaller learning rate for stabler training."
-        elif "ABLATION NAME" in prompt:
-            text = "ABLATION NAME: no dropout\nABLATION DESCRIPTION: Remove dropout to see what it contributes."
-        else:
-            text = f"A small, fast experiment on synthetic data.\n\n```python\n{TRAINING_SCRIPT}```\n"
-        message["content"] = text
+        message["content"] = _plain_answer(prompt)
         finish = "stop"
     return {
         "id": "chatcmpl-try", "object": "chat.completion", "created": int(time.time()), "model": request.get("model", MODEL),
         "system_fingerprint": "try-pod", "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-        "usage": {"prompt_tokens": len(prompt) // 4, "completion_tokens": 50, "total_tokens": len(prompt) // 4 + 50},
+        "usage": {"prompt_tokens": len(prompt) // 4, "completion_tokens": 50, "total_tokens": len(prompt) // 4 + 50,
+                  "completion_tokens_details": {"reasoning_tokens": 0}, "prompt_tokens_details": {"cached_tokens": 0}},
     }
 
 
@@ -360,6 +406,11 @@ def prepare(clone: Path, work: Path) -> tuple[Path, Path, str]:
     standins = work / "stand_ins"
     (standins / "pymongo").mkdir(parents=True)
     (standins / "pymongo" / "__init__.py").write_text(FAKE_PYMONGO)
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        (standins / "torch").mkdir()
+        (standins / "torch" / "__init__.py").write_text(FAKE_TORCH)
     import yaml
 
     config_path = repo / "bfts_config.yaml"
