@@ -370,7 +370,6 @@ class BatchEventEmitter:
         event_type = str(event_type)
         if (
             event_type == semconv.EXPERIMENT_NODE_COMPLETED
-            and self._instrument
             and isinstance(data, Mapping)
             and data.get("node_id") is not None
             and _instrumentor_active()

@@ -338,7 +338,7 @@ def llm_answer(request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class Stand_ins(ThreadingHTTPServer):
+class StandIns(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self) -> None:
@@ -351,7 +351,7 @@ class Stand_ins(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: Stand_ins
+    server: StandIns
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass
@@ -505,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     repo, standins, commit = prepare(args.clone.resolve(), work)
     print(f"fork commit {commit}; work directory {work}")
-    server = Stand_ins()
+    server = StandIns()
     threading.Thread(target=server.serve_forever, daemon=True).start()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACEPARENT", "OPENAI_", "ANTHROPIC_", "S2_"))}
     env.update(
