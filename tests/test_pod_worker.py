@@ -89,7 +89,6 @@ def _check_sequence(report: dict[str, Any], logs: list[LogRecordData], run: Span
     assert all(1 <= value <= main[-1] for value in reads), "seq_counter reads the last ai.event.seq assigned"
 
 
-@pytest.mark.slow
 def test_the_pod_worker_whose_paper_fails_is_one_failed_trace(tmp_path: Path, otlp_receiver: OTLPReceiver) -> None:
     report, spans, logs = _run_program(tmp_path, otlp_receiver, "--outcome", "paper-failed", "--start-method", "spawn")
     assert report["errors"] == [], "no exception reached the pod worker"
@@ -112,7 +111,6 @@ def test_the_pod_worker_whose_paper_fails_is_one_failed_trace(tmp_path: Path, ot
     assert [r for r in logs if r.event_name == semconv.ARTIFACT_REGISTERED]
 
 
-@pytest.mark.slow
 def test_the_pod_worker_that_crashes_in_stage_2_ends_failed_with_the_error(tmp_path: Path, otlp_receiver: OTLPReceiver) -> None:
     report, spans, logs = _run_program(tmp_path, otlp_receiver, "--outcome", "crash", "--start-method", "fork")
     assert report["errors"] == []

@@ -8,6 +8,7 @@ it concerns and ``ai.event.seq``.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -27,38 +28,42 @@ from ..export.providers import get_pipeline
 # --- the per-process sequence -----------------------------------------------------------
 # Strictly increasing per process (SPEC section 2): it only ever moves forward, so a
 # consumer can detect loss. A forked child starts its own sequence at 1.
-_seq_lock = threading.Lock()
-_last_seq = 0
+_seq = itertools.count(1)
+_seq_lock = threading.Lock()  # for set_seq only: the hot path takes no lock
 
 
 def next_seq() -> int:
-    global _last_seq
-    with _seq_lock:
-        _last_seq += 1
-        return _last_seq
+    return next(_seq)  # itertools.count is atomic under the GIL
 
 
 def last_seq() -> int:
     """The ``ai.event.seq`` of the last event of this process (0 before the first)."""
-    return _last_seq
+    return _peek(_seq) - 1
+
+
+def _peek(counter: itertools.count[int]) -> int:
+    # the value next() would return, without taking it: count's repr is "count(N)"
+    return int(repr(counter)[6:-1])
 
 
 def set_seq(last: int) -> int:
     """Continue the sequence after ``last`` when that is ahead of it (the next event gets
     ``last + 1``); a value behind the sequence changes nothing, so no number repeats.
     Returns the last number assigned."""
-    global _last_seq
+    global _seq
     with _seq_lock:
-        if last > _last_seq:
-            _last_seq = last
-        return _last_seq
+        current = _peek(_seq) - 1
+        if last > current:
+            _seq = itertools.count(int(last) + 1)
+            return int(last)
+        return current
 
 
 def _reset_seq() -> None:
     """Start the sequence afresh (a forked child; tests)."""
-    global _seq_lock, _last_seq
+    global _seq, _seq_lock
     _seq_lock = threading.Lock()  # another thread may have held it at the fork
-    _last_seq = 0
+    _seq = itertools.count(1)
 
 
 os.register_at_fork(after_in_child=_reset_seq)
