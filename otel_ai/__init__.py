@@ -2,10 +2,12 @@
 
 A run is one trace: an ``ai.run`` root span, ``ai.stage`` spans per stage, ``ai.node``
 spans per search-tree node, with every lifecycle event also emitted as a log-based event
-for Loki. Three front doors produce the same telemetry:
+for Loki. Four front doors produce the same telemetry:
 
 - context managers: ``with otel_ai.run("run-1") as run: with run.stage("1_initial") ...``
 - :class:`EventEmitter`, a drop-in for the seed pod worker's ``CloudEventEmitter``
+- :class:`BatchEventEmitter`, a drop-in for its batching ``EventEmitter`` (the tree
+  search's stream)
 - :func:`event_callback`, for AI-Scientist-v2's ``event_callback(event_type, data)``
 
 Configuration comes from the standard OTEL_* variables and our OTEL_AI_* ones (see
@@ -22,11 +24,12 @@ from .version import __version__
 
 if TYPE_CHECKING:
     from .config import ConfigurationError, Settings
-    from .emitter import EventEmitter, event_callback
+    from .emitter import BatchEventEmitter, EventEmitter, event_callback
     from .export.providers import force_flush, shutdown
     from .model import Execution, Node, Paper, Run, Stage, Validation
 
 __all__ = [
+    "BatchEventEmitter",
     "ConfigurationError",
     "EventEmitter",
     "Execution",
@@ -48,6 +51,7 @@ __all__ = [
 # is imported on first use. Python children of ``otel-ai run`` import otel_ai at
 # start-up, and most of them never emit anything.
 _LAZY = {
+    "BatchEventEmitter": "otel_ai.emitter",
     "ConfigurationError": "otel_ai.config",
     "Settings": "otel_ai.config",
     "EventEmitter": "otel_ai.emitter",

@@ -1,22 +1,102 @@
-"""Two event front doors: :class:`EventEmitter` and :func:`event_callback`.
+"""Three event front doors: :class:`EventEmitter`, :class:`BatchEventEmitter` and
+:func:`event_callback`.
 
 ``EventEmitter`` is a drop-in for the seed pod worker's ``CloudEventEmitter``: the same
-constructor and methods with the same positional arguments, each returning True and never
-raising; nothing is POSTed anywhere, the events become spans and log records exported by
-OpenTelemetry. ``event_callback`` takes the ``(event_type, data)`` dicts that
+constructor, attributes (``seq_counter``) and methods, taking the same positional and
+keyword arguments, each returning True and never raising; nothing is POSTed anywhere,
+the events become spans and log records exported by OpenTelemetry. ``BatchEventEmitter``
+is a drop-in for the pod worker's second, batching ``EventEmitter(control_plane_url,
+pod_id)`` with ``emit(event_type, data, run_id)`` and ``flush()``, which carries the tree
+search's events. ``event_callback`` takes the ``(event_type, data)`` dicts that
 AI-Scientist-v2 hands to its ``event_callback``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import functools
+import inspect
+import os
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, cast
 
 from . import semconv
-from ._internal import never_raise
+from ._internal import _should_raise, never_raise, report_internal_error
+from .bootstrap.startup import instrument_ai_scientist_on_import
 from .export.providers import force_flush, get_pipeline
-from .model.events import set_seq
+from .model.events import last_seq, set_seq
+from .model.spans import Run
 from .model.vocabulary import dispatch, find_run, start_run
+from .propagation import INSTRUMENTED_RUN_ENV, format_traceparent
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _binds(signature: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError:
+        return False
+    return True
+
+
+def _seed_method(event_type: str) -> Callable[[_F], _F]:
+    """A drop-in method: never raises into the caller (internal errors are reported, as
+    :func:`otel_ai._internal.never_raise` does), and a call of a shape the method does not
+    take is neither raised nor lost: it is warned about once a minute and recorded as
+    ``event_type`` with the arguments it was given, named by position."""
+
+    def decorate(fn: _F) -> _F:
+        where = fn.__qualname__
+        signature = inspect.signature(fn)
+        names = [name for name in signature.parameters if name != "self"]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - the point of this wrapper
+                if isinstance(exc, TypeError) and args and not _binds(signature, args, kwargs):
+                    report_internal_error(f"{where} (a call of an unexpected shape, recorded as {event_type})", exc)
+                    _record_bad_call(event_type, names, args[1:], kwargs)
+                    return True
+                report_internal_error(where, exc)
+                if _should_raise():
+                    raise
+                return True
+
+        return cast(_F, wrapper)
+
+    return decorate
+
+
+@never_raise()
+def _record_bad_call(event_type: str, names: list[str], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    data: dict[str, Any] = dict(zip(names, args))
+    if len(args) > len(names):
+        data["args"] = [repr(value)[:1024] for value in args[len(names):]]
+    data.update(kwargs)
+    event = data.pop("event_type", None) if event_type == "" else event_type
+    run_id = data.pop("run_id", None)
+    payload = data.pop("data", None) if event_type == "" else None
+    if isinstance(payload, Mapping):
+        data = {**payload, **data}
+    dispatch(str(event or "unknown"), run_id if run_id is None or isinstance(run_id, str) else str(run_id), data)
+
+
+def _instrumentor_active() -> bool:
+    """Whether the AI-Scientist instrumentor makes the node spans in this process."""
+    module = sys.modules.get("otel_ai.instrumentation")
+    return bool(module is not None and module.AIScientistInstrumentor().is_instrumented_by_opentelemetry)
+
+
+def _publish_run(run: Run) -> None:
+    """Tell this process's future pool workers (spawned ones too) which run the
+    instrumented tree search reports to: the run a drop-in started, not a new one."""
+    if run.attached or run.ended:
+        return
+    context = run.span_context
+    os.environ[INSTRUMENTED_RUN_ENV] = f"{run.run_id} {format_traceparent(context.trace_id, context.span_id, context.trace_flags.sampled)}"
 
 
 class EventEmitter:
@@ -27,25 +107,63 @@ class EventEmitter:
             the OTEL_EXPORTER_OTLP_* variables say (or to the embedded default).
         source_id: the pod's id; the ``ai.pod.id`` of runs that do not name one.
         image: the container image reported as ``container.image.name``.
+        instrument: instrument AI-Scientist-v2 when this process imports ``ai_scientist``
+            (the default), so that its tree search's stages and nodes, made in this
+            process and its pool workers, join the run :meth:`run_started` began instead
+            of starting a second one. False leaves ``ai_scientist`` alone.
 
     Each run started with :meth:`run_started` is its own trace; several runs one after
-    another in one process are several traces.
+    another in one process are several traces. Every method takes the seed's arguments,
+    by position or by name, returns True and never raises: a call of a shape no method
+    takes is logged as a warning and still recorded as the method's event, with the
+    arguments it was given.
     """
 
-    def __init__(self, control_plane_url: str | None = None, source_id: str | None = None, *, image: str | None = None) -> None:
+    def __init__(
+        self,
+        control_plane_url: str | None = None,
+        source_id: str | None = None,
+        *,
+        image: str | None = None,
+        instrument: bool = True,
+    ) -> None:
         self.control_plane_url = control_plane_url
         self.source_id = source_id
         self.image = image
+        self._instrument = instrument
+        if instrument:
+            instrument_ai_scientist_on_import()
 
-    @never_raise(default=True)
+    # -- the per-process event sequence -------------------------------------------------
+    @property
+    def seq_counter(self) -> int:
+        """The ``ai.event.seq`` of the last event this process emitted (0 before the first).
+
+        Assigning it is :meth:`set_seq_counter`: the sequence only moves forward."""
+        return last_seq()
+
+    @seq_counter.setter
+    def seq_counter(self, value: int) -> None:
+        self.set_seq_counter(value)
+
     def set_seq_counter(self, seq: int) -> None:
-        """Continue ``ai.event.seq`` after ``seq`` (the next event gets ``seq + 1``)."""
-        set_seq(int(seq))
+        """Continue ``ai.event.seq`` after ``seq`` when ``seq`` is ahead of it (the next event
+        gets ``seq + 1``). A ``seq`` behind the sequence changes nothing: ``ai.event.seq``
+        never repeats in a process; read :attr:`seq_counter` for where it is."""
+        try:
+            set_seq(int(seq))
+        except (TypeError, ValueError, OverflowError) as exc:
+            report_internal_error("EventEmitter.set_seq_counter (not a number, ignored)", exc)
 
-    @never_raise(default=True)
-    def emit(self, event_type: str, run_id: str, data: Mapping[str, Any] | None = None) -> bool:
-        """Any event by type name; unknown types are recorded as given."""
-        dispatch(event_type, run_id, data)
+    @_seed_method("")
+    def emit(self, event_type: str, run_id: str | None = None, data: Mapping[str, Any] | None = None) -> bool:
+        """Any event by type name; unknown types are recorded as given. The batching
+        emitter's order ``emit(event_type, data, run_id)`` is understood too."""
+        if isinstance(run_id, Mapping) and (data is None or isinstance(data, str)):
+            run_id, data = data, run_id
+        run = dispatch(event_type, run_id, data)
+        if event_type == semconv.RUN_STARTED and self._instrument:
+            _publish_run(run)
         return True
 
     @never_raise(default=True)
@@ -58,40 +176,54 @@ class EventEmitter:
     # translation of emit()); tests check both produce the same telemetry.
 
     # -- run lifecycle ----------------------------------------------------------------
-    @never_raise(default=True)
+    @_seed_method(semconv.RUN_STARTED)
     def run_started(self, run_id: str, pod_id: str | None = None, gpu: str | None = None, region: str | None = None) -> bool:
-        start_run(run_id, pod_id=self.source_id if pod_id is None else pod_id, gpu=gpu, region=region, image=self.image)
+        run = start_run(run_id, pod_id=self.source_id if pod_id is None else pod_id, gpu=gpu, region=region, image=self.image)
+        if self._instrument:
+            _publish_run(run)
         return True
 
-    @never_raise(default=True)
+    @_seed_method(semconv.RUN_HEARTBEAT)
     def run_heartbeat(self, run_id: str) -> bool:
         find_run(run_id).heartbeat()
         return True
 
-    @never_raise(default=True)
+    @_seed_method(semconv.RUN_COMPLETED)
     def run_completed(self, run_id: str, total_duration_s: float | None = None) -> bool:
         find_run(run_id).complete(total_duration_s)
         return True
 
-    @never_raise(default=True)
+    @_seed_method(semconv.RUN_FAILED)
     def run_failed(
-        self, run_id: str, stage: str | None, code: str | None, message: str | None, traceback: str | None,
+        self,
+        run_id: str,
+        stage: str | None = None,
+        code: str | None = None,
+        message: str | None = None,
+        traceback: str | None = None,
         retryable: bool = False,
     ) -> bool:
-        find_run(run_id).fail(stage=stage, error_type=code, message=message, stacktrace=traceback, retryable=retryable)
+        """End the run as failed. The seed calls it as ``run_failed(run_id, stage, code,
+        message, traceback)`` and as ``run_failed(run_id, "Paper generation failed")``: one
+        argument after the run id that names no stage of the run is the message (the
+        failed stage is then the current one)."""
+        run = find_run(run_id)
+        if stage is not None and code is None and message is None and traceback is None and str(stage) not in run.stages:
+            stage, message = None, stage
+        run.fail(stage=stage, error_type=code, message=message, stacktrace=traceback, retryable=retryable)
         return True
 
-    @never_raise(default=True)
+    @_seed_method(semconv.RUN_CANCELED)
     def run_canceled(self, run_id: str, reason: str | None = None, stage: str | None = None) -> bool:
         return self.emit(semconv.RUN_CANCELED, run_id, {"reason": reason, "stage": stage})
 
     # -- stages -----------------------------------------------------------------------
-    @never_raise(default=True)
+    @_seed_method(semconv.STAGE_STARTED)
     def stage_started(self, run_id: str, stage: str, desc: str | None = None) -> bool:
         find_run(run_id).stage(stage, desc)
         return True
 
-    @never_raise(default=True)
+    @_seed_method(semconv.STAGE_PROGRESS)
     def stage_progress(
         self,
         run_id: str,
@@ -110,33 +242,33 @@ class EventEmitter:
         )
         return True
 
-    @never_raise(default=True)
+    @_seed_method(semconv.STAGE_COMPLETED)
     def stage_completed(self, run_id: str, stage: str, duration_s: float | None = None) -> bool:
         find_run(run_id)._get_stage(stage).complete(duration_s)
         return True
 
-    @never_raise(default=True)
+    @_seed_method(semconv.STAGE_METRIC)
     def metric_computed(self, run_id: str, stage: str, name: str, value: Any) -> bool:
         find_run(run_id)._get_stage(stage).metric(name, value)
         return True
 
     # -- nodes ------------------------------------------------------------------------
-    @never_raise(default=True)
+    @_seed_method(semconv.NODE_CREATED)
     def node_created(self, run_id: str, stage: str, node_id: str, parent_id: str | None = None, kind: str | None = None) -> bool:
         find_run(run_id)._get_stage(stage).node(node_id, parent_id, kind)
         return True
 
-    @never_raise(default=True)
+    @_seed_method(semconv.NODE_CODE_GENERATED)
     def node_code_generated(self, run_id: str, stage: str, node_id: str, code_size: int | None = None, code: str | None = None) -> bool:
         find_run(run_id)._get_stage(stage)._get_node(node_id).code_generated(code, size_bytes=code_size)
         return True
 
-    @never_raise(default=True)
+    @_seed_method(semconv.NODE_EXECUTING)
     def node_executing(self, run_id: str, stage: str, node_id: str) -> bool:
         find_run(run_id)._get_stage(stage)._get_node(node_id).executing()
         return True
 
-    @never_raise(default=True)
+    @_seed_method(semconv.NODE_COMPLETED)
     def node_completed(
         self,
         run_id: str,
@@ -150,23 +282,23 @@ class EventEmitter:
         find_run(run_id)._get_stage(stage)._get_node(node_id).completed(is_buggy, metric, exec_time_s, exc_type)
         return True
 
-    @never_raise(default=True)
+    @_seed_method(semconv.NODE_SELECTED_BEST)
     def node_selected_best(self, run_id: str, stage: str, node_id: str, metric: Any = None) -> bool:
         find_run(run_id)._get_stage(stage).selected_best(node_id, metric)
         return True
 
     # -- logs and artifacts -----------------------------------------------------------
-    @never_raise(default=True)
+    @_seed_method(semconv.RUN_LOG)
     def log(self, run_id: str, message: str, level: str = "info", source: str | None = None) -> bool:
         find_run(run_id).log(message, level, source)
         return True
 
-    @never_raise(default=True)
+    @_seed_method(semconv.ARTIFACT_DETECTED)
     def artifact_detected(self, run_id: str, path: str, type: str | None = None, size_bytes: int | None = None) -> bool:
         find_run(run_id).artifact_detected(path, type, size_bytes)
         return True
 
-    @never_raise(default=True)
+    @_seed_method(semconv.ARTIFACT_REGISTERED)
     def artifact_registered(
         self,
         run_id: str,
@@ -181,21 +313,90 @@ class EventEmitter:
         return True
 
     # -- paper and review -------------------------------------------------------------
-    @never_raise(default=True)
+    @_seed_method(semconv.PAPER_STARTED)
     def paper_started(self, run_id: str) -> bool:
         find_run(run_id).paper()
         return True
 
+    @_seed_method(semconv.PAPER_GENERATED)
     def paper_generated(self, run_id: str, artifact_key: str | None = None) -> bool:
         return self.emit(semconv.PAPER_GENERATED, run_id, {"artifact_key": artifact_key})
 
-    @never_raise(default=True)
+    @_seed_method(semconv.VALIDATION_STARTED)
     def validation_auto_started(self, run_id: str, model: str | None = None) -> bool:
         find_run(run_id).validation(model)
         return True
 
+    @_seed_method(semconv.VALIDATION_COMPLETED)
     def validation_auto_completed(self, run_id: str, verdict: Any = None, scores: Mapping[str, Any] | None = None, notes: Any = None) -> bool:
         return self.emit(semconv.VALIDATION_COMPLETED, run_id, {"verdict": verdict, "scores": scores, "notes": notes})
+
+
+class BatchEventEmitter:
+    """The seed pod worker's second emitter, the batching ``EventEmitter(control_plane_url,
+    pod_id)``, on OpenTelemetry: ``emit(event_type, data, run_id)`` and ``flush()``.
+
+    The pod worker hands it the tree search's stream (what AI-Scientist-v2 passes to its
+    ``event_callback``: ``ai.run.stage_progress``, ``ai.run.log``,
+    ``ai.experiment.node_completed``...), the experiment monitor's events and its own
+    ``ai.run.failed`` / ``ai.run.canceled``. Each event is applied at once to the run of
+    that id, as :func:`event_callback` does: progress on the stage span, ``ai.run.failed``
+    ends the run, ``ai.experiment.node_completed`` completes the node (a node span of its
+    own, unless the AI-Scientist instrumentor made that node's span: then it is recorded
+    as given on the stage), unknown types are recorded as given. Nothing is batched here
+    or POSTed anywhere: OpenTelemetry's processors batch the export.
+
+    Args:
+        control_plane_url: accepted for compatibility and ignored.
+        pod_id: the pod's id; the ``ai.pod.id`` of runs that do not name one.
+        instrument: as for :class:`EventEmitter`.
+    """
+
+    batch_size = 50  # the seed's attribute; OpenTelemetry's processors batch the export
+
+    def __init__(self, control_plane_url: str | None = None, pod_id: str | None = None, *, instrument: bool = True) -> None:
+        self.control_plane_url = control_plane_url
+        self.pod_id = pod_id
+        self.batch: list[Any] = []  # always empty: nothing waits here for flush()
+        self._instrument = instrument
+        if instrument:
+            instrument_ai_scientist_on_import()
+
+    @_seed_method("")
+    def emit(self, event_type: str, data: Mapping[str, Any] | None = None, run_id: str | None = None) -> bool:
+        """Apply one event; ``run_id`` defaults to ``data["run_id"]``, else the current run."""
+        if isinstance(data, str) and (run_id is None or isinstance(run_id, Mapping)):
+            data, run_id = run_id, data  # CloudEventEmitter's order: emit(event_type, run_id, data)
+        event_type = str(event_type)
+        if (
+            event_type == semconv.EXPERIMENT_NODE_COMPLETED
+            and isinstance(data, Mapping)
+            and data.get("node_id") is not None
+            and _instrumentor_active()
+        ):
+            # the instrumentor made this node's span (in a pool worker, under the search's
+            # own stage): keep the summary, as given, rather than a second node span
+            payload = {key: value for key, value in data.items() if key not in ("run_id", "node_id", "stage")}
+            payload[semconv.NODE_ID] = data.get("node_id")
+            payload[semconv.STAGE_NAME] = data.get("stage")
+            run = find_run(run_id if run_id is not None else data.get("run_id"))
+            run.event(event_type, payload)
+            return True
+        if run_id is None and isinstance(data, Mapping):
+            run_id = data.get("run_id")
+        run = dispatch(event_type, run_id if run_id is not None else get_pipeline().settings.run_id, data)
+        if event_type == semconv.RUN_STARTED and self._instrument:
+            _publish_run(run)
+        return True
+
+    @never_raise(default=None)
+    def flush(self, timeout: float | None = None) -> None:
+        """Nothing waits here: every event was handed to OpenTelemetry by :meth:`emit`, and
+        its processors export within a second or so, without blocking the caller (the pod
+        worker calls this after every tree-search event). With ``timeout``, wait up to that
+        many seconds for the export, like :func:`otel_ai.force_flush`."""
+        if timeout is not None:
+            force_flush(timeout)
 
 
 @never_raise()

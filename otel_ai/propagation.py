@@ -31,6 +31,9 @@ RUN_ID_ENV = "OTEL_AI_RUN_ID"
 CHANNEL_ENV = "OTEL_AI_CHANNEL"
 # how long a pool worker may spend flushing at the end of each task
 WORKER_FLUSH_TIMEOUT_ENV = "OTEL_AI_WORKER_FLUSH_TIMEOUT"
+# "RUN_ID TRACEPARENT": the run an instrumented AI-Scientist search reports to, for
+# process-pool workers (spawned ones inherit it with the environment)
+INSTRUMENTED_RUN_ENV = "OTEL_AI_INSTRUMENTED_RUN"
 MAX_DATAGRAM = 8192
 
 # message kinds, children -> wrapper

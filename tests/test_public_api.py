@@ -15,6 +15,7 @@ import otel_ai
 
 # Change this list only together with the public API (and its docs): it is the contract.
 EXPECTED_ALL = [
+    "BatchEventEmitter",
     "ConfigurationError",
     "EventEmitter",
     "Execution",

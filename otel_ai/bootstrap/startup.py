@@ -103,6 +103,11 @@ def when_imported(name: str, hook: Hook) -> None:
         sys.meta_path.insert(0, _finder)
 
 
+def forget(name: str) -> None:
+    """Drop the pending hook for ``name`` (tests)."""
+    _finder.hooks.pop(name, None)
+
+
 def _run_hook(hook: Hook, module: ModuleType) -> None:
     _finder.hooks.pop(module.__name__, None)
     try:
@@ -121,6 +126,14 @@ def _on_opentelemetry_trace(module: ModuleType) -> None:
     from .lazy import install
 
     install()
+
+
+def instrument_ai_scientist_on_import() -> None:
+    """Instrument AI-Scientist-v2 when ``ai_scientist`` is imported (at once if it is),
+    unless OTEL_SDK_DISABLED is true. Never raises."""
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return
+    when_imported("ai_scientist", _on_ai_scientist)
 
 
 def _on_ai_scientist(module: ModuleType) -> None:

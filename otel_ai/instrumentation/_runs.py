@@ -2,7 +2,9 @@
 
 - Under ``otel-ai run``: the wrapper's run, attached (in the main process and in every
   worker, forked or spawned).
-- A run this process or its parent (through fork) already has: that one.
+- A run this process or its parent (through fork) already has: that one (e.g. the run
+  an :class:`otel_ai.EventEmitter` started). A drop-in emitter also names its run in
+  ``OTEL_AI_INSTRUMENTED_RUN`` for spawned workers.
 - Otherwise (``opentelemetry-instrument`` alone) the first instrumented entry point starts
   a run, ended when the process exits (failed on an uncaught exception). Spawned workers
   find it through ``OTEL_AI_INSTRUMENTED_RUN`` (run id and traceparent), set for them.
@@ -18,9 +20,9 @@ from typing import Any
 
 from ..model.registry import registry
 from ..model.spans import Run
-from ..propagation import format_traceparent, parent_span_context, wrapped_run
+from ..propagation import INSTRUMENTED_RUN_ENV, format_traceparent, parent_span_context, wrapped_run
 
-RUN_ENV = "OTEL_AI_INSTRUMENTED_RUN"
+RUN_ENV = INSTRUMENTED_RUN_ENV
 
 _lock = threading.Lock()
 _owned: Run | None = None

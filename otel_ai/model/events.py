@@ -27,22 +27,47 @@ from ..export.providers import get_pipeline
 from .coerce import safe_str
 
 # --- the per-process sequence -----------------------------------------------------------
+# Strictly increasing per process (SPEC section 2): it only ever moves forward, so a
+# consumer can detect loss. A forked child starts its own sequence at 1.
 _seq = itertools.count(1)
-_seq_lock = threading.Lock()
+_seq_lock = threading.Lock()  # for set_seq only: the hot path takes no lock
 
 
 def next_seq() -> int:
     return next(_seq)  # itertools.count is atomic under the GIL
 
 
-def set_seq(last: int) -> None:
-    """Continue the sequence after ``last`` (the next event gets ``last + 1``)."""
+def last_seq() -> int:
+    """The ``ai.event.seq`` of the last event of this process (0 before the first)."""
+    return _peek(_seq) - 1
+
+
+def _peek(counter: itertools.count[int]) -> int:
+    # the value next() would return, without taking it: count's repr is "count(N)"
+    return int(repr(counter)[6:-1])
+
+
+def set_seq(last: int) -> int:
+    """Continue the sequence after ``last`` when that is ahead of it (the next event gets
+    ``last + 1``); a value behind the sequence changes nothing, so no number repeats.
+    Returns the last number assigned."""
     global _seq
     with _seq_lock:
-        _seq = itertools.count(int(last) + 1)
+        current = _peek(_seq) - 1
+        if last > current:
+            _seq = itertools.count(int(last) + 1)
+            return int(last)
+        return current
 
 
-os.register_at_fork(after_in_child=lambda: set_seq(0))
+def _reset_seq() -> None:
+    """Start the sequence afresh (a forked child; tests)."""
+    global _seq, _seq_lock
+    _seq_lock = threading.Lock()  # another thread may have held it at the fork
+    _seq = itertools.count(1)
+
+
+os.register_at_fork(after_in_child=_reset_seq)
 
 # --- severity ---------------------------------------------------------------------------
 _LEVELS: dict[str, tuple[SeverityNumber, str]] = {

@@ -34,8 +34,33 @@ def perform_experiments_bfts(config_path: str | Config, event_callback=None) -> 
                            event_callback=event_callback)
     steps: list[tuple[str, int]] = []
 
+    def emit_event(event_type: str, data: dict) -> None:
+        # as the agencyenterprise fork's _safe_emit_event: a failing callback never stops the search
+        if event_callback is not None:
+            try:
+                event_callback(event_type, data)
+            except Exception as exc:  # noqa: BLE001
+                print(f"Event callback failed: {exc}")
+
     def step_callback(stage, journal) -> None:
         steps.append((stage.name, len(journal.nodes)))
+        # the stream the agencyenterprise fork's step callback hands to event_callback
+        best = journal.get_best_node()
+        emit_event("ai.run.stage_progress", {
+            "stage": "Stage_1", "iteration": len(journal.nodes), "max_iterations": stage.max_iterations,
+            "progress": min(len(journal.nodes) / stage.max_iterations, 1.0) if stage.max_iterations else 0.0,
+            "total_nodes": len(journal.nodes), "buggy_nodes": len(journal.buggy_nodes),
+            "good_nodes": len(journal.good_nodes), "best_metric": str(best.metric) if best else None,
+        })
+        emit_event("ai.run.log", {"message": f"Found {len(journal.good_nodes)} working implementation(s), continuing...",
+                                  "level": "info"})
+        if journal.nodes:
+            latest = journal.nodes[-1]
+            emit_event("ai.experiment.node_completed", {
+                "stage": "Stage_1", "node_id": latest.id,
+                "summary": {"is_buggy": latest.is_buggy, "exec_time_s": latest.exec_time,
+                            "findings": f"node {latest.id} of stage {stage.name}"},
+            })
 
     manager.run(exec_callback=None, step_callback=step_callback)
     summaries = overall_summarize(manager.journals.items())
