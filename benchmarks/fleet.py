@@ -344,6 +344,13 @@ class Fleet:
         return sum(last.values())
 
 
+def _seconds(duration: str) -> float:
+    """A collector duration ("5s", "2m") in seconds."""
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    match = re.fullmatch(r"([0-9.]+)(ms|s|m|h)", duration.strip())
+    return float(match.group(1)) * units[match.group(2)] if match else 0.0
+
+
 def _victims(fault: str) -> tuple[str, ...]:
     return {"sampling-kill": ("sampling-2",), "sampling-restart": ("sampling-2",), "upstream-cut": ("gateway-lb-2",), "jaeger-restart": ("jaeger",)}.get(fault, ())
 
@@ -394,8 +401,10 @@ def verify(fleet: Fleet, wait: float = 180.0) -> Verdict:
         expected = 3 if r.want_failed else 0
         if r.returncode != expected or not r.trace_id:
             v.not_whole_runs.append(f"{r.run_id}: exit {r.returncode}, trace {r.trace_id}: {r.stderr_tail[-300:]}")
-    # everything the agents took in is in their copies within seconds
-    time.sleep(3)
+    # everything the agents took in is in their copies within seconds, and the last runs
+    # are decided (the sampler's wait after the root, then the way to Jaeger)
+    last_end = max((r.end for r in runs), default=0.0)
+    time.sleep(max(3.0, last_end + _seconds(fleet.options.root_wait) + 15 - time.time()))
     sent = fleet.sent_spans()
     assert fleet.jaeger is not None
     must_keep: dict[str, RunResult] = {}
@@ -455,6 +464,9 @@ def verify(fleet: Fleet, wait: float = 180.0) -> Verdict:
             else:
                 v.incomplete.append(f"{r.run_id} ({trace_id}): {have} of {want} spans")
                 v.damaged.append(r.run_id)
+        elif fleet.options.sample_percent >= 100:  # every run is to be kept
+            v.incomplete.append(f"{r.run_id} ({trace_id}): 0 of {want} spans")
+            v.damaged.append(r.run_id)
     # span metrics: every run's root counted, sampled or not
     roots = v.failed + v.policy_runs + v.plain_runs
     try:

@@ -26,7 +26,7 @@ from real_pipeline import Binaries, binaries
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
-from fleet import Fleet, Options, Verdict, verify  # noqa: E402
+from fleet import Fleet, Options, Verdict, _seconds, verify  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -75,7 +75,7 @@ def test_a_killed_sampling_gateway_damages_only_the_runs_it_held_undecided(bins:
         # the decision of a damaged run was pending on the killed instance: it started before
         # the restart and its root came no earlier than the decision wait before the kill
         runs = {r.run_id: r for r in fleet.runs}
-        wait = float(options.root_wait.rstrip("s"))
+        wait = _seconds(options.root_wait)
         for run_id in v.damaged:
             r = runs[run_id]
             assert r.start < restarted and r.end > killed - wait - 5, (run_id, r.start - killed, r.end - killed)
