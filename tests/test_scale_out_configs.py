@@ -1,4 +1,4 @@
-"""The configs for a fleet beyond one machine (docs/operations.md, "Beyond one machine"):
+"""The configs for a fleet beyond one machine (docs/operations.md, "Scaling out"):
 Jaeger v2 on Elasticsearch, OpenSearch or Cassandra, and Kafka between the sampling
 gateways and the storage (a Jaeger collector writing to Kafka, ingesters reading it). Each
 passes the real Jaeger binary's ``validate`` (built by collector-config/build.sh; skipped,
