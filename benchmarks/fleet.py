@@ -56,7 +56,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -157,6 +156,7 @@ class Fleet:
     load_start: float = 0.0
     load_end: float = 0.0
     _cpu_at_start: dict[str, float] = field(default_factory=dict)
+    _pods: set[subprocess.Popen[str]] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -203,6 +203,13 @@ class Fleet:
 
     def stop(self) -> None:
         self._stop.set()
+        with self._lock:
+            pods = list(self._pods)
+        for proc in pods:  # a pod still running when the fleet is stopped early
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
         # upstream last: what the agents still hold drains on their way down
         for c in [*self.agents, *self.lbs, *self.sampling]:
             c.stop()
@@ -249,8 +256,15 @@ class Fleet:
                 self.runs.append(result)
             argv, env, work = self._pod_command(pod, run_id, fail)
             with (work / "stdout.txt").open("wb") as out:
-                proc = subprocess.Popen(argv, cwd=work, env=env, stdout=out, stderr=subprocess.PIPE, text=True)
-                _, err = proc.communicate(timeout=900)
+                proc = subprocess.Popen(argv, cwd=work, env=env, stdout=out, stderr=subprocess.PIPE, text=True,
+                                        start_new_session=True)
+                with self._lock:
+                    self._pods.add(proc)
+                try:
+                    _, err = proc.communicate(timeout=900)
+                finally:
+                    with self._lock:
+                        self._pods.discard(proc)
             result.end = time.time()
             result.returncode = proc.returncode
             result.stderr_tail = err[-2000:]
