@@ -31,9 +31,11 @@ from ..model.spans import Run
 from ..propagation import (
     CHANNEL_ENV,
     MSG_ACTIVITY,
+    MSG_BEST,
     MSG_NODE,
     MSG_PROGRESS,
     MSG_RUN_END,
+    MSG_RUN_IDEA,
     MSG_STAGE,
     MSG_STAGE_END,
     MSG_TOKENS,
@@ -81,6 +83,8 @@ class _Progress:
         self.stage_context: Context | None = None
         self.stages_seen: list[str] = []
         self.run_end: dict[str, Any] | None = None
+        self.idea: Any = None
+        self.best: dict[str, Any] | None = None
         self.nodes = {"good": 0, "buggy": 0}
         self._progress_reported = False
 
@@ -115,6 +119,10 @@ class _Progress:
                 self.status.output_tokens += int(message.get("output") or 0)
             elif kind == MSG_RUN_END:
                 self.run_end = message
+            elif kind == MSG_RUN_IDEA:
+                self.idea = message.get("idea")
+            elif kind == MSG_BEST:
+                self.best = {k: message.get(k) for k in ("stage", "node_id", "metric", "value")}
 
     def log_context(self) -> tuple[Context | None, str | None]:
         """Where a line of output belongs: the open stage, else the run."""
@@ -389,6 +397,11 @@ class Supervisor:
     # -- the end ------------------------------------------------------------------------
     def _end_run(self, run: Run, progress: _Progress, exit_code: int) -> None:
         _set_token_totals(run)
+        with progress.lock:
+            idea, best = progress.idea, progress.best
+        run.set_idea(idea)
+        if best is not None:
+            run.note_best(**best)
         returncode = getattr(self, "_returncode", None)
         reported = progress.run_end or {}
         attributes = reported.get("attributes") if isinstance(reported.get("attributes"), dict) else {}
