@@ -78,7 +78,7 @@ def _part(block: Any) -> dict[str, Any]:
     if kind == "thinking":
         return {"type": "reasoning", "content": _text(block.get("thinking", ""))}
     if kind == "tool_use":  # Anthropic's tool call
-        return {"type": "tool_call", "id": block.get("id"), "name": block.get("name"), "arguments": _dump(block.get("input"))}
+        return {"type": "tool_call", "id": block.get("id"), "name": str(block.get("name") or ""), "arguments": _dump(block.get("input"))}
     if kind == "tool_result":
         return {"type": "tool_call_response", "id": block.get("tool_use_id"), "response": _content_text(block.get("content"))}
     if kind in ("image_url", "image"):
@@ -113,7 +113,7 @@ def _tool_calls(calls: Any) -> list[dict[str, Any]]:
     for call in calls or ():
         call = _dump(call)
         function = _get(call, "function") or {}
-        parts.append({"type": "tool_call", "id": _get(call, "id"), "name": _get(function, "name"),
+        parts.append({"type": "tool_call", "id": _get(call, "id"), "name": str(_get(function, "name") or ""),
                       "arguments": _arguments(_get(function, "arguments"))})
     return parts
 
@@ -130,7 +130,7 @@ def _message(message: Any) -> dict[str, Any]:
     parts += _tool_calls(message.get("tool_calls"))
     if message.get("function_call"):
         call = message["function_call"]
-        parts.append({"type": "tool_call", "name": _get(call, "name"), "arguments": _arguments(_get(call, "arguments"))})
+        parts.append({"type": "tool_call", "name": str(_get(call, "name") or ""), "arguments": _arguments(_get(call, "arguments"))})
     return {"role": role, "parts": parts}
 
 
@@ -187,19 +187,22 @@ def bounded_json(messages: list[Any], limit: int = MAX_JSON) -> tuple[str, int]:
     text = _encode(messages)
     if len(text) <= limit:
         return text, 0
-    kept = list(messages)
-    while kept:
-        if len(_encode(_cut_strings(kept, _MIN_TEXT))) <= limit:
+    # how many leading messages fit with their texts at the shortest cut ("[" + "," + "]")
+    size, kept = 1, 0
+    for message in messages:
+        size += len(_encode(_cut_strings(message, _MIN_TEXT))) + 1
+        if size > limit:
             break
-        kept.pop()
-    omitted = len(messages) - len(kept)
+        kept += 1
+    omitted = len(messages) - kept
     if not kept:
         return "[]", omitted
-    low, high = _MIN_TEXT, max(len(text), _MIN_TEXT)
-    best = _encode(_cut_strings(kept, low))
+    head = messages[:kept]
+    low, high = _MIN_TEXT, limit
+    best = _encode(_cut_strings(head, low))
     while low < high:  # the longest cut that still fits
         middle = (low + high + 1) // 2
-        candidate = _encode(_cut_strings(kept, middle))
+        candidate = _encode(_cut_strings(head, middle))
         if len(candidate) <= limit:
             best, low = candidate, middle
         else:
