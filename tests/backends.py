@@ -212,3 +212,25 @@ class Mlflow(_Server):
         if result.returncode != 0:
             raise RuntimeError(f"reading MLflow traces failed:\n{result.stderr[-3000:]}")
         return json.loads(result.stdout)
+
+
+def main() -> int:
+    """Make both environments (``.ci/run`` calls this before the tests), in parallel."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def make(spec: tuple[str, str, str]) -> str:
+        started = time.monotonic()
+        try:
+            python = venv_python(spec)
+        except BaseException as exc:  # noqa: BLE001 - pytest's skip/fail outcomes
+            return f"{spec[1]}: FAILED {exc}"
+        return f"{spec[1]}: {python} ({time.monotonic() - started:.0f} s)"
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(make, (PHOENIX, MLFLOW)))
+    print("\n".join(results))
+    return 1 if any("FAILED" in r for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
