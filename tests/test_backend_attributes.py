@@ -200,3 +200,18 @@ def test_capture_on_puts_bounded_conventional_messages_on_the_chat_span(http_wir
     assert "…[truncated" in sent[0]["parts"][0]["content"] and semconv.LLM_INPUT_MESSAGES_OMITTED not in chat
     (answer,) = json.loads(chat[semconv.GEN_AI_OUTPUT_MESSAGES])
     assert answer["role"] == "assistant" and answer["finish_reason"] == "stop" and answer["parts"][0]["type"] == "text"
+
+
+def test_secrets_in_messages_are_redacted_without_breaking_the_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a NAME=value secret right before a quote: a pattern run over the JSON text would eat the escape
+    secret = "hunter2hunter2"
+    messages = [{"role": "user", "parts": [{"type": "text", "content": f'db_password={secret}"; key sk-{"a" * 30} ok'}]}]
+    text, omitted = bounded_json(messages)
+    (message,) = json.loads(text)
+    content = message["parts"][0]["content"]
+    assert secret not in content and "sk-aaaa" not in content and content.endswith("[REDACTED] ok")
+    assert omitted == 0
+    many = [{"role": "user", "parts": [{"type": "text", "content": "token=abc " * 3000}]}] * 3
+    text, omitted = bounded_json(many)
+    assert len(text) <= MAX_JSON and "abc" not in text
+    assert len(json.loads(text)) + omitted == 3

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..model.coerce import truncate
+from ..redaction import Redactor, default_redactor
 
 # Loki and the UIs cope with 16 KiB values; a prompt of AI-Scientist is often longer.
 MAX_JSON = 16384
@@ -180,10 +181,37 @@ def _cut_strings(value: Any, limit: int) -> Any:
     return value
 
 
+def _redact(value: Any, redactor: Redactor) -> Any:
+    if isinstance(value, str):
+        return redactor.redact(value)
+    if isinstance(value, Mapping):
+        return {k: _redact(v, redactor) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v, redactor) for v in value]
+    return value
+
+
 def bounded_json(messages: list[Any], limit: int = MAX_JSON) -> tuple[str, int]:
-    """(``messages`` as JSON of at most ``limit`` characters, how many trailing messages
-    were left out). Texts are cut with a marker first; whole messages go only when even
-    texts of ``_MIN_TEXT`` characters do not fit."""
+    """(``messages`` as JSON of at most ``limit`` characters, secrets redacted, how many
+    trailing messages were left out). Texts are cut with a marker first; whole messages
+    go only when even texts of ``_MIN_TEXT`` characters do not fit.
+
+    Secrets are redacted here, in the texts, not only by the exporters in the JSON text:
+    a pattern run over JSON could swallow an escape and leave the value invalid. Only the
+    bounded result is searched, so this costs little on the caller's thread."""
+    redactor = default_redactor()
+    budget = limit
+    while True:
+        text, omitted = _bounded(messages, budget)
+        if not redactor.might_contain_secret(text):
+            return text, omitted
+        redacted = _encode(_redact(json.loads(text), redactor))
+        if len(redacted) <= limit or budget <= _MIN_TEXT:
+            return (redacted, omitted) if len(redacted) <= limit else ("[]", len(messages))
+        budget -= len(redacted) - limit  # [REDACTED] is longer than a short secret
+
+
+def _bounded(messages: list[Any], limit: int) -> tuple[str, int]:
     text = _encode(messages)
     if len(text) <= limit:
         return text, 0
