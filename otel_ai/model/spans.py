@@ -34,8 +34,8 @@ from .._internal import never_raise, report_internal_error
 from ..export.providers import before_shutdown, get_pipeline
 from ..propagation import MSG_BEST, MSG_NODE, MSG_PROGRESS, MSG_RUN_END, MSG_RUN_IDEA, MSG_STAGE, MSG_STAGE_END, report
 from .coerce import MAX_TEXT, as_float, coerce_attributes, identifier, is_finite, to_text, truncate
-from .metric import summarize
 from .events import ERROR, INFO, WARN, EventBuffer, emit_log, instruments, severity, summary
+from .metric import summarize
 
 _CLOSED_BY_PARENT = "parent_end"
 _CLOSED_BY_SHUTDOWN = "shutdown"
@@ -848,17 +848,17 @@ class Stage(_SpanOwner):
         (``node_context`` when the node's span lives in another process)."""
         node_id = to_text(node_id, 256)
         self.best_node_id = node_id
-        summary = summarize(metric)
-        self.best_metric = summary.headline
+        scored = summarize(metric)
+        self.best_metric = scored.headline
         attrs: dict[str, Any] = {
             semconv.STAGE_NAME: self.name,
             semconv.NODE_ID: node_id,
-            semconv.NODE_METRIC: summary.headline,
-            semconv.NODE_METRIC_VALUE: summary.value,
+            semconv.NODE_METRIC: scored.headline,
+            semconv.NODE_METRIC_VALUE: scored.value,
             **attributes,
         }
         self._event(semconv.NODE_SELECTED_BEST, attrs)
-        self.run.note_best(self.name, node_id, summary.headline, summary.value)
+        self.run.note_best(self.name, node_id, scored.headline, scored.value)
         node = self.nodes.get(node_id) or self.run._nodes_by_id.get(node_id)
         if node is not None:
             node_context = node.span_context
@@ -1121,14 +1121,14 @@ class Node(_SpanOwner):
             is_buggy = True
         buggy = None if is_buggy is None else bool(is_buggy)
         self.is_buggy = buggy
-        summary = summarize(metric)
+        scored = summarize(metric)
         exec_time = as_float(exec_time_s)
         attrs: dict[str, Any] = {
             **self._base_attrs(),
             semconv.NODE_IS_BUGGY: buggy,
-            semconv.NODE_METRIC: summary.headline,
-            semconv.NODE_METRIC_VALUE: summary.value,
-            **summary.attributes,
+            semconv.NODE_METRIC: scored.headline,
+            semconv.NODE_METRIC_VALUE: scored.value,
+            **scored.attributes,
             semconv.NODE_EXEC_TIME_S: exec_time,
             semconv.NODE_EXC_TYPE: None if exc_type is None else to_text(exc_type, 256),
             semconv.SPAN_CLOSED_BY: closed_by,
