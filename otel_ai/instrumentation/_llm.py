@@ -103,10 +103,7 @@ class _Call:
             if port:
                 attributes[semconv.SERVER_PORT] = int(port)
         if _capture_content():
-            attributes.update(_content_attributes(
-                (semconv.GEN_AI_INPUT_MESSAGES, semconv.LLM_INPUT_MESSAGES_OMITTED, _messages.input_messages(kwargs)),
-                (semconv.GEN_AI_SYSTEM_INSTRUCTIONS, None, _messages.system_instructions(kwargs)),
-            ))
+            attributes.update(_input_content(kwargs) or {})
         name = f"{semconv.GEN_AI_OPERATION_CHAT} {self.model}" if self.model else semconv.GEN_AI_OPERATION_CHAT
         tracer = provider.get_tracer(_SCOPE, __version__)
         self.span = tracer.start_span(name, context=parent, kind=SpanKind.CLIENT, attributes=attributes)
@@ -158,9 +155,7 @@ class _Call:
             if output_tokens is not None:
                 attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] = output_tokens
             if _capture_content():
-                attributes.update(_content_attributes(
-                    (semconv.GEN_AI_OUTPUT_MESSAGES, semconv.LLM_OUTPUT_MESSAGES_OMITTED, _messages.output_messages(self.api, response)),
-                ))
+                attributes.update(_output_content(self.api, response) or {})
             span.set_attributes(attributes)
             span.end()
         if input_tokens is None and output_tokens is None:
@@ -229,6 +224,21 @@ def _finish_reasons(api: str, response: Any) -> list[str]:
         return [str(c.finish_reason) for c in (getattr(response, "choices", None) or ()) if getattr(c, "finish_reason", None)]
     reason = getattr(response, "stop_reason", None)
     return [str(reason)] if reason else []
+
+
+@never_raise()
+def _input_content(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return _content_attributes(
+        (semconv.GEN_AI_INPUT_MESSAGES, semconv.LLM_INPUT_MESSAGES_OMITTED, _messages.input_messages(kwargs)),
+        (semconv.GEN_AI_SYSTEM_INSTRUCTIONS, None, _messages.system_instructions(kwargs)),
+    )
+
+
+@never_raise()
+def _output_content(api: str, response: Any) -> dict[str, Any]:
+    return _content_attributes(
+        (semconv.GEN_AI_OUTPUT_MESSAGES, semconv.LLM_OUTPUT_MESSAGES_OMITTED, _messages.output_messages(api, response)),
+    )
 
 
 def _content_attributes(*values: tuple[str, str | None, list[Any]]) -> dict[str, Any]:
