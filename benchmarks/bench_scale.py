@@ -332,15 +332,15 @@ def main(argv: list[str] | None = None) -> int:
           f"{os.cpu_count()} CPUs  python {platform.python_version()}  load {load[0]:.1f}/{load[1]:.1f}")
     print(f"\nper call, median over {args.calls} calls in {args.rounds} alternating rounds; "
           f"late = a run with {args.nodes} ended nodes\n")
-    print(f"| front door | event | early us | late us | late/early |")
-    print(f"|---|---|---:|---:|---:|")
+    print("| front door | event | early us | late us | late/early |")
+    print("|---|---|---:|---:|---:|")
     for door, name, early, late in rows:
         print(f"| {door} | {name} | {early:.1f} | {late:.1f} | {late / early:.2f}x |")
     window = args.window
     first, last = statistics.median(samples[:window]), statistics.median(samples[-window:])
     print(f"\ninstrumentor, per pool task (median), {args.instrumented_nodes} nodes, ledger {ledger_lines} lines at the end:")
     print(f"| first {window} us | last {window} us | last/first |")
-    print(f"|---:|---:|---:|")
+    print("|---:|---:|---:|")
     print(f"| {first:.1f} | {last:.1f} | {last / first:.2f}x |")
     print(f"\nmemory kept per ended node: {per_node:.0f} bytes (tracemalloc, {args.memory_nodes} nodes)")
     if args.json:

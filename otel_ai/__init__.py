@@ -102,6 +102,7 @@ def run(
     gpu: str | None = None,
     region: str | None = None,
     image: str | None = None,
+    idea: str | None = None,
     **attributes: Any,
 ) -> Run:
     """Start a run: the ``ai.run`` root span of a new trace; emits ``ai.run.started``.
@@ -111,7 +112,12 @@ def run(
     canceled. ``run_id`` defaults to OTEL_AI_RUN_ID, else a new id. Other keyword
     arguments become attributes of the run span. Under ``otel-ai run``, a run of the
     wrapper's id joins the wrapper's ``ai.run`` span instead of starting a second one.
+    ``idea`` (the idea's title) is the run's input (``ai.run.idea``, ``input.value``);
+    its outcome and best node become its output (``output.value``) when it ends.
     """
     from .model.vocabulary import open_run
 
-    return open_run(run_id, pod_id=pod_id, gpu=gpu, region=region, image=image, attributes=attributes)
+    started = open_run(run_id, pod_id=pod_id, gpu=gpu, region=region, image=image, attributes=attributes)
+    if idea is not None:
+        started.set_idea(idea)
+    return started

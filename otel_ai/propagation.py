@@ -44,6 +44,8 @@ MSG_NODE = "node"
 MSG_TOKENS = "tokens"
 MSG_RUN_END = "run_end"
 MSG_ACTIVITY = "activity"
+MSG_RUN_IDEA = "run_idea"  # the idea the run pursues (its input in LLM backends)
+MSG_BEST = "best"  # a stage's best node (the run's result so far)
 
 
 def parse_traceparent(value: str | None) -> tuple[int, int, int] | None:

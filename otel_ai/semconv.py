@@ -338,3 +338,28 @@ LINK_COPIED_FROM: Final = "copied_from"
 EXEC_PURPOSE_EXPERIMENT: Final = "experiment"
 EXEC_PURPOSE_METRICS: Final = "metrics"
 EXEC_PURPOSE_PLOTTING: Final = "plotting"
+
+# --- LLM backends: messages, run input/output, metric structure (issue 12) ---
+# instructions given apart from the chat history (Anthropic's `system`), GenAI conventions
+GEN_AI_SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"
+# trailing messages a bound left out of gen_ai.input.messages / gen_ai.output.messages
+LLM_INPUT_MESSAGES_OMITTED: Final = "ai.llm.input_messages.omitted"
+LLM_OUTPUT_MESSAGES_OMITTED: Final = "ai.llm.output_messages.omitted"
+# the idea a run pursues (its title); also the run's input below
+RUN_IDEA: Final = "ai.run.idea"
+# a span's input and output as Phoenix (OpenInference) and MLflow list traces by
+INPUT_VALUE: Final = "input.value"
+INPUT_MIME_TYPE: Final = "input.mime_type"
+OUTPUT_VALUE: Final = "output.value"
+OUTPUT_MIME_TYPE: Final = "output.mime_type"
+MIME_TEXT: Final = "text/plain"
+MIME_JSON: Final = "application/json"
+# a node's structured metrics (AI-Scientist-v2's MetricValue): the first metric's name,
+# direction and per-dataset final/best values; every metric as JSON in NODE_METRICS
+NODE_METRIC_NAME: Final = "ai.node.metric.name"
+NODE_METRIC_LOWER_IS_BETTER: Final = "ai.node.metric.lower_is_better"
+NODE_METRIC_DATASETS: Final = "ai.node.metric.datasets"
+NODE_METRIC_FINAL: Final = "ai.node.metric.final"
+NODE_METRIC_BEST: Final = "ai.node.metric.best"
+NODE_METRICS: Final = "ai.node.metrics"
+NODE_METRICS_OMITTED: Final = "ai.node.metrics.omitted"

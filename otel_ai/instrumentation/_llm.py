@@ -20,7 +20,6 @@ it makes the span (never two spans for one call): this hook only rolls the token
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import Any
@@ -35,16 +34,17 @@ from ..model.coerce import truncate
 from ..model.spans import Execution, Node, Stage, _SpanOwner
 from ..propagation import MSG_TOKENS, report
 from ..version import __version__
-from . import _runs, _search, _tokens, ledger
+from . import _messages, _runs, _search, _tokens, ledger
 from ._patching import Hook
 
 CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
-_MAX_CONTENT = 16384
+# "true" as for openai-v2 today; SPAN_ONLY / SPAN_AND_EVENT as for opentelemetry-util-genai
+_CAPTURE_ON = ("true", "span_only", "span_and_event")
 _SCOPE = "otel_ai.instrumentation.ai_scientist"
 
 
 def _capture_content() -> bool:
-    return os.environ.get(CAPTURE_CONTENT_ENV, "").strip().lower() == "true"
+    return os.environ.get(CAPTURE_CONTENT_ENV, "").strip().lower() in _CAPTURE_ON
 
 
 def _official_openai_active() -> bool:
@@ -103,10 +103,7 @@ class _Call:
             if port:
                 attributes[semconv.SERVER_PORT] = int(port)
         if _capture_content():
-            messages = list(kwargs.get("messages") or ())
-            if kwargs.get("system"):
-                messages.insert(0, {"role": "system", "content": kwargs["system"]})
-            attributes[semconv.GEN_AI_INPUT_MESSAGES] = truncate(json.dumps(messages, default=str), _MAX_CONTENT)
+            attributes.update(_input_content(kwargs) or {})
         name = f"{semconv.GEN_AI_OPERATION_CHAT} {self.model}" if self.model else semconv.GEN_AI_OPERATION_CHAT
         tracer = provider.get_tracer(_SCOPE, __version__)
         self.span = tracer.start_span(name, context=parent, kind=SpanKind.CLIENT, attributes=attributes)
@@ -158,7 +155,7 @@ class _Call:
             if output_tokens is not None:
                 attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] = output_tokens
             if _capture_content():
-                attributes[semconv.GEN_AI_OUTPUT_MESSAGES] = truncate(json.dumps(_output(self.api, response), default=str), _MAX_CONTENT)
+                attributes.update(_output_content(self.api, response) or {})
             span.set_attributes(attributes)
             span.end()
         if input_tokens is None and output_tokens is None:
@@ -229,19 +226,32 @@ def _finish_reasons(api: str, response: Any) -> list[str]:
     return [str(reason)] if reason else []
 
 
-def _output(api: str, response: Any) -> list[Any]:
-    if api == "openai":
-        result = []
-        for choice in getattr(response, "choices", None) or ():
-            message = getattr(choice, "message", None)
-            dump = getattr(message, "model_dump", None)
-            result.append(dump(exclude_none=True) if callable(dump) else str(message))
-        return result
-    blocks = []
-    for block in getattr(response, "content", None) or ():
-        dump = getattr(block, "model_dump", None)
-        blocks.append(dump() if callable(dump) else str(block))
-    return [{"role": "assistant", "content": blocks}]
+@never_raise()
+def _input_content(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return _content_attributes(
+        (semconv.GEN_AI_INPUT_MESSAGES, semconv.LLM_INPUT_MESSAGES_OMITTED, _messages.input_messages(kwargs)),
+        (semconv.GEN_AI_SYSTEM_INSTRUCTIONS, None, _messages.system_instructions(kwargs)),
+    )
+
+
+@never_raise()
+def _output_content(api: str, response: Any) -> dict[str, Any]:
+    return _content_attributes(
+        (semconv.GEN_AI_OUTPUT_MESSAGES, semconv.LLM_OUTPUT_MESSAGES_OMITTED, _messages.output_messages(api, response)),
+    )
+
+
+def _content_attributes(*values: tuple[str, str | None, list[Any]]) -> dict[str, Any]:
+    """Message attributes as bounded, valid JSON; how many messages a bound left out."""
+    attributes: dict[str, Any] = {}
+    for key, omitted_key, messages in values:
+        if not messages:
+            continue
+        text, omitted = _messages.bounded_json(messages)
+        attributes[key] = text
+        if omitted and omitted_key:
+            attributes[omitted_key] = omitted
+    return attributes
 
 
 def _wrapper(api: str) -> Any:

@@ -15,7 +15,6 @@ import contextlib
 import contextvars
 import inspect
 import json
-import math
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -152,28 +151,6 @@ def _record_node(node: Node) -> None:
     ledger.append(context.trace_id, {"k": "node", "st": node.stage.name, "id": node.node_id, "sp": _hex(context.span_id)})
 
 
-def metric_attributes(metric: Any) -> tuple[Any, dict[str, Any]]:
-    """(metric for Node.completed, extra attributes) from AI-Scientist's MetricValue, the
-    dict of a node's ``to_dict()``, or a number."""
-    if metric is None:
-        return None, {}
-    value = metric.get("value") if isinstance(metric, dict) else getattr(metric, "value", metric)
-    if value is None:
-        return None, {}
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return value, {}
-    number = None
-    mean = getattr(metric, "get_mean_value", None)
-    if callable(mean):
-        try:
-            number = float(mean())
-        except Exception:  # noqa: BLE001 - a metric it cannot average
-            number = None
-    text = str(metric) if not isinstance(metric, dict) else json.dumps(value, default=str)
-    extra = {semconv.NODE_METRIC_VALUE: number} if number is not None and math.isfinite(number) else {}
-    return text, extra
-
-
 def _complete(node: Node, child: Any, result: Any = None) -> None:
     source: Any = child if child is not None else result
     get = (lambda name: source.get(name)) if isinstance(source, dict) else (lambda name: getattr(source, name, None))
@@ -182,13 +159,11 @@ def _complete(node: Node, child: Any, result: Any = None) -> None:
     elif child is None and isinstance(result, dict) and node.node_id is None and result.get("id"):
         node.born(str(result["id"]))
         _record_node(node)
-    metric, extra = metric_attributes(get("metric"))
     node.completed(
         is_buggy=get("is_buggy"),
-        metric=metric,
+        metric=get("metric"),  # AI-Scientist's MetricValue or its to_dict(): the model summarises it
         exec_time_s=get("exec_time"),
         exc_type=get("exc_type"),
-        **extra,
         **_tokens.node_totals(node),
     )
 
@@ -310,8 +285,9 @@ def agent_exit(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
 
 
 def manager_run(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    """AgentManager.run: its step callback (given or not) reports the stage's progress."""
-    _safe("run", _runs.ensure_run)
+    """AgentManager.run: its step callback (given or not) reports the stage's progress;
+    the idea's title becomes the run's input."""
+    _safe("run", _set_idea, instance)
     bound = _bind(wrapped, args, kwargs)
     if bound is None:
         return wrapped(*args, **kwargs)
@@ -325,6 +301,20 @@ def manager_run(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
 
     bound.arguments["step_callback"] = step_callback
     return wrapped(*bound.args, **bound.kwargs)
+
+
+def _set_idea(manager: Any) -> None:
+    run = _runs.ensure_run()
+    idea = getattr(manager, "task_desc", None)
+    if isinstance(idea, str):
+        try:
+            idea = json.loads(idea)
+        except ValueError:
+            idea = {"Title": idea.strip().splitlines()[0] if idea.strip() else None}
+    if isinstance(idea, dict):
+        title = idea.get("Title") or idea.get("title") or idea.get("Name") or idea.get("name")
+        if title:
+            run.set_idea(title)
 
 
 def _progress(info: Any, journal: Any) -> None:
@@ -385,11 +375,11 @@ def _selected_best(journal: Any, best: Any) -> None:
     if state is None or node_id is None or str(node_id) == state.best_id:
         return
     state.best_id = str(node_id)
-    metric, extra = metric_attributes(getattr(best, "metric", None))
+    metric = getattr(best, "metric", None)
     state.best_metric = metric
     stage = state.stage
     context = _node_context(stage.span_context.trace_id, stage.name, node_id)
-    stage.selected_best(str(node_id), metric, node_context=context, **extra)
+    stage.selected_best(str(node_id), metric, node_context=context)
 
 
 def journal_append(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:

@@ -14,6 +14,7 @@ and propagate unchanged.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 import time
@@ -31,9 +32,10 @@ from opentelemetry.trace import Link, Span, SpanContext, Status, StatusCode
 from .. import semconv
 from .._internal import never_raise, report_internal_error
 from ..export.providers import before_shutdown, get_pipeline
-from ..propagation import MSG_NODE, MSG_PROGRESS, MSG_RUN_END, MSG_STAGE, MSG_STAGE_END, report
+from ..propagation import MSG_BEST, MSG_NODE, MSG_PROGRESS, MSG_RUN_END, MSG_RUN_IDEA, MSG_STAGE, MSG_STAGE_END, report
 from .coerce import MAX_TEXT, as_float, coerce_attributes, identifier, is_finite, to_text, truncate
 from .events import ERROR, INFO, WARN, EventBuffer, emit_log, instruments, severity, summary
+from .metric import summarize
 
 _CLOSED_BY_PARENT = "parent_end"
 _CLOSED_BY_SHUTDOWN = "shutdown"
@@ -279,6 +281,8 @@ class Run(_SpanOwner):
         self._owners: dict[int, _SpanOwner] = {span.get_span_context().span_id: self}
         self._nodes_by_id: dict[str, Node] = {}
         self._failed_stage: str | None = None
+        self.idea: str | None = None
+        self.best: dict[str, Any] | None = None  # the latest stage's best node: stage, node_id, metric
         from .registry import registry
 
         if attach is None:
@@ -483,6 +487,42 @@ class Run(_SpanOwner):
         current span, and a span event there."""
         self._current_owner()._event(to_text(name, 256) or "unknown", attributes or {}, severity(level))
 
+    # -- input and output (what LLM backends list a trace by) ---------------------------
+    @never_raise()
+    def set_idea(self, title: Any) -> None:
+        """The idea the run pursues (its title): ``ai.run.idea``, and the run's input
+        (``input.value``) for backends that list traces by input and output."""
+        if title is None:
+            return
+        text = to_text(title, 1024)
+        self.idea = text
+        if self.attached:
+            report(MSG_RUN_IDEA, idea=text)
+            return
+        if not self._ended:
+            self._span.set_attributes({semconv.RUN_IDEA: text, semconv.INPUT_VALUE: text,
+                                       semconv.INPUT_MIME_TYPE: semconv.MIME_TEXT})
+
+    @never_raise()
+    def note_best(self, stage: Any, node_id: Any, metric: Any = None, value: Any = None) -> None:
+        """A stage's best node so far; the last one noted is the run's result (its output)."""
+        best = {"stage": to_text(stage, 256), "node_id": to_text(node_id, 256),
+                "metric": None if metric is None else to_text(metric, 256), "value": as_float(value)}
+        self.best = best
+        if self.attached:
+            report(MSG_BEST, **best)
+
+    def _output(self, outcome: str, attributes: Mapping[str, Any]) -> dict[str, Any]:
+        """The run's output: its outcome, best result and, when it did not complete, why."""
+        output: dict[str, Any] = {"outcome": outcome}
+        if self.best is not None:
+            output["best"] = {k: v for k, v in self.best.items() if v is not None}
+        for key, name in ((semconv.EXCEPTION_MESSAGE, "error"), (semconv.RUN_CANCEL_REASON, "reason"),
+                          (semconv.RUN_END_REASON, "reason"), (semconv.RUN_FAILED_STAGE, "failed_stage")):
+            if attributes.get(key) is not None:
+                output[name] = truncate(str(attributes[key]), 1024)
+        return {semconv.OUTPUT_VALUE: json.dumps(output, ensure_ascii=False), semconv.OUTPUT_MIME_TYPE: semconv.MIME_JSON}
+
     # -- ending -----------------------------------------------------------------------
     @never_raise()
     def complete(self, duration_s: float | None = None) -> None:
@@ -576,7 +616,7 @@ class Run(_SpanOwner):
         self._events.add(event, attrs)
         if exception:
             _record_exception(self._span, exception)
-        self._finish(status, attrs)
+        self._finish(status, {**attrs, **self._output(outcome, attrs)})
         from .registry import registry
 
         registry.ended(self)
@@ -802,7 +842,7 @@ class Stage(_SpanOwner):
             semconv.STAGE_NODES_GOOD: good_nodes,
             semconv.STAGE_NODES_BUGGY: buggy_nodes,
             semconv.STAGE_NODES_TOTAL: total_nodes,
-            semconv.STAGE_BEST_METRIC: None if best_metric is None else to_text(best_metric, 1024),
+            semconv.STAGE_BEST_METRIC: summarize(best_metric).headline,
             semconv.STAGE_ETA_S: eta_s,
             **attributes,
         }
@@ -816,7 +856,7 @@ class Stage(_SpanOwner):
         tools = instruments()
         if value is not None and is_finite(value):
             tools.stage_progress(self.run.run_id, self.name, value)
-        best = as_float(best_metric)
+        best = summarize(best_metric).value
         if best is not None and is_finite(best):
             tools.best_metric(self.run.run_id, self.name, best)
 
@@ -839,15 +879,17 @@ class Stage(_SpanOwner):
         (``node_context`` when the node's span lives in another process)."""
         node_id = to_text(node_id, 256)
         self.best_node_id = node_id
-        self.best_metric = metric
+        scored = summarize(metric)
+        self.best_metric = scored.headline
         attrs: dict[str, Any] = {
             semconv.STAGE_NAME: self.name,
             semconv.NODE_ID: node_id,
-            semconv.NODE_METRIC: None if metric is None else to_text(metric, 1024),
-            semconv.NODE_METRIC_VALUE: as_float(metric),
+            semconv.NODE_METRIC: scored.headline,
+            semconv.NODE_METRIC_VALUE: scored.value,
             **attributes,
         }
         self._event(semconv.NODE_SELECTED_BEST, attrs)
+        self.run.note_best(self.name, node_id, scored.headline, scored.value)
         node = self.nodes.get(node_id) or self.run._nodes_by_id.get(node_id)
         if node is not None:
             node_context = node.span_context
@@ -1116,13 +1158,14 @@ class Node(_SpanOwner):
             is_buggy = True
         buggy = None if is_buggy is None else bool(is_buggy)
         self.is_buggy = buggy
-        metric_value = as_float(metric)
+        scored = summarize(metric)
         exec_time = as_float(exec_time_s)
         attrs: dict[str, Any] = {
             **self._base_attrs(),
             semconv.NODE_IS_BUGGY: buggy,
-            semconv.NODE_METRIC: None if metric is None else to_text(metric, 1024),
-            semconv.NODE_METRIC_VALUE: metric_value,
+            semconv.NODE_METRIC: scored.headline,
+            semconv.NODE_METRIC_VALUE: scored.value,
+            **scored.attributes,
             semconv.NODE_EXEC_TIME_S: exec_time,
             semconv.NODE_EXC_TYPE: None if exc_type is None else to_text(exc_type, 256),
             semconv.SPAN_CLOSED_BY: closed_by,

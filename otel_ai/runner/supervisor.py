@@ -32,9 +32,11 @@ from ..model.spans import Run
 from ..propagation import (
     CHANNEL_ENV,
     MSG_ACTIVITY,
+    MSG_BEST,
     MSG_NODE,
     MSG_PROGRESS,
     MSG_RUN_END,
+    MSG_RUN_IDEA,
     MSG_STAGE,
     MSG_STAGE_END,
     MSG_TOKENS,
@@ -82,6 +84,8 @@ class _Progress:
         self.stage_context: Context | None = None
         self.stages_seen: list[str] = []
         self.run_end: dict[str, Any] | None = None
+        self.idea: Any = None
+        self.best: dict[str, Any] | None = None
         self.nodes = {"good": 0, "buggy": 0}
         self._progress_reported = False
 
@@ -116,6 +120,10 @@ class _Progress:
                 self.status.output_tokens += int(message.get("output") or 0)
             elif kind == MSG_RUN_END:
                 self.run_end = message
+            elif kind == MSG_RUN_IDEA:
+                self.idea = message.get("idea")
+            elif kind == MSG_BEST:
+                self.best = {k: message.get(k) for k in ("stage", "node_id", "metric", "value")}
 
     def log_context(self) -> tuple[Context | None, str | None]:
         """Where a line of output belongs: the open stage, else the run."""
@@ -297,9 +305,9 @@ class Supervisor:
                 env[_VARIABLES[name]] = value
         if settings.sources.get("protocol") == "argument":
             env["OTEL_EXPORTER_OTLP_PROTOCOL"] = settings.protocol
-        for signal in SIGNALS:  # a signal turned off is off in the children too
-            if settings.sources.get(f"{signal}_exporter") == "argument":
-                env[f"OTEL_{signal.upper()}_EXPORTER"] = settings.signal_exporter(signal)
+        for kind in SIGNALS:  # a signal turned off is off in the children too
+            if settings.sources.get(f"{kind}_exporter") == "argument":
+                env[f"OTEL_{kind.upper()}_EXPORTER"] = settings.signal_exporter(kind)
         if settings.sources.get("service_name") == "argument" and settings.service_name:
             env["OTEL_SERVICE_NAME"] = settings.service_name
         if self.options.artifacts_uri:
@@ -409,6 +417,11 @@ class Supervisor:
     # -- the end ------------------------------------------------------------------------
     def _end_run(self, run: Run, progress: _Progress, exit_code: int) -> None:
         _set_token_totals(run)
+        with progress.lock:
+            idea, best = progress.idea, progress.best
+        run.set_idea(idea)
+        if best is not None:
+            run.note_best(**best)
         returncode = getattr(self, "_returncode", None)
         reported = progress.run_end or {}
         attributes = reported.get("attributes") if isinstance(reported.get("attributes"), dict) else {}

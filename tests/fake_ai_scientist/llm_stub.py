@@ -85,7 +85,7 @@ class Brain:
                 "metric_name": "validation accuracy", "lower_is_better": False,
                 "data": [{"dataset_name": "synthetic", "final_value": value, "best_value": value}]}]}
         if task == "select_best":
-            candidates = re.findall(r"ID: ([0-9a-f]+)\s+Metric: ([0-9.]+)", prompt)
+            candidates = re.findall(r"ID: ([0-9a-f]+)\s+Metric: (?:[^\n]*?final=)?([0-9]+\.[0-9]+)", prompt)
             if not candidates:
                 return None, {"selected_id": "", "reasoning": "no candidate"}
             best = max(candidates, key=lambda c: float(c[1]))

@@ -13,7 +13,7 @@ import os
 import random
 import re
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, cast
+from typing import cast
 
 from .backend import FunctionSpec, query
 from .interpreter import Interpreter
