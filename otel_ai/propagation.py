@@ -203,10 +203,9 @@ def call_in_context(carrier: dict[str, str] | None, fn: Callable[..., Any], args
 
 
 def _flush_worker() -> None:
-    """Hand what the task emitted to the exporters without making the task wait.
-
-    The task returns at once; a background thread of this worker flushes (bounded by
-    OTEL_AI_WORKER_FLUSH_TIMEOUT). What is still buffered when the worker ends is flushed
+    """Deliver what the task emitted before its result goes back (bounded by
+    OTEL_AI_WORKER_FLUSH_TIMEOUT; with 0 a background thread of this worker flushes and
+    the task returns at once). What is still buffered when the worker ends is flushed
     then: at its normal exit (multiprocessing's exit finalizers, fork and spawn alike) or
     when the pool kills it with SIGTERM (open spans ended as closed by shutdown first).
     """
@@ -216,7 +215,16 @@ def _flush_worker() -> None:
     if providers is None or providers.current_pipeline() is None:
         return  # this worker emitted nothing
     try:
-        _worker_flusher().nudge()
+        _worker_flusher()  # the exit finalizer and the SIGTERM handler
+        # Delivered before the task's result goes back: the pool may kill this worker
+        # (SIGTERM, then nothing) as soon as the stage ends, and a slow backend would
+        # not get what a background flush still held then. Bounded by
+        # OTEL_AI_WORKER_FLUSH_TIMEOUT; 0 hands it to the background thread instead.
+        timeout = _flush_timeout()
+        if timeout > 0:
+            providers.force_flush(timeout)
+        else:
+            _worker_flusher().nudge()
     except Exception:  # noqa: BLE001 - never fail the task for telemetry
         pass
 
