@@ -337,9 +337,12 @@ def _flush_on_sigterm() -> None:
         return
 
     def on_sigterm(signum: int, frame: Any) -> None:
-        thread = threading.Thread(target=_flush_now, args=(2.0,), name="otel_ai-sigterm-flush", daemon=True)
+        # the same bound as a task's flush: a worker killed in the middle of a task on a
+        # busy machine still delivers what the task emitted so far
+        timeout = max(_flush_timeout(), 2.0)
+        thread = threading.Thread(target=_flush_now, args=(timeout,), name="otel_ai-sigterm-flush", daemon=True)
         thread.start()
-        thread.join(3.0)
+        thread.join(timeout + 1.0)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
 

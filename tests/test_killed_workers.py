@@ -46,6 +46,11 @@ KILLED_CHILD = textwrap.dedent(
                     process.terminate()
                 for process in processes:
                     process.join()
+                # the pool's own thread may reap a worker at the same time as join(), which
+                # then returns before the exit code is recorded: wait for it
+                deadline = time.monotonic() + 30
+                while any(p.exitcode is None for p in processes) and time.monotonic() < deadline:
+                    time.sleep(0.01)
                 print("killed", sorted(p.exitcode for p in processes), flush=True)
     """
 )
