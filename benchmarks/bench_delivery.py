@@ -45,7 +45,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,12 @@ def serve_otlp() -> int:
                                 if attribute.key == semconv.EVENT_SEQ:
                                     seen.add(attribute.value.int_value)
                                     seqs += 1
-            print(json.dumps({"records": records, "seqs": seqs, "distinct": len(seen), "max": max(seen, default=0)}), flush=True)
+            print(
+                json.dumps(
+                    {"records": records, "seqs": seqs, "distinct": len(seen), "max": max(seen, default=0)}
+                ),
+                flush=True,
+            )
         elif command == "quit":
             break
     receiver.stop()
@@ -102,7 +107,10 @@ class Collector:
     def __init__(self) -> None:
         self.process = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), "--serve-otlp"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
         )
         assert self.process.stdout is not None
         grpc_port, http_port = self.process.stdout.readline().split()
@@ -197,12 +205,15 @@ class SeedEmitter:
             "type": "ai.run.stage_progress",
             "source": "pod/bench",
             "id": str(uuid.uuid4()),
-            "time": datetime.now(timezone.utc).isoformat(),
+            "time": datetime.now(UTC).isoformat(),
             "datacontenttype": "application/json",
             "data": {"run_id": run_id, "stage": stage, "progress": v[0], "iteration": v[1]},
         }
         request = urllib.request.Request(
-            self.url, data=json.dumps(envelope).encode(), headers={"Content-Type": "application/cloudevents+json"}, method="POST"
+            self.url,
+            data=json.dumps(envelope).encode(),
+            headers={"Content-Type": "application/cloudevents+json"},
+            method="POST",
         )
         try:
             with urllib.request.urlopen(request, timeout=SEED_TIMEOUT_S) as response:
@@ -218,7 +229,9 @@ def otel_ai_pipeline(endpoint: str, protocol: str, directory: Path) -> Iterator[
     import otel_ai.testing
 
     os.environ["OTEL_EXPORTER_OTLP_TIMEOUT"] = "10"
-    otel_ai.configure(endpoint=endpoint, protocol=protocol, data_dir=str(directory), service_name="bench-delivery")
+    otel_ai.configure(
+        endpoint=endpoint, protocol=protocol, data_dir=str(directory), service_name="bench-delivery"
+    )
     emitter = otel_ai.EventEmitter("http://unused.invalid", "bench-pod")
     emitter.run_started(RUN_ID, "bench-pod", "none", "local")
     emitter.stage_started(RUN_ID, STAGE, "benchmark stage")
@@ -256,12 +269,18 @@ def stats(ns: list[int]) -> dict[str, float]:
 def latency(args: argparse.Namespace, collector: Collector, work: Path) -> list[dict[str, Any]]:
     rows = []
     hole = BlackHole()
-    seed_server = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve-ok"], stdout=subprocess.PIPE, text=True)
+    seed_server = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), "--serve-ok"], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert seed_server.stdout is not None
         seed_port = int(seed_server.stdout.readline())
         up = collector.grpc if args.protocol == "grpc" else collector.http
-        targets = {"up": up, "down": f"http://127.0.0.1:{closed_port()}", "hanging": f"http://127.0.0.1:{hole.port}"}
+        targets = {
+            "up": up,
+            "down": f"http://127.0.0.1:{closed_port()}",
+            "hanging": f"http://127.0.0.1:{hole.port}",
+        }
         for state, endpoint in targets.items():
             with otel_ai_pipeline(endpoint, args.protocol, work / f"lat-{state}") as emitter:
                 timed(emitter.stage_progress, 500)  # warm-up
@@ -270,8 +289,11 @@ def latency(args: argparse.Namespace, collector: Collector, work: Path) -> list[
                 result = stats(timed(emitter.stage_progress, args.latency_events, pause_s=args.pause))
             rows.append({"variant": "otel_ai", "collector": state, **result})
             print(f"  otel_ai  {state:8s} {fmt(result)}", flush=True)
-        seed_targets = {"up": f"http://127.0.0.1:{seed_port}/api/events", "down": targets["down"] + "/api/events",
-                        "hanging": targets["hanging"] + "/api/events"}
+        seed_targets = {
+            "up": f"http://127.0.0.1:{seed_port}/api/events",
+            "down": targets["down"] + "/api/events",
+            "hanging": targets["hanging"] + "/api/events",
+        }
         for state, url in seed_targets.items():
             n = args.seed_hang_events if state == "hanging" else args.seed_events
             result = stats(timed(SeedEmitter(url).stage_progress, n))
@@ -315,8 +337,13 @@ def throughput(args: argparse.Namespace, collector: Collector, work: Path) -> li
             count = collector.count()
         lost = expected - count["distinct"]
         row = {
-            "scenario": scenario, "events": n, "emit_s": round(emitted, 2), "emit_per_s": round(n / emitted),
-            "delivered_s": round(delivered_s, 2), "delivered_per_s": round(n / delivered_s), "lost": lost,
+            "scenario": scenario,
+            "events": n,
+            "emit_s": round(emitted, 2),
+            "emit_per_s": round(n / emitted),
+            "delivered_s": round(delivered_s, 2),
+            "delivered_per_s": round(n / delivered_s),
+            "lost": lost,
             "doubled": count["seqs"] - count["distinct"],
         }
         if scenario != "up":
@@ -343,9 +370,13 @@ def outage(args: argparse.Namespace, collector: Collector, work: Path) -> list[d
         collector.ask("mode unavailable")
         started = time.monotonic()
         if variant == "stock SDK":
-            provider = LoggerProvider(resource=Resource.create({"service.name": "bench-stock"}), shutdown_on_exit=False)
+            provider = LoggerProvider(
+                resource=Resource.create({"service.name": "bench-stock"}), shutdown_on_exit=False
+            )
             provider.add_log_record_processor(
-                BatchLogRecordProcessor(OTLPLogExporter(endpoint=collector.http + "/v1/logs", timeout=10), max_queue_size=65536)
+                BatchLogRecordProcessor(
+                    OTLPLogExporter(endpoint=collector.http + "/v1/logs", timeout=10), max_queue_size=65536
+                )
             )
             logger = provider.get_logger("bench")
             for i in range(n):
@@ -369,8 +400,14 @@ def outage(args: argparse.Namespace, collector: Collector, work: Path) -> list[d
                     time.sleep(0.2)
             expected = n + 2  # and the run's end: ai.run.completed, ai.run.stage_completed
         count = collector.count()
-        row = {"variant": variant, "outage_s": args.outage, "emitted": expected, "arrived": count["distinct"],
-               "lost": expected - count["distinct"], "doubled": count["seqs"] - count["distinct"]}
+        row = {
+            "variant": variant,
+            "outage_s": args.outage,
+            "emitted": expected,
+            "arrived": count["distinct"],
+            "lost": expected - count["distinct"],
+            "doubled": count["seqs"] - count["distinct"],
+        }
         rows.append(row)
         print(f"  {variant:10s} {row}", flush=True)
     collector.ask("mode ok")
@@ -385,13 +422,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--protocol", choices=("http/protobuf", "grpc"), default="http/protobuf")
     parser.add_argument("--latency-events", type=int, default=5000)
-    parser.add_argument("--pause", type=float, default=0.0002, help="seconds between timed events (default 0.2 ms)")
+    parser.add_argument(
+        "--pause", type=float, default=0.0002, help="seconds between timed events (default 0.2 ms)"
+    )
     parser.add_argument("--seed-events", type=int, default=1000)
     parser.add_argument("--seed-hang-events", type=int, default=3, help="each takes the seed's 10 s timeout")
     parser.add_argument("--events", type=int, default=100_000, help="events of the throughput runs")
-    parser.add_argument("--outage", type=float, default=20.0, help="seconds the collector answers 503 in the outage run")
+    parser.add_argument(
+        "--outage", type=float, default=20.0, help="seconds the collector answers 503 in the outage run"
+    )
     parser.add_argument("--outage-records", type=int, default=2000)
-    parser.add_argument("--outage-spread", type=float, default=5.0, help="seconds over which the outage run's records are emitted")
+    parser.add_argument(
+        "--outage-spread",
+        type=float,
+        default=5.0,
+        help="seconds over which the outage run's records are emitted",
+    )
     parser.add_argument("--only", choices=("latency", "throughput", "outage"), action="append")
     parser.add_argument("--quick", action="store_true", help="small numbers, for a smoke test")
     parser.add_argument("--json", help="also write the results to this file")

@@ -54,7 +54,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +144,9 @@ class RawSdk:
         self.tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
         self.tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter, max_queue_size=QUEUE_SIZE))
         self.logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
-        self.logger_provider.add_log_record_processor(BatchLogRecordProcessor(log_exporter, max_queue_size=QUEUE_SIZE))
+        self.logger_provider.add_log_record_processor(
+            BatchLogRecordProcessor(log_exporter, max_queue_size=QUEUE_SIZE)
+        )
         self.logger = self.logger_provider.get_logger("bench")
         tracer = self.tracer_provider.get_tracer("bench")
         self.run_span = tracer.start_span("ai.run", attributes={"ai.run.id": RUN_ID})
@@ -282,7 +284,7 @@ class Seed:
             "type": EVENT,
             "source": self.source,
             "id": str(uuid.uuid4()),
-            "time": datetime.now(timezone.utc).isoformat(),
+            "time": datetime.now(UTC).isoformat(),
             "datacontenttype": "application/json",
             "data": {"run_id": RUN_ID, "stage": STAGE, **v},
         }
@@ -369,12 +371,22 @@ def machine() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Per-event cost: otel_ai EventEmitter vs raw OTel SDK vs HTTP POST.")
-    parser.add_argument("--events", type=int, default=20000, help="timed events per OTel variant (default 20000)")
-    parser.add_argument("--seed-events", type=int, default=3000, help="timed events for the HTTP POST variant (default 3000)")
+    parser = argparse.ArgumentParser(
+        description="Per-event cost: otel_ai EventEmitter vs raw OTel SDK vs HTTP POST."
+    )
+    parser.add_argument(
+        "--events", type=int, default=20000, help="timed events per OTel variant (default 20000)"
+    )
+    parser.add_argument(
+        "--seed-events", type=int, default=3000, help="timed events for the HTTP POST variant (default 3000)"
+    )
     parser.add_argument("--rounds", type=int, default=5, help="interleaved blocks per variant (default 5)")
-    parser.add_argument("--warmup", type=int, default=1000, help="untimed events per variant first (default 1000)")
-    parser.add_argument("--exporter", choices=("noop", "file"), default="noop", help="where the OTel pipelines export")
+    parser.add_argument(
+        "--warmup", type=int, default=1000, help="untimed events per variant first (default 1000)"
+    )
+    parser.add_argument(
+        "--exporter", choices=("noop", "file"), default="noop", help="where the OTel pipelines export"
+    )
     parser.add_argument("--no-seed", action="store_true", help="skip the HTTP POST variant")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -382,13 +394,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve()
 
     rounds = max(1, args.rounds)
-    with tempfile.TemporaryDirectory(prefix="bench-emit-") as tmp, variants(
-        args.exporter, Path(tmp), not args.no_seed
-    ) as made:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-emit-") as tmp,
+        variants(args.exporter, Path(tmp), not args.no_seed) as made,
+    ):
         counts = {v.name: (args.seed_events if isinstance(v, Seed) else args.events) for v in made}
         samples: dict[str, list[int]] = {v.name: [] for v in made}
         for variant in made:
-            timed_block(variant.emit, [event_values(i) for i in range(min(args.warmup, counts[variant.name]))], [])
+            timed_block(
+                variant.emit, [event_values(i) for i in range(min(args.warmup, counts[variant.name]))], []
+            )
             variant.settle()
         for r in range(rounds):
             order = made[r % len(made) :] + made[: r % len(made)]
@@ -413,7 +428,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     raw, ours = results[RawSdk.name], results[OtelAi.name]
     ratio_mean = ours.mean_us / raw.mean_us
     ratio_p50 = ours.percentile_us(0.5) / raw.percentile_us(0.5)
-    print(f"otel_ai / raw SDK: mean {ratio_mean:.2f}x, p50 {ratio_p50:.2f}x (target <= 1.5x: {'met' if ratio_mean <= 1.5 else 'NOT met'})")
+    print(
+        f"otel_ai / raw SDK: mean {ratio_mean:.2f}x, p50 {ratio_p50:.2f}x (target <= 1.5x: {'met' if ratio_mean <= 1.5 else 'NOT met'})"
+    )
     seed = results.get(Seed.name)
     if seed is not None:
         print(

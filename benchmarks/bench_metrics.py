@@ -211,11 +211,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     full = by_name["otel_ai collection (system + tree, via the SDK)"]
     naive = by_name["naive full scan (baseline)"]
     print()
-    print(f"tree pass / naive scan: {statistics.fmean(ours.wall_ms) / statistics.fmean(naive.wall_ms):.2f}x (mean wall), "
-          f"{statistics.median(ours.wall_ms) / statistics.median(naive.wall_ms):.2f}x (p50)")
+    print(
+        f"tree pass / naive scan: {statistics.fmean(ours.wall_ms) / statistics.fmean(naive.wall_ms):.2f}x (mean wall), "
+        f"{statistics.median(ours.wall_ms) / statistics.median(naive.wall_ms):.2f}x (p50)"
+    )
     share = statistics.fmean(full.cpu_ms) / 1000 / DEFAULT_INTERVAL_S
-    print(f"CPU share of one core at the default {DEFAULT_INTERVAL_S:.0f} s interval: {share * 100:.3f}% "
-          f"(one collection every {DEFAULT_INTERVAL_S:.0f} s, {statistics.fmean(full.cpu_ms):.2f} ms CPU each)")
+    print(
+        f"CPU share of one core at the default {DEFAULT_INTERVAL_S:.0f} s interval: {share * 100:.3f}% "
+        f"(one collection every {DEFAULT_INTERVAL_S:.0f} s, {statistics.fmean(full.cpu_ms):.2f} ms CPU each)"
+    )
     print(f"(sampler passes during the collection runs: {passes_taken})")
     return 0
 

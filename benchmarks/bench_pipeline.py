@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -70,15 +70,27 @@ def receiver_child() -> int:
     with OTLPReceiver() as receiver:
         print(receiver.http_endpoint, flush=True)
         for _ in sys.stdin:
-            spans = sum(len(ss.spans) for r in receiver.requests("traces") for rs in r.resource_spans for ss in rs.scope_spans)
-            logs = sum(len(sl.log_records) for r in receiver.requests("logs") for rl in r.resource_logs for sl in rl.scope_logs)
+            spans = sum(
+                len(ss.spans)
+                for r in receiver.requests("traces")
+                for rs in r.resource_spans
+                for ss in rs.scope_spans
+            )
+            logs = sum(
+                len(sl.log_records)
+                for r in receiver.requests("logs")
+                for rl in r.resource_logs
+                for sl in rl.scope_logs
+            )
             print(json.dumps({"spans": spans, "logs": logs}), flush=True)
     return 0
 
 
 class Receiver:
     def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, __file__, "--receiver"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--receiver"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         assert self.proc.stdout is not None
         self.endpoint = self.proc.stdout.readline().strip()
 
@@ -96,8 +108,14 @@ class Receiver:
 
 def emit(endpoint: str, spans: int, logs: int, run_id: str) -> dict[str, float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    done = subprocess.run([sys.executable, __file__, "--emit", endpoint, str(spans), str(logs), run_id],
-                          capture_output=True, text=True, timeout=900, env=env, check=False)
+    done = subprocess.run(
+        [sys.executable, __file__, "--emit", endpoint, str(spans), str(logs), run_id],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
@@ -115,26 +133,46 @@ def throughput(bins: Binaries, work: Path, spans: int, logs: int) -> dict[str, A
             before = receiver.counts()[kind]
             times = emit(receiver.endpoint, n_spans, n_logs, f"bench-direct-{kind}")
             n = n_spans or n_logs
-            wait_until(f"{n} {kind} at the receiver", lambda k=kind, b=before, n=n: receiver.counts()[k] - b >= n, 300, 0.05)
+            wait_until(
+                f"{n} {kind} at the receiver",
+                lambda k=kind, b=before, n=n: receiver.counts()[k] - b >= n,
+                300,
+                0.05,
+            )
             out[f"direct_{kind}_per_s"] = rate(n, times["start"], time.time())
         # through the agent (its Loki and Prometheus exporters to the same receiver)
         server = jaeger(bins.jaeger, work).start(120)
-        agent = collector(bins.otelcol, "agent", ["agent.yaml", "agent-direct.yaml"], work, {
-            "JAEGER_OTLP_ENDPOINT": server.otlp_grpc_endpoint,
-            "LOKI_OTLP_ENDPOINT": receiver.endpoint,
-            "PROMETHEUS_OTLP_ENDPOINT": receiver.endpoint,
-        }).start()
+        agent = collector(
+            bins.otelcol,
+            "agent",
+            ["agent.yaml", "agent-direct.yaml"],
+            work,
+            {
+                "JAEGER_OTLP_ENDPOINT": server.otlp_grpc_endpoint,
+                "LOKI_OTLP_ENDPOINT": receiver.endpoint,
+                "PROMETHEUS_OTLP_ENDPOINT": receiver.endpoint,
+            },
+        ).start()
         try:
-            for kind, n_spans, n_logs, metric in (("spans", spans, 0, "otelcol_exporter_sent_spans"),
-                                                   ("logs", 0, logs, "otelcol_exporter_sent_log_records")):
+            for kind, n_spans, n_logs, metric in (
+                ("spans", spans, 0, "otelcol_exporter_sent_spans"),
+                ("logs", 0, logs, "otelcol_exporter_sent_log_records"),
+            ):
                 before = agent.metric(metric)
                 times = emit(agent.http_endpoint, n_spans, n_logs, f"bench-agent-{kind}")
                 n = n_spans or n_logs
                 # otel_ai's own run/live spans ride along: wait for at least n
-                wait_until(f"{n} {kind} exported by the agent", lambda m=metric, b=before, n=n: agent.metric(m) - b >= n, 600, 0.05)
+                wait_until(
+                    f"{n} {kind} exported by the agent",
+                    lambda m=metric, b=before, n=n: agent.metric(m) - b >= n,
+                    600,
+                    0.05,
+                )
                 out[f"agent_{kind}_per_s"] = rate(n, times["start"], time.time())
             out["latency_agent"] = latency(agent.http_endpoint, server.url, samples)
-            out["latency_direct"] = latency(f"http://127.0.0.1:{server.ports['otlp_http']}", server.url, samples)
+            out["latency_direct"] = latency(
+                f"http://127.0.0.1:{server.ports['otlp_http']}", server.url, samples
+            )
         finally:
             agent.stop()
             server.stop()
@@ -170,12 +208,22 @@ def latency_child(endpoint: str, jaeger_url: str, samples: int) -> int:
 
 def latency(endpoint: str, jaeger_url: str, samples: int) -> dict[str, float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    done = subprocess.run([sys.executable, __file__, "--latency", endpoint, jaeger_url, str(samples)],
-                          capture_output=True, text=True, timeout=1200, env=env, check=False)
+    done = subprocess.run(
+        [sys.executable, __file__, "--latency", endpoint, jaeger_url, str(samples)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env=env,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     seconds = sorted(json.loads(done.stdout.strip().splitlines()[-1]))
-    return {"p50_s": statistics.median(seconds), "p95_s": seconds[min(len(seconds) - 1, int(0.95 * len(seconds)))],
-            "max_s": seconds[-1], "samples": len(seconds)}
+    return {
+        "p50_s": statistics.median(seconds),
+        "p95_s": seconds[min(len(seconds) - 1, int(0.95 * len(seconds)))],
+        "max_s": seconds[-1],
+        "samples": len(seconds),
+    }
 
 
 samples = 20
@@ -206,11 +254,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         result = throughput(found, Path(tmp), args.spans, args.logs)
-    result.update({
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end",
-        "spans": args.spans, "logs": args.logs,
-    })
+    result.update(
+        {
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end",
+            "spans": args.spans,
+            "logs": args.logs,
+        }
+    )
     print(f"{'':24}{'otel_ai -> agent':>20}{'otel_ai direct':>18}{'ratio':>8}")
     for kind in ("spans", "logs"):
         a, d = result[f"agent_{kind}_per_s"], result[f"direct_{kind}_per_s"]

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import json
 import os
 import platform
@@ -42,7 +43,7 @@ import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +52,10 @@ EARLIER = ("1_initial_implementation_1_preliminary",)
 
 
 def _configure(directory: Path) -> Any:
-    import otel_ai
     from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
     from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+    import otel_ai
     from otel_ai.export import providers
 
     class DiscardSpans(SpanExporter):
@@ -93,7 +94,9 @@ def _emitter_events(emitter: Any, run_id: str) -> dict[str, Callable[[int], None
     return {
         "log": lambda i: emitter.log(run_id, f"epoch {i}: loss 0.123", "info", "stdout"),
         "artifact_detected": lambda i: emitter.artifact_detected(run_id, f"figures/f{i}.png", "figure", 1234),
-        "artifact_registered": lambda i: emitter.artifact_registered(run_id, f"runs/x/f{i}.png", 1234, "ab" * 32, "image/png", "figure"),
+        "artifact_registered": lambda i: emitter.artifact_registered(
+            run_id, f"runs/x/f{i}.png", 1234, "ab" * 32, "image/png", "figure"
+        ),
         "stage_progress": lambda i: emitter.stage_progress(run_id, STAGE, 0.5, i, 100, 3, 1, 4, 0.9, 12.0),
         "metric_computed": lambda i: emitter.metric_computed(run_id, STAGE, "val_loss", 0.25),
         "run_heartbeat": lambda i: emitter.run_heartbeat(run_id),
@@ -106,14 +109,27 @@ def _callback_events(callback: Any, run_id: str) -> dict[str, Callable[[int], No
         nid = f"probe-c-{i}-{time.perf_counter_ns()}"
         callback("ai.node.created", {"run_id": run_id, "stage": STAGE, "node_id": nid, "kind": "draft"})
         callback("ai.node.executing", {"run_id": run_id, "stage": STAGE, "node_id": nid})
-        callback("ai.node.completed", {"run_id": run_id, "stage": STAGE, "node_id": nid, "is_buggy": False, "metric": 0.5})
+        callback(
+            "ai.node.completed",
+            {"run_id": run_id, "stage": STAGE, "node_id": nid, "is_buggy": False, "metric": 0.5},
+        )
 
     return {
-        "log": lambda i: callback("ai.run.log", {"run_id": run_id, "message": f"epoch {i}: loss 0.123", "level": "info"}),
-        "artifact_detected": lambda i: callback("ai.artifact.detected", {"run_id": run_id, "path": f"figures/f{i}.png", "type": "figure"}),
-        "artifact_registered": lambda i: callback("ai.artifact.registered", {"run_id": run_id, "key": f"runs/x/f{i}.png", "bytes": 1234}),
-        "stage_progress": lambda i: callback("ai.run.stage_progress", {"run_id": run_id, "stage": STAGE, "iteration": i, "max_iterations": 100}),
-        "metric_computed": lambda i: callback("ai.run.stage_metric", {"run_id": run_id, "stage": STAGE, "name": "val_loss", "value": 0.25}),
+        "log": lambda i: callback(
+            "ai.run.log", {"run_id": run_id, "message": f"epoch {i}: loss 0.123", "level": "info"}
+        ),
+        "artifact_detected": lambda i: callback(
+            "ai.artifact.detected", {"run_id": run_id, "path": f"figures/f{i}.png", "type": "figure"}
+        ),
+        "artifact_registered": lambda i: callback(
+            "ai.artifact.registered", {"run_id": run_id, "key": f"runs/x/f{i}.png", "bytes": 1234}
+        ),
+        "stage_progress": lambda i: callback(
+            "ai.run.stage_progress", {"run_id": run_id, "stage": STAGE, "iteration": i, "max_iterations": 100}
+        ),
+        "metric_computed": lambda i: callback(
+            "ai.run.stage_metric", {"run_id": run_id, "stage": STAGE, "name": "val_loss", "value": 0.25}
+        ),
         "run_heartbeat": lambda i: callback("ai.run.heartbeat", {"run_id": run_id}),
         "node (3 events)": node,
     }
@@ -172,9 +188,11 @@ def bench_front_doors(args: argparse.Namespace, otel_ai: Any) -> list[tuple[str,
             emitter.stage_started(run_id, STAGE, "benchmark stage")
         run = registry.get(run_id)
         table: dict[tuple[str, str], Callable[[int], None]] = {}
-        for door, events in (("EventEmitter", _emitter_events(emitter, run_id)),
-                             ("event_callback", _callback_events(otel_ai.event_callback, run_id)),
-                             ("Run/Stage/Node", _model_events(run, run.stages[STAGE]))):
+        for door, events in (
+            ("EventEmitter", _emitter_events(emitter, run_id)),
+            ("event_callback", _callback_events(otel_ai.event_callback, run_id)),
+            ("Run/Stage/Node", _model_events(run, run.stages[STAGE])),
+        ):
             for name, fn in events.items():
                 table[(door, name)] = fn
         doors[phase] = table
@@ -200,8 +218,15 @@ def bench_front_doors(args: argparse.Namespace, otel_ai: Any) -> list[tuple[str,
         emitter.stage_completed(run_id, STAGE)
         emitter.run_completed(run_id)
     otel_ai.force_flush(60)
-    return [(door, name, statistics.median(samples[("early", door, name)]), statistics.median(samples[("late", door, name)]))
-            for door, name in doors["early"]]
+    return [
+        (
+            door,
+            name,
+            statistics.median(samples[("early", door, name)]),
+            statistics.median(samples[("late", door, name)]),
+        )
+        for door, name in doors["early"]
+    ]
 
 
 # --- the instrumentor -------------------------------------------------------------------
@@ -245,14 +270,22 @@ def bench_instrumentor(args: argparse.Namespace, otel_ai: Any) -> tuple[list[flo
     def _interpreter_run(code: str) -> _Result:
         return _Result()
 
-    def _process_node_wrapper(node_data: Any, task_desc: Any, cfg: Any, stage_name: Any = None,
-                              new_ablation_idea: Any = None, new_hyperparam_idea: Any = None,
-                              seed_eval: bool = False) -> dict[str, Any]:
+    def _process_node_wrapper(
+        node_data: Any,
+        task_desc: Any,
+        cfg: Any,
+        stage_name: Any = None,
+        new_ablation_idea: Any = None,
+        new_hyperparam_idea: Any = None,
+        seed_eval: bool = False,
+    ) -> dict[str, Any]:
         parent = node_data.get("id") if node_data else None
         child = make(_improve, None, (parent,), {})
         for _ in range(5):  # the LLM calls of a node, as the LLM hook records them
-            ledger.append(trace_id, {"k": "llm", "s": f"{stage.span_context.span_id:016x}",
-                                     "n": None, "i": 1200, "o": 300})
+            ledger.append(
+                trace_id,
+                {"k": "llm", "s": f"{stage.span_context.span_id:016x}", "n": None, "i": 1200, "o": 300},
+            )
         execute(_interpreter_run, None, (child.code,), {})
         return {"id": child.id, "metric": 0.5, "is_buggy": False, "exec_time": 1.0}
 
@@ -262,8 +295,9 @@ def bench_instrumentor(args: argparse.Namespace, otel_ai: Any) -> tuple[list[flo
     try:
         for i in range(args.instrumented_nodes):
             start = time.perf_counter_ns()
-            result = _search.process_node_task(_process_node_wrapper, None, (parent, "task", None),
-                                               {"stage_name": STAGE})
+            result = _search.process_node_task(
+                _process_node_wrapper, None, (parent, "task", None), {"stage_name": STAGE}
+            )
             samples.append((time.perf_counter_ns() - start) / 1000.0)
             parent = {"id": result["id"], "is_buggy": False} if i % 3 else None
     finally:
@@ -320,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         otel_ai = _configure(Path(tmp))
-        import otel_ai.export.providers  # noqa: F401 - for bench_instrumentor's data dir
+        importlib.import_module("otel_ai.export.providers")  # for bench_instrumentor's data dir
 
         rows = bench_front_doors(args, otel_ai)
         samples, ledger_lines = bench_instrumentor(args, otel_ai)
@@ -328,27 +362,40 @@ def main(argv: list[str] | None = None) -> int:
         otel_ai.shutdown(timeout=30)
 
     load = os.getloadavg()
-    print(f"# bench_scale  {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC  {platform.machine()} "
-          f"{os.cpu_count()} CPUs  python {platform.python_version()}  load {load[0]:.1f}/{load[1]:.1f}")
-    print(f"\nper call, median over {args.calls} calls in {args.rounds} alternating rounds; "
-          f"late = a run with {args.nodes} ended nodes\n")
+    print(
+        f"# bench_scale  {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  {platform.machine()} "
+        f"{os.cpu_count()} CPUs  python {platform.python_version()}  load {load[0]:.1f}/{load[1]:.1f}"
+    )
+    print(
+        f"\nper call, median over {args.calls} calls in {args.rounds} alternating rounds; "
+        f"late = a run with {args.nodes} ended nodes\n"
+    )
     print("| front door | event | early us | late us | late/early |")
     print("|---|---|---:|---:|---:|")
     for door, name, early, late in rows:
         print(f"| {door} | {name} | {early:.1f} | {late:.1f} | {late / early:.2f}x |")
     window = args.window
     first, last = statistics.median(samples[:window]), statistics.median(samples[-window:])
-    print(f"\ninstrumentor, per pool task (median), {args.instrumented_nodes} nodes, ledger {ledger_lines} lines at the end:")
+    print(
+        f"\ninstrumentor, per pool task (median), {args.instrumented_nodes} nodes, ledger {ledger_lines} lines at the end:"
+    )
     print(f"| first {window} us | last {window} us | last/first |")
     print("|---:|---:|---:|")
     print(f"| {first:.1f} | {last:.1f} | {last / first:.2f}x |")
     print(f"\nmemory kept per ended node: {per_node:.0f} bytes (tracemalloc, {args.memory_nodes} nodes)")
     if args.json:
-        args.json.write_text(json.dumps({
-            "front_doors": [{"door": d, "event": n, "early_us": e, "late_us": l} for d, n, e, l in rows],
-            "instrumentor": {"first_us": first, "last_us": last, "ledger_lines": ledger_lines},
-            "bytes_per_ended_node": per_node,
-        }, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "front_doors": [
+                        {"door": d, "event": n, "early_us": e, "late_us": late} for d, n, e, late in rows
+                    ],
+                    "instrumentor": {"first_us": first, "last_us": last, "ledger_lines": ledger_lines},
+                    "bytes_per_ended_node": per_node,
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

@@ -39,7 +39,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +83,7 @@ class TreeSampler:
             try:
                 with open(f"/proc/{entry}/stat", "rb") as handle:
                     stat = handle.read()
-                fields = stat[stat.rindex(b")") + 2:].split()
+                fields = stat[stat.rindex(b")") + 2 :].split()
                 parents[int(entry)] = int(fields[1])
                 stats[int(entry)] = fields
             except (OSError, ValueError):
@@ -117,7 +117,9 @@ class TreeSampler:
             return "wrapper"
         if "runfile.py" in line or line.rstrip().endswith(".py") and "/workspaces/" in line:
             return "interpreter child"
-        if self.parent.get(pid) in self.peak and ("multiprocessing" in line or self.cmdline.get(self.parent[pid]) == line):
+        if self.parent.get(pid) in self.peak and (
+            "multiprocessing" in line or self.cmdline.get(self.parent[pid]) == line
+        ):
             return "pool worker"
         return "main"
 
@@ -151,8 +153,13 @@ def run_once(command: list[str], cwd: Path, env: dict[str, str]) -> dict[str, An
     if process.returncode != 0:
         raise SystemExit(f"{shlex.join(command)} failed ({process.returncode}):\n{err.decode()[-3000:]}")
     match = re.search(rb"search done: \d+ stages, (\d+) nodes", out)
-    return {"wall": wall, "cpu": cpu, "nodes": int(match.group(1)) if match else None, "rss": sampler.by_role(),
-            "cpu_roles": sampler.cpu_by_role()}
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "nodes": int(match.group(1)) if match else None,
+        "rss": sampler.by_role(),
+        "cpu_roles": sampler.cpu_by_role(),
+    }
 
 
 def _count_spans(directory: Path) -> int:
@@ -166,17 +173,23 @@ def _count_spans(directory: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="bare/wrapped pairs")
-    parser.add_argument("--llm-latency", type=float, default=0.05, help="seconds per LLM answer (simulated search)")
+    parser.add_argument(
+        "--llm-latency", type=float, default=0.05, help="seconds per LLM answer (simulated search)"
+    )
     parser.add_argument("--max-iters", type=int, default=4, help="nodes per stage (simulated search)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--start-method", choices=("fork", "spawn"), default="fork")
-    parser.add_argument("--command", default=None, help="measure this command instead of the simulated search")
+    parser.add_argument(
+        "--command", default=None, help="measure this command instead of the simulated search"
+    )
     parser.add_argument("--cwd", type=Path, default=None, help="where --command runs")
     parser.add_argument("--otel-ai-options", default="--no-status", help="options of otel-ai run")
     args = parser.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-search-"))
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACEPARENT", "TRACESTATE"))}
+    base_env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACEPARENT", "TRACESTATE"))
+    }
     results: dict[str, list[dict[str, Any]]] = {"bare": [], "wrapped": []}
     spans: list[int] = []
     for round_ in range(args.rounds):
@@ -188,37 +201,70 @@ def main(argv: list[str] | None = None) -> int:
                 command = shlex.split(args.command)
                 cwd = args.cwd or workdir
             else:
-                command = [sys.executable, str(EXAMPLE), "--workdir", str(workdir / "work"), "--llm-latency",
-                           str(args.llm_latency), "--max-iters", str(args.max_iters), "--workers", str(args.workers),
-                           "--start-method", args.start_method]
+                command = [
+                    sys.executable,
+                    str(EXAMPLE),
+                    "--workdir",
+                    str(workdir / "work"),
+                    "--llm-latency",
+                    str(args.llm_latency),
+                    "--max-iters",
+                    str(args.max_iters),
+                    "--workers",
+                    str(args.workers),
+                    "--start-method",
+                    args.start_method,
+                ]
                 cwd = workdir
             env = dict(base_env, OTEL_AI_DATA_DIR=str(workdir / "telemetry"))
             if mode == "wrapped":
-                command = [sys.executable, "-m", "otel_ai", "run", *shlex.split(args.otel_ai_options), "--", *command]
+                command = [
+                    sys.executable,
+                    "-m",
+                    "otel_ai",
+                    "run",
+                    *shlex.split(args.otel_ai_options),
+                    "--",
+                    *command,
+                ]
             result = run_once(command, cwd, env)
             results[mode].append(result)
             if mode == "wrapped":
                 spans.append(_count_spans(workdir / "telemetry"))
-            print(f"round {round_ + 1} {mode:7s} {result['wall']:6.2f} s wall {result['cpu']:6.2f} s cpu "
-                  f"nodes {result['nodes']}", file=sys.stderr, flush=True)
+            print(
+                f"round {round_ + 1} {mode:7s} {result['wall']:6.2f} s wall {result['cpu']:6.2f} s cpu "
+                f"nodes {result['nodes']}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     bare, wrapped = results["bare"], results["wrapped"]
-    ratios = [w["wall"] / b["wall"] for b, w in zip(bare, wrapped)]
+    ratios = [w["wall"] / b["wall"] for b, w in zip(bare, wrapped, strict=False)]
     med_bare = statistics.median(r["wall"] for r in bare)
     med_wrapped = statistics.median(r["wall"] for r in wrapped)
-    nodes = statistics.median(r["nodes"] for r in bare + wrapped if r["nodes"]) if any(r["nodes"] for r in bare) else None
+    nodes = (
+        statistics.median(r["nodes"] for r in bare + wrapped if r["nodes"])
+        if any(r["nodes"] for r in bare)
+        else None
+    )
     cpu_added = statistics.median(r["cpu"] for r in wrapped) - statistics.median(r["cpu"] for r in bare)
     load = os.getloadavg()
-    what = args.command or (f"examples/simulated_bfts.py --llm-latency {args.llm_latency} --max-iters {args.max_iters} "
-                            f"--workers {args.workers} --start-method {args.start_method}")
-    print(f"# bench_search  {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC  {platform.machine()} {os.cpu_count()} CPUs  "
-          f"python {platform.python_version()}  load {load[0]:.1f}/{load[1]:.1f}")
+    what = args.command or (
+        f"examples/simulated_bfts.py --llm-latency {args.llm_latency} --max-iters {args.max_iters} "
+        f"--workers {args.workers} --start-method {args.start_method}"
+    )
+    print(
+        f"# bench_search  {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  {platform.machine()} {os.cpu_count()} CPUs  "
+        f"python {platform.python_version()}  load {load[0]:.1f}/{load[1]:.1f}"
+    )
     print(f"command: {what}; {args.rounds} bare/wrapped pairs, alternating; nodes per run: {nodes}")
     walls = {mode: ", ".join(f"{r['wall']:.2f}" for r in rows) for mode, rows in results.items()}
     print(f"wall bare         median {med_bare:.2f} s  ({walls['bare']})")
     print(f"wall otel-ai run  median {med_wrapped:.2f} s  ({walls['wrapped']})")
-    print(f"wall ratio: median of pairs {statistics.median(ratios):.3f}x, of medians {med_wrapped / med_bare:.3f}x "
-          f"(pairs: {', '.join(f'{r:.2f}' for r in ratios)})")
+    print(
+        f"wall ratio: median of pairs {statistics.median(ratios):.3f}x, of medians {med_wrapped / med_bare:.3f}x "
+        f"(pairs: {', '.join(f'{r:.2f}' for r in ratios)})"
+    )
     if nodes:
         print(f"CPU added: {cpu_added:.2f} s per run, {cpu_added / nodes * 1000:.1f} ms per node")
     print("peak RSS by role (median over processes and rounds, MB): role | bare | wrapped | added")
@@ -229,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
         mb = statistics.median(b) / 1024 if b else 0.0
         mw = statistics.median(w) / 1024 if w else 0.0
         print(f"  {role:18s} | {mb:7.1f} | {mw:7.1f} | {mw - mb:+7.1f}   ({len(b)}/{len(w)} processes)")
-    print("CPU by role (median per run, s, sampled: processes shorter than 0.2 s are missed): role | bare | wrapped")
+    print(
+        "CPU by role (median per run, s, sampled: processes shorter than 0.2 s are missed): role | bare | wrapped"
+    )
     for role in roles:
         b = statistics.median(r["cpu_roles"].get(role, 0.0) for r in bare)
         w = statistics.median(r["cpu_roles"].get(role, 0.0) for r in wrapped)

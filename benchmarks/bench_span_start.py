@@ -56,8 +56,12 @@ def _provider(kind: str) -> TracerProvider:
     elif kind == "child: otel_ai provider":
         provider = ProcessTracerProvider(id_generator=OsRandomIdGenerator(), shutdown_on_exit=False)
     else:
-        provider = ProcessTracerProvider(id_generator=OsRandomIdGenerator(), default_parent=RUN, shutdown_on_exit=False)
-    provider.add_span_processor(BatchSpanProcessor(_Discard(), max_queue_size=1 << 20, max_export_batch_size=4096))
+        provider = ProcessTracerProvider(
+            id_generator=OsRandomIdGenerator(), default_parent=RUN, shutdown_on_exit=False
+        )
+    provider.add_span_processor(
+        BatchSpanProcessor(_Discard(), max_queue_size=1 << 20, max_export_batch_size=4096)
+    )
     return provider
 
 
@@ -99,11 +103,13 @@ def main(argv: list[str] | None = None) -> int:
         block(providers[kind], kind, 1000)
     results: dict[str, list[float]] = {kind: [] for kind in VARIANTS}
     for round_ in range(args.rounds):
-        order = VARIANTS[round_ % len(VARIANTS):] + VARIANTS[: round_ % len(VARIANTS)]
+        order = VARIANTS[round_ % len(VARIANTS) :] + VARIANTS[: round_ % len(VARIANTS)]
         for kind in order:
             results[kind].append(block(providers[kind], kind, args.spans))
-    print(f"{platform.machine()} {platform.python_implementation()} {platform.python_version()}, "
-          f"{args.rounds} rounds x {args.spans} spans per variant; ratio against the first row of its group")
+    print(
+        f"{platform.machine()} {platform.python_implementation()} {platform.python_version()}, "
+        f"{args.rounds} rounds x {args.spans} spans per variant; ratio against the first row of its group"
+    )
     print(f"{'variant':<50} {'median us/span':>15} {'ratio':>7}")
     baselines: dict[str, float] = {}
     for kind in VARIANTS:

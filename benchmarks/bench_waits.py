@@ -75,8 +75,13 @@ def child_start(starts: int) -> tuple[float, float]:
     for i in range(starts):
         for name in ("plain", "bootstrap") if i % 2 == 0 else ("bootstrap", "plain"):
             start = time.perf_counter()
-            subprocess.run(command, env=base if name == "plain" else wrapped, cwd=tempfile.gettempdir(),
-                           capture_output=True, check=True)
+            subprocess.run(
+                command,
+                env=base if name == "plain" else wrapped,
+                cwd=tempfile.gettempdir(),
+                capture_output=True,
+                check=True,
+            )
             times[name].append(time.perf_counter() - start)
     return statistics.median(times["plain"]) * 1000, statistics.median(times["bootstrap"]) * 1000
 
@@ -88,10 +93,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import otel_ai
 
-    print(f"# bench_waits  otel_ai from {Path(otel_ai.__file__).resolve().parent.parent.name}  "
-          f"load {os.getloadavg()[0]:.1f}")
+    print(
+        f"# bench_waits  otel_ai from {Path(otel_ai.__file__).resolve().parent.parent.name}  "
+        f"load {os.getloadavg()[0]:.1f}"
+    )
     plain, boot = child_start(args.starts)
-    print(f"child start: plain {plain:.1f} ms, with the bootstrap {boot:.1f} ms (added {boot - plain:+.1f} ms)")
+    print(
+        f"child start: plain {plain:.1f} ms, with the bootstrap {boot:.1f} ms (added {boot - plain:+.1f} ms)"
+    )
     median, p90 = pool_task(args.tasks)
     print(f"pool task (emit + otel_ai's end of task): median {median:.2f} ms, p90 {p90:.2f} ms")
     return 0

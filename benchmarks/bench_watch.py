@@ -151,7 +151,9 @@ def part_throughput(args: argparse.Namespace) -> dict[str, Any]:
                 self.count += len(lines)
 
         sink = CountingSink()
-        watcher = Watcher(None, [root], line_sink=sink, artifact_patterns=(), state_dir=Path(tmp) / "s1").start()
+        watcher = Watcher(
+            None, [root], line_sink=sink, artifact_patterns=(), state_dir=Path(tmp) / "s1"
+        ).start()
         started = time.perf_counter()
         _write_lines(root / "alone.log", total, "tail")
         watcher.stop(120)
@@ -181,7 +183,10 @@ def part_throughput(args: argparse.Namespace) -> dict[str, Any]:
 
 def _write_lines(path: Path, total: int, marker: str) -> None:
     with open(path, "ab", buffering=0) as handle:
-        handle.writelines(b"".join(b"%s %d 0\n" % (marker.encode(), i) for i in range(start, min(start + 10_000, total))) for start in range(0, total, 10_000))
+        handle.writelines(
+            b"".join(b"%s %d 0\n" % (marker.encode(), i) for i in range(start, min(start + 10_000, total)))
+            for start in range(0, total, 10_000)
+        )
 
 
 def part_latency(args: argparse.Namespace) -> dict[str, Any]:
@@ -306,7 +311,12 @@ def part_upload(args: argparse.Namespace) -> dict[str, Any]:
             handle.truncate(size)
         env = dict(os.environ, TMPDIR=tmp)
         moto = subprocess.Popen(
-            [sys.executable, "-c", _MOTO], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True
+            [sys.executable, "-c", _MOTO],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            text=True,
         )
         try:
             assert moto.stdout is not None
@@ -319,13 +329,21 @@ def part_upload(args: argparse.Namespace) -> dict[str, Any]:
             )
             import boto3
 
-            boto3.session.Session().client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                                           aws_access_key_id="bench", aws_secret_access_key="bench").create_bucket(Bucket="bench")
+            boto3.session.Session().client(
+                "s3",
+                endpoint_url=endpoint,
+                region_name="us-east-1",
+                aws_access_key_id="bench",
+                aws_secret_access_key="bench",
+            ).create_bucket(Bucket="bench")
             results: dict[str, Any] = {"file_gib": args.upload_gib}
             for mode in ("otel_ai", "seed"):
                 out = subprocess.run(
                     [sys.executable, "-c", _UPLOAD, endpoint, "bench", str(root), "model.safetensors", mode],
-                    env=env, capture_output=True, text=True, check=True,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
                 )
                 results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
         finally:
@@ -380,7 +398,9 @@ def _seed_like_pass(root: Path, positions: dict[str, int], seen: set[str]) -> No
             if path not in seen:
                 seen.add(path)
                 os.stat(path)
-    logs = glob.glob(os.path.join(base, "**/*.log"), recursive=True) + glob.glob(os.path.join(base, "**/logs/**/*.txt"), recursive=True)
+    logs = glob.glob(os.path.join(base, "**/*.log"), recursive=True) + glob.glob(
+        os.path.join(base, "**/logs/**/*.txt"), recursive=True
+    )
     for path in logs:
         try:
             with open(path) as handle:
@@ -426,18 +446,39 @@ def part_idle(args: argparse.Namespace) -> dict[str, Any]:
         started = time.perf_counter()
         _build_tree(root, args.files)
         built = time.perf_counter() - started
-        results: dict[str, Any] = {"files": args.files, "idle_seconds": args.idle_seconds, "build_s": round(built, 1)}
-        variants = (("otel_ai", _IDLE_OURS, "watch"), ("otel_ai_without_watcher", _IDLE_OURS, "none"), ("seed", _IDLE_SEED, ""))
+        results: dict[str, Any] = {
+            "files": args.files,
+            "idle_seconds": args.idle_seconds,
+            "build_s": round(built, 1),
+        }
+        variants = (
+            ("otel_ai", _IDLE_OURS, "watch"),
+            ("otel_ai_without_watcher", _IDLE_OURS, "none"),
+            ("seed", _IDLE_SEED, ""),
+        )
         for name, script, mode in variants:
             out = subprocess.run(
-                [sys.executable, "-c", script, str(root), str(Path(tmp) / "data"), str(args.idle_seconds), str(HERE.parent), mode],
-                capture_output=True, text=True, check=True,
+                [
+                    sys.executable,
+                    "-c",
+                    script,
+                    str(root),
+                    str(Path(tmp) / "data"),
+                    str(args.idle_seconds),
+                    str(HERE.parent),
+                    mode,
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
             )
             results[name] = json.loads(out.stdout.strip().splitlines()[-1])
         ours = max(results["otel_ai"]["idle_cpu_s"], 0.001)
         watcher_only = max(ours - results["otel_ai_without_watcher"]["idle_cpu_s"], 0.001)
         results["idle_cpu_ratio_seed_over_otel_ai"] = round(results["seed"]["idle_cpu_s"] / ours, 1)
-        results["idle_cpu_ratio_seed_over_watcher_alone"] = round(results["seed"]["idle_cpu_s"] / watcher_only, 1)
+        results["idle_cpu_ratio_seed_over_watcher_alone"] = round(
+            results["seed"]["idle_cpu_s"] / watcher_only, 1
+        )
     return results
 
 
@@ -455,14 +496,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     args = parser.parse_args(argv)
     if args.part != "all":
-        runner = {"throughput": part_throughput, "latency": part_latency, "upload": part_upload, "idle": part_idle}[args.part]
+        runner = {
+            "throughput": part_throughput,
+            "latency": part_latency,
+            "upload": part_upload,
+            "idle": part_idle,
+        }[args.part]
         print(json.dumps(runner(args)), flush=True)
         return 0
     print(f"# {platform.machine()} {os.cpu_count()} CPUs, Python {platform.python_version()}", flush=True)
     runs: list[list[str]] = [
         ["--part", "throughput", "--lines", str(args.lines), "--exporter", args.exporter],
         ["--part", "latency", "--rate", str(args.rate), "--seconds", str(args.seconds)],
-        ["--part", "latency", "--rate", str(args.rate), "--seconds", str(args.seconds), "--schedule-delay", "200"],
+        [
+            "--part",
+            "latency",
+            "--rate",
+            str(args.rate),
+            "--seconds",
+            str(args.seconds),
+            "--schedule-delay",
+            "200",
+        ],
         ["--part", "upload", "--upload-gib", str(args.upload_gib)],
         ["--part", "idle", "--files", str(args.files), "--idle-seconds", str(args.idle_seconds)],
     ]

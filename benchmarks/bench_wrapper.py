@@ -44,7 +44,9 @@ def wrapper_idle_cpu(seconds: float) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         process = subprocess.Popen(
             [*OTEL_AI, "run", "--no-status", "--", "sleep", str(seconds + 10)],
-            env=clean_env(OTEL_AI_DATA_DIR=tmp), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=clean_env(OTEL_AI_DATA_DIR=tmp),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wrapper = psutil.Process(process.pid)
         time.sleep(3)  # start-up is not idle time
@@ -76,7 +78,10 @@ def line_latency(lines: int, interval: float) -> list[float]:
         subprocess.run(
             [*OTEL_AI, "run", "--no-status", "--", sys.executable, str(script), str(lines), str(interval)],
             env=clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.http_endpoint, OTEL_AI_DATA_DIR=tmp),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=600,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=True,
+            timeout=600,
         )
         # the receiver stamps arrivals with time.monotonic(): the same clock for every
         # process of this machine, shifted here to wall-clock time like the printed stamps
@@ -104,7 +109,9 @@ def child_start(env: dict[str, str], prefix: list[str], starts: int) -> tuple[fl
     times, rss = [], []
     for _ in range(starts):
         start = time.perf_counter()
-        out = subprocess.run([*prefix, sys.executable, "-c", _REPORT_RSS], env=env, check=True, capture_output=True, text=True)
+        out = subprocess.run(
+            [*prefix, sys.executable, "-c", _REPORT_RSS], env=env, check=True, capture_output=True, text=True
+        )
         times.append(time.perf_counter() - start)
         rss.append(int(out.stdout.strip().splitlines()[-1]) / 1024)
     return statistics.median(times), statistics.median(rss)
@@ -114,14 +121,28 @@ def bootstrap_cost(starts: int) -> list[tuple[str, float, float]]:
     rows = []
     variants: list[tuple[str, dict[str, str], list[str]]] = [
         ("plain python", clean_env(), []),
-        ("otel-ai bootstrap (as under otel-ai run)", clean_env(
-            PYTHONPATH=str(SITE_DIR), OTEL_AI_RUN_ID="bench", OTEL_AI_CHANNEL="/nonexistent",
-            TRACEPARENT="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"), []),
+        (
+            "otel-ai bootstrap (as under otel-ai run)",
+            clean_env(
+                PYTHONPATH=str(SITE_DIR),
+                OTEL_AI_RUN_ID="bench",
+                OTEL_AI_CHANNEL="/nonexistent",
+                TRACEPARENT="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+            [],
+        ),
     ]
     instrument = shutil.which("opentelemetry-instrument", path=str(Path(sys.executable).parent))
     if instrument:
-        variants.append(("opentelemetry-instrument python", clean_env(OTEL_TRACES_EXPORTER="none",
-                         OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none"), [instrument]))
+        variants.append(
+            (
+                "opentelemetry-instrument python",
+                clean_env(
+                    OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none"
+                ),
+                [instrument],
+            )
+        )
     for name, env, prefix in variants:
         wall, rss = child_start(env, prefix, starts)
         rows.append((name, wall, rss))
@@ -143,14 +164,20 @@ def main(argv: list[str] | None = None) -> int:
     latency = sorted(line_latency(args.lines, args.interval))
     p50 = latency[len(latency) // 2]
     p95 = latency[int(len(latency) * 0.95) - 1]
-    print(f"line -> log record at the receiver: {len(latency)} lines, p50 {p50 * 1000:.0f} ms, "
-          f"p95 {p95 * 1000:.0f} ms, max {latency[-1] * 1000:.0f} ms (target p95 < 1 s)")
+    print(
+        f"line -> log record at the receiver: {len(latency)} lines, p50 {p50 * 1000:.0f} ms, "
+        f"p95 {p95 * 1000:.0f} ms, max {latency[-1] * 1000:.0f} ms (target p95 < 1 s)"
+    )
 
     rows = bootstrap_cost(args.starts)
     base_wall, base_rss = rows[0][1], rows[0][2]
-    print(f"{'start of an idle Python child':45s} {'median wall':>12s} {'added':>9s} {'max RSS':>9s} {'added':>8s}")
+    print(
+        f"{'start of an idle Python child':45s} {'median wall':>12s} {'added':>9s} {'max RSS':>9s} {'added':>8s}"
+    )
     for name, wall, rss in rows:
-        print(f"{name:45s} {wall * 1000:10.1f}ms {(wall - base_wall) * 1000:7.1f}ms {rss:7.1f}MB {rss - base_rss:6.1f}MB")
+        print(
+            f"{name:45s} {wall * 1000:10.1f}ms {(wall - base_wall) * 1000:7.1f}ms {rss:7.1f}MB {rss - base_rss:6.1f}MB"
+        )
     return 0
 
 

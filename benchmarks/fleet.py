@@ -58,7 +58,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -172,30 +172,61 @@ class Fleet:
             self.metric_backends = [OTLPReceiver().start() for _ in range(2)]
             self.jaeger = jaeger(self.bins.jaeger, self.workdir).start(timeout=120)
             for i, receiver in enumerate(self.metric_backends, 1):
-                self.sampling.append(collector(self.bins.otelcol, f"sampling-{i}", ["gateway-sampling.yaml"], self.workdir, {
-                    "JAEGER_OTLP_ENDPOINT": self.jaeger.otlp_grpc_endpoint,
-                    "PROMETHEUS_OTLP_ENDPOINT": receiver.http_endpoint,
-                    "OTELCOL_SAMPLE_PERCENT": str(o.sample_percent),
-                    "OTELCOL_ROOT_DECISION_WAIT": o.root_wait,
-                    "OTELCOL_SPANMETRICS_FLUSH_INTERVAL": "2s",
-                }).start())
+                self.sampling.append(
+                    collector(
+                        self.bins.otelcol,
+                        f"sampling-{i}",
+                        ["gateway-sampling.yaml"],
+                        self.workdir,
+                        {
+                            "JAEGER_OTLP_ENDPOINT": self.jaeger.otlp_grpc_endpoint,
+                            "PROMETHEUS_OTLP_ENDPOINT": receiver.http_endpoint,
+                            "OTELCOL_SAMPLE_PERCENT": str(o.sample_percent),
+                            "OTELCOL_ROOT_DECISION_WAIT": o.root_wait,
+                            "OTELCOL_SPANMETRICS_FLUSH_INTERVAL": "2s",
+                        },
+                    ).start()
+                )
             hosts = "[" + ", ".join(s.grpc_endpoint for s in self.sampling) + "]"
             for i in range(1, o.lbs + 1):
-                self.lbs.append(collector(self.bins.otelcol, f"gateway-lb-{i}", ["gateway-lb.yaml", "gateway-lb-static.yaml"], self.workdir, {
-                    "OTELCOL_SAMPLING_TIER_HOSTS": hosts,
-                    "LOKI_OTLP_ENDPOINT": self.backend.http_endpoint,
-                    "PROMETHEUS_OTLP_ENDPOINT": self.backend.http_endpoint,
-                }).start())
+                self.lbs.append(
+                    collector(
+                        self.bins.otelcol,
+                        f"gateway-lb-{i}",
+                        ["gateway-lb.yaml", "gateway-lb-static.yaml"],
+                        self.workdir,
+                        {
+                            "OTELCOL_SAMPLING_TIER_HOSTS": hosts,
+                            "LOKI_OTLP_ENDPOINT": self.backend.http_endpoint,
+                            "PROMETHEUS_OTLP_ENDPOINT": self.backend.http_endpoint,
+                        },
+                    ).start()
+                )
             for i in range(o.agent_count()):
                 copy = self.workdir / f"agent-{i}" / "copy"
                 copy.mkdir(parents=True, exist_ok=True)
-                overlay = _overlay(self.workdir / f"agent-{i}-copy.yaml", {
-                    "exporters": {"file/copy": {"path": str(copy / "copy.jsonl"), "flush_interval": "100ms"}},
-                    "service": {"pipelines": {"traces": {"exporters": ["otlp_grpc/upstream", "file/copy"]}}},
-                })
-                self.agents.append(collector(self.bins.otelcol, f"agent-{i}", ["agent.yaml", overlay], self.workdir, {
-                    "OTELCOL_UPSTREAM_ENDPOINT": self.lbs[i % o.lbs].grpc_endpoint,
-                }).start())
+                overlay = _overlay(
+                    self.workdir / f"agent-{i}-copy.yaml",
+                    {
+                        "exporters": {
+                            "file/copy": {"path": str(copy / "copy.jsonl"), "flush_interval": "100ms"}
+                        },
+                        "service": {
+                            "pipelines": {"traces": {"exporters": ["otlp_grpc/upstream", "file/copy"]}}
+                        },
+                    },
+                )
+                self.agents.append(
+                    collector(
+                        self.bins.otelcol,
+                        f"agent-{i}",
+                        ["agent.yaml", overlay],
+                        self.workdir,
+                        {
+                            "OTELCOL_UPSTREAM_ENDPOINT": self.lbs[i % o.lbs].grpc_endpoint,
+                        },
+                    ).start()
+                )
         except BaseException:
             self.stop()
             raise
@@ -226,21 +257,52 @@ class Fleet:
         search_agent = self.agents[(pod + 1) % len(self.agents)]
         work = self.workdir / "pods" / f"pod-{pod}" / run_id
         work.mkdir(parents=True, exist_ok=True)
-        search = [sys.executable, str(EXAMPLE), "--workdir", str(work / "work"), "--max-iters", str(o.max_iters),
-                  "--workers", str(o.workers), "--seed", str(pod)]
+        search = [
+            sys.executable,
+            str(EXAMPLE),
+            "--workdir",
+            str(work / "work"),
+            "--max-iters",
+            str(o.max_iters),
+            "--workers",
+            str(o.workers),
+            "--seed",
+            str(pod),
+        ]
         # the search's processes export to another agent than the wrapper
         script = f'OTEL_EXPORTER_OTLP_ENDPOINT={shlex.quote(search_agent.http_endpoint)}; export OTEL_EXPORTER_OTLP_ENDPOINT; "$@"'
         script += "; exit 3" if fail else ""
-        argv = [sys.executable, "-m", "otel_ai", "run", "--run-id", run_id, "--no-status", "--heartbeat", "5", "--",
-                "sh", "-c", script, "sh", *search]
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACEPARENT", "TRACESTATE", "PYTEST_", "RUNPOD_"))}
-        env.update({
-            "OTEL_EXPORTER_OTLP_ENDPOINT": wrapper_agent.http_endpoint,
-            "OTEL_AI_DATA_DIR": str(work / "runs"),
-            "OTEL_AI_JAEGER_URL": self.jaeger.url if self.jaeger else "",
-            "OTEL_METRIC_EXPORT_INTERVAL": "5000",
-            "OTEL_RESOURCE_ATTRIBUTES": f"ai.pod.id=pod-{pod}",
-        })
+        argv = [
+            sys.executable,
+            "-m",
+            "otel_ai",
+            "run",
+            "--run-id",
+            run_id,
+            "--no-status",
+            "--heartbeat",
+            "5",
+            "--",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            *search,
+        ]
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("OTEL_", "TRACEPARENT", "TRACESTATE", "PYTEST_", "RUNPOD_"))
+        }
+        env.update(
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": wrapper_agent.http_endpoint,
+                "OTEL_AI_DATA_DIR": str(work / "runs"),
+                "OTEL_AI_JAEGER_URL": self.jaeger.url if self.jaeger else "",
+                "OTEL_METRIC_EXPORT_INTERVAL": "5000",
+                "OTEL_RESOURCE_ATTRIBUTES": f"ai.pod.id=pod-{pod}",
+            }
+        )
         return argv, env, work
 
     def _pod(self, pod: int, until: float) -> None:
@@ -250,14 +312,24 @@ class Fleet:
             run_id = f"fleet-pod{pod}-run{n}"
             with self._lock:
                 index = len(self.runs)
-            fail = self.options.fail_every > 0 and (index % self.options.fail_every) == self.options.fail_every - 1
+            fail = (
+                self.options.fail_every > 0
+                and (index % self.options.fail_every) == self.options.fail_every - 1
+            )
             result = RunResult(run_id, pod, fail, time.time())
             with self._lock:
                 self.runs.append(result)
             argv, env, work = self._pod_command(pod, run_id, fail)
             with (work / "stdout.txt").open("wb") as out:
-                proc = subprocess.Popen(argv, cwd=work, env=env, stdout=out, stderr=subprocess.PIPE, text=True,
-                                        start_new_session=True)
+                proc = subprocess.Popen(
+                    argv,
+                    cwd=work,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    start_new_session=True,
+                )
                 with self._lock:
                     self._pods.add(proc)
                 try:
@@ -275,10 +347,19 @@ class Fleet:
         """Polls Jaeger for the root span of every ended failed run (always kept)."""
         while not self._stop.is_set():
             with self._lock:
-                pending = [r for r in self.runs if r.want_failed and r.end and r.trace_id and r.seen_in_jaeger is None
-                           and time.time() - r.end < 300]
+                pending = [
+                    r
+                    for r in self.runs
+                    if r.want_failed
+                    and r.end
+                    and r.trace_id
+                    and r.seen_in_jaeger is None
+                    and time.time() - r.end < 300
+                ]
             for r in pending:
-                if self.jaeger is not None and any(s.name == semconv.SPAN_RUN for s in _jaeger_spans(self.jaeger, r.trace_id or "")):
+                if self.jaeger is not None and any(
+                    s.name == semconv.SPAN_RUN for s in _jaeger_spans(self.jaeger, r.trace_id or "")
+                ):
                     r.seen_in_jaeger = time.time()
             time.sleep(0.5)
 
@@ -323,7 +404,9 @@ class Fleet:
         self._measure_usage()
         # the last failed runs' roots reach Jaeger after the sampler's wait
         deadline = time.time() + 120
-        while time.time() < deadline and any(r.want_failed and r.trace_id and r.seen_in_jaeger is None for r in self.runs):
+        while time.time() < deadline and any(
+            r.want_failed and r.trace_id and r.seen_in_jaeger is None for r in self.runs
+        ):
             time.sleep(1)
         self._stop.set()
         watcher.join(10)
@@ -333,7 +416,11 @@ class Fleet:
             if c.proc is None:
                 continue
             # a restarted process counts from its new start
-            base = 0.0 if any(c.name in _victims(f[0]) for f in self.faults) else self._cpu_at_start.get(c.name, 0.0)
+            base = (
+                0.0
+                if any(c.name in _victims(f[0]) for f in self.faults)
+                else self._cpu_at_start.get(c.name, 0.0)
+            )
             self.usage[c.name] = Usage(_cpu_seconds(c.proc.pid) - base, _rss_peak_mib(c.proc.pid))
 
     # --- checks ----------------------------------------------------------------------------
@@ -353,7 +440,12 @@ class Fleet:
             for m in receiver.metrics():
                 if m.name != "traces.span.metrics.calls" or m.attributes.get("span.name") != semconv.SPAN_RUN:
                     continue
-                key = (i, m.start_time_ns, tuple(sorted(m.resource.items())), tuple(sorted(m.attributes.items())))
+                key = (
+                    i,
+                    m.start_time_ns,
+                    tuple(sorted(m.resource.items())),
+                    tuple(sorted(m.attributes.items())),
+                )
                 last[key] = max(last.get(key, 0.0), float(m.value or 0))
         return sum(last.values())
 
@@ -366,7 +458,12 @@ def _seconds(duration: str) -> float:
 
 
 def _victims(fault: str) -> tuple[str, ...]:
-    return {"sampling-kill": ("sampling-2",), "sampling-restart": ("sampling-2",), "upstream-cut": ("gateway-lb-2",), "jaeger-restart": ("jaeger",)}.get(fault, ())
+    return {
+        "sampling-kill": ("sampling-2",),
+        "sampling-restart": ("sampling-2",),
+        "upstream-cut": ("gateway-lb-2",),
+        "jaeger-restart": ("jaeger",),
+    }.get(fault, ())
 
 
 def _jaeger_spans(server: Jaeger, trace_id: str) -> list[SpanRecord]:
@@ -381,7 +478,10 @@ def _jaeger_spans(server: Jaeger, trace_id: str) -> list[SpanRecord]:
 
 def _buggy_heavy(spans: Iterable[SpanRecord]) -> bool:
     for s in spans:
-        buggy, total = s.attributes.get(semconv.STAGE_NODES_BUGGY), s.attributes.get(semconv.STAGE_NODES_TOTAL)
+        buggy, total = (
+            s.attributes.get(semconv.STAGE_NODES_BUGGY),
+            s.attributes.get(semconv.STAGE_NODES_TOTAL),
+        )
         if isinstance(buggy, int) and isinstance(total, int) and buggy >= 3 and buggy * 2 >= total:
             return True
     return False
@@ -414,7 +514,9 @@ def verify(fleet: Fleet, wait: float = 180.0) -> Verdict:
     for r in runs:
         expected = 3 if r.want_failed else 0
         if r.returncode != expected or not r.trace_id:
-            v.not_whole_runs.append(f"{r.run_id}: exit {r.returncode}, trace {r.trace_id}: {r.stderr_tail[-300:]}")
+            v.not_whole_runs.append(
+                f"{r.run_id}: exit {r.returncode}, trace {r.trace_id}: {r.stderr_tail[-300:]}"
+            )
     # everything the agents took in is in their copies within seconds, and the last runs
     # are decided (the sampler's wait after the root, then the way to Jaeger)
     last_end = max((r.end for r in runs), default=0.0)
@@ -465,7 +567,11 @@ def verify(fleet: Fleet, wait: float = 180.0) -> Verdict:
             v.incomplete.append(f"{r.run_id} ({trace_id}): {have} of {want} spans")
             v.damaged.append(r.run_id)
         if have:
-            if r.want_failed or sent[trace_id] and any(s.attributes.get(semconv.RUN_OUTCOME) == "failed" for s in sent[trace_id]):
+            if (
+                r.want_failed
+                or sent[trace_id]
+                and any(s.attributes.get(semconv.RUN_OUTCOME) == "failed" for s in sent[trace_id])
+            ):
                 v.failed_kept += 1
             else:
                 v.policy_kept += 1
@@ -491,7 +597,9 @@ def verify(fleet: Fleet, wait: float = 180.0) -> Verdict:
     if v.not_whole_runs:
         v.problems.append(f"{len(v.not_whole_runs)} runs did not end as intended: {v.not_whole_runs[:3]}")
     if v.missing_root:
-        v.problems.append(f"{len(v.missing_root)} runs have no root span in the agents' copies: {v.missing_root[:5]}")
+        v.problems.append(
+            f"{len(v.missing_root)} runs have no root span in the agents' copies: {v.missing_root[:5]}"
+        )
     if v.failed_kept != v.failed:
         v.problems.append(f"{v.failed - v.failed_kept} of {v.failed} failed runs not kept")
     if v.policy_kept != v.policy_runs:
@@ -530,7 +638,7 @@ def report(fleet: Fleet, v: Verdict) -> str:
         f"fleet: {o.pods} pods, {len(fleet.agents)} agents, {len(fleet.lbs)} gateway-lb, {len(fleet.sampling)} gateway-sampling, "
         f"Jaeger (Badger); {elapsed:.0f} s of load; sample percent {o.sample_percent}; root wait {o.root_wait}; fault: {o.fault}",
         f"machine: {platform.node()} {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}, "
-        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "",
         f"runs                 {v.runs} ({v.failed} failed, {v.policy_runs} buggy-heavy, {v.plain_runs} other completed)",
         f"spans sent           {v.spans_sent}   ({v.spans_sent / elapsed:.0f}/s over the load)",
@@ -548,7 +656,9 @@ def report(fleet: Fleet, v: Verdict) -> str:
     for name, u in fleet.usage.items():
         lines.append(f"{name:<16}{u.cpu_s:>8.1f}{100 * u.cpu_s / elapsed:>8.1f}{u.rss_peak_mib:>14.0f}")
     for what, began, ended in fleet.faults:
-        lines.append(f"fault {what}: {ended - began:.0f} s, from {began - fleet.load_start:.0f} s into the load")
+        lines.append(
+            f"fault {what}: {ended - began:.0f} s, from {began - fleet.load_start:.0f} s into the load"
+        )
     if v.incomplete:
         lines.append("incomplete kept runs: " + "; ".join(v.incomplete[:10]))
     lines.append("problems: " + ("; ".join(v.problems) if v.problems else "none"))
@@ -559,8 +669,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     d = Options()
     parser.add_argument("--pods", type=int, default=d.pods)
-    parser.add_argument("--duration", type=float, default=d.duration, help="seconds of load (each pod ends the run it is in)")
-    parser.add_argument("--agents", type=int, default=d.agents, help="shared agents (default: one per 10 pods, at least 2)")
+    parser.add_argument(
+        "--duration", type=float, default=d.duration, help="seconds of load (each pod ends the run it is in)"
+    )
+    parser.add_argument(
+        "--agents", type=int, default=d.agents, help="shared agents (default: one per 10 pods, at least 2)"
+    )
     parser.add_argument("--lbs", type=int, default=d.lbs, help="gateway-lb instances (2+)")
     parser.add_argument("--sample-percent", type=int, default=d.sample_percent)
     parser.add_argument("--fail-every", type=int, default=d.fail_every)
@@ -576,9 +690,19 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(found, str):
         print(f"fleet: {found}", file=sys.stderr)
         return 2
-    options = Options(pods=args.pods, duration=args.duration, agents=args.agents, lbs=args.lbs, sample_percent=args.sample_percent,
-                      fail_every=args.fail_every, max_iters=args.max_iters, root_wait=args.root_wait, fault=args.fault,
-                      fault_at=args.fault_at, cut_for=args.cut_for)
+    options = Options(
+        pods=args.pods,
+        duration=args.duration,
+        agents=args.agents,
+        lbs=args.lbs,
+        sample_percent=args.sample_percent,
+        fail_every=args.fail_every,
+        max_iters=args.max_iters,
+        root_wait=args.root_wait,
+        fault=args.fault,
+        fault_at=args.fault_at,
+        cut_for=args.cut_for,
+    )
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="otel-ai-fleet-"))
     fleet = Fleet(found, workdir, options)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -591,9 +715,19 @@ def main(argv: list[str] | None = None) -> int:
         fleet.stop()
     print(text)
     if args.json:
-        args.json.write_text(json.dumps({"options": options.__dict__, "verdict": verdict.__dict__,
-                                         "usage": {k: u.__dict__ for k, u in fleet.usage.items()},
-                                         "faults": fleet.faults, "report": text}, indent=2, default=str))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "options": options.__dict__,
+                    "verdict": verdict.__dict__,
+                    "usage": {k: u.__dict__ for k, u in fleet.usage.items()},
+                    "faults": fleet.faults,
+                    "report": text,
+                },
+                indent=2,
+                default=str,
+            )
+        )
     print(f"work directory (logs of every process): {workdir}", file=sys.stderr)
     return 1 if verdict.problems else 0
 

@@ -48,7 +48,12 @@ import otel_ai
 # AI-Scientist-v2's four main stages: the kind of node each one grows from a good node,
 # and how many nodes the demo's search creates in it (30 in all).
 STAGES: list[tuple[str, str, str, int]] = [
-    ("1_initial_implementation", "Get a first working implementation of the idea on a small dataset", "improve", 8),
+    (
+        "1_initial_implementation",
+        "Get a first working implementation of the idea on a small dataset",
+        "improve",
+        8,
+    ),
     ("2_baseline_tuning", "Tune the baseline's hyperparameters; add more datasets", "hyperparam", 7),
     ("3_creative_research", "Explore creative improvements over the tuned baseline", "improve", 9),
     ("4_ablation_studies", "Ablate the components of the best model", "ablation", 6),
@@ -77,7 +82,11 @@ class DemoFailure(RuntimeError):
 
 # --- the simulated search ----------------------------------------------------------------
 def choose_next(
-    rng: random.Random, stage_index: int, grow_kind: str, journal: list[SearchNode], carried: SearchNode | None
+    rng: random.Random,
+    stage_index: int,
+    grow_kind: str,
+    journal: list[SearchNode],
+    carried: SearchNode | None,
 ) -> tuple[str, str | None]:
     """Pick (kind, parent id) for the next node, best-first like AI-Scientist-v2.
 
@@ -104,12 +113,16 @@ def choose_next(
     return grow_kind, best.node_id
 
 
-def simulate_outcome(rng: random.Random, kind: str, parent: SearchNode | None) -> tuple[bool, float | None, str | None]:
+def simulate_outcome(
+    rng: random.Random, kind: str, parent: SearchNode | None
+) -> tuple[bool, float | None, str | None]:
     """(is_buggy, validation accuracy, exception type) of a node's experiment."""
     bug_rate = {"draft": 0.35, "debug": 0.3}.get(kind, 0.25)
     if rng.random() < bug_rate:
         return True, None, rng.choice(EXC_TYPES)
-    base = parent.reference if parent is not None and parent.reference is not None else 0.55 + 0.1 * rng.random()
+    base = (
+        parent.reference if parent is not None and parent.reference is not None else 0.55 + 0.1 * rng.random()
+    )
     # an ablation removes a component: it usually costs accuracy
     change = -abs(rng.gauss(0.02, 0.015)) if kind == "ablation" else rng.gauss(0.012, 0.02)
     return False, round(min(0.99, base + change), 4), None
@@ -137,11 +150,18 @@ def png_bytes(width: int, height: int, pixel: Callable[[int, int], int]) -> byte
     """An 8-bit grayscale PNG whose pixel (x, y) is ``pixel(x, y)`` (0..255)."""
 
     def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+        )
 
     rows = b"".join(b"\x00" + bytes(pixel(x, y) for x in range(width)) for y in range(height))
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows, 9)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows, 9))
+        + chunk(b"IEND", b"")
+    )
 
 
 def write_plot(path: Path, values: list[float]) -> int:
@@ -201,7 +221,9 @@ def run_stage(
                     time.sleep(0.03 + 0.03 * rng.random())
                     if fail and stage_index == 1 and iteration == 4:
                         # an uncaught error, unlike a buggy node's: the whole run dies
-                        raise DemoFailure("experiment worker crashed: CUDA error: an illegal memory access was encountered")
+                        raise DemoFailure(
+                            "experiment worker crashed: CUDA error: an illegal memory access was encountered"
+                        )
                 if not is_buggy:
                     with node.executing("metrics"):
                         time.sleep(0.005)
@@ -252,7 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run-id", help="the run's id (default: OTEL_AI_RUN_ID, else a new one)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated search (default 0)")
-    parser.add_argument("--workdir", type=Path, help="where the plots are written (default: a new temporary directory)")
+    parser.add_argument(
+        "--workdir", type=Path, help="where the plots are written (default: a new temporary directory)"
+    )
     parser.add_argument("--fail", action="store_true", help="crash in stage 2 with an uncaught exception")
     return parser
 

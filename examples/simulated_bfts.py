@@ -41,9 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start-method", choices=("fork", "spawn"), default=None)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--workdir", default=None, help="where workspaces and the paper go (default: a temporary directory)")
+    parser.add_argument(
+        "--workdir", default=None, help="where workspaces and the paper go (default: a temporary directory)"
+    )
     parser.add_argument("--max-iters", type=int, default=4, help="nodes per stage before it ends")
-    parser.add_argument("--llm-latency", type=float, default=0.0, help="seconds the LLM stub takes per answer")
+    parser.add_argument(
+        "--llm-latency", type=float, default=0.0, help="seconds the LLM stub takes per answer"
+    )
     args = parser.parse_args(argv)
 
     from llm_stub import LLMStub
@@ -68,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="simulated-bfts-")).resolve()
     idea_dir = workdir / "experiments" / "simulated_idea"
-    cfg = Config(workspace_dir=str(idea_dir / "workspaces" / "0-run"), log_dir=str(idea_dir / "logs" / "0-run"))
+    cfg = Config(
+        workspace_dir=str(idea_dir / "workspaces" / "0-run"), log_dir=str(idea_dir / "logs" / "0-run")
+    )
     cfg.agent.num_workers = args.workers
     cfg.agent.start_method = args.start_method
     for stage in range(1, 5):
@@ -81,10 +87,14 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         pdf = idea_dir / f"{idea_dir.name}.pdf"
         client, model = create_client("gpt-4o-2024-11-20")
-        review = perform_review(load_paper(str(pdf)), model, client, num_reflections=1, num_reviews_ensemble=1)
+        review = perform_review(
+            load_paper(str(pdf)), model, client, num_reflections=1, num_reviews_ensemble=1
+        )
         print("review:", json.dumps({k: review[k] for k in ("Overall", "Decision")} if review else None))
         brain = stub.brain
-        print(f"llm stub: {brain.calls} calls, {brain.input_tokens} input tokens, {brain.output_tokens} output tokens")
+        print(
+            f"llm stub: {brain.calls} calls, {brain.input_tokens} input tokens, {brain.output_tokens} output tokens"
+        )
     finally:
         stub.stop()
     return 0

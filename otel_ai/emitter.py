@@ -57,7 +57,9 @@ def _seed_method(event_type: str) -> Callable[[_F], _F]:
                 return fn(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - the point of this wrapper
                 if isinstance(exc, TypeError) and args and not _binds(signature, args, kwargs):
-                    report_internal_error(f"{where} (a call of an unexpected shape, recorded as {event_type})", exc)
+                    report_internal_error(
+                        f"{where} (a call of an unexpected shape, recorded as {event_type})", exc
+                    )
                     _record_bad_call(event_type, names, args[1:], kwargs)
                     return True
                 report_internal_error(where, exc)
@@ -71,17 +73,21 @@ def _seed_method(event_type: str) -> Callable[[_F], _F]:
 
 
 @never_raise()
-def _record_bad_call(event_type: str, names: list[str], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    data: dict[str, Any] = dict(zip(names, args))
+def _record_bad_call(
+    event_type: str, names: list[str], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    data: dict[str, Any] = dict(zip(names, args, strict=False))
     if len(args) > len(names):
-        data["args"] = [repr(value)[:1024] for value in args[len(names):]]
+        data["args"] = [repr(value)[:1024] for value in args[len(names) :]]
     data.update(kwargs)
     event = data.pop("event_type", None) if event_type == "" else event_type
     run_id = data.pop("run_id", None)
     payload = data.pop("data", None) if event_type == "" else None
     if isinstance(payload, Mapping):
         data = {**payload, **data}
-    dispatch(str(event or "unknown"), run_id if run_id is None or isinstance(run_id, str) else str(run_id), data)
+    dispatch(
+        str(event or "unknown"), run_id if run_id is None or isinstance(run_id, str) else str(run_id), data
+    )
 
 
 def _instrumentor_active() -> bool:
@@ -96,7 +102,9 @@ def _publish_run(run: Run) -> None:
     if run.attached or run.ended:
         return
     context = run.span_context
-    os.environ[INSTRUMENTED_RUN_ENV] = f"{run.run_id} {format_traceparent(context.trace_id, context.span_id, context.trace_flags.sampled)}"
+    os.environ[INSTRUMENTED_RUN_ENV] = (
+        f"{run.run_id} {format_traceparent(context.trace_id, context.span_id, context.trace_flags.sampled)}"
+    )
 
 
 class EventEmitter:
@@ -177,8 +185,16 @@ class EventEmitter:
 
     # -- run lifecycle ----------------------------------------------------------------
     @_seed_method(semconv.RUN_STARTED)
-    def run_started(self, run_id: str, pod_id: str | None = None, gpu: str | None = None, region: str | None = None) -> bool:
-        run = start_run(run_id, pod_id=self.source_id if pod_id is None else pod_id, gpu=gpu, region=region, image=self.image)
+    def run_started(
+        self, run_id: str, pod_id: str | None = None, gpu: str | None = None, region: str | None = None
+    ) -> bool:
+        run = start_run(
+            run_id,
+            pod_id=self.source_id if pod_id is None else pod_id,
+            gpu=gpu,
+            region=region,
+            image=self.image,
+        )
         if self._instrument:
             _publish_run(run)
         return True
@@ -208,7 +224,13 @@ class EventEmitter:
         argument after the run id that names no stage of the run is the message (the
         failed stage is then the current one)."""
         run = find_run(run_id)
-        if stage is not None and code is None and message is None and traceback is None and str(stage) not in run.stages:
+        if (
+            stage is not None
+            and code is None
+            and message is None
+            and traceback is None
+            and str(stage) not in run.stages
+        ):
             stage, message = None, stage
         run.fail(stage=stage, error_type=code, message=message, stacktrace=traceback, retryable=retryable)
         return True
@@ -254,12 +276,16 @@ class EventEmitter:
 
     # -- nodes ------------------------------------------------------------------------
     @_seed_method(semconv.NODE_CREATED)
-    def node_created(self, run_id: str, stage: str, node_id: str, parent_id: str | None = None, kind: str | None = None) -> bool:
+    def node_created(
+        self, run_id: str, stage: str, node_id: str, parent_id: str | None = None, kind: str | None = None
+    ) -> bool:
         find_run(run_id)._get_stage(stage).node(node_id, parent_id, kind)
         return True
 
     @_seed_method(semconv.NODE_CODE_GENERATED)
-    def node_code_generated(self, run_id: str, stage: str, node_id: str, code_size: int | None = None, code: str | None = None) -> bool:
+    def node_code_generated(
+        self, run_id: str, stage: str, node_id: str, code_size: int | None = None, code: str | None = None
+    ) -> bool:
         find_run(run_id)._get_stage(stage)._get_node(node_id).code_generated(code, size_bytes=code_size)
         return True
 
@@ -279,7 +305,9 @@ class EventEmitter:
         exec_time_s: float | None,
         exc_type: str | None = None,
     ) -> bool:
-        find_run(run_id)._get_stage(stage)._get_node(node_id).completed(is_buggy, metric, exec_time_s, exc_type)
+        find_run(run_id)._get_stage(stage)._get_node(node_id).completed(
+            is_buggy, metric, exec_time_s, exc_type
+        )
         return True
 
     @_seed_method(semconv.NODE_SELECTED_BEST)
@@ -294,7 +322,9 @@ class EventEmitter:
         return True
 
     @_seed_method(semconv.ARTIFACT_DETECTED)
-    def artifact_detected(self, run_id: str, path: str, type: str | None = None, size_bytes: int | None = None) -> bool:
+    def artifact_detected(
+        self, run_id: str, path: str, type: str | None = None, size_bytes: int | None = None
+    ) -> bool:
         find_run(run_id).artifact_detected(path, type, size_bytes)
         return True
 
@@ -328,8 +358,12 @@ class EventEmitter:
         return True
 
     @_seed_method(semconv.VALIDATION_COMPLETED)
-    def validation_auto_completed(self, run_id: str, verdict: Any = None, scores: Mapping[str, Any] | None = None, notes: Any = None) -> bool:
-        return self.emit(semconv.VALIDATION_COMPLETED, run_id, {"verdict": verdict, "scores": scores, "notes": notes})
+    def validation_auto_completed(
+        self, run_id: str, verdict: Any = None, scores: Mapping[str, Any] | None = None, notes: Any = None
+    ) -> bool:
+        return self.emit(
+            semconv.VALIDATION_COMPLETED, run_id, {"verdict": verdict, "scores": scores, "notes": notes}
+        )
 
 
 class BatchEventEmitter:
@@ -354,7 +388,9 @@ class BatchEventEmitter:
 
     batch_size = 50  # the seed's attribute; OpenTelemetry's processors batch the export
 
-    def __init__(self, control_plane_url: str | None = None, pod_id: str | None = None, *, instrument: bool = True) -> None:
+    def __init__(
+        self, control_plane_url: str | None = None, pod_id: str | None = None, *, instrument: bool = True
+    ) -> None:
         self.control_plane_url = control_plane_url
         self.pod_id = pod_id
         self.batch: list[Any] = []  # always empty: nothing waits here for flush()

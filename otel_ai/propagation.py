@@ -78,7 +78,9 @@ def parent_span_context(environ: Mapping[str, str] | None = None) -> Any:
 
     trace_id, span_id, flags = parsed
     state = TraceState.from_header([env[TRACESTATE]]) if env.get(TRACESTATE) else None
-    return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags & 1), trace_state=state)
+    return SpanContext(
+        trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags & 1), trace_state=state
+    )
 
 
 _UNSET: Any = object()
@@ -176,7 +178,9 @@ def _current_carrier() -> dict[str, str] | None:
     return carrier or None
 
 
-def call_in_context(carrier: dict[str, str] | None, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def call_in_context(
+    carrier: dict[str, str] | None, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     """Run a pool task in the worker under the submitter's trace context; its telemetry
     is flushed in the background once it returns.
 
@@ -340,7 +344,9 @@ def _flush_on_sigterm() -> None:
         # the same bound as a task's flush: a worker killed in the middle of a task on a
         # busy machine still delivers what the task emitted so far
         timeout = max(_flush_timeout(), 2.0)
-        thread = threading.Thread(target=_flush_now, args=(timeout,), name="otel_ai-sigterm-flush", daemon=True)
+        thread = threading.Thread(
+            target=_flush_now, args=(timeout,), name="otel_ai-sigterm-flush", daemon=True
+        )
         thread.start()
         thread.join(timeout + 1.0)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)

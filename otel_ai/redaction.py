@@ -72,15 +72,40 @@ _PREFIXED_PATTERNS = (
 _ASSIGNMENT = re.compile(
     # (a name without one of the keywords is passed over inside the engine)
     r"(?<![A-Za-z0-9_\-])(?P<name>(?=[A-Za-z0-9_\-]*?(?i:secret|token|passw|passphrase|apikey|credential|key|pwd))"
-    r"[A-Za-z0-9_\-]+)" + _QUOTE + r"?\s*(?:[:=]|%3[aAdD])\s*" + _QUOTE
-    + r"?(?P<secret>" + _VALUE + ")"
+    r"[A-Za-z0-9_\-]+)" + _QUOTE + r"?\s*(?:[:=]|%3[aAdD])\s*" + _QUOTE + r"?(?P<secret>" + _VALUE + ")"
 )
 _SECRET_NAME_RE = re.compile("(?i)" + _SECRET_NAME)
 # every pattern above needs one of these (lower-cased) substrings to match
 _HINTS = (
-    "sk-", "akia", "asia", "abia", "acca", "hf_", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat", "aiza", "xox", "eyj",
-    "bearer", "token", "://", "key", "secret", "passw", "pwd", "credential",
-    "aws", "creds", "auth", "vault", "boto", "s3",  # what makes a bare AWS secret recognisable
+    "sk-",
+    "akia",
+    "asia",
+    "abia",
+    "acca",
+    "hf_",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat",
+    "aiza",
+    "xox",
+    "eyj",
+    "bearer",
+    "token",
+    "://",
+    "key",
+    "secret",
+    "passw",
+    "pwd",
+    "credential",
+    "aws",
+    "creds",
+    "auth",
+    "vault",
+    "boto",
+    "s3",  # what makes a bare AWS secret recognisable
 )
 _KEEP_LENGTH_FROM = 1024
 _SECRET_ENV_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
@@ -184,7 +209,11 @@ class Redactor:
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         env = os.environ if environ is None else environ
-        values = {value for name, value in env.items() if _SECRET_ENV_NAME.search(name) and len(value) >= _MIN_ENV_SECRET_LEN}
+        values = {
+            value
+            for name, value in env.items()
+            if _SECRET_ENV_NAME.search(name) and len(value) >= _MIN_ENV_SECRET_LEN
+        }
         # the value as it reads once JSON-escaped or URL-encoded, too
         variants = {v for value in values for v in _encodings(value)}
         literals = sorted(variants, key=len, reverse=True)
@@ -226,10 +255,14 @@ class Redactor:
         structured log body (mappings and lists, at any depth)."""
         if isinstance(value, str):
             return self.redact(value)
-        if isinstance(value, (list, tuple)) and any(isinstance(item, (str, list, tuple, Mapping)) for item in value):
+        if isinstance(value, (list, tuple)) and any(
+            isinstance(item, (str, list, tuple, Mapping)) for item in value
+        ):
             return type(value)(self.redact_value(i) for i in value)
         if isinstance(value, Mapping):
-            return {self.redact(k) if isinstance(k, str) else k: self.redact_value(v) for k, v in value.items()}
+            return {
+                self.redact(k) if isinstance(k, str) else k: self.redact_value(v) for k, v in value.items()
+            }
         return value
 
     def redact_attributes(self, attributes: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
@@ -264,7 +297,9 @@ def _strings(values: Any) -> list[str]:
     return out
 
 
-def _sub_secret_groups(pattern: re.Pattern[str], text: str, names: re.Pattern[str] | None = None, boundary: bool = False) -> str:
+def _sub_secret_groups(
+    pattern: re.Pattern[str], text: str, names: re.Pattern[str] | None = None, boundary: bool = False
+) -> str:
     """Group "secret" of every match of ``pattern`` redacted, where the match starts
     where a token may start and (with ``names``) its group "name" says it holds a secret."""
     out: list[str] = []
@@ -275,7 +310,9 @@ def _sub_secret_groups(pattern: re.Pattern[str], text: str, names: re.Pattern[st
         if match is None:
             break
         start = match.start()
-        if (names is None or names.fullmatch(match["name"])) and (not boundary or _token_may_start(text, start)):
+        if (names is None or names.fullmatch(match["name"])) and (
+            not boundary or _token_may_start(text, start)
+        ):
             secret_start, secret_end = match.span("secret")
             out.append(text[last:secret_start])
             out.append(REDACTED)

@@ -53,13 +53,21 @@ def venv_python(spec: tuple[str, str, str]) -> Path:
         return python
     venv.parent.mkdir(parents=True, exist_ok=True)
     try:
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True, timeout=300)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", requirement], check=True,
-                       capture_output=True, timeout=INSTALL_TIMEOUT_S)
+        subprocess.run(
+            [sys.executable, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True, timeout=300
+        )
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", requirement],
+            check=True,
+            capture_output=True,
+            timeout=INSTALL_TIMEOUT_S,
+        )
         subprocess.run([str(python), "-c", f"import {probe}"], check=True, capture_output=True, timeout=300)
     except (OSError, subprocess.SubprocessError) as exc:
         detail = getattr(exc, "stderr", b"") or b""
-        _unavailable(f"cannot make the {requirement} environment in {venv}: {exc} {detail.decode(errors='replace')[-800:]}")
+        _unavailable(
+            f"cannot make the {requirement} environment in {venv}: {exc} {detail.decode(errors='replace')[-800:]}"
+        )
     ready.write_text(requirement + "\n")
     return python
 
@@ -77,7 +85,9 @@ def _get(url: str, headers: dict[str, str] | None = None, timeout: float = 10.0)
 
 
 def _post(url: str, body: Any, timeout: float = 10.0) -> Any:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"content-type": "application/json"})
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - 127.0.0.1 only
         return json.loads(response.read() or b"null")
 
@@ -103,12 +113,20 @@ class _Server:
     def start(self, timeout: float = 180.0) -> _Server:
         argv, env = self.command()
         with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(argv, cwd=self.workdir, env={**os.environ, **env}, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(
+                argv,
+                cwd=self.workdir,
+                env={**os.environ, **env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"{self.name} exited with {self.process.returncode}:\n{self.log.read_text()[-3000:]}"
+                )
             try:
                 urllib.request.urlopen(self.health_url(), timeout=2).close()  # noqa: S310 - 127.0.0.1 only
                 return self
@@ -171,7 +189,9 @@ class Phoenix(_Server):
         spans: list[dict[str, Any]] = []
         cursor = None
         while True:
-            url = f"{self.base_url}/v1/projects/{project}/spans?limit=1000" + (f"&cursor={cursor}" if cursor else "")
+            url = f"{self.base_url}/v1/projects/{project}/spans?limit=1000" + (
+                f"&cursor={cursor}" if cursor else ""
+            )
             page = _get(url)
             spans += page.get("data") or []
             cursor = page.get("next_cursor")
@@ -190,9 +210,22 @@ class Mlflow(_Server):
         self.python = python
 
     def command(self) -> tuple[list[str], dict[str, str]]:
-        argv = [str(self.python), "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
-                "--backend-store-uri", f"sqlite:///{self.workdir / 'mlflow.db'}",
-                "--default-artifact-root", str(self.workdir / "artifacts"), "--workers", "1"]
+        argv = [
+            str(self.python),
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--backend-store-uri",
+            f"sqlite:///{self.workdir / 'mlflow.db'}",
+            "--default-artifact-root",
+            str(self.workdir / "artifacts"),
+            "--workers",
+            "1",
+        ]
         return argv, {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
     def health_url(self) -> str:
@@ -203,12 +236,18 @@ class Mlflow(_Server):
         return f"{self.base_url}/v1/traces"
 
     def create_experiment(self, name: str) -> str:
-        return str(_post(f"{self.base_url}/api/2.0/mlflow/experiments/create", {"name": name})["experiment_id"])
+        return str(
+            _post(f"{self.base_url}/api/2.0/mlflow/experiments/create", {"name": name})["experiment_id"]
+        )
 
     def traces(self, experiment_id: str) -> list[dict[str, Any]]:
         """The experiment's traces: info (previews, token usage) and spans (inputs, outputs)."""
-        result = subprocess.run([str(self.python), str(HERE / "mlflow_read.py"), self.base_url, experiment_id],
-                                capture_output=True, text=True, timeout=180)
+        result = subprocess.run(
+            [str(self.python), str(HERE / "mlflow_read.py"), self.base_url, experiment_id],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         if result.returncode != 0:
             raise RuntimeError(f"reading MLflow traces failed:\n{result.stderr[-3000:]}")
         return json.loads(result.stdout)

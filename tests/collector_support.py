@@ -142,7 +142,14 @@ def prom_label_name(name: str) -> str:
     return out
 
 
-LOKI_RECORD_FIELDS = ("observed_timestamp", "severity_number", "severity_text", "trace_id", "span_id", "flags")
+LOKI_RECORD_FIELDS = (
+    "observed_timestamp",
+    "severity_number",
+    "severity_text",
+    "trace_id",
+    "span_id",
+    "flags",
+)
 
 
 @dataclass
@@ -164,7 +171,9 @@ def loki_entry(record: Any, otlp_config: Mapping[str, Any]) -> LokiEntry:
         return "structured_metadata"
 
     resource_rules = list((otlp_config.get("resource_attributes") or {}).get("attributes_config") or [])
-    assert (otlp_config.get("resource_attributes") or {}).get("ignore_defaults"), "this model only knows ignore_defaults: true"
+    assert (otlp_config.get("resource_attributes") or {}).get("ignore_defaults"), (
+        "this model only knows ignore_defaults: true"
+    )
     log_rules = list(otlp_config.get("log_attributes") or [])
     labels: dict[str, str] = {}
     metadata: dict[str, str] = {}
@@ -197,12 +206,32 @@ def structured_metadata_size(metadata: Mapping[str, str]) -> int:
 
 # --- Prometheus ------------------------------------------------------------------------
 _UNITS = {
-    "d": "days", "h": "hours", "min": "minutes", "s": "seconds", "ms": "milliseconds",
-    "us": "microseconds", "ns": "nanoseconds", "By": "bytes", "KiBy": "kibibytes",
-    "MiBy": "mebibytes", "GiBy": "gibibytes", "TiBy": "tibibytes", "KBy": "kilobytes",
-    "MBy": "megabytes", "GBy": "gigabytes", "TBy": "terabytes", "m": "meters", "V": "volts",
-    "A": "amperes", "J": "joules", "W": "watts", "g": "grams", "Cel": "celsius", "Hz": "hertz",
-    "1": "", "%": "percent",
+    "d": "days",
+    "h": "hours",
+    "min": "minutes",
+    "s": "seconds",
+    "ms": "milliseconds",
+    "us": "microseconds",
+    "ns": "nanoseconds",
+    "By": "bytes",
+    "KiBy": "kibibytes",
+    "MiBy": "mebibytes",
+    "GiBy": "gibibytes",
+    "TiBy": "tibibytes",
+    "KBy": "kilobytes",
+    "MBy": "megabytes",
+    "GBy": "gigabytes",
+    "TBy": "terabytes",
+    "m": "meters",
+    "V": "volts",
+    "A": "amperes",
+    "J": "joules",
+    "W": "watts",
+    "g": "grams",
+    "Cel": "celsius",
+    "Hz": "hertz",
+    "1": "",
+    "%": "percent",
 }
 _PER_UNITS = {"s": "second", "m": "minute", "h": "hour", "d": "day", "w": "week", "mo": "month", "y": "year"}
 
@@ -216,7 +245,9 @@ def prom_metric_name(name: str, unit: str, kind: str, monotonic: bool | None) ->
     sum, histogram, exponential_histogram, summary)."""
     tokens = [t for t in re.split(r"[^a-zA-Z0-9:]+", name) if t]
     main, _, per = unit.partition("/")
-    main_suffix = "" if not main.strip() or re.search(r"[{}]", main) else _UNITS.get(main.strip(), main.strip())
+    main_suffix = (
+        "" if not main.strip() or re.search(r"[{}]", main) else _UNITS.get(main.strip(), main.strip())
+    )
     per_suffix = ""
     if per.strip() and not re.search(r"[{}]", per):
         per_suffix = "per_" + _PER_UNITS.get(per.strip(), per.strip())

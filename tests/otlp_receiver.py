@@ -118,7 +118,9 @@ class OTLPReceiver:
         hang_timeout: Longest time a request blocks in ``"hang"`` mode.
     """
 
-    def __init__(self, *, mode: Mode = "ok", hang_timeout: float = 30.0, signals: tuple[Signal, ...] = SIGNALS) -> None:
+    def __init__(
+        self, *, mode: Mode = "ok", hang_timeout: float = 30.0, signals: tuple[Signal, ...] = SIGNALS
+    ) -> None:
         self.mode: Mode = mode
         self.hang_timeout = hang_timeout
         self.signals = tuple(signals)
@@ -208,14 +210,17 @@ class OTLPReceiver:
 
     # ------------------------------------------------------------ accessors
 
-    def received(self, signal: Signal | None = None, transport: Transport | None = None) -> list[ReceivedRequest]:
+    def received(
+        self, signal: Signal | None = None, transport: Transport | None = None
+    ) -> list[ReceivedRequest]:
         """Accepted requests (with transport and headers), oldest first."""
         with self._lock:
             items = list(self._received)
         return [
             item
             for item in items
-            if (signal is None or item.signal == signal) and (transport is None or item.transport == transport)
+            if (signal is None or item.signal == signal)
+            and (transport is None or item.transport == transport)
         ]
 
     def requests(self, signal: Signal, transport: Transport | None = None) -> list[Message]:
@@ -224,7 +229,9 @@ class OTLPReceiver:
 
     def spans(self, transport: Transport | None = None) -> list[SpanRecord]:
         """All received spans, decoded by :func:`otel_ai.export.otlp_json.spans_from_request`."""
-        return [rec for item in self.received("traces", transport) for rec in spans_from_request(item.as_dict())]
+        return [
+            rec for item in self.received("traces", transport) for rec in spans_from_request(item.as_dict())
+        ]
 
     def logs(self, transport: Transport | None = None) -> list[LogRecordData]:
         """All received log records, decoded by ``logs_from_request``."""
@@ -232,7 +239,11 @@ class OTLPReceiver:
 
     def metrics(self, transport: Transport | None = None) -> list[MetricPoint]:
         """All received metric points, decoded by ``metrics_from_request``."""
-        return [rec for item in self.received("metrics", transport) for rec in metrics_from_request(item.as_dict())]
+        return [
+            rec
+            for item in self.received("metrics", transport)
+            for rec in metrics_from_request(item.as_dict())
+        ]
 
     def rejected(self, signal: Signal | None = None, transport: Transport | None = None) -> int:
         """Number of requests refused: in ``"unavailable"`` or ``"hang"`` mode, for a
@@ -287,7 +298,9 @@ class OTLPReceiver:
     def _handle_grpc(self, signal: Signal, request: Message, context: grpc.ServicerContext) -> Message:
         if not self._admit(signal, "grpc"):
             context.abort(grpc.StatusCode.UNAVAILABLE, f"test receiver in mode {self.mode!r}")
-        headers = {str(k).lower(): v if isinstance(v, str) else repr(v) for k, v in context.invocation_metadata()}
+        headers = {
+            str(k).lower(): v if isinstance(v, str) else repr(v) for k, v in context.invocation_metadata()
+        }
         self._store(signal, "grpc", request, headers)
         return _RESPONSE_TYPES[signal]()
 
@@ -342,7 +355,9 @@ class _MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], receiver: OTLPReceiver):
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], receiver: OTLPReceiver
+    ):
         self.receiver = receiver
         super().__init__(address, handler)
 

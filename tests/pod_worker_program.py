@@ -76,7 +76,9 @@ def emit_event(event_type: str, data: dict[str, Any]) -> None:
     guarded(emitter.emit, event_type, data, CURRENT_RUN_ID)
 
 
-def _handle_experiment_event(run_id: str, emit_event_func: Any, emitter_obj: Any, db_obj: Any, event_type: str, data: dict) -> None:
+def _handle_experiment_event(
+    run_id: str, emit_event_func: Any, emitter_obj: Any, db_obj: Any, event_type: str, data: dict
+) -> None:
     data["run_id"] = run_id
     emit_event_func(event_type, data)
     guarded(emitter_obj.flush)
@@ -100,7 +102,10 @@ class StageContext:
             return False
         duration_s = time.time() - self.start_time
         guarded(event_emitter.stage_completed, self.run_id, self.stage, int(duration_s))
-        emit_event("ai.run.stage_completed", {"run_id": self.run_id, "stage": self.stage, "duration_s": int(duration_s)})
+        emit_event(
+            "ai.run.stage_completed",
+            {"run_id": self.run_id, "stage": self.stage, "duration_s": int(duration_s)},
+        )
         guarded(emitter.flush)
         return False
 
@@ -109,11 +114,20 @@ def upload_artifact(run_id: str, path: Path, kind: str) -> bool:
     global EVENT_SEQ
     data = path.read_bytes()
     guarded(event_emitter.set_seq_counter, EVENT_SEQ)  # the batching emitter's counter: behind ours
-    ok = guarded(event_emitter.artifact_registered, run_id, f"runs/{run_id}/{path.name}", len(data),
-                 hashlib.sha256(data).hexdigest(), "image/png", kind)
+    ok = guarded(
+        event_emitter.artifact_registered,
+        run_id,
+        f"runs/{run_id}/{path.name}",
+        len(data),
+        hashlib.sha256(data).hexdigest(),
+        "image/png",
+        kind,
+    )
     EVENT_SEQ = guarded(lambda: event_emitter.seq_counter)
     RESULT["seq_reads"].append(EVENT_SEQ)
-    guarded(event_emitter.log, run_id, f"Artifact uploaded: {path.name} ({len(data)} bytes)", "info", "upload")
+    guarded(
+        event_emitter.log, run_id, f"Artifact uploaded: {path.name} ({len(data)} bytes)", "info", "upload"
+    )
     return bool(ok)
 
 
@@ -134,8 +148,15 @@ def run_experiment_pipeline(run_id: str, outcome: str, workdir: Path, start_meth
             # the fork's ExperimentMonitor: a new plot is detected, then uploaded
             while not monitor_stop.is_set():
                 if plot.exists():
-                    emit_event("ai.artifact.detected", {"run_id": run_id, "path": "figures/loss.png", "type": "plot",
-                                                        "size_bytes": plot.stat().st_size})
+                    emit_event(
+                        "ai.artifact.detected",
+                        {
+                            "run_id": run_id,
+                            "path": "figures/loss.png",
+                            "type": "plot",
+                            "size_bytes": plot.stat().st_size,
+                        },
+                    )
                     upload_artifact(run_id, plot, "plot")
                     return
                 monitor_stop.wait(0.05)
@@ -153,11 +174,21 @@ def run_experiment_pipeline(run_id: str, outcome: str, workdir: Path, start_meth
         callback = partial(_handle_experiment_event, run_id, emit_event, emitter, None)
 
         with StageContext("Stage_1", run_id):
-            guarded(event_emitter.log, run_id, "Starting preliminary investigation (BFTS experiments)", "info", "Stage_1")
-            from ai_scientist.treesearch.perform_experiments_bfts_with_agentmanager import perform_experiments_bfts
+            guarded(
+                event_emitter.log,
+                run_id,
+                "Starting preliminary investigation (BFTS experiments)",
+                "info",
+                "Stage_1",
+            )
+            from ai_scientist.treesearch.perform_experiments_bfts_with_agentmanager import (
+                perform_experiments_bfts,
+            )
             from ai_scientist.treesearch.utils.config import Config
 
-            cfg = Config(workspace_dir=str(idea_dir / "workspaces" / "0-run"), log_dir=str(idea_dir / "logs" / "0-run"))
+            cfg = Config(
+                workspace_dir=str(idea_dir / "workspaces" / "0-run"), log_dir=str(idea_dir / "logs" / "0-run")
+            )
             cfg.agent.num_workers = 2
             cfg.agent.start_method = start_method
             for stage in range(1, 5):
@@ -180,7 +211,13 @@ def run_experiment_pipeline(run_id: str, outcome: str, workdir: Path, start_meth
             EVENT_SEQ = guarded(lambda: event_emitter.seq_counter)
             RESULT["seq_reads"].append(EVENT_SEQ)
             if outcome == "paper-failed":
-                guarded(event_emitter.log, run_id, "Writeup generation failed - run will be marked as failed", "error", "Stage_3")
+                guarded(
+                    event_emitter.log,
+                    run_id,
+                    "Writeup generation failed - run will be marked as failed",
+                    "error",
+                    "Stage_3",
+                )
                 guarded(event_emitter.run_failed, run_id, "Paper generation failed")
                 guarded(emitter.flush)
                 return
@@ -188,11 +225,24 @@ def run_experiment_pipeline(run_id: str, outcome: str, workdir: Path, start_meth
 
         with StageContext("Stage_4", run_id):
             guarded(event_emitter.validation_auto_started, run_id, "gpt-4o-2024-11-20")
-            guarded(event_emitter.validation_auto_completed, run_id, "pass", {"Overall": 6.0}, json.dumps({"Decision": "Accept"}))
+            guarded(
+                event_emitter.validation_auto_completed,
+                run_id,
+                "pass",
+                {"Overall": 6.0},
+                json.dumps({"Decision": "Accept"}),
+            )
         guarded(event_emitter.run_completed, run_id, 12)
         guarded(emitter.flush)
     except Exception as exc:  # noqa: BLE001 - as the fork: report, then go on polling
-        guarded(event_emitter.run_failed, run_id, CURRENT_STAGE or "unknown", type(exc).__name__, str(exc), traceback.format_exc())
+        guarded(
+            event_emitter.run_failed,
+            run_id,
+            CURRENT_STAGE or "unknown",
+            type(exc).__name__,
+            str(exc),
+            traceback.format_exc(),
+        )
         guarded(emitter.flush)
     finally:
         monitor_stop.set()

@@ -50,14 +50,18 @@ def binaries(which: str = "all") -> Binaries | str:
     ``collector-config/build.sh`` does (about 15 minutes on 2 cores the first time)."""
     directory = bin_dir()
     found = Binaries(directory / "otelcol-ai", directory / "jaeger")
-    check = subprocess.run(["bash", str(BUILD_SCRIPT), "check", which], capture_output=True, check=False, timeout=60)
+    check = subprocess.run(
+        ["bash", str(BUILD_SCRIPT), "check", which], capture_output=True, check=False, timeout=60
+    )
     if check.returncode == 0:
         return found
     go = "" if shutil.which("go") else "there is no Go toolchain here, and "
     names = {"collector": "otelcol-ai is", "jaeger": "jaeger is"}.get(which, "otelcol-ai and jaeger are")
     state = "out of date" if found.otelcol.is_file() and found.jaeger.is_file() else "not built"
-    return (f"{go}{names} {state} in {directory}: run collector-config/build.sh "
-            "(Go 1.24+ and the Go module proxy; .ci/run does it)")
+    return (
+        f"{go}{names} {state} in {directory}: run collector-config/build.sh "
+        "(Go 1.24+ and the Go module proxy; .ci/run does it)"
+    )
 
 
 def free_port() -> int:
@@ -103,7 +107,9 @@ class Process:
         with self.log.open("ab") as out:
             out.write(f"\n=== start {' '.join(self.argv)}\n".encode())
             out.flush()
-            self.proc = subprocess.Popen(self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=self.log.parent)
+            self.proc = subprocess.Popen(
+                self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=self.log.parent
+            )
         try:
             wait_until(f"{self.name} to be healthy", self._healthy, timeout)
         except AssertionError:
@@ -195,7 +201,9 @@ def collector(
         **(env or {}),
     }
     argv = [str(otelcol)] + [f"--config={CONFIG_DIR / c if isinstance(c, str) else c}" for c in configs]
-    return Collector(name, argv, full_env, own / "collector.log", f"http://127.0.0.1:{ports['health']}/", ports=ports)
+    return Collector(
+        name, argv, full_env, own / "collector.log", f"http://127.0.0.1:{ports['health']}/", ports=ports
+    )
 
 
 @dataclass
@@ -222,7 +230,9 @@ class Jaeger(Process):
 
 
 def jaeger(binary: Path, workdir: Path) -> Jaeger:
-    ports = {k: free_port() for k in ("otlp_grpc", "otlp_http", "query_http", "query_grpc", "health", "metrics")}
+    ports = {
+        k: free_port() for k in ("otlp_grpc", "otlp_http", "query_http", "query_grpc", "health", "metrics")
+    }
     own = workdir / "jaeger"
     own.mkdir(parents=True, exist_ok=True)
     env = {
@@ -238,4 +248,6 @@ def jaeger(binary: Path, workdir: Path) -> Jaeger:
         "JAEGER_BADGER_DIR": str(own / "badger"),
     }
     argv = [str(binary), f"--config={JAEGER_CONFIG}"]
-    return Jaeger("jaeger", argv, env, own / "jaeger.log", f"http://127.0.0.1:{ports['health']}/status", ports=ports)
+    return Jaeger(
+        "jaeger", argv, env, own / "jaeger.log", f"http://127.0.0.1:{ports['health']}/status", ports=ports
+    )

@@ -67,7 +67,7 @@ class TrapProxy:
         while not self._stop.is_set():
             try:
                 connection, _ = self._server.accept()
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             with connection:
                 connection.settimeout(2.0)
@@ -78,7 +78,9 @@ class TrapProxy:
                 line = head.split(b"\r\n", 1)[0].decode("latin-1", "replace")
                 self.requests.append(line or "(connection without a request)")
                 try:
-                    connection.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    connection.sendall(
+                        b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    )
                 except OSError:
                     pass
 
@@ -137,7 +139,11 @@ class WebSocket:
 
     def _send_control(self, opcode: int, payload: bytes = b"") -> None:
         mask = os.urandom(4)
-        self.sock.sendall(bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+        self.sock.sendall(
+            bytes([0x80 | opcode, 0x80 | len(payload)])
+            + mask
+            + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        )
 
     def recv(self) -> str:
         message = b""
@@ -212,7 +218,9 @@ class Browser:
         ]
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in close()
         # its own process group: closing ends the browser and every helper process it started
-        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            args, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self._next_id = 0
         self.events: list[dict[str, Any]] = []
         try:
@@ -227,7 +235,9 @@ class Browser:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"chromium exited with {self.process.returncode}: {self.log_path.read_text(errors='replace')[-2000:]}")
+                raise RuntimeError(
+                    f"chromium exited with {self.process.returncode}: {self.log_path.read_text(errors='replace')[-2000:]}"
+                )
             try:
                 lines = marker.read_text().split("\n")
                 if len(lines) >= 2 and lines[0].strip() and lines[1].strip():
@@ -237,7 +247,14 @@ class Browser:
             time.sleep(0.05)
         raise TimeoutError("chromium did not open its DevTools port")
 
-    def send(self, method: str, params: dict[str, Any] | None = None, *, session: str | None = None, timeout: float = 60.0) -> dict[str, Any]:
+    def send(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        *,
+        session: str | None = None,
+        timeout: float = 60.0,
+    ) -> dict[str, Any]:
         """Call ``method`` and return its result; events received meanwhile are kept."""
         self._next_id += 1
         message: dict[str, Any] = {"id": self._next_id, "method": method, "params": params or {}}
@@ -258,7 +275,9 @@ class Browser:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no answer to {method}")
 
-    def wait_for_event(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 60.0) -> dict[str, Any]:
+    def wait_for_event(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 60.0
+    ) -> dict[str, Any]:
         for event in self.events:
             if predicate(event):
                 return event
@@ -267,7 +286,7 @@ class Browser:
             self.ws.sock.settimeout(max(0.1, deadline - time.monotonic()))
             try:
                 message = json.loads(self.ws.recv())
-            except socket.timeout:
+            except TimeoutError:
                 break
             if "method" in message:
                 self.events.append(message)
@@ -306,22 +325,34 @@ class Page:
     def __init__(self, browser: Browser, *, width: int = 1400, height: int = 1000) -> None:
         self.browser = browser
         target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-        self.session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        self.session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})[
+            "sessionId"
+        ]
         for domain in ("Network", "Page", "Runtime", "Log"):
             self.call(f"{domain}.enable")
-        self.call("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+        )
 
-    def call(self, method: str, params: dict[str, Any] | None = None, timeout: float = 60.0) -> dict[str, Any]:
+    def call(
+        self, method: str, params: dict[str, Any] | None = None, timeout: float = 60.0
+    ) -> dict[str, Any]:
         return self.browser.send(method, params, session=self.session, timeout=timeout)
 
     def events(self, method: str) -> list[dict[str, Any]]:
-        return [e["params"] for e in self.browser.events if e.get("sessionId") == self.session and e.get("method") == method]
+        return [
+            e["params"]
+            for e in self.browser.events
+            if e.get("sessionId") == self.session and e.get("method") == method
+        ]
 
     def open(self, url: str, *, ready: str, timeout: float = 120.0) -> None:
         """Navigate to ``url`` and wait until the JS expression ``ready`` is true."""
         self.call("Page.navigate", {"url": url})
         self.browser.wait_for_event(
-            lambda e: e.get("sessionId") == self.session and e.get("method") == "Page.loadEventFired", timeout=timeout
+            lambda e: e.get("sessionId") == self.session and e.get("method") == "Page.loadEventFired",
+            timeout=timeout,
         )
         deadline = time.monotonic() + timeout
         while not self.evaluate(ready):
@@ -330,7 +361,9 @@ class Page:
             time.sleep(0.1)
 
     def evaluate(self, expression: str) -> Any:
-        result = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True})
+        result = self.call(
+            "Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True}
+        )
         if "exceptionDetails" in result:
             raise RuntimeError(f"{expression!r} threw: {result['exceptionDetails']}")
         return result["result"].get("value")
@@ -341,7 +374,11 @@ class Page:
         metrics = self.call("Page.getLayoutMetrics")
         size = metrics.get("cssContentSize") or metrics["contentSize"]
         clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], max_height), "scale": 1}
-        shot = self.call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}, timeout=120.0)
+        shot = self.call(
+            "Page.captureScreenshot",
+            {"format": "png", "captureBeyondViewport": True, "clip": clip},
+            timeout=120.0,
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(shot["data"]))
         return path
@@ -352,11 +389,18 @@ class Page:
     def problems(self) -> list[str]:
         """Uncaught exceptions, console errors and browser log errors (CSP violations
         among them) of this page."""
-        found = [str(e.get("exceptionDetails", {}).get("exception", {}).get("description") or e) for e in self.events("Runtime.exceptionThrown")]
+        found = [
+            str(e.get("exceptionDetails", {}).get("exception", {}).get("description") or e)
+            for e in self.events("Runtime.exceptionThrown")
+        ]
         found += [
             " ".join(str(a.get("value", a.get("description", ""))) for a in e.get("args", []))
             for e in self.events("Runtime.consoleAPICalled")
             if e.get("type") in ("error", "assert")
         ]
-        found += [e["entry"].get("text", "") for e in self.events("Log.entryAdded") if e["entry"].get("level") == "error"]
+        found += [
+            e["entry"].get("text", "")
+            for e in self.events("Log.entryAdded")
+            if e["entry"].get("level") == "error"
+        ]
         return found

@@ -26,8 +26,12 @@ DEMO = REPO / "examples" / "pod_worker_demo.py"
 SIMULATED_BFTS = REPO / "examples" / "simulated_bfts.py"
 OTEL_AI = Path(sys.executable).parent / "otel-ai"
 STAGES = ("1_initial_implementation", "2_baseline_tuning", "3_creative_research", "4_ablation_studies")
-KINDS = {"1_initial_implementation": "improve", "2_baseline_tuning": "hyperparam",
-         "3_creative_research": "improve", "4_ablation_studies": "ablation"}
+KINDS = {
+    "1_initial_implementation": "improve",
+    "2_baseline_tuning": "hyperparam",
+    "3_creative_research": "improve",
+    "4_ablation_studies": "ablation",
+}
 
 _GENERATED: dict[tuple[int, str], Path] = {}
 
@@ -50,23 +54,44 @@ def synthetic_run(root: Path, nodes: int, run_id: str = "synthetic") -> Path:
         data_dir = root / f"synthetic-{nodes}"
         result = subprocess.run(
             [sys.executable, __file__, str(data_dir), str(nodes), run_id],
-            check=False, capture_output=True, text=True, timeout=600, env=clean_env(data_dir),
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=clean_env(data_dir),
         )
         assert result.returncode == 0, result.stderr
         _GENERATED[key] = data_dir
     return _GENERATED[key]
 
 
-def demo_run(root: Path, run_id: str, *extra: str, wrapped: bool = False) -> tuple[Path, subprocess.CompletedProcess[str]]:
+def demo_run(
+    root: Path, run_id: str, *extra: str, wrapped: bool = False
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
     """The demo pod worker as a real process (under ``otel-ai run`` when ``wrapped``:
     then the wrapper samples CPU and memory too). Returns its data directory and result."""
     data_dir = root / f"runs-{run_id}"
-    command = [sys.executable, str(DEMO), "--run-id", run_id, "--seed", "5", "--workdir", str(root / f"work-{run_id}"), *extra]
+    command = [
+        sys.executable,
+        str(DEMO),
+        "--run-id",
+        run_id,
+        "--seed",
+        "5",
+        "--workdir",
+        str(root / f"work-{run_id}"),
+        *extra,
+    ]
     if wrapped:
         command = [str(OTEL_AI), "run", "--run-id", run_id, "--no-status", "--", *command]
     result = subprocess.run(
-        command, check=False, capture_output=True, text=True, timeout=180,
-        env=clean_env(data_dir, OTEL_METRIC_EXPORT_INTERVAL="200"), cwd=root,
+        command,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=clean_env(data_dir, OTEL_METRIC_EXPORT_INTERVAL="200"),
+        cwd=root,
     )
     return data_dir, result
 
@@ -75,22 +100,57 @@ def simulated_search(root: Path, run_id: str) -> tuple[Path, subprocess.Complete
     """examples/simulated_bfts.py under ``otel-ai run``: AI-Scientist-v2's search through
     the instrumentor, a process pool of two workers, LLM calls to a local stub."""
     data_dir = root / f"runs-{run_id}"
-    command = [str(OTEL_AI), "run", "--run-id", run_id, "--no-status", "--",
-               sys.executable, str(SIMULATED_BFTS), "--workers", "2", "--workdir", str(root / f"work-{run_id}")]
+    command = [
+        str(OTEL_AI),
+        "run",
+        "--run-id",
+        run_id,
+        "--no-status",
+        "--",
+        sys.executable,
+        str(SIMULATED_BFTS),
+        "--workers",
+        "2",
+        "--workdir",
+        str(root / f"work-{run_id}"),
+    ]
     result = subprocess.run(
-        command, check=False, capture_output=True, text=True, timeout=300,
-        env=clean_env(data_dir, OTEL_METRIC_EXPORT_INTERVAL="500"), cwd=root,
+        command,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=clean_env(data_dir, OTEL_METRIC_EXPORT_INTERVAL="500"),
+        cwd=root,
     )
     return data_dir, result
 
 
-def span_record(name: str, span_id: str, parent: str | None, start: float, end: float, attributes: dict[str, Any], pid: int) -> SpanRecord:
+def span_record(
+    name: str,
+    span_id: str,
+    parent: str | None,
+    start: float,
+    end: float,
+    attributes: dict[str, Any],
+    pid: int,
+) -> SpanRecord:
     """A finished span of run "lanes" in trace abab..., made by process ``pid``."""
     return SpanRecord(
-        trace_id="ab" * 16, span_id=span_id, parent_span_id=parent, name=name, kind=1,
-        start_ns=int(start * 1e9), end_ns=int(end * 1e9), attributes={semconv.RUN_ID: "lanes", **attributes},
-        events=[], links=[], status_code="UNSET", status_message="",
-        resource={semconv.HOST_NAME: "pod", semconv.PROCESS_PID: pid, semconv.SERVICE_NAME: "ai-scientist"}, scope="otel_ai",
+        trace_id="ab" * 16,
+        span_id=span_id,
+        parent_span_id=parent,
+        name=name,
+        kind=1,
+        start_ns=int(start * 1e9),
+        end_ns=int(end * 1e9),
+        attributes={semconv.RUN_ID: "lanes", **attributes},
+        events=[],
+        links=[],
+        status_code="UNSET",
+        status_message="",
+        resource={semconv.HOST_NAME: "pod", semconv.PROCESS_PID: pid, semconv.SERVICE_NAME: "ai-scientist"},
+        scope="otel_ai",
     )
 
 
@@ -106,7 +166,7 @@ def _generate(data_dir: str, count: int, run_id: str) -> None:
     per_stage = [count // len(STAGES) + (1 if i < count % len(STAGES) else 0) for i in range(len(STAGES))]
     carried: str | None = None
     with otel_ai.run(run_id, pod_id="synthetic-pod") as run:
-        for stage_name, stage_nodes in zip(STAGES, per_stage):
+        for stage_name, stage_nodes in zip(STAGES, per_stage, strict=False):
             with run.stage(stage_name, description=f"synthetic {stage_name}") as stage:
                 ids: list[str] = []
                 best: tuple[str, float] | None = None
@@ -142,7 +202,13 @@ def _generate(data_dir: str, count: int, run_id: str) -> None:
                         best = (node_id, metric)
                         stage.selected_best(node_id, metric)
                     if i % 25 == 0 or i == stage_nodes - 1:
-                        stage.progress(i + 1, stage_nodes, good_nodes=i + 1 - buggy_count, buggy_nodes=buggy_count, total_nodes=i + 1)
+                        stage.progress(
+                            i + 1,
+                            stage_nodes,
+                            good_nodes=i + 1 - buggy_count,
+                            buggy_nodes=buggy_count,
+                            total_nodes=i + 1,
+                        )
                 carried = best[0] if best is not None else carried
     otel_ai.shutdown(60.0)
 

@@ -114,14 +114,22 @@ def test_paths_escaping_the_root_are_refused_before_reading(s3: S3Env, tmp_path:
     (root / "sub" / "up").symlink_to(tmp_path / "secrets", target_is_directory=True)
     store = S3ArtifactStore(f"s3://{s3.bucket}")
 
-    for relative in ("../secrets/id_rsa.png", "link.png", "sub/up/id_rsa.png", "/etc/passwd", "sub/../../secrets/id_rsa.png"):
+    for relative in (
+        "../secrets/id_rsa.png",
+        "link.png",
+        "sub/up/id_rsa.png",
+        "/etc/passwd",
+        "sub/../../secrets/id_rsa.png",
+    ):
         with pytest.raises(ArtifactUploadError) as caught:
             store.upload_file(root, relative, run_id="r1")
         assert caught.value.error_type == semconv.ARTIFACT_ERROR_PATH_OUTSIDE_ROOT, relative
     assert s3.object_keys() == []
 
 
-def test_transient_errors_are_retried_with_backoff(s3: S3Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_transient_errors_are_retried_with_backoff(
+    s3: S3Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = os.urandom(70_000)
     _write(tmp_path / "plot.png", data)
     with FlakyProxy(s3.endpoint, failures=2) as proxy:

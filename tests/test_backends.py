@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from backends import MLFLOW, PHOENIX, Mlflow, Phoenix, venv_python
 
 import otel_ai
 from otel_ai import semconv
 from otel_ai.instrumentation import AIScientistInstrumentor
 from otel_ai.instrumentation._messages import MAX_JSON
 from otel_ai.model.metric import MAX_HEADLINE
-
-from backends import MLFLOW, PHOENIX, Mlflow, Phoenix, venv_python
 
 pytestmark = pytest.mark.slow
 
@@ -59,21 +58,41 @@ def _run_example(tmp: Path, run_id: str, traces_endpoint: str, headers: str | No
     """The simulated tree search under ``otel-ai run``, its traces to ``traces_endpoint``;
     returns what the LLM stub counted (calls, input and output tokens)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OPENAI_"))}
-    env.update({
-        "OTEL_AI_DATA_DIR": str(tmp / "data"),
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": traces_endpoint,
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-        "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "true",
-    })
+    env.update(
+        {
+            "OTEL_AI_DATA_DIR": str(tmp / "data"),
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": traces_endpoint,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "true",
+        }
+    )
     if headers:
         env["OTEL_EXPORTER_OTLP_HEADERS"] = headers
     result = subprocess.run(
-        [sys.executable, "-m", "otel_ai", "run", "--no-watch", "--run-id", run_id, "--",
-         sys.executable, str(ROOT / "examples" / "simulated_bfts.py"), "--workdir", str(tmp / "work"), "--seed", "7"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "otel_ai",
+            "run",
+            "--no-watch",
+            "--run-id",
+            run_id,
+            "--",
+            sys.executable,
+            str(ROOT / "examples" / "simulated_bfts.py"),
+            "--workdir",
+            str(tmp / "work"),
+            "--seed",
+            "7",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    line = next(l for l in result.stdout.splitlines() if l.startswith("llm stub:"))
+    line = next(ln for ln in result.stdout.splitlines() if ln.startswith("llm stub:"))
     words = line.replace(",", "").split()
     return {"calls": int(words[2]), "input": int(words[4]), "output": int(words[7])}
 
@@ -110,7 +129,7 @@ def test_phoenix_shows_two_runs_with_tree_tokens_input_output_messages_and_headl
     assert trace_ids[0] != trace_ids[1], "two runs, two traces"
     span_ids = [s["context"]["span_id"] for s in spans]
     assert len(span_ids) == len(set(span_ids)), "no span stored twice or dropped for a clash"
-    for trace_id, count, run_id in zip(trace_ids, counts, ("phoenix-run-1", "phoenix-run-2")):
+    for trace_id, count, run_id in zip(trace_ids, counts, ("phoenix-run-1", "phoenix-run-2"), strict=False):
         mine = [s for s in spans if s["context"]["trace_id"] == trace_id]
         by_id = {s["context"]["span_id"]: s for s in mine}
         root = runs[run_id]
@@ -149,10 +168,20 @@ def test_phoenix_shows_two_runs_with_tree_tokens_input_output_messages_and_headl
 
 def test_phoenix_reads_a_prompt_far_over_the_bound(phoenix: Phoenix, monkeypatch: pytest.MonkeyPatch) -> None:
     _check_oversized_call(monkeypatch, phoenix.traces_endpoint, None)
-    chat = _eventually(lambda: next((s for s in phoenix.spans()
-                                     if s["attributes"].get(semconv.GEN_AI_REQUEST_MODEL) == "gpt-oversized"), None))
+    chat = _eventually(
+        lambda: next(
+            (
+                s
+                for s in phoenix.spans()
+                if s["attributes"].get(semconv.GEN_AI_REQUEST_MODEL) == "gpt-oversized"
+            ),
+            None,
+        )
+    )
     attributes = chat["attributes"]
-    _check_oversized_messages(attributes[semconv.GEN_AI_INPUT_MESSAGES], attributes.get(semconv.LLM_INPUT_MESSAGES_OMITTED))
+    _check_oversized_messages(
+        attributes[semconv.GEN_AI_INPUT_MESSAGES], attributes.get(semconv.LLM_INPUT_MESSAGES_OMITTED)
+    )
     # Phoenix validated the cut value and shows its messages
     assert attributes["llm.input_messages.0.message.role"] == "system"
     assert "…[truncated" in attributes["llm.input_messages.0.message.content"]
@@ -164,7 +193,9 @@ def test_mlflow_shows_two_runs_with_tree_tokens_input_output_messages_and_headli
 ) -> None:
     experiment = mlflow.create_experiment("otel-ai-runs")
     headers = f"x-mlflow-experiment-id={experiment}"
-    counts = [_run_example(tmp_path / f"run{i}", f"mlflow-run-{i}", mlflow.traces_endpoint, headers) for i in (1, 2)]
+    counts = [
+        _run_example(tmp_path / f"run{i}", f"mlflow-run-{i}", mlflow.traces_endpoint, headers) for i in (1, 2)
+    ]
     traces = mlflow.traces(experiment)
     assert len(traces) == 2, "two runs, two traces (not merged)"
     by_run = {}
@@ -173,7 +204,7 @@ def test_mlflow_shows_two_runs_with_tree_tokens_input_output_messages_and_headli
         assert root["name"] == semconv.SPAN_RUN
         by_run[root["attributes"][semconv.RUN_ID]] = (trace, root)
     assert set(by_run) == {"mlflow-run-1", "mlflow-run-2"}
-    for run_id, count in zip(("mlflow-run-1", "mlflow-run-2"), counts):
+    for run_id, count in zip(("mlflow-run-1", "mlflow-run-2"), counts, strict=False):
         trace, root = by_run[run_id]
         spans = trace["spans"]
         by_id = {s["span_id"]: s for s in spans}
@@ -189,7 +220,9 @@ def test_mlflow_shows_two_runs_with_tree_tokens_input_output_messages_and_headli
         assert json.loads(info["response_preview"])["outcome"] == "completed"
         assert info["token_usage"]["input_tokens"] == count["input"]
         assert info["token_usage"]["output_tokens"] == count["output"]
-        assert root["inputs"] == IDEA and root["outputs"]["best"]["metric"].startswith("validation accuracy↑ ")
+        assert root["inputs"] == IDEA and root["outputs"]["best"]["metric"].startswith(
+            "validation accuracy↑ "
+        )
         # chat spans: MLflow's chat type, inputs and outputs decoded from the GenAI messages
         for chat in chats:
             assert chat["span_type"] == "CHAT_MODEL"
@@ -208,8 +241,10 @@ def test_mlflow_reads_a_prompt_far_over_the_bound(mlflow: Mlflow, monkeypatch: p
     chat = next(s for s in trace["spans"] if s["name"] == "chat gpt-oversized")
     messages = _check_messages(chat["inputs"], output=False)
     assert messages[0]["role"] == "system" and "…[truncated" in messages[0]["parts"][0]["content"]
-    _check_oversized_messages(chat["attributes"][semconv.GEN_AI_INPUT_MESSAGES],
-                              chat["attributes"].get(semconv.LLM_INPUT_MESSAGES_OMITTED))
+    _check_oversized_messages(
+        chat["attributes"][semconv.GEN_AI_INPUT_MESSAGES],
+        chat["attributes"].get(semconv.LLM_INPUT_MESSAGES_OMITTED),
+    )
 
 
 def _eventually(probe: Any, timeout: float = 30.0) -> Any:
@@ -245,7 +280,12 @@ def _check_oversized_call(monkeypatch: pytest.MonkeyPatch, endpoint: str, header
             client = openai.OpenAI(base_url=stub.base_url, api_key="sk-test-local-stub")
             messages = [{"role": "system", "content": "You are careful. " + "x" * 200_000}]
             for turn in range(TURNS):
-                messages.append({"role": "user" if turn % 2 == 0 else "assistant", "content": f"turn {turn}: " + "y" * 2000})
+                messages.append(
+                    {
+                        "role": "user" if turn % 2 == 0 else "assistant",
+                        "content": f"turn {turn}: " + "y" * 2000,
+                    }
+                )
             with otel_ai.run(idea="An oversized prompt"):
                 client.chat.completions.create(model="gpt-oversized", messages=messages)
         assert otel_ai.force_flush(30.0)

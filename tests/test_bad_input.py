@@ -56,7 +56,9 @@ def test_progress_for_a_stage_never_started_and_repeated_completion(http_wire: W
     stage_done = http_wire.events("ai.run.stage_completed")
     assert [r.attributes.get(semconv.EVENT_DUPLICATE, False) for r in stage_done] == [False, True]
     late = http_wire.events("ai.run.stage_progress")[-1]
-    assert late.attributes[semconv.EVENT_LATE] is True and late.attributes[semconv.STAGE_PROGRESS_VALUE] == 0.6
+    assert (
+        late.attributes[semconv.EVENT_LATE] is True and late.attributes[semconv.STAGE_PROGRESS_VALUE] == 0.6
+    )
     run_done = http_wire.events("ai.run.completed")
     assert [r.attributes.get(semconv.EVENT_DUPLICATE, False) for r in run_done] == [False, True]
     stage = next(s for s in spans if s.name == "ai.stage Stage_1")
@@ -79,16 +81,23 @@ def test_children_of_ended_spans_are_closed_at_once_and_nothing_stays_open(http_
     spans = http_wire.receiver.spans()
     names = Counter((s.attributes[semconv.RUN_ID], s.name) for s in spans)
     assert names == {
-        ("run-late", "ai.run"): 1, ("run-late", "ai.stage late_stage"): 1, ("run-late", "ai.node node"): 1,
-        ("run-open", "ai.run"): 1, ("run-open", "ai.stage left_open"): 1, ("run-open", "ai.node node"): 1,
+        ("run-late", "ai.run"): 1,
+        ("run-late", "ai.stage late_stage"): 1,
+        ("run-late", "ai.node node"): 1,
+        ("run-open", "ai.run"): 1,
+        ("run-open", "ai.stage left_open"): 1,
+        ("run-open", "ai.node node"): 1,
         ("run-open", "ai.node.execute"): 1,
-        ("never-started", "ai.run"): 1, ("never-started", "ai.stage s"): 1,
+        ("never-started", "ai.run"): 1,
+        ("never-started", "ai.stage s"): 1,
     }
     late_stage = next(s for s in spans if s.name == "ai.stage late_stage")
     assert late_stage.attributes[semconv.EVENT_LATE] is True
     left_open = next(s for s in spans if s.name == "ai.stage left_open")
     assert left_open.attributes[semconv.SPAN_CLOSED_BY] == "parent_end"
-    synthesized = next(s for s in spans if s.name == "ai.run" and s.attributes[semconv.RUN_ID] == "never-started")
+    synthesized = next(
+        s for s in spans if s.name == "ai.run" and s.attributes[semconv.RUN_ID] == "never-started"
+    )
     assert synthesized.attributes[semconv.SPAN_SYNTHESIZED] is True
     assert synthesized.attributes[semconv.RUN_OUTCOME] == "abandoned"
 
@@ -97,7 +106,9 @@ def test_unknown_event_types_are_recorded_as_given(http_wire: Wire) -> None:
     otel_ai.event_callback("ai.run.started", {"run_id": "run-unk"})
     otel_ai.event_callback("ai.custom.thing", {"run_id": "run-unk", "answer": 42, "nested": {"a": [1, "b"]}})
     otel_ai.EventEmitter().emit("lab.gpu.swap", "run-unk", {"from": "0", "to": "1"})
-    otel_ai.event_callback("ai.experiment.node_completed", {"run_id": "run-unk", "stage": "Stage_1", "summary": "no id"})
+    otel_ai.event_callback(
+        "ai.experiment.node_completed", {"run_id": "run-unk", "stage": "Stage_1", "summary": "no id"}
+    )
     otel_ai.event_callback("ai.run.completed", {"run_id": "run-unk"})
     (custom,) = http_wire.events("ai.custom.thing")
     assert custom.attributes["answer"] == 42
@@ -114,8 +125,10 @@ def test_unknown_event_types_are_recorded_as_given(http_wire: Wire) -> None:
 def test_ai_scientist_node_completed_with_a_node_id_becomes_ai_node_completed(http_wire: Wire) -> None:
     otel_ai.event_callback("ai.run.started", {"run_id": "run-sum"})
     summary = {"is_buggy": False, "metric": 0.71, "findings": "lr 3e-4 works best"}
-    otel_ai.event_callback("ai.experiment.node_completed", {"run_id": "run-sum", "stage": "Stage_1", "node_id": "abc",
-                                                            "summary": summary})
+    otel_ai.event_callback(
+        "ai.experiment.node_completed",
+        {"run_id": "run-sum", "stage": "Stage_1", "node_id": "abc", "summary": summary},
+    )
     otel_ai.event_callback("ai.run.completed", {"run_id": "run-sum"})
     (record,) = http_wire.events("ai.node.completed")
     assert record.attributes[semconv.NODE_ID] == "abc"
@@ -125,12 +138,23 @@ def test_ai_scientist_node_completed_with_a_node_id_becomes_ai_node_completed(ht
     assert not http_wire.events("ai.experiment.node_completed")
 
 
-def test_run_id_from_the_environment_for_event_callback(http_wire: Wire, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_id_from_the_environment_for_event_callback(
+    http_wire: Wire, monkeypatch: pytest.MonkeyPatch
+) -> None:
     otel_ai.testing.reset()
     monkeypatch.setenv("OTEL_AI_RUN_ID", "run-from-env")
     otel_ai.configure(endpoint=http_wire.receiver.http_endpoint, protocol="http/protobuf")
-    otel_ai.event_callback("ai.run.stage_progress", {"stage": "Stage_1", "iteration": 1, "max_iterations": 4,
-                                                     "good_nodes": 1, "buggy_nodes": 0, "total_nodes": 1})
+    otel_ai.event_callback(
+        "ai.run.stage_progress",
+        {
+            "stage": "Stage_1",
+            "iteration": 1,
+            "max_iterations": 4,
+            "good_nodes": 1,
+            "buggy_nodes": 0,
+            "total_nodes": 1,
+        },
+    )
     otel_ai.shutdown(5.0)
     (progress,) = [r for r in http_wire.receiver.logs() if r.event_name == "ai.run.stage_progress"]
     assert progress.attributes[semconv.RUN_ID] == "run-from-env"
@@ -138,10 +162,24 @@ def test_run_id_from_the_environment_for_event_callback(http_wire: Wire, monkeyp
 
 
 def test_odd_attribute_types_are_coerced_faithfully(http_wire: Wire) -> None:
-    with otel_ai.run("run-odd", extra_dict={"lr": 3e-4}, extra_none=None, extra_bytes=b"\xff\xfeok",
-                     extra_mixed=[1, "two", 3.0, None], extra_big=2**80) as run:
+    with otel_ai.run(
+        "run-odd",
+        extra_dict={"lr": 3e-4},
+        extra_none=None,
+        extra_bytes=b"\xff\xfeok",
+        extra_mixed=[1, "two", 3.0, None],
+        extra_big=2**80,
+    ) as run:
         with run.stage("s") as stage:
-            stage.progress(np.int64(3), np.int32(10), np.int64(2), 1, 3, best_metric=np.float32(0.5), eta_s=np.float64(1.5))
+            stage.progress(
+                np.int64(3),
+                np.int32(10),
+                np.int64(2),
+                1,
+                3,
+                best_metric=np.float32(0.5),
+                eta_s=np.float64(1.5),
+            )
             stage.metric("loss", float("nan"))
             stage.metric("acc", {"top1": 0.9})
             with stage.node("n", kind="draft") as node:
@@ -215,7 +253,10 @@ class _Unprintable:
 
 
 def test_a_value_whose_str_raises_costs_only_its_own_attribute(http_wire: Wire) -> None:
-    otel_ai.event_callback("ai.custom.odd", {"run_id": "run-unprintable", "bad": _Unprintable(), "nested": {"b": _Unprintable()}, "good": 7})
+    otel_ai.event_callback(
+        "ai.custom.odd",
+        {"run_id": "run-unprintable", "bad": _Unprintable(), "nested": {"b": _Unprintable()}, "good": 7},
+    )
     with otel_ai.run("run-unprintable2", odd=_Unprintable()) as run:
         with run.stage("s") as stage:
             stage.metric("weird", _Unprintable())

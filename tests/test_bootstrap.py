@@ -38,7 +38,9 @@ def test_an_existing_sitecustomize_still_runs(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-c", code],
         env=child_env(PYTHONPATH=os.pathsep.join([str(SITE_DIR), str(theirs)])),
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["ran", "False", "True"]
@@ -54,8 +56,13 @@ def test_a_failing_sitecustomize_or_bootstrap_never_breaks_the_child(tmp_path: P
     (broken / "otel_ai" / "__init__.py").write_text("raise ImportError('no otel_ai here')\n")
     result = subprocess.run(
         [sys.executable, "-c", "import concurrent.futures.process; print('the experiment runs')"],
-        env=child_env(PYTHONPATH=os.pathsep.join([str(SITE_DIR), str(broken), str(theirs)]), OTEL_AI_DEBUG="1"),
-        capture_output=True, text=True, timeout=30, cwd=tmp_path,  # not the checkout: no otel_ai there
+        env=child_env(
+            PYTHONPATH=os.pathsep.join([str(SITE_DIR), str(broken), str(theirs)]), OTEL_AI_DEBUG="1"
+        ),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,  # not the checkout: no otel_ai there
     )
     assert result.returncode == 0
     assert result.stdout == "the experiment runs\n"
@@ -65,7 +72,11 @@ def test_a_failing_sitecustomize_or_bootstrap_never_breaks_the_child(tmp_path: P
 def test_the_bootstrap_imports_no_opentelemetry_until_used() -> None:
     code = "import sys; import concurrent.futures.process; print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))"
     result = subprocess.run(
-        [sys.executable, "-c", code], env=child_env(PYTHONPATH=str(SITE_DIR)), capture_output=True, text=True, timeout=30
+        [sys.executable, "-c", code],
+        env=child_env(PYTHONPATH=str(SITE_DIR)),
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
@@ -75,7 +86,12 @@ def test_traceparent_round_trip() -> None:
     header = format_traceparent(0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7)
     assert header == "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     assert parse_traceparent(header) == (0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7, 1)
-    for bad in ("", "garbage", "00-" + "0" * 32 + "-00f067aa0ba902b7-01", "00-4bf92f3577b34da6a3ce929d0e0e4736-xyz-01"):
+    for bad in (
+        "",
+        "garbage",
+        "00-" + "0" * 32 + "-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-xyz-01",
+    ):
         assert parse_traceparent(bad) is None
 
 
@@ -93,11 +109,16 @@ def test_children_report_on_the_channel_without_blocking(tmp_path: Path) -> None
         """
     )
     env = child_env(
-        PYTHONPATH=str(SITE_DIR), OTEL_AI_CHANNEL=server.path, OTEL_AI_RUN_ID="chan",
-        TRACEPARENT="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", OTEL_AI_DATA_DIR=str(tmp_path / "runs"),
+        PYTHONPATH=str(SITE_DIR),
+        OTEL_AI_CHANNEL=server.path,
+        OTEL_AI_RUN_ID="chan",
+        TRACEPARENT="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        OTEL_AI_DATA_DIR=str(tmp_path / "runs"),
     )
     try:
-        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+        )
         assert result.returncode == 0, result.stderr
         deadline = time.monotonic() + 5
         while len(received) < 5 and time.monotonic() < deadline:
@@ -107,8 +128,13 @@ def test_children_report_on_the_channel_without_blocking(tmp_path: Path) -> None
     kinds = [m["kind"] for m in received]
     assert kinds == ["stage", "progress", "node", "stage_end", "run_end"]
     progress = received[1]
-    assert (progress["stage"], progress["progress"], progress["good"], progress["buggy"], progress["best"]) == (
-        "1_initial_implementation", 0.3, 2, 1, "0.91")
+    assert (
+        progress["stage"],
+        progress["progress"],
+        progress["good"],
+        progress["buggy"],
+        progress["best"],
+    ) == ("1_initial_implementation", 0.3, 2, 1, "0.91")
     assert received[0]["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
     assert received[-1]["outcome"] == "completed"
 
@@ -134,7 +160,9 @@ def test_reporting_to_a_vanished_wrapper_costs_nothing(tmp_path: Path) -> None:
 
 def test_status_line_never_corrupts_the_commands_output() -> None:
     read_fd, write_fd = os.pipe()
-    status = Status("run-1", stage="1_initial_implementation", progress=0.4, good=3, buggy=1, total=4, best="0.91")
+    status = Status(
+        "run-1", stage="1_initial_implementation", progress=0.4, good=3, buggy=1, total=4, best="0.91"
+    )
     line = StatusLine(status, write_fd)
     out = TerminalOut(write_fd, line)
     chunks: list[bytes] = []

@@ -153,13 +153,19 @@ def test_show_completed_run(demo: DemoRuns, tmp_path: Path, how: str) -> None:
         want = expected[stage]
         counts = HEADER_COUNTS.search("\n".join(lines[:2]))
         assert counts is not None, lines[:2]
-        assert (counts["total"], counts["good"], counts["buggy"]) == (want["total"], want["good"], want["buggy"]), stage
+        assert (counts["total"], counts["good"], counts["buggy"]) == (
+            want["total"],
+            want["good"],
+            want["buggy"],
+        ), stage
         nodes = [m for m in map(NODE_LINE.search, lines[2:]) if m]
         assert len(nodes) == int(want["total"]), stage
         buggy = [m for m in nodes if m["mark"] == "✗"]
         assert len(buggy) == int(want["buggy"]), stage
         for node in buggy:
-            assert re.match(r"\s+(ValueError|RuntimeError|KeyError|IndexError|AssertionError)\b", node["rest"]), node.group(0)
+            assert re.match(
+                r"\s+(ValueError|RuntimeError|KeyError|IndexError|AssertionError)\b", node["rest"]
+            ), node.group(0)
         stars = [m for m in nodes if m["mark"] == "★"]
         if want["best"]:
             assert len(stars) == 1, stage
@@ -278,7 +284,9 @@ def test_empty_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert captured.out == "" and "no run" in captured.err
 
 
-def test_missing_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     missing = tmp_path / "never-created"
     monkeypatch.setenv("OTEL_AI_DATA_DIR", str(missing))
     assert cli_main(["show"]) == 1
@@ -311,7 +319,13 @@ def test_show_and_report_take_infinite_and_nan_values(tmp_path: Path) -> None:
             stage.progress(2, 2, 2, 0, 2, best_metric=float("nan"), eta_s=float("-inf"))
     otel_ai.shutdown(5.0)
     env = {**os.environ, "OTEL_AI_DATA_DIR": str(data_dir), "COLUMNS": "200"}
-    shown = subprocess.run([sys.executable, "-m", "otel_ai", "show", "run-inf"], env=env, capture_output=True, text=True, timeout=60)
+    shown = subprocess.run(
+        [sys.executable, "-m", "otel_ai", "show", "run-inf"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert shown.returncode == 0, shown.stderr
     assert "exec infs" in shown.stdout and "draft n2" in shown.stdout
     assert cli_main(["report", "run-inf", "--data-dir", str(data_dir), "-o", str(tmp_path / "r.html")]) == 0

@@ -57,7 +57,10 @@ PROMETHEUS = load_yaml(STACK_DIR / "prometheus.yaml")
 JAEGER = resolve_env(load_yaml(STACK_DIR / "jaeger.yaml"))
 DATASOURCES = load_yaml(STACK_DIR / "grafana" / "provisioning" / "datasources" / "datasources.yaml")
 DASHBOARD_PROVIDERS = load_yaml(STACK_DIR / "grafana" / "provisioning" / "dashboards" / "dashboards.yaml")
-DASHBOARDS = {p.name: json.loads(p.read_text(encoding="utf-8")) for p in (STACK_DIR / "grafana" / "dashboards").glob("*.json")}
+DASHBOARDS = {
+    p.name: json.loads(p.read_text(encoding="utf-8"))
+    for p in (STACK_DIR / "grafana" / "dashboards").glob("*.json")
+}
 
 SEMCONV_NAMES = {v for k, v in vars(semconv).items() if k.isupper() and isinstance(v, str)}
 LOKI_LIMIT_BYTES = 64_000  # Loki's max_structured_metadata_size default, "64kb" (humanize: 1000)
@@ -112,8 +115,12 @@ def test_pipelines_reference_defined_components(set_name: str) -> None:
 def test_connectors_join_two_pipelines(set_name: str) -> None:
     cfg = merged(set_name)
     for connector in cfg.get("connectors") or {}:
-        as_exporter = [r.pipeline for r in pipeline_refs(cfg) if r.component == connector and r.role == "exporters"]
-        as_receiver = [r.pipeline for r in pipeline_refs(cfg) if r.component == connector and r.role == "receivers"]
+        as_exporter = [
+            r.pipeline for r in pipeline_refs(cfg) if r.component == connector and r.role == "exporters"
+        ]
+        as_receiver = [
+            r.pipeline for r in pipeline_refs(cfg) if r.component == connector and r.role == "receivers"
+        ]
         assert as_exporter and as_receiver, (connector, as_exporter, as_receiver)
 
 
@@ -216,7 +223,7 @@ def test_secure_overlays_protect_every_protocol(set_name: str) -> None:
 
 def test_fleet_routes_traces_by_trace_id_to_the_sampling_tier() -> None:
     lb = resolve_env(merged("gateway-lb"))
-    (name, spec), = [(n, s) for n, s in lb["exporters"].items() if component_type(n) == "load_balancing"]
+    ((name, spec),) = [(n, s) for n, s in lb["exporters"].items() if component_type(n) == "load_balancing"]
     assert spec["routing_key"] == "traceID"
     assert lb["service"]["pipelines"]["traces"]["exporters"] == [name]
     sampling = resolve_env(merged("gateway-sampling"))
@@ -228,8 +235,14 @@ def test_fleet_routes_traces_by_trace_id_to_the_sampling_tier() -> None:
     (before,) = [p for p, s in pipes.items() if "otlp" in s["receivers"]]
     assert not any(component_type(p) == "tail_sampling" for p in pipes[before].get("processors") or [])
     assert any(component_type(e) == "span_metrics" for e in pipes[before]["exporters"])
-    sampled = [p for p, s in pipes.items() if any(component_type(x) == "tail_sampling" for x in s.get("processors") or [])]
-    assert sampled and all(any(component_type(e) == "otlp_grpc" for e in pipes[p]["exporters"]) for p in sampled)
+    sampled = [
+        p
+        for p, s in pipes.items()
+        if any(component_type(x) == "tail_sampling" for x in s.get("processors") or [])
+    ]
+    assert sampled and all(
+        any(component_type(e) == "otlp_grpc" for e in pipes[p]["exporters"]) for p in sampled
+    )
 
 
 def test_tail_sampling_policies_keep_failed_buggy_heavy_and_slow_runs() -> None:
@@ -250,8 +263,11 @@ def test_tail_sampling_policies_keep_failed_buggy_heavy_and_slow_runs() -> None:
 
 
 def _defined_in(kind: str, name: str) -> dict[str, Any]:
-    return {f: (load_yaml(CONFIG_DIR / f).get(kind) or {})[name] for f in collector_files()
-            if name in (load_yaml(CONFIG_DIR / f).get(kind) or {})}
+    return {
+        f: (load_yaml(CONFIG_DIR / f).get(kind) or {})[name]
+        for f in collector_files()
+        if name in (load_yaml(CONFIG_DIR / f).get(kind) or {})
+    }
 
 
 @pytest.mark.parametrize(
@@ -297,7 +313,10 @@ class _LokiShaping:
 
 
 def _loki_shaping() -> _LokiShaping:
-    groups = {g["context"]: g["statements"] for g in merged("agent-direct")["processors"]["transform/loki"]["log_statements"]}
+    groups = {
+        g["context"]: g["statements"]
+        for g in merged("agent-direct")["processors"]["transform/loki"]["log_statements"]
+    }
     res = " ".join(groups["resource"])
     log = groups["log"]
     (rc, _resource_keys) = re.search(r"limit\(attributes, (\d+), \[([^\]]*)\]\)", res).groups()  # type: ignore[union-attr]
@@ -305,13 +324,26 @@ def _loki_shaping() -> _LokiShaping:
     (lc, lkeys) = re.search(r"limit\(attributes, (\d+), \[([^\]]*)\]\)", " ".join(log)).groups()  # type: ignore[union-attr]
     head_tail = [s for s in log if s.startswith("set(attributes[") and "Substring" in s and "cache" not in s]
     long_keys = [re.match(r'set\(attributes\["([^"]+)"\]', s).group(1) for s in head_tail]  # type: ignore[union-attr]
-    head, tail, threshold = (int(x) for x in re.search(r"Substring\([^,]+, 0, (\d+)\).*- (\d+), \2\).*> (\d+)", head_tail[0]).groups())  # type: ignore[union-attr]
+    head, tail, threshold = (
+        int(x)
+        for x in re.search(r"Substring\([^,]+, 0, (\d+)\).*- (\d+), \2\).*> (\d+)", head_tail[0]).groups()
+    )  # type: ignore[union-attr]
     (other,) = re.search(r"truncate_all\(attributes, (\d+)\)", " ".join(log)).groups()  # type: ignore[union-attr]
     (cap,) = re.search(r"truncate_all\(cache, (\d+)\)", " ".join(log)).groups()  # type: ignore[union-attr]
     parked = [re.match(r'set\(cache\["([^"]+)"\]', s).group(1) for s in log if s.startswith("set(cache[")]  # type: ignore[union-attr]
     assert parked == long_keys, "every long text is parked before truncate_all"
-    return _LokiShaping(int(rc), int(rb), int(lc), re.findall(r'"([^"]+)"', lkeys), long_keys,
-                        head, tail, threshold, int(other), int(cap))
+    return _LokiShaping(
+        int(rc),
+        int(rb),
+        int(lc),
+        re.findall(r'"([^"]+)"', lkeys),
+        long_keys,
+        head,
+        tail,
+        threshold,
+        int(other),
+        int(cap),
+    )
 
 
 def _shape(record: Any, s: _LokiShaping) -> Any:
@@ -331,14 +363,19 @@ def _shape(record: Any, s: _LokiShaping) -> Any:
         value = attrs.get(key)
         if isinstance(value, str) and len(value.encode()) > s.threshold:
             raw = value.encode()
-            attrs[key] = (raw[: s.head] + b" ...[cut]... " + raw[-s.tail:]).decode(errors="ignore")
-    attrs = {k: (cut(v, s.long_cap if k in s.long_keys else s.other_bytes) if isinstance(v, str) else v) for k, v in attrs.items()}
+            attrs[key] = (raw[: s.head] + b" ...[cut]... " + raw[-s.tail :]).decode(errors="ignore")
+    attrs = {
+        k: (cut(v, s.long_cap if k in s.long_keys else s.other_bytes) if isinstance(v, str) else v)
+        for k, v in attrs.items()
+    }
     return replace(record, resource=resource, attributes=attrs)
 
 
 def test_transform_loki_keeps_the_queried_names_and_every_record_under_loki_limits(lab_wire: Wire) -> None:
     s = _loki_shaping()
-    assert {semconv.RUN_ID, semconv.EVENT_NAME, semconv.EVENT_SEQ, semconv.EXCEPTION_STACKTRACE} <= set(s.priority)
+    assert {semconv.RUN_ID, semconv.EVENT_NAME, semconv.EVENT_SEQ, semconv.EXCEPTION_STACKTRACE} <= set(
+        s.priority
+    )
     assert len(s.priority) < s.log_count
     # worst case by arithmetic: every value at its cap, name lengths included
     worst = (
@@ -394,15 +431,25 @@ def _listening(service: str) -> set[int]:
     """Ports a compose service listens on, from its own config file."""
     if service in _compose_collectors():
         cfg = resolve_env(merged_set(_compose_collectors()[service]))
-        ports = {host_port(p["endpoint"])[1] for p in cfg["receivers"].get("otlp", {}).get("protocols", {}).values()}
+        ports = {
+            host_port(p["endpoint"])[1]
+            for p in cfg["receivers"].get("otlp", {}).get("protocols", {}).values()
+        }
         ports.add(host_port(cfg["extensions"]["health_check"]["endpoint"])[1])
-        ports.add(cfg["service"]["telemetry"]["metrics"]["readers"][0]["pull"]["exporter"]["prometheus"]["port"])
+        ports.add(
+            cfg["service"]["telemetry"]["metrics"]["readers"][0]["pull"]["exporter"]["prometheus"]["port"]
+        )
         return ports
     if service == "jaeger":
         ext = JAEGER["extensions"]
         ports = {host_port(p["endpoint"])[1] for p in JAEGER["receivers"]["otlp"]["protocols"].values()}
-        ports |= {host_port(ext["jaeger_query"]["http"]["endpoint"])[1], host_port(ext["healthcheckv2"]["http"]["endpoint"])[1]}
-        ports.add(JAEGER["service"]["telemetry"]["metrics"]["readers"][0]["pull"]["exporter"]["prometheus"]["port"])
+        ports |= {
+            host_port(ext["jaeger_query"]["http"]["endpoint"])[1],
+            host_port(ext["healthcheckv2"]["http"]["endpoint"])[1],
+        }
+        ports.add(
+            JAEGER["service"]["telemetry"]["metrics"]["readers"][0]["pull"]["exporter"]["prometheus"]["port"]
+        )
         return ports
     if service == "loki":
         return {LOKI["server"]["http_listen_port"]}
@@ -488,7 +535,7 @@ def test_images_are_pinned_and_healthchecks_use_what_the_image_has() -> None:
     # services that wait for others wait for a healthcheck that exists
     for name, svc in COMPOSE["services"].items():
         depends = svc.get("depends_on") or {}
-        for other, cond in (depends.items() if isinstance(depends, dict) else []):
+        for other, cond in depends.items() if isinstance(depends, dict) else []:
             if cond.get("condition") == "service_healthy":
                 assert COMPOSE["services"][other].get("healthcheck"), (name, other)
 
@@ -519,14 +566,29 @@ def _panels() -> Iterator[dict[str, Any]]:
 
 def test_dashboard_covers_the_seed_run_page() -> None:
     titles = " | ".join(p["title"].lower() for p in _panels())
-    for part in ("runs by outcome", "current activity", "progress by stage", "nodes good / buggy",
-                 "best metric", "stage timing", "live logs", "lifecycle events", "artifacts",
-                 "validation summary", "gpu", "memory", "errors", "trace of this run"):
+    for part in (
+        "runs by outcome",
+        "current activity",
+        "progress by stage",
+        "nodes good / buggy",
+        "best metric",
+        "stage timing",
+        "live logs",
+        "lifecycle events",
+        "artifacts",
+        "validation summary",
+        "gpu",
+        "memory",
+        "errors",
+        "trace of this run",
+    ):
         assert part in titles, part
     uids = {ds["uid"] for ds in DATASOURCES["datasources"]}
     for panel in _panels():
         assert panel["datasource"]["uid"] in uids, panel["title"]
-        assert panel["targets"] and all(t["datasource"]["uid"] == panel["datasource"]["uid"] for t in panel["targets"])
+        assert panel["targets"] and all(
+            t["datasource"]["uid"] == panel["datasource"]["uid"] for t in panel["targets"]
+        )
     for dashboard in DASHBOARDS.values():
         for var in dashboard["templating"]["list"]:
             if var["type"] == "query":
@@ -608,23 +670,40 @@ def _decoded_run(wire: Wire) -> DecodedRun:
         with pytest.raises(RuntimeError), run:
             with run.stage("1_initial_implementation", description="first working code") as stage:
                 for i in range(5):
-                    with stage.node(f"n{i}", kind="draft" if i == 0 else "debug", parent_id=None if i == 0 else "n0") as node:
+                    with stage.node(
+                        f"n{i}", kind="draft" if i == 0 else "debug", parent_id=None if i == 0 else "n0"
+                    ) as node:
                         node.code_generated(f"print({i})")
                         with node.executing("experiment"):
                             pass
-                        node.completed(is_buggy=i >= 2, metric=0.5 + i / 10 if i < 2 else None, exec_time_s=1.0 + i,
-                                       exc_type="ValueError" if i >= 2 else None,
-                                       **{semconv.NODE_SUMMARY: json.dumps({"node": i})})
-                    stage.progress(iteration=i + 1, max_iterations=5, good_nodes=min(i + 1, 2),
-                                   buggy_nodes=max(0, i - 1), total_nodes=i + 1, best_metric=0.6)
+                        node.completed(
+                            is_buggy=i >= 2,
+                            metric=0.5 + i / 10 if i < 2 else None,
+                            exec_time_s=1.0 + i,
+                            exc_type="ValueError" if i >= 2 else None,
+                            **{semconv.NODE_SUMMARY: json.dumps({"node": i})},
+                        )
+                    stage.progress(
+                        iteration=i + 1,
+                        max_iterations=5,
+                        good_nodes=min(i + 1, 2),
+                        buggy_nodes=max(0, i - 1),
+                        total_nodes=i + 1,
+                        best_metric=0.6,
+                    )
                 stage.metric("val_loss", 0.31)
                 stage.selected_best("n1", 0.6)
             run.log("epoch 1 loss=0.4", level="info", source="experiment.log")
             run.log("CUDA out of memory", level="error", source="stderr")
             run.artifact_detected("figures/loss.png", type="plot", size_bytes=1234)
-            run.artifact_registered("runs/collector-wire-run/loss.png", size_bytes=1234, sha256="ab" * 32,
-                                    content_type="image/png", kind="plot",
-                                    uri="s3://ai-artifacts/runs/collector-wire-run/loss.png")
+            run.artifact_registered(
+                "runs/collector-wire-run/loss.png",
+                size_bytes=1234,
+                sha256="ab" * 32,
+                content_type="image/png",
+                kind="plot",
+                uri="s3://ai-artifacts/runs/collector-wire-run/loss.png",
+            )
             with run.paper() as paper:
                 paper.generated("runs/collector-wire-run/paper.pdf")
             with run.validation("gpt-4o-2024-11-20") as review:
@@ -682,7 +761,10 @@ def test_configs_read_only_otel_ai_names_that_the_wire_carries(lab_wire: Wire) -
     assert read <= SEMCONV_NAMES, read - SEMCONV_NAMES
     assert read <= span_keys, read - span_keys
     # transform/loki reads log and resource attributes
-    groups = {g["context"]: " ".join(g["statements"]) for g in merged("agent-direct")["processors"]["transform/loki"]["log_statements"]}
+    groups = {
+        g["context"]: " ".join(g["statements"])
+        for g in merged("agent-direct")["processors"]["transform/loki"]["log_statements"]
+    }
     log_read = set(re.findall(r'"([a-z][a-z0-9_.]+)"', groups["log"])) - {""}
     log_read = {k for k in log_read if "." in k and not k.startswith(" ")}
     assert log_read <= SEMCONV_NAMES, log_read - SEMCONV_NAMES
@@ -728,7 +810,9 @@ def test_dashboard_logql_uses_labels_and_metadata_loki_really_has(lab_wire: Wire
     assert queries
     for where, expr in queries:
         for name in query_label_names(expr):
-            assert name in labels | metadata, f"{where}: {name!r} is neither a Loki label nor metadata of our records"
+            assert name in labels | metadata, (
+                f"{where}: {name!r} is neither a Loki label nor metadata of our records"
+            )
         # stream selectors may only use index labels
         for selector in re.findall(r"\{([^}]*)\}", expr.replace("${__trace.traceId}", "")):
             for name, _, _ in query_matchers("{" + selector + "}"):
@@ -759,8 +843,13 @@ def test_dashboard_promql_uses_metric_and_label_names_prometheus_really_has(lab_
     for name, labels in _span_metrics_series().items():
         series.setdefault(name, set()).update(labels)
     # the names of SPEC section 4 as Prometheus stores them
-    assert {"ai_nodes_total", "ai_stage_progress_ratio", "ai_stage_best_metric_ratio",
-            "ai_node_exec_time_seconds_bucket", "ai_node_duration_seconds_bucket"} <= set(series)
+    assert {
+        "ai_nodes_total",
+        "ai_stage_progress_ratio",
+        "ai_stage_best_metric_ratio",
+        "ai_node_exec_time_seconds_bucket",
+        "ai_node_duration_seconds_bucket",
+    } <= set(series)
     found = 0
     for panel in _panels():
         if panel["datasource"]["uid"] != "prometheus":
@@ -771,7 +860,11 @@ def test_dashboard_promql_uses_metric_and_label_names_prometheus_really_has(lab_
             assert metrics, (panel["title"], expr)
             for metric in metrics:
                 assert metric in series, f"{panel['title']}: {metric} is not a series our telemetry produces"
-                used = query_label_names(expr) - {"le"} if not metric.endswith("_bucket") else query_label_names(expr)
+                used = (
+                    query_label_names(expr) - {"le"}
+                    if not metric.endswith("_bucket")
+                    else query_label_names(expr)
+                )
                 missing = used - series[metric]
                 assert not missing, f"{panel['title']}: {metric} has no label {missing}"
                 found += 1
@@ -786,7 +879,14 @@ def test_validate_script_runs_every_config_set(tmp_path: Path) -> None:
     fake.chmod(0o755)
     env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
     env.pop("OTELCOL_BIN", None)
-    done = subprocess.run(["bash", str(CONFIG_DIR / "validate.sh")], env=env, check=False, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        ["bash", str(CONFIG_DIR / "validate.sh")],
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     calls = log.read_text(encoding="utf-8").splitlines()
     expected = ["validate " + " ".join(f"--config={f}" for f in files) for files in SETS.values()]
@@ -795,7 +895,9 @@ def test_validate_script_runs_every_config_set(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("otelcol-contrib") is None, reason="otelcol-contrib is not on PATH")
 def test_otelcol_contrib_validate_accepts_every_config_set() -> None:
-    done = subprocess.run(["bash", str(CONFIG_DIR / "validate.sh")], check=False, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        ["bash", str(CONFIG_DIR / "validate.sh")], check=False, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 

@@ -48,7 +48,9 @@ def connect(otlp_receiver: OTLPReceiver) -> Iterator[Callable[..., OTLPReceiver]
     the receiver stops so the final flush has somewhere to go."""
 
     def _connect(**settings: Any) -> OTLPReceiver:
-        if not any(k.endswith("endpoint") for k in settings) and not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        if not any(k.endswith("endpoint") for k in settings) and not os.environ.get(
+            "OTEL_EXPORTER_OTLP_ENDPOINT"
+        ):
             settings["endpoint"] = otlp_receiver.http_endpoint
         otel_ai.configure(**settings)
         return otlp_receiver
@@ -82,16 +84,50 @@ def _gpu_present() -> bool:
 PRECEDENCE: list[tuple[str, str, str, Any, Any, Any]] = [
     ("service_name", "OTEL_SERVICE_NAME", "svc-env", "svc-env", "svc-arg", "svc-arg"),
     ("run_id", "OTEL_AI_RUN_ID", "run-env", "run-env", "run-arg", "run-arg"),
-    ("data_dir", "OTEL_AI_DATA_DIR", "/tmp/env-dir", Path("/tmp/env-dir"), "/tmp/arg-dir", Path("/tmp/arg-dir")),
-    ("artifacts_uri", "OTEL_AI_ARTIFACTS_URI", "s3://env-bucket/p/", "s3://env-bucket/p", "s3://arg-bucket", "s3://arg-bucket"),
-    ("endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1", "http://127.0.0.1:1", "https://c.example:4318", "https://c.example:4318"),
-    ("traces_endpoint", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1:1/v1/traces", "http://127.0.0.1:1/v1/traces",
-     "http://127.0.0.1:2/v1/traces", "http://127.0.0.1:2/v1/traces"),
+    (
+        "data_dir",
+        "OTEL_AI_DATA_DIR",
+        "/tmp/env-dir",
+        Path("/tmp/env-dir"),
+        "/tmp/arg-dir",
+        Path("/tmp/arg-dir"),
+    ),
+    (
+        "artifacts_uri",
+        "OTEL_AI_ARTIFACTS_URI",
+        "s3://env-bucket/p/",
+        "s3://env-bucket/p",
+        "s3://arg-bucket",
+        "s3://arg-bucket",
+    ),
+    (
+        "endpoint",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "http://127.0.0.1:1",
+        "http://127.0.0.1:1",
+        "https://c.example:4318",
+        "https://c.example:4318",
+    ),
+    (
+        "traces_endpoint",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "http://127.0.0.1:1/v1/traces",
+        "http://127.0.0.1:1/v1/traces",
+        "http://127.0.0.1:2/v1/traces",
+        "http://127.0.0.1:2/v1/traces",
+    ),
     ("protocol", "OTEL_EXPORTER_OTLP_PROTOCOL", "GRPC", "grpc", "http/protobuf", "http/protobuf"),
     ("logs_protocol", "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "grpc", "grpc", "http/protobuf", "http/protobuf"),
     ("traces_exporter", "OTEL_TRACES_EXPORTER", " NONE ", "none", "console", "console"),
     # headers: per key, the argument wins over the variable
-    ("headers", "OTEL_EXPORTER_OTLP_HEADERS", "A=1, b = 2", {"a": "1", "b": "2"}, {"c": "3", "b": "9"}, {"a": "1", "b": "9", "c": "3"}),
+    (
+        "headers",
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "A=1, b = 2",
+        {"a": "1", "b": "2"},
+        {"c": "3", "b": "9"},
+        {"a": "1", "b": "9", "c": "3"},
+    ),
     ("disabled", "OTEL_SDK_DISABLED", "true", True, False, False),
     ("id_generator", "OTEL_PYTHON_ID_GENERATOR", " random ", "random", "otel_ai", "otel_ai"),
     ("pod_id", "RUNPOD_POD_ID", "pod-env", "pod-env", "pod-arg", "pod-arg"),
@@ -101,16 +137,36 @@ PRECEDENCE: list[tuple[str, str, str, Any, Any, Any]] = [
     ("max_request_bytes", "OTEL_AI_MAX_REQUEST_BYTES", "65536", 65536, 1 << 20, 1 << 20),
     ("metric_export_interval", "OTEL_METRIC_EXPORT_INTERVAL", "5000", 5000, 1000, 1000),
     ("system_metrics", "OTEL_AI_SYSTEM_METRICS", "false", False, True, True),
-    ("jaeger_url", "OTEL_AI_JAEGER_URL", "http://jaeger:16686/", "http://jaeger:16686", "https://j.example/jaeger",
-     "https://j.example/jaeger"),
-    ("grafana_url", "OTEL_AI_GRAFANA_URL", "http://grafana:3000", "http://grafana:3000", "https://g.example/", "https://g.example"),
+    (
+        "jaeger_url",
+        "OTEL_AI_JAEGER_URL",
+        "http://jaeger:16686/",
+        "http://jaeger:16686",
+        "https://j.example/jaeger",
+        "https://j.example/jaeger",
+    ),
+    (
+        "grafana_url",
+        "OTEL_AI_GRAFANA_URL",
+        "http://grafana:3000",
+        "http://grafana:3000",
+        "https://g.example/",
+        "https://g.example",
+    ),
 ]
 
 
 def test_every_setting_of_the_table_is_covered() -> None:
     covered = {row[0] for row in PRECEDENCE}
     # the per-signal variants share their parser with the generic row covered here
-    variants = {"logs_endpoint", "metrics_endpoint", "traces_protocol", "metrics_protocol", "logs_exporter", "metrics_exporter"}
+    variants = {
+        "logs_endpoint",
+        "metrics_endpoint",
+        "traces_protocol",
+        "metrics_protocol",
+        "logs_exporter",
+        "metrics_exporter",
+    }
     assert {s.name for s in SETTINGS} - variants == covered
 
 
@@ -130,8 +186,12 @@ def test_defaults() -> None:
     assert set(settings.sources) == {s.name for s in SETTINGS}
 
 
-@pytest.mark.parametrize(("name", "variable", "raw", "from_env", "arg", "from_arg"), PRECEDENCE, ids=[r[0] for r in PRECEDENCE])
-def test_argument_beats_variable_beats_default(name: str, variable: str, raw: str, from_env: Any, arg: Any, from_arg: Any) -> None:
+@pytest.mark.parametrize(
+    ("name", "variable", "raw", "from_env", "arg", "from_arg"), PRECEDENCE, ids=[r[0] for r in PRECEDENCE]
+)
+def test_argument_beats_variable_beats_default(
+    name: str, variable: str, raw: str, from_env: Any, arg: Any, from_arg: Any
+) -> None:
     default = resolve(environ={})
     assert default.sources[name] == "default"
 
@@ -178,7 +238,9 @@ def test_resolve_reads_the_process_environment_by_default(monkeypatch: pytest.Mo
     assert resolve().run_id == "late-env"
 
 
-def test_configure_returns_effective_settings_with_sources(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_configure_returns_effective_settings_with_sources(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("OTEL_SERVICE_NAME", "svc-env")
     monkeypatch.setenv("OTEL_AI_RUN_ID", "run-env")
     settings = otel_ai.configure(run_id="run-arg", data_dir=tmp_path / "arg-dir")
@@ -188,7 +250,9 @@ def test_configure_returns_effective_settings_with_sources(monkeypatch: pytest.M
     assert settings.protocol == "http/protobuf" and settings.sources["protocol"] == "default"
 
 
-def test_configure_run_id_end_to_end(monkeypatch: pytest.MonkeyPatch, connect: Callable[..., OTLPReceiver]) -> None:
+def test_configure_run_id_end_to_end(
+    monkeypatch: pytest.MonkeyPatch, connect: Callable[..., OTLPReceiver]
+) -> None:
     monkeypatch.setenv("OTEL_AI_RUN_ID", "run-from-env")
     receiver = connect(run_id="run-from-arg")
     with otel_ai.run():
@@ -197,7 +261,9 @@ def test_configure_run_id_end_to_end(monkeypatch: pytest.MonkeyPatch, connect: C
     assert _run_span(receiver.spans()).attributes["ai.run.id"] == "run-from-arg"
 
 
-def test_run_id_from_variable_end_to_end(monkeypatch: pytest.MonkeyPatch, connect: Callable[..., OTLPReceiver]) -> None:
+def test_run_id_from_variable_end_to_end(
+    monkeypatch: pytest.MonkeyPatch, connect: Callable[..., OTLPReceiver]
+) -> None:
     monkeypatch.setenv("OTEL_AI_RUN_ID", "run-from-env")
     receiver = connect()
     with otel_ai.run():
@@ -273,7 +339,9 @@ def test_bad_explicit_string_argument_is_named(argument: str, value: str) -> Non
         otel_ai.configure(**{argument: value})
 
 
-def test_explicit_argument_is_validated_even_when_the_variable_is_fine(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_explicit_argument_is_validated_even_when_the_variable_is_fine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
     with pytest.raises(ConfigurationError, match="protocol"):
         resolve(protocol="udp")
@@ -295,20 +363,31 @@ def _doctor(env_extra: dict[str, str], *options: str) -> subprocess.CompletedPro
     env = dict(os.environ)
     env.update(env_extra)
     return subprocess.run(
-        [sys.executable, "-m", "otel_ai", "doctor", *options], check=False, capture_output=True, text=True, timeout=60, env=env
+        [sys.executable, "-m", "otel_ai", "doctor", *options],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
 
 
 def test_doctor_checks_the_collector(otlp_receiver: OTLPReceiver) -> None:
     up = _doctor({"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.http_endpoint})
     assert up.returncode == 0, up.stdout + up.stderr
-    assert f"[ok  ] collector traces: {otlp_receiver.http_endpoint}/v1/traces (http/protobuf): HTTP 200 OK in " in up.stdout
+    assert (
+        f"[ok  ] collector traces: {otlp_receiver.http_endpoint}/v1/traces (http/protobuf): HTTP 200 OK in "
+        in up.stdout
+    )
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     down = _doctor({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}"})
     assert down.returncode == 1
-    assert f"[FAIL] collector logs: http://127.0.0.1:{port}/v1/logs (http/protobuf): ConnectionRefusedError" in down.stdout
+    assert (
+        f"[FAIL] collector logs: http://127.0.0.1:{port}/v1/logs (http/protobuf): ConnectionRefusedError"
+        in down.stdout
+    )
 
 
 def test_doctor_without_endpoint_checks_the_data_directory(tmp_path: Path) -> None:
@@ -327,7 +406,9 @@ def test_doctor_with_bad_variable_exits_2_naming_it(variable: str, value: str) -
     assert "Traceback" not in result.stderr
 
 
-def test_doctor_in_process_with_bad_variable(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_doctor_in_process_with_bad_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("OTEL_SDK_DISABLED", "maybe")
     assert cli_main(["doctor"]) == 2
     assert "OTEL_SDK_DISABLED" in capsys.readouterr().err
@@ -349,8 +430,13 @@ def test_doctor_prints_effective_configuration_and_hides_headers(tmp_path: Path)
     out = result.stdout
     lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ") and line.split()}
     assert "doctor-svc" in lines["service_name"] and "(OTEL_SERVICE_NAME)" in lines["service_name"]
-    assert "http://127.0.0.1:4318" in lines["endpoint"] and "(OTEL_EXPORTER_OTLP_ENDPOINT)" in lines["endpoint"]
-    assert "s3://my-bucket/runs" in lines["artifacts_uri"] and "(OTEL_AI_ARTIFACTS_URI)" in lines["artifacts_uri"]
+    assert (
+        "http://127.0.0.1:4318" in lines["endpoint"] and "(OTEL_EXPORTER_OTLP_ENDPOINT)" in lines["endpoint"]
+    )
+    assert (
+        "s3://my-bucket/runs" in lines["artifacts_uri"]
+        and "(OTEL_AI_ARTIFACTS_URI)" in lines["artifacts_uri"]
+    )
     assert "(OTEL_AI_DATA_DIR)" in lines["data_dir"]
     assert "131072" in lines["queue_size"] and "(default)" in lines["queue_size"]
     assert "(OTEL_EXPORTER_OTLP_HEADERS)" in lines["headers"]
@@ -363,7 +449,9 @@ def test_doctor_prints_effective_configuration_and_hides_headers(tmp_path: Path)
 
 
 def test_doctor_hides_credentials_in_the_endpoint_setting() -> None:
-    result = _doctor({"OTEL_EXPORTER_OTLP_ENDPOINT": "https://alice:hunter2pass@collector.example:4318"}, "--no-checks")
+    result = _doctor(
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": "https://alice:hunter2pass@collector.example:4318"}, "--no-checks"
+    )
     assert result.returncode == 0, result.stderr
     (line,) = [line for line in result.stdout.splitlines() if line.split()[:1] == ["endpoint"]]
     assert "collector.example:4318" in line
@@ -393,9 +481,11 @@ def test_resource_defaults(connect: Callable[..., OTLPReceiver]) -> None:
     _scenario()
     _flush()
     host = socket.gethostname()
-    resources = [s.resource for s in receiver.spans()] + [r.resource for r in receiver.logs()] + [
-        m.resource for m in receiver.metrics()
-    ]
+    resources = (
+        [s.resource for s in receiver.spans()]
+        + [r.resource for r in receiver.logs()]
+        + [m.resource for m in receiver.metrics()]
+    )
     assert resources
     for resource in resources:
         assert resource["service.name"] == "ai-scientist"
@@ -412,7 +502,9 @@ def test_resource_defaults(connect: Callable[..., OTLPReceiver]) -> None:
     assert resource["ai.gpu.count"] == 0
 
 
-def test_resource_from_runpod_variables(monkeypatch: pytest.MonkeyPatch, connect: Callable[..., OTLPReceiver]) -> None:
+def test_resource_from_runpod_variables(
+    monkeypatch: pytest.MonkeyPatch, connect: Callable[..., OTLPReceiver]
+) -> None:
     monkeypatch.setenv("RUNPOD_POD_ID", "pod-abc123")
     monkeypatch.setenv("RUNPOD_DATACENTER", "EU-RO-1")
     receiver = connect()
@@ -424,7 +516,9 @@ def test_resource_from_runpod_variables(monkeypatch: pytest.MonkeyPatch, connect
     assert resource["host.name"] == socket.gethostname()
 
 
-def test_resource_pod_and_region_arguments_beat_variables(monkeypatch: pytest.MonkeyPatch, connect: Callable[..., OTLPReceiver]) -> None:
+def test_resource_pod_and_region_arguments_beat_variables(
+    monkeypatch: pytest.MonkeyPatch, connect: Callable[..., OTLPReceiver]
+) -> None:
     monkeypatch.setenv("RUNPOD_POD_ID", "pod-env")
     monkeypatch.setenv("RUNPOD_DATACENTER", "EU-RO-1")
     receiver = connect(pod_id="pod-arg", region="US-TX-3")
@@ -440,12 +534,31 @@ def test_resource_pod_and_region_arguments_beat_variables(monkeypatch: pytest.Mo
     [
         ({}, None, "ai-scientist"),
         ({"OTEL_SERVICE_NAME": "svc-name-var"}, None, "svc-name-var"),
-        ({"OTEL_RESOURCE_ATTRIBUTES": "service.name=svc-attrs,deployment.environment=test"}, None, "svc-attrs"),
-        ({"OTEL_RESOURCE_ATTRIBUTES": "service.name=svc-attrs", "OTEL_SERVICE_NAME": "svc-name-var"}, None, "svc-name-var"),
-        ({"OTEL_RESOURCE_ATTRIBUTES": "service.name=svc-attrs", "OTEL_SERVICE_NAME": "svc-name-var"}, "svc-arg", "svc-arg"),
+        (
+            {"OTEL_RESOURCE_ATTRIBUTES": "service.name=svc-attrs,deployment.environment=test"},
+            None,
+            "svc-attrs",
+        ),
+        (
+            {"OTEL_RESOURCE_ATTRIBUTES": "service.name=svc-attrs", "OTEL_SERVICE_NAME": "svc-name-var"},
+            None,
+            "svc-name-var",
+        ),
+        (
+            {"OTEL_RESOURCE_ATTRIBUTES": "service.name=svc-attrs", "OTEL_SERVICE_NAME": "svc-name-var"},
+            "svc-arg",
+            "svc-arg",
+        ),
         ({}, "svc-arg", "svc-arg"),
     ],
-    ids=["default", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "both-variables", "argument-beats-both", "argument"],
+    ids=[
+        "default",
+        "OTEL_SERVICE_NAME",
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "both-variables",
+        "argument-beats-both",
+        "argument",
+    ],
 )
 def test_service_name_precedence_on_the_wire(
     monkeypatch: pytest.MonkeyPatch,
@@ -459,11 +572,15 @@ def test_service_name_precedence_on_the_wire(
     receiver = connect(service_name=argument) if argument else connect()
     _scenario()
     _flush()
-    names = {s.resource["service.name"] for s in receiver.spans()} | {r.resource["service.name"] for r in receiver.logs()}
+    names = {s.resource["service.name"] for s in receiver.spans()} | {
+        r.resource["service.name"] for r in receiver.logs()
+    }
     assert names == {expected}
 
 
-def test_resource_attributes_variable_wins_over_our_defaults(monkeypatch: pytest.MonkeyPatch, connect: Callable[..., OTLPReceiver]) -> None:
+def test_resource_attributes_variable_wins_over_our_defaults(
+    monkeypatch: pytest.MonkeyPatch, connect: Callable[..., OTLPReceiver]
+) -> None:
     monkeypatch.setenv("RUNPOD_POD_ID", "pod-env")
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "ai.pod.id=pod-attrs,deployment.environment=staging")
     receiver = connect()
@@ -487,13 +604,19 @@ def test_per_signal_traces_endpoint(monkeypatch: pytest.MonkeyPatch, otlp_receiv
         _flush()
         otel_ai.testing.reset()
         assert {r.signal for r in traces_only.received()} == {"traces"}
-        assert {s.name for s in traces_only.spans()} >= {"ai.run", "ai.stage 1_initial_implementation", "ai.node draft"}
+        assert {s.name for s in traces_only.spans()} >= {
+            "ai.run",
+            "ai.stage 1_initial_implementation",
+            "ai.node draft",
+        }
     assert otlp_receiver.received("traces") == []
     assert otlp_receiver.logs()
     assert otlp_receiver.metrics()
 
 
-def test_traces_endpoint_alone_leaves_logs_and_metrics_in_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, otlp_receiver: OTLPReceiver) -> None:
+def test_traces_endpoint_alone_leaves_logs_and_metrics_in_files(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, otlp_receiver: OTLPReceiver
+) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", otlp_receiver.http_url("traces"))
     otel_ai.configure()
     _scenario()
@@ -506,7 +629,9 @@ def test_traces_endpoint_alone_leaves_logs_and_metrics_in_files(monkeypatch: pyt
     assert list(data_dir.glob("traces-*.jsonl")) == []
 
 
-def test_grpc_protocol_from_environment(monkeypatch: pytest.MonkeyPatch, connect: Callable[..., OTLPReceiver], otlp_receiver: OTLPReceiver) -> None:
+def test_grpc_protocol_from_environment(
+    monkeypatch: pytest.MonkeyPatch, connect: Callable[..., OTLPReceiver], otlp_receiver: OTLPReceiver
+) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_receiver.grpc_endpoint)
     receiver = connect()
@@ -519,7 +644,10 @@ def test_grpc_protocol_from_environment(monkeypatch: pytest.MonkeyPatch, connect
 
 @pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
 def test_headers_from_environment_arrive(
-    monkeypatch: pytest.MonkeyPatch, connect: Callable[..., OTLPReceiver], otlp_receiver: OTLPReceiver, protocol: str
+    monkeypatch: pytest.MonkeyPatch,
+    connect: Callable[..., OTLPReceiver],
+    otlp_receiver: OTLPReceiver,
+    protocol: str,
 ) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer tok-123,x-otel-ai-tenant=t1")
     endpoint = otlp_receiver.grpc_endpoint if protocol == "grpc" else otlp_receiver.http_endpoint
@@ -566,7 +694,10 @@ def test_a_malformed_headers_variable_is_a_clear_error(monkeypatch: pytest.Monke
 
 @pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
 def test_headers_argument_value_beats_variable_value(
-    monkeypatch: pytest.MonkeyPatch, connect: Callable[..., OTLPReceiver], otlp_receiver: OTLPReceiver, protocol: str
+    monkeypatch: pytest.MonkeyPatch,
+    connect: Callable[..., OTLPReceiver],
+    otlp_receiver: OTLPReceiver,
+    protocol: str,
 ) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=from-env")
     endpoint = otlp_receiver.grpc_endpoint if protocol == "grpc" else otlp_receiver.http_endpoint
@@ -580,7 +711,10 @@ def test_headers_argument_value_beats_variable_value(
 
 @pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
 def test_headers_argument_and_variable_merge_per_key_the_same_on_both_protocols(
-    monkeypatch: pytest.MonkeyPatch, connect: Callable[..., OTLPReceiver], otlp_receiver: OTLPReceiver, protocol: str
+    monkeypatch: pytest.MonkeyPatch,
+    connect: Callable[..., OTLPReceiver],
+    otlp_receiver: OTLPReceiver,
+    protocol: str,
 ) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-from-env=1,x-both=env")
     endpoint = otlp_receiver.grpc_endpoint if protocol == "grpc" else otlp_receiver.http_endpoint
@@ -599,7 +733,9 @@ def test_headers_argument_and_variable_merge_per_key_the_same_on_both_protocols(
 
 
 @pytest.mark.usefixtures("connect")  # resets before the receiver stops
-def test_configure_twice_with_same_settings_is_harmless(caplog: pytest.LogCaptureFixture, otlp_receiver: OTLPReceiver) -> None:
+def test_configure_twice_with_same_settings_is_harmless(
+    caplog: pytest.LogCaptureFixture, otlp_receiver: OTLPReceiver
+) -> None:
     with caplog.at_level(logging.WARNING, logger="otel_ai"):
         first = otel_ai.configure(endpoint=otlp_receiver.http_endpoint)
         second = otel_ai.configure(endpoint=otlp_receiver.http_endpoint)

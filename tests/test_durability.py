@@ -156,7 +156,9 @@ def scenario(tag: str, nodes: int = 4) -> dict[str, int]:
             for i in range(nodes):
                 with stage.node(f"{tag}-n{i}", kind="draft") as node:
                     node.completed(is_buggy=i % 3 == 0, metric=0.1 * i, exec_time_s=0.5)
-                stage.progress(iteration=i + 1, max_iterations=nodes, good_nodes=i, buggy_nodes=1, total_nodes=i + 1)
+                stage.progress(
+                    iteration=i + 1, max_iterations=nodes, good_nodes=i, buggy_nodes=1, total_nodes=i + 1
+                )
         run.log(f"run {tag} done", "info")
     emitter = otel_ai.EventEmitter("http://control-plane.invalid", "pod-1")
     emitter.run_started(f"em-{tag}", "pod-1", "A100", "eu")
@@ -174,9 +176,15 @@ class Received:
 
     def __init__(self, requests: dict[str, list[Message]]) -> None:
         self.requests = requests
-        self.spans: list[SpanRecord] = [s for m in requests["traces"] for s in spans_from_request(MessageToDict(m))]
-        self.logs: list[LogRecordData] = [r for m in requests["logs"] for r in logs_from_request(MessageToDict(m))]
-        self.metrics: list[MetricPoint] = [p for m in requests["metrics"] for p in metrics_from_request(MessageToDict(m))]
+        self.spans: list[SpanRecord] = [
+            s for m in requests["traces"] for s in spans_from_request(MessageToDict(m))
+        ]
+        self.logs: list[LogRecordData] = [
+            r for m in requests["logs"] for r in logs_from_request(MessageToDict(m))
+        ]
+        self.metrics: list[MetricPoint] = [
+            p for m in requests["metrics"] for p in metrics_from_request(MessageToDict(m))
+        ]
 
     @classmethod
     def of(cls, receiver: Any) -> Received:
@@ -184,12 +192,18 @@ class Received:
 
     def assert_exactly_once(self, expected_spans: int, expected_nodes: int) -> None:
         ids = Counter(s.span_id for s in self.spans if s.name != semconv.SPAN_RUN_LIVE)
-        assert all(n == 1 for n in ids.values()), f"spans exported twice: {[i for i, n in ids.items() if n > 1]}"
+        assert all(n == 1 for n in ids.values()), (
+            f"spans exported twice: {[i for i, n in ids.items() if n > 1]}"
+        )
         assert len(ids) == expected_spans, Counter(s.name for s in self.spans)
-        seqs = Counter(r.attributes[semconv.EVENT_SEQ] for r in self.logs if semconv.EVENT_SEQ in r.attributes)
+        seqs = Counter(
+            r.attributes[semconv.EVENT_SEQ] for r in self.logs if semconv.EVENT_SEQ in r.attributes
+        )
         assert all(n == 1 for n in seqs.values()), "log records delivered twice"
         assert sorted(seqs) == list(range(1, max(seqs) + 1)), "log records missing"
-        points = Counter((p.name, tuple(sorted(p.attributes.items())), p.start_time_ns, p.time_ns) for p in self.metrics)
+        points = Counter(
+            (p.name, tuple(sorted(p.attributes.items())), p.start_time_ns, p.time_ns) for p in self.metrics
+        )
         assert all(n == 1 for n in points.values()), "metric points delivered twice"
         latest: dict[tuple[Any, ...], MetricPoint] = {}
         for point in self.metrics:
@@ -291,9 +305,12 @@ def test_collector_down_for_60_s_then_up_both_protocols_at_once(otlp_receiver: O
     grpc_proxy = TcpProxy(upstream_port(otlp_receiver, "grpc"))
     http_proxy = TcpProxy(upstream_port(otlp_receiver, "http/protobuf"))
     otel_ai.configure(
-        traces_endpoint=grpc_proxy.endpoint, traces_protocol="grpc",
-        metrics_endpoint=grpc_proxy.endpoint, metrics_protocol="grpc",
-        logs_endpoint=http_proxy.endpoint + "/v1/logs", logs_protocol="http/protobuf",
+        traces_endpoint=grpc_proxy.endpoint,
+        traces_protocol="grpc",
+        metrics_endpoint=grpc_proxy.endpoint,
+        metrics_protocol="grpc",
+        logs_endpoint=http_proxy.endpoint + "/v1/logs",
+        logs_protocol="http/protobuf",
     )
     started = time.monotonic()
     made = [scenario("a")]
@@ -343,7 +360,9 @@ def test_collector_killed_mid_run_and_restarted(protocol: str, otlp_receiver: OT
         assert otel_ai.shutdown(10.0)
     finally:
         proxy.stop()
-    Received.of(otlp_receiver).assert_exactly_once(expected, first["nodes"] + during["nodes"] + after["nodes"])
+    Received.of(otlp_receiver).assert_exactly_once(
+        expected, first["nodes"] + during["nodes"] + after["nodes"]
+    )
     assert_never_blocked(latencies)
 
 
@@ -362,7 +381,9 @@ def test_receiver_that_hangs_blocks_nothing_and_gets_everything_once_it_answers(
     started = time.monotonic()
     assert otel_ai.force_flush(3.0) is False
     assert time.monotonic() - started < 3.5, "a flush respects its timeout"
-    wait_until(lambda: bool(spool_files(data_dir())), 5, "requests the hanging collector did not take, spooled")
+    wait_until(
+        lambda: bool(spool_files(data_dir())), 5, "requests the hanging collector did not take, spooled"
+    )
     otlp_receiver.mode = "ok"
     wait_until(lambda: len(Received.of(otlp_receiver).spans) >= made["spans"] + 2, 20, "spans after the hang")
     assert otel_ai.shutdown(10.0)
@@ -387,7 +408,9 @@ class ScriptedReceiver:
     """OTLP/HTTP receiver that answers each request with the next status of a script
     (with ``Retry-After`` on 429/503), then 200; 413 for requests over ``max_bytes``."""
 
-    def __init__(self, script: list[int] | None = None, *, retry_after: str | None = None, max_bytes: int = 0) -> None:
+    def __init__(
+        self, script: list[int] | None = None, *, retry_after: str | None = None, max_bytes: int = 0
+    ) -> None:
         self.script = list(script or [])
         self.retry_after = retry_after
         self.max_bytes = max_bytes
@@ -418,7 +441,9 @@ class ScriptedReceiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
 
     @property
     def endpoint(self) -> str:
@@ -524,7 +549,9 @@ def test_batch_larger_than_the_receivers_limit_is_split_not_dropped_grpc(
     assert len(otlp_receiver.requests("traces")) >= 2
 
 
-def test_batch_over_max_request_bytes_is_split_before_sending(scripted: Callable[..., ScriptedReceiver]) -> None:
+def test_batch_over_max_request_bytes_is_split_before_sending(
+    scripted: Callable[..., ScriptedReceiver],
+) -> None:
     receiver = scripted()
     otel_ai.configure(endpoint=receiver.endpoint, protocol="http/protobuf", max_request_bytes=256 << 10)
     ids = _big_spans(300)  # ~2.7 MB in one batch
@@ -560,8 +587,18 @@ def test_shutdown_respects_its_deadline_and_spools_what_it_could_not_send(
     assert time.monotonic() - started < 2.6, "shutdown keeps its deadline"
     assert spool_files(data_dir())
     otlp_receiver.mode = "ok"
-    wait_until(lambda: deliver_pending(data_dir(), resolve(endpoint=endpoint_of(otlp_receiver, protocol), protocol=protocol),
-                                       time.monotonic() + 5).owners_recovered == 1, 10, "the spool released and delivered")
+    wait_until(
+        lambda: (
+            deliver_pending(
+                data_dir(),
+                resolve(endpoint=endpoint_of(otlp_receiver, protocol), protocol=protocol),
+                time.monotonic() + 5,
+            ).owners_recovered
+            == 1
+        ),
+        10,
+        "the spool released and delivered",
+    )
     got = Received.of(otlp_receiver)
     got.assert_exactly_once(made["spans"], made["nodes"])
     assert not spool_files(data_dir())
@@ -590,13 +627,18 @@ def test_sigkill_while_the_collector_is_down_then_recover_delivers_everything(
     env = {**os.environ, "OTEL_AI_DATA_DIR": str(data_dir())}
     child = subprocess.Popen(
         [sys.executable, "-c", _CHILD.format(tests=str(ROOT / "tests"), endpoint=down, protocol=protocol)],
-        stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
     )
     try:
         assert child.stdout is not None
         report = json.loads(child.stdout.readline())
         # while it lives, its spool is its own
-        live = deliver_pending(data_dir(), resolve(endpoint=endpoint_of(otlp_receiver, protocol), protocol=protocol))
+        live = deliver_pending(
+            data_dir(), resolve(endpoint=endpoint_of(otlp_receiver, protocol), protocol=protocol)
+        )
         assert live.owners_alive == 1 and sum(live.delivered_requests.values()) == 0
     finally:
         child.send_signal(signal.SIGKILL)
@@ -606,7 +648,9 @@ def test_sigkill_while_the_collector_is_down_then_recover_delivers_everything(
     assert report["flushed"] is False
     assert spool_files(data_dir())
     result = deliver_pending(
-        data_dir(), resolve(endpoint=endpoint_of(otlp_receiver, protocol), protocol=protocol), time.monotonic() + 20
+        data_dir(),
+        resolve(endpoint=endpoint_of(otlp_receiver, protocol), protocol=protocol),
+        time.monotonic() + 20,
     )
     assert result.complete and result.owners_recovered == 1, result
     assert result.delivered_items["traces"] == sum(m["spans"] for m in report["made"])
@@ -614,11 +658,15 @@ def test_sigkill_while_the_collector_is_down_then_recover_delivers_everything(
         sum(m["spans"] for m in report["made"]), sum(m["nodes"] for m in report["made"])
     )
     assert not spool_files(data_dir())
-    again = deliver_pending(data_dir(), resolve(endpoint=endpoint_of(otlp_receiver, protocol), protocol=protocol))
+    again = deliver_pending(
+        data_dir(), resolve(endpoint=endpoint_of(otlp_receiver, protocol), protocol=protocol)
+    )
     assert sum(again.delivered_requests.values()) == 0, "delivered once"
 
 
-def test_spool_bound_drops_the_oldest_and_reports_the_count(monkeypatch: pytest.MonkeyPatch, otlp_receiver: OTLPReceiver) -> None:
+def test_spool_bound_drops_the_oldest_and_reports_the_count(
+    monkeypatch: pytest.MonkeyPatch, otlp_receiver: OTLPReceiver
+) -> None:
     proxy = TcpProxy(upstream_port(otlp_receiver, "http/protobuf"))
     bound = 64 << 10
     otel_ai.configure(endpoint=proxy.endpoint, protocol="http/protobuf", spool_max_bytes=bound)
@@ -630,8 +678,11 @@ def test_spool_bound_drops_the_oldest_and_reports_the_count(monkeypatch: pytest.
     assert 0 < on_disk <= bound
     proxy.start()
     try:
-        wait_until(lambda: any(r.event_name == semconv.TELEMETRY_DROPPED for r in otlp_receiver.logs()), 20,
-                   "the ai.telemetry.dropped record")
+        wait_until(
+            lambda: any(r.event_name == semconv.TELEMETRY_DROPPED for r in otlp_receiver.logs()),
+            20,
+            "the ai.telemetry.dropped record",
+        )
         assert otel_ai.shutdown(10.0)
     finally:
         proxy.stop()
@@ -644,12 +695,17 @@ def test_spool_bound_drops_the_oldest_and_reports_the_count(monkeypatch: pytest.
     records = [r for r in otlp_receiver.logs() if r.event_name == semconv.TELEMETRY_DROPPED]
     assert all(r.severity_text == "WARN" for r in records)
     reported = {
-        (r.attributes[semconv.TELEMETRY_SIGNAL], r.attributes[semconv.TELEMETRY_DROP_REASON]): r.attributes[semconv.TELEMETRY_DROPPED_ITEMS]
+        (r.attributes[semconv.TELEMETRY_SIGNAL], r.attributes[semconv.TELEMETRY_DROP_REASON]): r.attributes[
+            semconv.TELEMETRY_DROPPED_ITEMS
+        ]
         for r in records
     }
     assert reported.get(("traces", durable.DROP_SPOOL_FULL)) == missing
-    points = [p for p in otlp_receiver.metrics() if p.name == semconv.TELEMETRY_DROPPED
-              and p.attributes[semconv.TELEMETRY_SIGNAL] == "traces"]
+    points = [
+        p
+        for p in otlp_receiver.metrics()
+        if p.name == semconv.TELEMETRY_DROPPED and p.attributes[semconv.TELEMETRY_SIGNAL] == "traces"
+    ]
     assert points and max(p.value for p in points) == missing  # type: ignore[type-var]
 
 
@@ -667,7 +723,9 @@ def test_a_run_in_progress_is_visible_and_finished_nodes_show_up_as_they_finish(
     node = stage.node("n1", kind="draft")
     node.completed(is_buggy=False, metric=0.5)
     # no flush: what a Jaeger / Loki user would see while the run goes on
-    wait_until(lambda: any(s.name == semconv.SPAN_RUN_LIVE for s in otlp_receiver.spans()), 10, "the live marker")
+    wait_until(
+        lambda: any(s.name == semconv.SPAN_RUN_LIVE for s in otlp_receiver.spans()), 10, "the live marker"
+    )
     assert time.monotonic() - started < 10
     spans = otlp_receiver.spans()
     marker = next(s for s in spans if s.name == semconv.SPAN_RUN_LIVE)
@@ -680,8 +738,11 @@ def test_a_run_in_progress_is_visible_and_finished_nodes_show_up_as_they_finish(
     assert any(r.event_name == semconv.RUN_STARTED for r in otlp_receiver.logs()), "Loki has the start event"
     stage2 = run.stage("2_baseline_tuning")
     stage.complete()
-    wait_until(lambda: any(s.name == "ai.stage 1_initial_implementation" for s in otlp_receiver.spans()), 5,
-               "a finished stage, while the run goes on")
+    wait_until(
+        lambda: any(s.name == "ai.stage 1_initial_implementation" for s in otlp_receiver.spans()),
+        5,
+        "a finished stage, while the run goes on",
+    )
     stage2.complete()
     run.complete()
     assert otel_ai.force_flush(5.0)
@@ -719,11 +780,15 @@ def test_a_burst_of_100k_events_in_a_few_seconds_is_not_dropped(otlp_receiver: O
     ]
     # run started, stage started, the burst, run completed (and the stage with it)
     assert len(seqs) >= total + 4
-    assert sorted(seqs) == list(range(1, len(seqs) + 1)), f"log records lost or doubled (burst emitted in {elapsed:.1f} s)"
+    assert sorted(seqs) == list(range(1, len(seqs) + 1)), (
+        f"log records lost or doubled (burst emitted in {elapsed:.1f} s)"
+    )
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
-def test_a_corrupt_spool_file_is_set_aside_and_recover_delivers_the_rest(protocol: str, otlp_receiver: OTLPReceiver) -> None:
+def test_a_corrupt_spool_file_is_set_aside_and_recover_delivers_the_rest(
+    protocol: str, otlp_receiver: OTLPReceiver
+) -> None:
     """A truncated or random ``.pb`` (power loss: the spool fsyncs only at shutdown) is
     moved aside as ``*.corrupt`` and named; everything else is delivered and counted."""
     import random
@@ -749,8 +814,13 @@ def test_a_corrupt_spool_file_is_set_aside_and_recover_delivers_the_rest(protoco
     endpoint = otlp_receiver.grpc_endpoint if protocol == "grpc" else otlp_receiver.http_endpoint
     env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol}
     env.pop("PYTEST_CURRENT_TEST", None)
-    result = subprocess.run([sys.executable, "-m", "otel_ai", "recover", "--timeout", "15"], env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "otel_ai", "recover", "--timeout", "15"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert len(otlp_receiver.spans()) == total_spans - victim_spans
     assert f"delivered {total_spans - victim_spans} traces" in result.stdout
@@ -779,14 +849,20 @@ def test_an_unwritable_data_dir_loses_only_what_it_counts(
         emitted |= _big_spans(10, size=1000)  # ~30 KB per batch, ~1 MB in all
         otel_ai.force_flush(0.5)
     otlp_receiver.mode = "ok"
-    wait_until(lambda: any(r.event_name == semconv.TELEMETRY_DROPPED for r in otlp_receiver.logs()), 20,
-               "the ai.telemetry.dropped record")
+    wait_until(
+        lambda: any(r.event_name == semconv.TELEMETRY_DROPPED for r in otlp_receiver.logs()),
+        20,
+        "the ai.telemetry.dropped record",
+    )
     assert otel_ai.shutdown(10.0)
     got = {s.span_id for s in otlp_receiver.spans()}
     lost = len(emitted - got)
     assert lost > 0 and got & emitted
-    records = [r for r in otlp_receiver.logs() if r.event_name == semconv.TELEMETRY_DROPPED
-               and r.attributes[semconv.TELEMETRY_SIGNAL] == "traces"]
+    records = [
+        r
+        for r in otlp_receiver.logs()
+        if r.event_name == semconv.TELEMETRY_DROPPED and r.attributes[semconv.TELEMETRY_SIGNAL] == "traces"
+    ]
     assert sum(r.attributes[semconv.TELEMETRY_DROPPED_ITEMS] for r in records) == lost  # type: ignore[misc]
     assert {r.attributes[semconv.TELEMETRY_DROP_REASON] for r in records} == {durable.DROP_UNWRITABLE}
     assert durable.dropped_totals()[("traces", durable.DROP_UNWRITABLE)] == lost
@@ -802,9 +878,22 @@ def test_otel_ai_run_starts_the_command_when_the_data_dir_is_unwritable(tmp_path
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PYTEST_"))}
     env["OTEL_AI_DATA_DIR"] = str(blocker / "runs")
     result = subprocess.run(
-        [sys.executable, "-m", "otel_ai", "run", "--no-status", "--", sys.executable, "-c",
-         f"import pathlib; pathlib.Path({str(marker)!r}).write_text('yes'); print('hello from the experiment')"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "otel_ai",
+            "run",
+            "--no-status",
+            "--",
+            sys.executable,
+            "-c",
+            f"import pathlib; pathlib.Path({str(marker)!r}).write_text('yes'); print('hello from the experiment')",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert marker.read_text() == "yes"
@@ -837,7 +926,11 @@ class _HostileEndpoint:
                     message = REQUEST_TYPES[signal]()
                     message.ParseFromString(request)
                     outer.accepted[signal].append(message)
-                    answer, kind, code = RESPONSE_TYPES[signal]().SerializeToString(), "application/x-protobuf", 200
+                    answer, kind, code = (
+                        RESPONSE_TYPES[signal]().SerializeToString(),
+                        "application/x-protobuf",
+                        200,
+                    )
                 self.send_response(code)
                 self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(answer)))
@@ -846,11 +939,15 @@ class _HostileEndpoint:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def spans(self) -> int:
-        return sum(len(ss.spans) for r in self.accepted["traces"] for rs in r.resource_spans for ss in rs.scope_spans)
+        return sum(
+            len(ss.spans) for r in self.accepted["traces"] for rs in r.resource_spans for ss in rs.scope_spans
+        )
 
     def close(self) -> None:
         self.server.shutdown()
@@ -860,7 +957,9 @@ class _HostileEndpoint:
 def test_a_200_with_a_web_page_is_not_counted_delivered() -> None:
     """An endpoint that answers 200 with HTML (a UI, a login portal) did not take the
     data: it is kept and delivered once a collector answers."""
-    endpoint = _HostileEndpoint(3, 200, b"<!doctype html><html><body>Jaeger UI</body></html>", "text/html; charset=utf-8")
+    endpoint = _HostileEndpoint(
+        3, 200, b"<!doctype html><html><body>Jaeger UI</body></html>", "text/html; charset=utf-8"
+    )
     try:
         otel_ai.configure(endpoint=endpoint.endpoint, protocol="http/protobuf")
         made = scenario("portal")

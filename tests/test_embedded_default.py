@@ -81,7 +81,9 @@ def _signature(spans: list[SpanRecord], logs: list[LogRecordData]) -> dict[str, 
     by_id = {s.span_id: s for s in spans}
     return {
         "spans": Counter(s.name for s in spans),
-        "structure": Counter((s.name, by_id[s.parent_span_id].name if s.parent_span_id else None) for s in spans),
+        "structure": Counter(
+            (s.name, by_id[s.parent_span_id].name if s.parent_span_id else None) for s in spans
+        ),
         "attribute_keys": sorted((s.name, tuple(sorted(s.attributes))) for s in spans),
         "span_events": sorted((s.name, tuple(e.name for e in s.events)) for s in spans),
         "links": sorted((s.name, len(s.links)) for s in spans),
@@ -129,7 +131,7 @@ def test_no_endpoint_writes_one_jsonl_file_per_signal() -> None:
     files = sorted(p.name for p in _data_dir().iterdir())
     host = re.escape("".join(c if c.isalnum() or c in "-_" else "_" for c in socket.gethostname())[:64])
     assert len(files) == 3, files
-    for signal, name in zip(("logs", "metrics", "traces"), files):
+    for signal, name in zip(("logs", "metrics", "traces"), files, strict=False):
         assert re.fullmatch(rf"{signal}-\d{{8}}T\d{{6}}Z-{host}-{os.getpid()}\.jsonl", name), name
 
 
@@ -202,7 +204,9 @@ def test_files_hold_the_attributes_as_given() -> None:
 # --------------------------------------------------------------------------- subprocesses
 
 
-def _python(script: str, env_extra: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def _python(
+    script: str, env_extra: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env.update(env_extra or {})
     return subprocess.run(
@@ -328,7 +332,11 @@ def test_forked_child_does_not_end_the_parents_spans(forked: tuple[dict[str, int
     assert run.end_ns >= max(s.end_ns for s in telemetry.spans)  # ended by the parent, last
     assert len([s for s in telemetry.spans if s.name.startswith("ai.stage ")]) == 1
     # nor emitted their end events
-    ends = [r for r in telemetry.logs if r.event_name in ("ai.run.completed", "ai.run.abandoned", "ai.run.stage_completed")]
+    ends = [
+        r
+        for r in telemetry.logs
+        if r.event_name in ("ai.run.completed", "ai.run.abandoned", "ai.run.stage_completed")
+    ]
     assert sorted(r.event_name for r in ends) == ["ai.run.completed", "ai.run.stage_completed"]
     child_events = {r.event_name for r in _by_pid(data_dir, "logs", pids["child"]).logs if r.event_name}
     assert child_events <= {"ai.node.created", "ai.node.completed"}

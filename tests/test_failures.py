@@ -69,7 +69,9 @@ def test_event_emitter_run_failed_with_the_seeds_arguments(http_wire: Wire) -> N
 
 
 def test_huge_stack_trace_is_truncated_with_a_marker_keeping_head_and_tail(http_wire: Wire) -> None:
-    trace = "Traceback (most recent call last):\n" + "".join(f'  File "f{i}.py", line {i}\n' for i in range(20000))
+    trace = "Traceback (most recent call last):\n" + "".join(
+        f'  File "f{i}.py", line {i}\n' for i in range(20000)
+    )
     trace += "ValueError: the real cause\n"
     with otel_ai.run("run-big") as run:
         run.fail(error_type="ValueError", message="the real cause", stacktrace=trace)
@@ -128,5 +130,6 @@ def test_a_failed_paper_and_a_review_left_open(http_wire: Wire) -> None:
     assert [e.name for e in paper.events] == ["exception"]
     assert review.status_code == "ERROR"
     assert review.attributes[semconv.VALIDATION_OUTCOME] == "failed", "ended by its failed run"
-    assert [r.event_name for r in http_wire.events() if r.event_name.startswith(("ai.paper", "ai.validation"))] == [
-        "ai.validation.auto_started", "ai.paper.started"]
+    assert [
+        r.event_name for r in http_wire.events() if r.event_name.startswith(("ai.paper", "ai.validation"))
+    ] == ["ai.validation.auto_started", "ai.paper.started"]

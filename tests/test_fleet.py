@@ -40,7 +40,9 @@ def bins() -> Binaries:
 
 
 @contextmanager
-def _run_fleet(bins: Binaries, workdir: Path, options: Options, wait: float = 240) -> Iterator[tuple[Fleet, Verdict]]:
+def _run_fleet(
+    bins: Binaries, workdir: Path, options: Options, wait: float = 240
+) -> Iterator[tuple[Fleet, Verdict]]:
     fleet = Fleet(bins, workdir, options)
     try:
         fleet.start()
@@ -54,8 +56,12 @@ def _logs(fleet: Fleet) -> str:
     return "\n".join(f"--- {c.name}\n{c.tail(1500)}" for c in fleet.components())
 
 
-def test_jaeger_restart_under_load_loses_nothing_and_every_run_is_one_whole_trace(bins: Binaries, tmp_path: Path) -> None:
-    options = Options(pods=3, duration=45, agents=2, sample_percent=0, fail_every=2, fault="jaeger-restart", fault_at=15)
+def test_jaeger_restart_under_load_loses_nothing_and_every_run_is_one_whole_trace(
+    bins: Binaries, tmp_path: Path
+) -> None:
+    options = Options(
+        pods=3, duration=45, agents=2, sample_percent=0, fail_every=2, fault="jaeger-restart", fault_at=15
+    )
     with _run_fleet(bins, tmp_path, options) as (fleet, v):
         assert fleet.faults and fleet.faults[0][0] == "jaeger-restart"
         assert v.runs >= 3 and v.failed >= 1, v
@@ -67,8 +73,12 @@ def test_jaeger_restart_under_load_loses_nothing_and_every_run_is_one_whole_trac
         assert v.span_metric_runs == v.failed + v.policy_runs + v.plain_runs
 
 
-def test_a_killed_sampling_gateway_damages_only_the_runs_it_held_undecided(bins: Binaries, tmp_path: Path) -> None:
-    options = Options(pods=3, duration=50, agents=2, sample_percent=100, fail_every=2, fault="sampling-kill", fault_at=20)
+def test_a_killed_sampling_gateway_damages_only_the_runs_it_held_undecided(
+    bins: Binaries, tmp_path: Path
+) -> None:
+    options = Options(
+        pods=3, duration=50, agents=2, sample_percent=100, fail_every=2, fault="sampling-kill", fault_at=20
+    )
     # a damaged run never becomes whole: wait less for it
     with _run_fleet(bins, tmp_path, options, wait=120) as (fleet, v):
         (_, killed, restarted) = fleet.faults[0]
@@ -79,6 +89,10 @@ def test_a_killed_sampling_gateway_damages_only_the_runs_it_held_undecided(bins:
         wait = _seconds(options.root_wait)
         for run_id in v.damaged:
             r = runs[run_id]
-            assert r.start < restarted and r.end > killed - wait - 5, (run_id, r.start - killed, r.end - killed)
+            assert r.start < restarted and r.end > killed - wait - 5, (
+                run_id,
+                r.start - killed,
+                r.end - killed,
+            )
         # and every other run is whole in Jaeger (sample percent 100)
         assert v.complete == v.runs - len(v.damaged), v.incomplete

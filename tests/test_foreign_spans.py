@@ -14,10 +14,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import Wire
 
 from otel_ai.export.otlp_json import SpanRecord, load_directory
 from otel_ai.propagation import parse_traceparent
-from conftest import Wire
 
 OTEL_AI = [sys.executable, "-m", "otel_ai"]
 
@@ -123,11 +123,30 @@ def one(spans: list[SpanRecord], name: str) -> SpanRecord:
 def test_plain_api_and_instrumentation_spans_join_the_run(tmp_path: Path, http_server: _Server) -> None:
     (tmp_path / "foreign.py").write_text(FOREIGN)
     url = f"http://127.0.0.1:{http_server.server_address[1]}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACEPARENT", "TRACESTATE", "PYTEST_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OTEL_", "TRACEPARENT", "TRACESTATE", "PYTEST_"))
+    }
     env["OTEL_AI_DATA_DIR"] = str(tmp_path / "runs")
     result = subprocess.run(
-        [*OTEL_AI, "run", "--no-status", "--no-watch", "--run-id", "foreign", "--", sys.executable, "foreign.py", url],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180,
+        [
+            *OTEL_AI,
+            "run",
+            "--no-status",
+            "--no-watch",
+            "--run-id",
+            "foreign",
+            "--",
+            sys.executable,
+            "foreign.py",
+            url,
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert result.returncode == 0, result.stderr
     spans = load_directory(tmp_path / "runs").spans
@@ -146,21 +165,33 @@ def test_plain_api_and_instrumentation_spans_join_the_run(tmp_path: Path, http_s
         assert one(spans, name).resource["process.pid"] != main_pid, f"{name} ran in a worker process"
     # the span current at the time, and a parent given explicitly, come first
     assert one(spans, "in stage").parent_span_id == stage.span_id
-    assert sorted(s.parent_span_id for s in spans if s.name == "decorated") == sorted([run.span_id, stage.span_id])
+    assert sorted(s.parent_span_id for s in spans if s.name == "decorated") == sorted(
+        [run.span_id, stage.span_id]
+    )
     assert one(spans, "explicit child").parent_span_id == one(spans, "holder").span_id
     coroutine = one(spans, "coroutine")
-    assert coroutine.parent_span_id == run.span_id and one(spans, "awaiting").parent_span_id == coroutine.span_id
-    assert coroutine.end_ns - coroutine.start_ns >= 50_000_000, "a decorated coroutine's span lasts until it ends"
+    assert (
+        coroutine.parent_span_id == run.span_id and one(spans, "awaiting").parent_span_id == coroutine.span_id
+    )
+    assert coroutine.end_ns - coroutine.start_ns >= 50_000_000, (
+        "a decorated coroutine's span lasts until it ends"
+    )
 
     # an installed instrumentation's spans (requests), and the context they send on
-    http = {str(s.attributes.get("url.full", s.attributes.get("http.url", ""))).rsplit("/", 1)[-1]: s
-            for s in spans if s.scope == "opentelemetry.instrumentation.requests"}
+    http = {
+        str(s.attributes.get("url.full", s.attributes.get("http.url", ""))).rsplit("/", 1)[-1]: s
+        for s in spans
+        if s.scope == "opentelemetry.instrumentation.requests"
+    }
     assert set(http) == {"pool", "main", "stage"}, sorted(s.name for s in spans)
     assert (http["pool"].parent_span_id, http["main"].parent_span_id) == (run.span_id, run.span_id)
     assert http["stage"].parent_span_id == stage.span_id
     for path, span in http.items():
         assert span.trace_id == run.trace_id
-        assert parse_traceparent(http_server.traceparents["/" + path])[:2] == (int(span.trace_id, 16), int(span.span_id, 16))
+        assert parse_traceparent(http_server.traceparents["/" + path])[:2] == (
+            int(span.trace_id, 16),
+            int(span.span_id, 16),
+        )
 
     # an explicit empty context is a trace of its own, as the caller asked
     own = one(spans, "own trace")
@@ -180,7 +211,9 @@ def as_if_wrapped(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("OTEL_AI_CHANNEL", str(tmp_path / "no-wrapper.sock"))
 
 
-def test_a_decorated_coroutine_gets_its_parent_at_each_call_and_its_whole_duration(as_if_wrapped: None, http_wire: Wire) -> None:
+def test_a_decorated_coroutine_gets_its_parent_at_each_call_and_its_whole_duration(
+    as_if_wrapped: None, http_wire: Wire
+) -> None:
     import asyncio
 
     from opentelemetry import trace

@@ -40,7 +40,11 @@ def via_context_managers(run_id: str) -> None:
             run.log("hello world", "warning", "experiment.log")
             run.artifact_detected("figures/loss.png", "plot", 2048)
             run.artifact_registered(
-                PLOT_KEY.format(run=run_id), 2048, "ab" * 32, "image/png", "plot",
+                PLOT_KEY.format(run=run_id),
+                2048,
+                "ab" * 32,
+                "image/png",
+                "plot",
                 uri=f"s3://bucket/{PLOT_KEY.format(run=run_id)}",
             )
         with run.paper() as paper:
@@ -86,27 +90,64 @@ def via_event_callback(run_id: str) -> None:
     cb("ai.node.created", {**r, "stage": STAGE, "node_id": "n1", "parent_id": None, "kind": "draft"})
     cb("ai.node.code_generated", {**r, "stage": STAGE, "node_id": "n1", "code": CODE})
     cb("ai.node.executing", {**r, "stage": STAGE, "node_id": "n1"})
-    cb("ai.node.completed", {**r, "stage": STAGE, "node_id": "n1", "is_buggy": False, "metric": "0.8", "exec_time_s": 1.5})
+    cb(
+        "ai.node.completed",
+        {**r, "stage": STAGE, "node_id": "n1", "is_buggy": False, "metric": "0.8", "exec_time_s": 1.5},
+    )
     cb("ai.node.created", {**r, "stage": STAGE, "node_id": "n2", "parent_id": "n1", "kind": "debug"})
     cb("ai.node.code_generated", {**r, "stage": STAGE, "node_id": "n2", "code": CODE})
     cb("ai.node.executing", {**r, "stage": STAGE, "node_id": "n2"})
-    cb("ai.node.completed", {**r, "stage": STAGE, "node_id": "n2", "is_buggy": True, "metric": None,
-                             "exec_time_s": 0.5, "exc_type": "ValueError"})
-    cb("ai.run.stage_progress", {**r, "stage": STAGE, "iteration": 2, "max_iterations": 10, "good_nodes": 1,
-                                 "buggy_nodes": 1, "total_nodes": 2, "best_metric": "0.8", "eta_s": 30})
+    cb(
+        "ai.node.completed",
+        {
+            **r,
+            "stage": STAGE,
+            "node_id": "n2",
+            "is_buggy": True,
+            "metric": None,
+            "exec_time_s": 0.5,
+            "exc_type": "ValueError",
+        },
+    )
+    cb(
+        "ai.run.stage_progress",
+        {
+            **r,
+            "stage": STAGE,
+            "iteration": 2,
+            "max_iterations": 10,
+            "good_nodes": 1,
+            "buggy_nodes": 1,
+            "total_nodes": 2,
+            "best_metric": "0.8",
+            "eta_s": 30,
+        },
+    )
     cb("ai.run.stage_metric", {**r, "stage": STAGE, "name": "val_loss", "value": 0.25})
     cb("ai.node.selected_best", {**r, "stage": STAGE, "node_id": "n1", "metric": "0.8"})
     cb("ai.run.log", {**r, "message": "hello world", "level": "warning", "source": "experiment.log"})
     cb("ai.artifact.detected", {**r, "path": "figures/loss.png", "type": "plot", "size_bytes": 2048})
     key = PLOT_KEY.format(run=run_id)
-    cb("ai.artifact.registered", {**r, "key": key, "bytes": 2048, "sha256": "ab" * 32, "content_type": "image/png",
-                                  "kind": "plot", "uri": f"s3://bucket/{key}"})
+    cb(
+        "ai.artifact.registered",
+        {
+            **r,
+            "key": key,
+            "bytes": 2048,
+            "sha256": "ab" * 32,
+            "content_type": "image/png",
+            "kind": "plot",
+            "uri": f"s3://bucket/{key}",
+        },
+    )
     cb("ai.run.stage_completed", {**r, "stage": STAGE})
     cb("ai.paper.started", r)
     cb("ai.paper.generated", {**r, "artifact_key": f"runs/{run_id}/paper.pdf"})
     cb("ai.validation.auto_started", {**r, "model": "gpt-4o-2024-11-20"})
-    cb("ai.validation.auto_completed", {**r, "verdict": "pass", "scores": {"overall": 0.75, "soundness": 3},
-                                        "notes": "clear and sound"})
+    cb(
+        "ai.validation.auto_completed",
+        {**r, "verdict": "pass", "scores": {"overall": 0.75, "soundness": 3}, "notes": "clear and sound"},
+    )
     cb("ai.run.completed", r)
 
 
@@ -150,7 +191,9 @@ def _by_name(spans: list[SpanRecord]) -> dict[str, list[SpanRecord]]:
 
 
 def _node_span(spans: list[SpanRecord], node_id: str) -> SpanRecord:
-    (span,) = [s for s in spans if s.name.startswith("ai.node ") and s.attributes.get(semconv.NODE_ID) == node_id]
+    (span,) = [
+        s for s in spans if s.name.startswith("ai.node ") and s.attributes.get(semconv.NODE_ID) == node_id
+    ]
     return span
 
 
@@ -163,10 +206,17 @@ def test_every_spec_row_through_each_door(door: str, wire: Wire) -> None:
     names = _by_name(spans)
 
     # --- the trace: one run, one stage, two nodes, executions, paper, review --------
-    assert Counter(s.name for s in spans) == Counter({
-        "ai.run": 1, f"ai.stage {STAGE}": 1, "ai.node draft": 1, "ai.node debug": 1,
-        "ai.node.execute": 2, "ai.paper": 1, "ai.validation": 1,
-    })
+    assert Counter(s.name for s in spans) == Counter(
+        {
+            "ai.run": 1,
+            f"ai.stage {STAGE}": 1,
+            "ai.node draft": 1,
+            "ai.node debug": 1,
+            "ai.node.execute": 2,
+            "ai.paper": 1,
+            "ai.validation": 1,
+        }
+    )
     (run,) = names["ai.run"]
     (stage,) = names[f"ai.stage {STAGE}"]
     assert {s.trace_id for s in spans} == {run.trace_id}
@@ -192,8 +242,11 @@ def test_every_spec_row_through_each_door(door: str, wire: Wire) -> None:
     assert stage.attributes[semconv.STAGE_NAME] == STAGE
     assert stage.attributes[semconv.STAGE_DESCRIPTION] == "Initial implementation"
     assert stage.attributes[semconv.STAGE_BEST_NODE_ID] == "n1"
-    assert (stage.attributes[semconv.STAGE_NODES_GOOD], stage.attributes[semconv.STAGE_NODES_BUGGY],
-            stage.attributes[semconv.STAGE_NODES_TOTAL]) == (1, 1, 2)
+    assert (
+        stage.attributes[semconv.STAGE_NODES_GOOD],
+        stage.attributes[semconv.STAGE_NODES_BUGGY],
+        stage.attributes[semconv.STAGE_NODES_TOTAL],
+    ) == (1, 1, 2)
     assert stage.attributes[semconv.STAGE_DURATION_S] >= 0
 
     # stage span events: progress, metric, selected best, artifacts
@@ -201,8 +254,11 @@ def test_every_spec_row_through_each_door(door: str, wire: Wire) -> None:
     progress = stage_events["ai.run.stage_progress"].attributes
     assert progress[semconv.STAGE_PROGRESS_VALUE] == pytest.approx(0.2)
     assert (progress[semconv.STAGE_ITERATION], progress[semconv.STAGE_MAX_ITERATIONS]) == (2, 10)
-    assert (progress[semconv.STAGE_NODES_GOOD], progress[semconv.STAGE_NODES_BUGGY],
-            progress[semconv.STAGE_NODES_TOTAL]) == (1, 1, 2)
+    assert (
+        progress[semconv.STAGE_NODES_GOOD],
+        progress[semconv.STAGE_NODES_BUGGY],
+        progress[semconv.STAGE_NODES_TOTAL],
+    ) == (1, 1, 2)
     assert progress[semconv.STAGE_BEST_METRIC] == "0.8"
     assert progress[semconv.STAGE_ETA_S] == 30
     metric = stage_events["ai.run.stage_metric"].attributes
@@ -211,13 +267,20 @@ def test_every_spec_row_through_each_door(door: str, wire: Wire) -> None:
     assert (best[semconv.NODE_ID], best[semconv.NODE_METRIC]) == ("n1", "0.8")
     assert any(link.span_id == n1.span_id for link in stage.links), "selected best links the node span"
     detected = stage_events["ai.artifact.detected"].attributes
-    assert detected == {semconv.ARTIFACT_PATH: "figures/loss.png", semconv.ARTIFACT_TYPE: "plot",
-                        semconv.ARTIFACT_SIZE: 2048}
+    assert detected == {
+        semconv.ARTIFACT_PATH: "figures/loss.png",
+        semconv.ARTIFACT_TYPE: "plot",
+        semconv.ARTIFACT_SIZE: 2048,
+    }
     registered = stage_events["ai.artifact.registered"].attributes
     key = PLOT_KEY.format(run=run_id)
     assert registered == {
-        semconv.ARTIFACT_KEY: key, semconv.ARTIFACT_URI: f"s3://bucket/{key}", semconv.ARTIFACT_SIZE: 2048,
-        semconv.ARTIFACT_SHA256: "ab" * 32, semconv.ARTIFACT_CONTENT_TYPE: "image/png", semconv.ARTIFACT_KIND: "plot",
+        semconv.ARTIFACT_KEY: key,
+        semconv.ARTIFACT_URI: f"s3://bucket/{key}",
+        semconv.ARTIFACT_SIZE: 2048,
+        semconv.ARTIFACT_SHA256: "ab" * 32,
+        semconv.ARTIFACT_CONTENT_TYPE: "image/png",
+        semconv.ARTIFACT_KIND: "plot",
     }
 
     # nodes: created, code_generated, completed; parent link; buggy -> ERROR
@@ -258,22 +321,37 @@ def test_every_spec_row_through_each_door(door: str, wire: Wire) -> None:
         assert record.attributes[semconv.RUN_ID] == run_id
         assert record.trace_id == run.trace_id
     concerned = {
-        "ai.run.started": run, "ai.run.heartbeat": run, "ai.run.completed": run,
-        "ai.run.stage_started": stage, "ai.run.stage_progress": stage, "ai.run.stage_metric": stage,
-        "ai.run.stage_completed": stage, "ai.node.selected_best": stage, "ai.artifact.detected": stage,
-        "ai.paper.started": paper, "ai.paper.generated": paper,
-        "ai.validation.auto_started": review, "ai.validation.auto_completed": review,
+        "ai.run.started": run,
+        "ai.run.heartbeat": run,
+        "ai.run.completed": run,
+        "ai.run.stage_started": stage,
+        "ai.run.stage_progress": stage,
+        "ai.run.stage_metric": stage,
+        "ai.run.stage_completed": stage,
+        "ai.node.selected_best": stage,
+        "ai.artifact.detected": stage,
+        "ai.paper.started": paper,
+        "ai.paper.generated": paper,
+        "ai.validation.auto_started": review,
+        "ai.validation.auto_completed": review,
     }
     for record in events:
         if record.event_name in concerned:
             assert record.span_id == concerned[record.event_name].span_id, record.event_name
-    node_events = [r for r in events if r.event_name in ("ai.node.created", "ai.node.code_generated", "ai.node.completed")]
+    node_events = [
+        r
+        for r in events
+        if r.event_name in ("ai.node.created", "ai.node.code_generated", "ai.node.completed")
+    ]
     assert [r.span_id for r in node_events] == [n1.span_id] * 3 + [n2.span_id] * 3
     executing = [r for r in events if r.event_name == "ai.node.executing"]
     assert {r.span_id for r in executing} == {s.span_id for s in names["ai.node.execute"]}
     started = events[0].attributes
     assert (started[semconv.POD_ID], started[semconv.GPU_NAME], started[semconv.CLOUD_REGION]) == (
-        "pod-7", "NVIDIA H100", "EU-RO-1")
+        "pod-7",
+        "NVIDIA H100",
+        "EU-RO-1",
+    )
     completed = events[-1].attributes
     assert completed[semconv.RUN_OUTCOME] == "completed" and completed[semconv.RUN_DURATION_S] >= 0
     assert events[-1].severity_text == "INFO"
@@ -299,8 +377,13 @@ def test_every_spec_row_through_each_door(door: str, wire: Wire) -> None:
     assert best_metric.value == 0.8
 
 
-_VOLATILE = {semconv.RUN_ID, semconv.RUN_DURATION_S, semconv.STAGE_DURATION_S, semconv.EVENT_SEQ,
-             "ai.node.exec.duration_s"}
+_VOLATILE = {
+    semconv.RUN_ID,
+    semconv.RUN_DURATION_S,
+    semconv.STAGE_DURATION_S,
+    semconv.EVENT_SEQ,
+    "ai.node.exec.duration_s",
+}
 
 
 def _shape(spans: list[SpanRecord], logs: list[LogRecordData], run_id: str) -> Any:
@@ -309,8 +392,11 @@ def _shape(spans: list[SpanRecord], logs: list[LogRecordData], run_id: str) -> A
     by_id = {s.span_id: s for s in mine}
 
     def clean(attributes: dict[str, Any]) -> dict[str, Any]:
-        return {k: (v.replace(run_id, "RUN") if isinstance(v, str) else v)
-                for k, v in attributes.items() if k not in _VOLATILE}
+        return {
+            k: (v.replace(run_id, "RUN") if isinstance(v, str) else v)
+            for k, v in attributes.items()
+            if k not in _VOLATILE
+        }
 
     span_shape = sorted(
         (
@@ -324,9 +410,15 @@ def _shape(spans: list[SpanRecord], logs: list[LogRecordData], run_id: str) -> A
         for s in mine
     )
     log_shape = [
-        (r.event_name, r.severity_text, r.body.replace(run_id, "RUN") if isinstance(r.body, str) else None,
-         by_id[r.span_id].name if r.span_id in by_id else None, tuple(sorted(clean(r.attributes).items())))
-        for r in logs if r.attributes.get(semconv.RUN_ID) == run_id
+        (
+            r.event_name,
+            r.severity_text,
+            r.body.replace(run_id, "RUN") if isinstance(r.body, str) else None,
+            by_id[r.span_id].name if r.span_id in by_id else None,
+            tuple(sorted(clean(r.attributes).items())),
+        )
+        for r in logs
+        if r.attributes.get(semconv.RUN_ID) == run_id
     ]
     return span_shape, log_shape
 

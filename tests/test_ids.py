@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from opentelemetry.sdk._configuration import _import_id_generator
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from otlp_receiver import OTLPReceiver
 
 import otel_ai
 from otel_ai.config import ConfigurationError
 from otel_ai.export.ids import OsRandomIdGenerator
 from otel_ai.export.otlp_json import SpanRecord, load_directory
 from otel_ai.export.providers import get_pipeline
-from otlp_receiver import OTLPReceiver
 
 OTEL_AI = [sys.executable, "-m", "otel_ai"]
 
@@ -55,7 +55,11 @@ CHILD_SPANS = {"ai.stage 1_initial_implementation", "plain", "task fork", "task 
 
 
 def clean_env(data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACEPARENT", "TRACESTATE", "PYTEST_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OTEL_", "TRACEPARENT", "TRACESTATE", "PYTEST_"))
+    }
     env["OTEL_AI_DATA_DIR"] = str(data_dir)
     env.update(extra)
     return env
@@ -68,7 +72,12 @@ def run_script(tmp_path: Path, name: str, *, wrapped: bool, **env: str) -> None:
     if wrapped:
         command = [*OTEL_AI, "run", "--no-status", "--no-watch", "--run-id", name, "--", *command]
     result = subprocess.run(
-        command, cwd=tmp_path, env=clean_env(tmp_path / name, **env), capture_output=True, text=True, timeout=120
+        command,
+        cwd=tmp_path,
+        env=clean_env(tmp_path / name, **env),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
 
@@ -90,7 +99,9 @@ def shared_ids(first: list[SpanRecord], second: list[SpanRecord]) -> tuple[set[s
 def test_seeding_random_does_not_change_the_id_sequence() -> None:
     def ids(generator: object) -> list[int]:
         random.seed(0)
-        return [generator.generate_trace_id() for _ in range(5)] + [generator.generate_span_id() for _ in range(5)]  # type: ignore[attr-defined]
+        return [generator.generate_trace_id() for _ in range(5)] + [
+            generator.generate_span_id() for _ in range(5)
+        ]  # type: ignore[attr-defined]
 
     sdk_default = RandomIdGenerator()
     assert ids(sdk_default) == ids(sdk_default), "the SDK's default repeats itself after random.seed"
@@ -111,7 +122,9 @@ def test_the_pipeline_uses_it_and_an_explicit_choice_wins(monkeypatch: pytest.Mo
     assert isinstance(get_pipeline().tracer_provider.id_generator, OsRandomIdGenerator)  # type: ignore[union-attr]
     otel_ai.testing.reset()
     monkeypatch.setenv("OTEL_PYTHON_ID_GENERATOR", "no-such-generator")
-    with pytest.raises(ConfigurationError, match="OTEL_PYTHON_ID_GENERATOR='no-such-generator'.*otel_ai.*random"):
+    with pytest.raises(
+        ConfigurationError, match="OTEL_PYTHON_ID_GENERATOR='no-such-generator'.*otel_ai.*random"
+    ):
         otel_ai.configure()
 
 
@@ -130,9 +143,10 @@ def test_two_seeded_runs_of_the_front_door_share_no_id(tmp_path: Path) -> None:
         runs.append(load_directory(tmp_path / name).spans)
     for spans in runs:
         named = by_name(spans)
-        assert {named["task fork"].resource["process.pid"], named["task spawn"].resource["process.pid"]}.isdisjoint(
-            {named["ai.run"].resource["process.pid"]}
-        )
+        assert {
+            named["task fork"].resource["process.pid"],
+            named["task spawn"].resource["process.pid"],
+        }.isdisjoint({named["ai.run"].resource["process.pid"]})
     shared_traces, shared_spans = shared_ids(*runs)
     assert not shared_traces and not shared_spans
 
@@ -160,7 +174,9 @@ def test_two_seeded_runs_under_otel_ai_run_share_no_id(tmp_path: Path) -> None:
             runs.append(receiver.spans())
     for spans in runs:
         named = by_name(spans)
-        assert {s.trace_id for s in spans} == {named["ai.run"].trace_id}, "the command's spans join the wrapper's run"
+        assert {s.trace_id for s in spans} == {named["ai.run"].trace_id}, (
+            "the command's spans join the wrapper's run"
+        )
         assert named["plain"].resource["process.pid"] != named["ai.run"].resource["process.pid"]
     shared_traces, shared_spans = shared_ids(*runs)
     assert not shared_traces and not shared_spans

@@ -33,8 +33,8 @@ FAKE = ROOT / "tests" / "fake_ai_scientist"
 if str(FAKE) not in sys.path:
     sys.path.insert(0, str(FAKE))
 
-from llm_stub import LLMStub
-from test_run_wrapper import wrapper_env
+from llm_stub import LLMStub  # noqa: E402 - found through the path set above
+from test_run_wrapper import wrapper_env  # noqa: E402
 
 
 @pytest.fixture
@@ -89,10 +89,14 @@ def test_instrument_twice_is_a_no_op_and_uninstrument_restores_every_original() 
         assert {s.status for s in hook_report() if s.target.startswith("ai_scientist.")} == {"patched"}
         assert concurrent.futures.process.ProcessPoolExecutor.submit is not submit
         instrumentor.instrument()
-        assert [vars(owner).get(name) for owner, name in targets] == patched, "the second call patched nothing"
+        assert [vars(owner).get(name) for owner, name in targets] == patched, (
+            "the second call patched nothing"
+        )
     finally:
         instrumentor.uninstrument()
-    assert all(vars(owner).get(name) is original for (owner, name), original in zip(targets, originals, strict=True))
+    assert all(
+        vars(owner).get(name) is original for (owner, name), original in zip(targets, originals, strict=True)
+    )
     assert concurrent.futures.process.ProcessPoolExecutor.submit is submit
     assert {s.status for s in hook_report()} <= {"found", "not imported"}
 
@@ -112,8 +116,12 @@ def test_each_llm_call_is_one_chat_span_under_what_it_serves(
     from ai_scientist.treesearch.backend import query
 
     def ask(task: str = "chat") -> object:
-        return query(system_message={"Task": f"[[task:{task}]] hello"}, user_message="say something", model="gpt-4o-mini",
-                     temperature=0.2)
+        return query(
+            system_message={"Task": f"[[task:{task}]] hello"},
+            user_message="say something",
+            model="gpt-4o-mini",
+            temperature=0.2,
+        )
 
     with otel_ai.run("llm-run") as run:
         ask()  # under the run
@@ -131,7 +139,12 @@ def test_each_llm_call_is_one_chat_span_under_what_it_serves(
     chats = [s for s in spans if s.name == "chat gpt-4o-mini"]
     assert len(chats) == stub.brain.calls == 4
     parents = [by_id[c.parent_span_id].name for c in sorted(chats, key=lambda c: c.start_ns)]
-    assert parents == ["ai.run", "ai.stage 1_initial_implementation", "ai.stage 1_initial_implementation", "ai.node draft"]
+    assert parents == [
+        "ai.run",
+        "ai.stage 1_initial_implementation",
+        "ai.stage 1_initial_implementation",
+        "ai.node draft",
+    ]
     for chat in chats:
         assert chat.kind == 3  # CLIENT
         assert chat.attributes[semconv.GEN_AI_OPERATION_NAME] == "chat"
@@ -148,8 +161,9 @@ def test_each_llm_call_is_one_chat_span_under_what_it_serves(
     assert {p.attributes[semconv.GEN_AI_TOKEN_TYPE] for p in usage} == {"input", "output"}
 
 
-def test_a_failing_llm_call_is_an_error_span_and_propagates(http_wire, instrumentor: AIScientistInstrumentor,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failing_llm_call_is_an_error_span_and_propagates(
+    http_wire, instrumentor: AIScientistInstrumentor, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import openai
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
@@ -202,8 +216,12 @@ def test_what_this_version_lacks_is_skipped_and_reported(tmp_path: Path) -> None
         """
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PYTEST_"))}
-    env.update(PYTHONPATH=str(tmp_path), OTEL_AI_DATA_DIR=str(tmp_path / "runs"), OTEL_AI_RAISE_INTERNAL_ERRORS="1")
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    env.update(
+        PYTHONPATH=str(tmp_path), OTEL_AI_DATA_DIR=str(tmp_path / "runs"), OTEL_AI_RAISE_INTERNAL_ERRORS="1"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["step"] == "stepped"
@@ -222,9 +240,22 @@ def test_under_opentelemetry_instrument_the_instrumentor_starts_the_run(tmp_path
     # (no OTEL_*_EXPORTER=none here: otel_ai honours it too, and would export nothing)
     env = wrapper_env(tmp_path / "runs", OTEL_AI_RAISE_INTERNAL_ERRORS="1")
     result = subprocess.run(
-        [str(instrument), sys.executable, str(ROOT / "examples" / "simulated_bfts.py"), "--workdir", str(tmp_path / "work"),
-         "--start-method", "fork", "--max-iters", "2"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240,
+        [
+            str(instrument),
+            sys.executable,
+            str(ROOT / "examples" / "simulated_bfts.py"),
+            "--workdir",
+            str(tmp_path / "work"),
+            "--start-method",
+            "fork",
+            "--max-iters",
+            "2",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     spans = load_directory(tmp_path / "runs").spans
@@ -233,23 +264,40 @@ def test_under_opentelemetry_instrument_the_instrumentor_starts_the_run(tmp_path
     assert {s.trace_id for s in spans} == {run.trace_id}
     assert [s.name for s in spans if s.parent_span_id and s.parent_span_id not in by_id] == []
     assert run.attributes[semconv.RUN_OUTCOME] == semconv.OUTCOME_COMPLETED
-    calls, inputs, outputs = map(int, re.search(r"llm stub: (\d+) calls, (\d+) input tokens, (\d+) output", result.stdout).groups())
+    calls, inputs, outputs = map(
+        int, re.search(r"llm stub: (\d+) calls, (\d+) input tokens, (\d+) output", result.stdout).groups()
+    )
     assert len([s for s in spans if s.name.startswith("chat ")]) == calls
-    assert (run.attributes[semconv.LLM_INPUT_TOKENS], run.attributes[semconv.LLM_OUTPUT_TOKENS]) == (inputs, outputs)
-    assert {s.attributes[semconv.NODE_KIND] for s in spans if s.name.startswith("ai.node ")} >= {"draft", "seed", "seed_agg"}
+    assert (run.attributes[semconv.LLM_INPUT_TOKENS], run.attributes[semconv.LLM_OUTPUT_TOKENS]) == (
+        inputs,
+        outputs,
+    )
+    assert {s.attributes[semconv.NODE_KIND] for s in spans if s.name.startswith("ai.node ")} >= {
+        "draft",
+        "seed",
+        "seed_agg",
+    }
 
 
-def test_an_anthropic_call_is_one_chat_span_with_its_tokens(http_wire, stub: LLMStub, instrumentor: AIScientistInstrumentor,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_anthropic_call_is_one_chat_span_with_its_tokens(
+    http_wire, stub: LLMStub, instrumentor: AIScientistInstrumentor, monkeypatch: pytest.MonkeyPatch
+) -> None:
     anthropic = pytest.importorskip("anthropic")
     from ai_scientist.llm import get_response_from_llm
 
-    client = anthropic.Anthropic(api_key="sk-ant-test", base_url=stub.base_url.removesuffix("/v1"), max_retries=0)
+    client = anthropic.Anthropic(
+        api_key="sk-ant-test", base_url=stub.base_url.removesuffix("/v1"), max_retries=0
+    )
     with otel_ai.run("anthropic-run") as run, run.stage("1_initial_implementation") as stage:
-        text, _ = get_response_from_llm("[[task:review_paper]] review", client, "claude-3-5-sonnet", "You review.")
+        text, _ = get_response_from_llm(
+            "[[task:review_paper]] review", client, "claude-3-5-sonnet", "You review."
+        )
     assert "REVIEW JSON" in text
     chat = http_wire.span(lambda s: s.name == "chat claude-3-5-sonnet")
     assert chat.parent_span_id == f"{stage.span_context.span_id:016x}"
     assert chat.attributes[semconv.GEN_AI_PROVIDER_NAME] == "anthropic"
-    assert chat.attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS] > 0 and chat.attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] > 0
+    assert (
+        chat.attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS] > 0
+        and chat.attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] > 0
+    )
     assert list(chat.attributes[semconv.GEN_AI_RESPONSE_FINISH_REASONS]) == ["end_turn"]

@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
+from test_run_wrapper import wrapper_env
 
 from otel_ai import semconv
 from otel_ai.export.otlp_json import SpanRecord, load_directory
@@ -19,15 +20,27 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "simulated_bfts.py"
 WORKER_KINDS = {"draft", "debug", "improve", "hyperparam", "ablation", "seed"}
 
-from test_run_wrapper import wrapper_env
-
 
 def _run(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], list[SpanRecord], list]:
     result = subprocess.run(
-        [sys.executable, "-m", "otel_ai", "run", "--no-status", "--", sys.executable, str(EXAMPLE),
-         "--workdir", str(tmp_path / "work"), *args],
-        cwd=tmp_path, env=wrapper_env(tmp_path / "runs", OTEL_AI_RAISE_INTERNAL_ERRORS="1"),
-        capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "otel_ai",
+            "run",
+            "--no-status",
+            "--",
+            sys.executable,
+            str(EXAMPLE),
+            "--workdir",
+            str(tmp_path / "work"),
+            *args,
+        ],
+        cwd=tmp_path,
+        env=wrapper_env(tmp_path / "runs", OTEL_AI_RAISE_INTERNAL_ERRORS="1"),
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     data = load_directory(tmp_path / "runs")
@@ -47,16 +60,22 @@ def test_a_simulated_search_is_one_complete_trace(tmp_path: Path, method: str) -
     assert len(by_id) == len(spans), "no span exported twice"
     run = next(s for s in spans if s.name == semconv.SPAN_RUN)
     assert {s.trace_id for s in spans} == {run.trace_id}, "one trace"
-    assert [s.name for s in spans if s.parent_span_id and s.parent_span_id not in by_id] == [], "no parent missing"
+    assert [s.name for s in spans if s.parent_span_id and s.parent_span_id not in by_id] == [], (
+        "no parent missing"
+    )
     assert run.attributes[semconv.RUN_OUTCOME] == semconv.OUTCOME_COMPLETED
 
     # stages: the four main stages, each a child of the run
-    stages = {s.attributes[semconv.STAGE_NAME]: s for s in spans if s.name.startswith(semconv.SPAN_STAGE + " ")}
+    stages = {
+        s.attributes[semconv.STAGE_NAME]: s for s in spans if s.name.startswith(semconv.SPAN_STAGE + " ")
+    }
     assert {name.split("_")[0] for name in stages} == {"1", "2", "3", "4"}
     assert all(s.parent_span_id == run.span_id for s in stages.values())
     main_pid = run.resource.get(semconv.PROCESS_PID)
     stage_pids = {s.resource[semconv.PROCESS_PID] for s in stages.values()}
-    assert len(stage_pids) == 1 and main_pid not in stage_pids, "stages in the experiment's process, not the wrapper"
+    assert len(stage_pids) == 1 and main_pid not in stage_pids, (
+        "stages in the experiment's process, not the wrapper"
+    )
 
     # nodes: every one under its stage, with its kind, id, parent id and link
     nodes = [s for s in spans if s.name.startswith(semconv.SPAN_NODE + " ")]
@@ -65,7 +84,10 @@ def test_a_simulated_search_is_one_complete_trace(tmp_path: Path, method: str) -
     assert len(node_spans_by_key) == len(nodes), "a node id is unique within its stage"
     kinds = Counter(n.attributes[semconv.NODE_KIND] for n in nodes)
     assert {"draft", "seed", "seed_agg", "node"} <= set(kinds) and set(kinds) <= set(semconv.NODE_KINDS)
-    assert kinds["draft"] >= 2 and (kinds["improve"] + kinds["hyperparam"] + kinds["ablation"] + kinds["debug"]) >= 4
+    assert (
+        kinds["draft"] >= 2
+        and (kinds["improve"] + kinds["hyperparam"] + kinds["ablation"] + kinds["debug"]) >= 4
+    )
     children: dict[str, list[SpanRecord]] = defaultdict(list)
     for span in spans:
         children[span.parent_span_id or ""].append(span)
@@ -105,7 +127,11 @@ def test_a_simulated_search_is_one_complete_trace(tmp_path: Path, method: str) -
             else:
                 assert purposes[0] == semconv.EXEC_PURPOSE_EXPERIMENT
                 if not node.attributes[semconv.NODE_IS_BUGGY]:
-                    assert purposes == [semconv.EXEC_PURPOSE_EXPERIMENT, semconv.EXEC_PURPOSE_METRICS, semconv.EXEC_PURPOSE_PLOTTING]
+                    assert purposes == [
+                        semconv.EXEC_PURPOSE_EXPERIMENT,
+                        semconv.EXEC_PURPOSE_METRICS,
+                        semconv.EXEC_PURPOSE_PLOTTING,
+                    ]
                     assert isinstance(node.attributes[semconv.NODE_METRIC_VALUE], float)
                 assert all(e.resource[semconv.PROCESS_PID] == pid for e in executions)
 
@@ -126,8 +152,13 @@ def test_a_simulated_search_is_one_complete_trace(tmp_path: Path, method: str) -
         if chat.resource[semconv.PROCESS_PID] not in stage_pids:
             assert parent.name.startswith(semconv.SPAN_NODE + " "), "a worker's calls serve its node"
         else:
-            assert parent.name.split(" ")[0] in (semconv.SPAN_STAGE, semconv.SPAN_NODE, semconv.SPAN_PAPER,
-                                                 semconv.SPAN_VALIDATION, semconv.SPAN_RUN)
+            assert parent.name.split(" ")[0] in (
+                semconv.SPAN_STAGE,
+                semconv.SPAN_NODE,
+                semconv.SPAN_PAPER,
+                semconv.SPAN_VALIDATION,
+                semconv.SPAN_RUN,
+            )
     assert sum(c.attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS] for c in chats) == input_tokens
     assert sum(c.attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] for c in chats) == output_tokens
 
@@ -142,8 +173,12 @@ def test_a_simulated_search_is_one_complete_trace(tmp_path: Path, method: str) -
 
     for owner in [*nodes, *stages.values(), run]:
         mine = below(owner)
-        assert owner.attributes.get(semconv.LLM_INPUT_TOKENS, 0) == sum(c.attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS] for c in mine), owner.name
-        assert owner.attributes.get(semconv.LLM_OUTPUT_TOKENS, 0) == sum(c.attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] for c in mine), owner.name
+        assert owner.attributes.get(semconv.LLM_INPUT_TOKENS, 0) == sum(
+            c.attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS] for c in mine
+        ), owner.name
+        assert owner.attributes.get(semconv.LLM_OUTPUT_TOKENS, 0) == sum(
+            c.attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] for c in mine
+        ), owner.name
     assert run.attributes[semconv.LLM_INPUT_TOKENS] == input_tokens
     assert run.attributes[semconv.LLM_OUTPUT_TOKENS] == output_tokens
 
@@ -152,12 +187,17 @@ def test_a_simulated_search_is_one_complete_trace(tmp_path: Path, method: str) -
         names = [e.name for e in stage.events]
         assert semconv.STAGE_PROGRESS in names and semconv.STAGE_DECISION in names, stage.name
         assert semconv.NODE_SELECTED_BEST in names, stage.name
-        best_links = [link for link in stage.links if link.attributes[semconv.LINK_TYPE] == semconv.LINK_SELECTED_BEST]
-        assert best_links and all(by_id[link.span_id].attributes[semconv.NODE_ID] == link.attributes[semconv.NODE_ID]
-                                  for link in best_links)
+        best_links = [
+            link for link in stage.links if link.attributes[semconv.LINK_TYPE] == semconv.LINK_SELECTED_BEST
+        ]
+        assert best_links and all(
+            by_id[link.span_id].attributes[semconv.NODE_ID] == link.attributes[semconv.NODE_ID]
+            for link in best_links
+        )
         last = [e for e in stage.events if e.name == semconv.STAGE_PROGRESS][-1]
         assert last.attributes[semconv.STAGE_NODES_TOTAL] == sum(
-            1 for n in nodes if n.attributes[semconv.STAGE_NAME] == stage.attributes[semconv.STAGE_NAME])
+            1 for n in nodes if n.attributes[semconv.STAGE_NAME] == stage.attributes[semconv.STAGE_NAME]
+        )
 
     # paper and validation close the run
     paper = next(s for s in spans if s.name == semconv.SPAN_PAPER)
@@ -170,4 +210,6 @@ def test_a_simulated_search_is_one_complete_trace(tmp_path: Path, method: str) -
 
     # every node is also an ai.node.created log-based event
     created = [r for r in logs if r.event_name == semconv.NODE_CREATED]
-    assert Counter((r.attributes[semconv.STAGE_NAME], r.attributes[semconv.NODE_ID]) for r in created) == Counter(list(node_spans_by_key))
+    assert Counter(
+        (r.attributes[semconv.STAGE_NAME], r.attributes[semconv.NODE_ID]) for r in created
+    ) == Counter(list(node_spans_by_key))

@@ -77,7 +77,9 @@ class FakeJaeger:
                     return
                 if url.path == "/api/v3/traces":
                     try:
-                        start = datetime.fromisoformat(query["query.start_time_min"][0].replace("Z", "+00:00"))
+                        start = datetime.fromisoformat(
+                            query["query.start_time_min"][0].replace("Z", "+00:00")
+                        )
                         end = datetime.fromisoformat(query["query.start_time_max"][0].replace("Z", "+00:00"))
                     except (KeyError, ValueError):
                         self._error(400, "query.start_time_min and query.start_time_max are required")
@@ -85,16 +87,22 @@ class FakeJaeger:
                     if not start < end:
                         self._error(400, "query.start_time_min must be before query.start_time_max")
                         return
-                    wanted = json.loads(query.get("query.attributes", ["{}"])[0]) if fake.honour_attributes else {}
+                    wanted = (
+                        json.loads(query.get("query.attributes", ["{}"])[0]) if fake.honour_attributes else {}
+                    )
                     service = query.get("query.service_name", [""])[0]
                     found = [
-                        trace for trace in fake.traces.values()
-                        if _service_of(trace) == service and all(_has_attribute(trace, k, v) for k, v in wanted.items())
+                        trace
+                        for trace in fake.traces.values()
+                        if _service_of(trace) == service
+                        and all(_has_attribute(trace, k, v) for k, v in wanted.items())
                     ]
                     if not found:
                         self._error(404, "No traces found")
                         return
-                    self._answer(200, {"result": {"resourceSpans": [rs for t in found for rs in t["resourceSpans"]]}})
+                    self._answer(
+                        200, {"result": {"resourceSpans": [rs for t in found for rs in t["resourceSpans"]]}}
+                    )
                     return
                 self._error(404, "404 page not found")
 
@@ -120,7 +128,9 @@ def _service_of(trace: dict[str, Any]) -> str | None:
 def _has_attribute(trace: dict[str, Any], key: str, value: str) -> bool:
     return any(
         a["key"] == key and str(next(iter(a["value"].values()))) == value
-        for rs in trace["resourceSpans"] for ss in rs.get("scopeSpans", []) for span in ss.get("spans", [])
+        for rs in trace["resourceSpans"]
+        for ss in rs.get("scopeSpans", [])
+        for span in ss.get("spans", [])
         for a in span.get("attributes", [])
     )
 
@@ -137,7 +147,10 @@ def traces_by_id(data_dir: Path) -> dict[str, dict[str, Any]]:
                         for span in ss.get("spans", []):
                             trace = traces.setdefault(span["traceId"].lower(), {"resourceSpans": []})
                             trace["resourceSpans"].append(
-                                {"resource": rs.get("resource", {}), "scopeSpans": [{"scope": ss.get("scope", {}), "spans": [span]}]}
+                                {
+                                    "resource": rs.get("resource", {}),
+                                    "scopeSpans": [{"scope": ss.get("scope", {}), "spans": [span]}],
+                                }
                             )
     return traces
 
@@ -170,20 +183,32 @@ def jaeger(runs: Runs) -> Iterator[FakeJaeger]:
 
 
 def _show(*args: str, data_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(OTEL_AI), "show", *args], check=False, capture_output=True, text=True, timeout=60,
-                          env=clean_env(data_dir))
+    return subprocess.run(
+        [str(OTEL_AI), "show", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(data_dir),
+    )
 
 
 def _tree(output: str) -> list[str]:
     """The stage headers and node lines of a show output (what Jaeger holds: the trace)."""
-    return [line for line in output.splitlines() if NODE_LINE.search(line) or "Stage " in line or "nodes " in line]
+    return [
+        line for line in output.splitlines() if NODE_LINE.search(line) or "Stage " in line or "nodes " in line
+    ]
 
 
 def _trace_id(runs: Runs, run_id: str) -> str:
-    return next(s.trace_id for s in load_directory(runs.data_dir).spans if s.attributes.get(semconv.RUN_ID) == run_id)
+    return next(
+        s.trace_id for s in load_directory(runs.data_dir).spans if s.attributes.get(semconv.RUN_ID) == run_id
+    )
 
 
-def test_show_from_jaeger_by_run_id_matches_show_from_files(runs: Runs, jaeger: FakeJaeger, tmp_path: Path) -> None:
+def test_show_from_jaeger_by_run_id_matches_show_from_files(
+    runs: Runs, jaeger: FakeJaeger, tmp_path: Path
+) -> None:
     from_files = _show(runs.ok, "--data-dir", str(runs.data_dir))
     from_jaeger = _show(runs.ok, "--jaeger", jaeger.url, data_dir=tmp_path / "nothing-here")
     assert from_files.returncode == 0, from_files.stderr
@@ -228,16 +253,22 @@ def test_report_from_jaeger(runs: Runs, jaeger: FakeJaeger, tmp_path: Path) -> N
     out = tmp_path / "from-jaeger.html"
     assert cli_main(["report", runs.ok, "--jaeger", jaeger.url, "-o", str(out)]) == 0
     page = out.read_text()
-    data = json.loads(re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page, re.S).group(1))
+    data = json.loads(
+        re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page, re.S).group(1)
+    )
     assert data["run"]["id"] == runs.ok
-    expected = {(s.attributes[semconv.STAGE_NAME], s.attributes[semconv.NODE_ID])
-                for s in load_directory(runs.data_dir).spans
-                if s.name.startswith(semconv.SPAN_NODE + " ") and s.attributes.get(semconv.RUN_ID) == runs.ok}
+    expected = {
+        (s.attributes[semconv.STAGE_NAME], s.attributes[semconv.NODE_ID])
+        for s in load_directory(runs.data_dir).spans
+        if s.name.startswith(semconv.SPAN_NODE + " ") and s.attributes.get(semconv.RUN_ID) == runs.ok
+    }
     assert {(stage["name"], node["id"]) for stage in data["stages"] for node in stage["nodes"]} == expected
     assert data["links"] == [{"label": "Jaeger", "url": f"{jaeger.url}/trace/{_trace_id(runs, runs.ok)}"}]
 
 
-def test_errors_from_jaeger_are_clear(runs: Runs, jaeger: FakeJaeger, capsys: pytest.CaptureFixture[str]) -> None:
+def test_errors_from_jaeger_are_clear(
+    runs: Runs, jaeger: FakeJaeger, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert cli_main(["show", "no-such-run", "--jaeger", jaeger.url]) == 1
     err = capsys.readouterr().err
     assert "no run or trace 'no-such-run'" in err and jaeger.url in err

@@ -9,9 +9,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from test_run_wrapper import run_wrapped, telemetry
 
 from otel_ai import semconv
-from test_run_wrapper import run_wrapped, telemetry
 
 KILLED_CHILD = textwrap.dedent(
     """
@@ -59,22 +59,40 @@ KILLED_CHILD = textwrap.dedent(
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_workers_killed_at_a_stage_end_lose_nothing(tmp_path: Path, method: str) -> None:
     (tmp_path / "child.py").write_text(KILLED_CHILD)
-    result = run_wrapped(tmp_path, [sys.executable, "child.py", method, str(tmp_path / "started")], "--run-id", f"killed-{method}",
-                         timeout=180)
+    result = run_wrapped(
+        tmp_path,
+        [sys.executable, "child.py", method, str(tmp_path / "started")],
+        "--run-id",
+        f"killed-{method}",
+        timeout=180,
+    )
     assert result.returncode == 0, result.stderr.decode()[-3000:]
     codes = result.stdout.decode().split("killed ", 1)[1].strip()
     assert set(codes.strip("[]").split(", ")) == {"-15"}, codes  # every worker died by the signal
     data = telemetry(tmp_path)
-    nodes = {s.attributes[semconv.NODE_ID]: s for s in data.spans if s.name.startswith(semconv.SPAN_NODE + " ")}
+    nodes = {
+        s.attributes[semconv.NODE_ID]: s for s in data.spans if s.name.startswith(semconv.SPAN_NODE + " ")
+    }
     assert set(nodes) == {f"node-{i}" for i in range(6)} | {"node-99"}
     assert all(nodes[f"node-{i}"].attributes[semconv.NODE_IS_BUGGY] is False for i in range(6))
     killed = nodes["node-99"]
     # ended by the dying worker: itself, or its (worker-side) stage first
     assert killed.attributes[semconv.SPAN_CLOSED_BY] in ("shutdown", "parent_end")
-    lines = {r.body for r in data.logs if not r.event_name and isinstance(r.body, str) and r.body.startswith("line from")}
+    lines = {
+        r.body
+        for r in data.logs
+        if not r.event_name and isinstance(r.body, str) and r.body.startswith("line from")
+    }
     assert lines == {f"line from task {i}" for i in (*range(6), 99)}
     completed = [r for r in data.logs if r.event_name == semconv.NODE_COMPLETED]
-    assert len(completed) == 7, [(r.attributes.get(semconv.NODE_ID), r.attributes.get(semconv.EVENT_DUPLICATE), r.resource.get("process.pid")) for r in completed][5:]  # six completed, one closed by the worker's end
+    assert len(completed) == 7, [
+        (
+            r.attributes.get(semconv.NODE_ID),
+            r.attributes.get(semconv.EVENT_DUPLICATE),
+            r.resource.get("process.pid"),
+        )
+        for r in completed
+    ][5:]  # six completed, one closed by the worker's end
     counted = {}
     for point in data.metrics:
         if point.name == semconv.METRIC_NODES:

@@ -29,7 +29,10 @@ def test_five_thousand_progress_updates(http_wire: Wire) -> None:
     assert span.attributes[semconv.SPAN_EVENTS_OMITTED_BY_NAME] == [f"{semconv.STAGE_PROGRESS}={omitted}"]
     assert span.attributes[semconv.STAGE_PROGRESS_UPDATES] == UPDATES
     # other events are not pushed out by the flood
-    assert [e.attributes[semconv.NODE_ID] for e in span.events if e.name == semconv.NODE_SELECTED_BEST] == ["n0", "n1"]
+    assert [e.attributes[semconv.NODE_ID] for e in span.events if e.name == semconv.NODE_SELECTED_BEST] == [
+        "n0",
+        "n1",
+    ]
     times = [e.time_ns for e in span.events]
     assert times == sorted(times)
     # the full stream is in the log-based events

@@ -39,8 +39,14 @@ def _pane(url: str) -> dict:
 
 def test_jaeger_trace_url() -> None:
     trace_id = "0AF7651916CD43DD8448EB211C80319C"
-    assert jaeger_trace_url("http://localhost:16686", trace_id) == f"http://localhost:16686/trace/{trace_id.lower()}"
-    assert jaeger_trace_url("https://x.example/jaeger/", trace_id.lower()) == f"https://x.example/jaeger/trace/{trace_id.lower()}"
+    assert (
+        jaeger_trace_url("http://localhost:16686", trace_id)
+        == f"http://localhost:16686/trace/{trace_id.lower()}"
+    )
+    assert (
+        jaeger_trace_url("https://x.example/jaeger/", trace_id.lower())
+        == f"https://x.example/jaeger/trace/{trace_id.lower()}"
+    )
 
 
 def test_grafana_explore_url_queries_the_run_in_loki() -> None:
@@ -76,7 +82,15 @@ def test_the_label_is_the_one_loki_indexes() -> None:
     assert "{ai_run_id=" in (REPO / "docs" / "operations.md").read_text()
     # the data source uid the link opens is the one the stack provisions
     datasources = yaml.safe_load(
-        (REPO / "collector-config" / "stack" / "grafana" / "provisioning" / "datasources" / "datasources.yaml").read_text()
+        (
+            REPO
+            / "collector-config"
+            / "stack"
+            / "grafana"
+            / "provisioning"
+            / "datasources"
+            / "datasources.yaml"
+        ).read_text()
     )
     assert any(ds["type"] == "loki" and ds["uid"] == "loki" for ds in datasources["datasources"])
 
@@ -85,7 +99,9 @@ def test_run_links_only_for_what_is_configured() -> None:
     assert run_links(run_id="r", trace_id="ab" * 16) == []
     links = run_links(run_id="r", trace_id="ab" * 16, jaeger_url=JAEGER)
     assert [(link.label, link.url) for link in links] == [("Jaeger", f"{JAEGER}/trace/{'ab' * 16}")]
-    assert [link.label for link in run_links(run_id="r", trace_id=None, jaeger_url=JAEGER, grafana_url=GRAFANA)] == ["Grafana"]
+    assert [
+        link.label for link in run_links(run_id="r", trace_id=None, jaeger_url=JAEGER, grafana_url=GRAFANA)
+    ] == ["Grafana"]
 
 
 # --------------------------------------------------------------------------- otel-ai run
@@ -94,9 +110,25 @@ def test_run_links_only_for_what_is_configured() -> None:
 def _wrapped(tmp_path: Path, *args: str, **env: str) -> tuple[subprocess.CompletedProcess[str], Path]:
     data_dir = tmp_path / "runs"
     result = subprocess.run(
-        [str(OTEL_AI), "run", "--run-id", "links-run", "--no-status", "--no-watch", *args, "--",
-         sys.executable, "-c", "print('experiment output')"],
-        check=False, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=clean_env(data_dir, **env),
+        [
+            str(OTEL_AI),
+            "run",
+            "--run-id",
+            "links-run",
+            "--no-status",
+            "--no-watch",
+            *args,
+            "--",
+            sys.executable,
+            "-c",
+            "print('experiment output')",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=clean_env(data_dir, **env),
     )
     return result, data_dir
 
@@ -146,7 +178,9 @@ def test_otel_ai_run_refuses_a_bad_url_before_starting(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- otel-ai show
 
 
-def test_otel_ai_show_prints_the_links(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_otel_ai_show_prints_the_links(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     result, data_dir = _wrapped(tmp_path)
     assert result.returncode == 0, result.stderr
     (view,) = build_runs(load_directory(data_dir))

@@ -43,7 +43,9 @@ def _errors() -> dict[str, int]:
 
 
 def _series(points: list[MetricPoint], name: str, **attributes: object) -> list[MetricPoint]:
-    found = [p for p in points if p.name == name and all(p.attributes.get(k) == v for k, v in attributes.items())]
+    found = [
+        p for p in points if p.name == name and all(p.attributes.get(k) == v for k, v in attributes.items())
+    ]
     return sorted(found, key=lambda p: p.time_ns)
 
 
@@ -67,8 +69,15 @@ def test_progress_values_match_the_events_sent(wire: Wire) -> None:
     with otel_ai.run("run-progress") as run:
         with run.stage("1_initial_implementation") as stage:
             for i, value in enumerate(sent, start=1):
-                stage.progress(progress=value, iteration=i, max_iterations=len(sent), good_nodes=i, buggy_nodes=0,
-                               total_nodes=i, best_metric=0.5 + value / 10)
+                stage.progress(
+                    progress=value,
+                    iteration=i,
+                    max_iterations=len(sent),
+                    good_nodes=i,
+                    buggy_nodes=0,
+                    total_nodes=i,
+                    best_metric=0.5 + value / 10,
+                )
                 wire.flush()  # one collection per event: the gauge's latest value each time
     points = _series(wire.metrics(), "ai.stage.progress", **{"ai.run.id": "run-progress"})
     values: list[float] = []
@@ -107,13 +116,24 @@ def test_token_usage_per_genai_conventions(http_wire: Wire) -> None:
         with run.stage("1_initial_implementation") as stage:
             with stage.node("n1", kind="draft") as node:
                 # inside the node: run and stage come from the active span
-                otel_ai.metrics.record_token_usage(1200, 300, provider="openai", request_model="gpt-4o-2024-11-20",
-                                                   response_model="gpt-4o-2024-11-20")
-                otel_ai.metrics.record_token_usage(800, None, provider="openai", request_model="gpt-4o-2024-11-20",
-                                                   response_model="gpt-4o-2024-11-20")
+                otel_ai.metrics.record_token_usage(
+                    1200,
+                    300,
+                    provider="openai",
+                    request_model="gpt-4o-2024-11-20",
+                    response_model="gpt-4o-2024-11-20",
+                )
+                otel_ai.metrics.record_token_usage(
+                    800,
+                    None,
+                    provider="openai",
+                    request_model="gpt-4o-2024-11-20",
+                    response_model="gpt-4o-2024-11-20",
+                )
                 node.completed(is_buggy=False, metric=1.0)
-        otel_ai.metrics.record_token_usage(50, 7, provider="anthropic", request_model="claude-3-5-sonnet",
-                                           run_id="other-run", stage="review")
+        otel_ai.metrics.record_token_usage(
+            50, 7, provider="anthropic", request_model="claude-3-5-sonnet", run_id="other-run", stage="review"
+        )
         otel_ai.metrics.record_token_usage("many", -3, provider="openai")  # bad counts: nothing, no error
     common = {
         "gen_ai.operation.name": "chat",
@@ -172,7 +192,9 @@ def test_process_tree_memory_rises_with_a_child_that_allocates_200_mb(http_wire:
     http_wire.flush()
     before_memory = _latest(http_wire, "process.memory.usage").value
     before_count = _latest(http_wire, "ai.process.count").value
-    child = subprocess.Popen([sys.executable, "-c", CHILD_ALLOCATES], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD_ALLOCATES], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "ready"
         http_wire.flush()
@@ -234,7 +256,9 @@ def test_system_cpu_and_memory(http_wire: Wire) -> None:
 
 def test_observe_process_tree_moves_the_root_to_a_child(http_wire: Wire) -> None:
     _start()
-    child = subprocess.Popen([sys.executable, "-c", CHILD_ALLOCATES], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD_ALLOCATES], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "ready"
         sampler = otel_ai.metrics.observe_process_tree(child.pid)
@@ -271,7 +295,9 @@ def test_one_pass_per_collection_and_no_pass_after_stop(http_wire: Wire) -> None
 
 def test_a_second_sampler_on_the_same_meter_takes_over(http_wire: Wire) -> None:
     first = _start()
-    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.readline()"], stdin=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.readline()"], stdin=subprocess.PIPE
+    )
     try:
         second = _start(root_pid=child.pid)
         assert first.stopped and not second.stopped
@@ -294,7 +320,12 @@ def test_disabled_pipeline_samples_nothing() -> None:
 
 # --------------------------------------------------------------------------- names and units
 
-_KINDS = {"gauge": ("gauge", None), "counter": ("sum", True), "updowncounter": ("sum", False), "histogram": ("histogram", None)}
+_KINDS = {
+    "gauge": ("gauge", None),
+    "counter": ("sum", True),
+    "updowncounter": ("sum", False),
+    "histogram": ("histogram", None),
+}
 
 
 def _documented() -> dict[str, tuple[str, str]]:
@@ -319,7 +350,9 @@ def test_every_metric_on_the_wire_is_documented_with_its_unit_and_instrument(htt
             with stage.node("n1", kind="draft") as node:
                 otel_ai.metrics.record_token_usage(10, 5, provider="openai", request_model="m")
                 node.completed(is_buggy=False, metric=0.5, exec_time_s=1.0)
-            stage.progress(iteration=1, max_iterations=2, good_nodes=1, buggy_nodes=0, total_nodes=1, best_metric=0.5)
+            stage.progress(
+                iteration=1, max_iterations=2, good_nodes=1, buggy_nodes=0, total_nodes=1, best_metric=0.5
+            )
         otel_ai.metrics.record_artifact_uploaded(10, kind="figure")
     http_wire.flush()
     points = http_wire.metrics()
@@ -337,8 +370,11 @@ def test_every_metric_on_the_wire_is_documented_with_its_unit_and_instrument(htt
     if SPEC is not None:
         section = SPEC.read_text(encoding="utf-8").split("## 4. Metrics", 1)[1].split("\n## ", 1)[0]
         for name in re.findall(r"`([a-z_]+(?:\.[a-z_]+)+)`", section):
-            if not name.endswith("*") and "." in name and name.split(".")[0] in ("ai", "hw") and name not in (
-                "ai.node.status", "ai.artifact.kind", "hw.id", "hw.model"
+            if (
+                not name.endswith("*")
+                and "." in name
+                and name.split(".")[0] in ("ai", "hw")
+                and name not in ("ai.node.status", "ai.artifact.kind", "hw.id", "hw.model")
             ):
                 assert name in seen, f"SPEC section 4 names {name}, not exported"
 
@@ -361,7 +397,8 @@ print("parent", seen, flush=True)
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_does_not_report_its_parents_tree(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-c", FORK, str(tmp_path)], check=False, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", FORK, str(tmp_path)], check=False, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert sorted(result.stdout.split("\n")[:2]) == ["child 0", "parent 1"]

@@ -82,11 +82,20 @@ class FakeNvml:
     NVML_ERROR_GPU_IS_LOST = 15
 
     def __init__(self, gpus: list[FakeGpu] | None = None, *, init_error: int | None = None) -> None:
-        self.gpus = gpus if gpus is not None else [
-            FakeGpu("NVIDIA H100 80GB HBM3", "GPU-11111111-2222-3333-4444-555555555555"),
-            FakeGpu("NVIDIA H100 80GB HBM3", "GPU-66666666-7777-8888-9999-000000000000", utilization=0,
-                    used=1 * GiB, unsupported=("power", "energy")),
-        ]
+        self.gpus = (
+            gpus
+            if gpus is not None
+            else [
+                FakeGpu("NVIDIA H100 80GB HBM3", "GPU-11111111-2222-3333-4444-555555555555"),
+                FakeGpu(
+                    "NVIDIA H100 80GB HBM3",
+                    "GPU-66666666-7777-8888-9999-000000000000",
+                    utilization=0,
+                    used=1 * GiB,
+                    unsupported=("power", "energy"),
+                ),
+            ]
+        )
         self.init_error = init_error
         self.initialised = 0
         self.calls: dict[tuple[str, int], int] = {}
@@ -153,7 +162,9 @@ def test_gpu_metrics_on_the_wire(wire: Wire) -> None:
     otel_ai.metrics.start(get_pipeline().meter, nvml=nvml, min_interval_s=0.0)
     wire.flush()
     utilization = _latest(wire, "hw.gpu.utilization", "gpu0")
-    assert utilization.value == pytest.approx(0.42) and utilization.unit == "1" and utilization.kind == "gauge"
+    assert (
+        utilization.value == pytest.approx(0.42) and utilization.unit == "1" and utilization.kind == "gauge"
+    )
     assert utilization.attributes == {
         "hw.id": "GPU-11111111-2222-3333-4444-555555555555",
         "hw.name": "gpu0",
@@ -193,7 +204,9 @@ def test_an_unsupported_reading_is_asked_once_and_left_out(http_wire: Wire) -> N
     assert {p.attributes["hw.name"] for p in latest if p.name == "hw.temperature"} == {"gpu0", "gpu1"}
 
 
-def test_a_lost_gpu_is_logged_once_and_sampling_goes_on(http_wire: Wire, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_lost_gpu_is_logged_once_and_sampling_goes_on(
+    http_wire: Wire, caplog: pytest.LogCaptureFixture
+) -> None:
     nvml = FakeNvml()
     sampler = otel_ai.metrics.start(get_pipeline().meter, nvml=nvml, min_interval_s=0.0)
     http_wire.flush()
@@ -211,14 +224,19 @@ def test_a_lost_gpu_is_logged_once_and_sampling_goes_on(http_wire: Wire, caplog:
     assert [p for p in after if p.name == "process.memory.usage"], "the rest of the pass went on"
     nvml.gpus[1].lost = False
     http_wire.flush()
-    assert {p.attributes["hw.name"] for p in http_wire.latest_metrics() if p.name == "hw.gpu.utilization"} == {"gpu0", "gpu1"}
+    assert {
+        p.attributes["hw.name"] for p in http_wire.latest_metrics() if p.name == "hw.gpu.utilization"
+    } == {"gpu0", "gpu1"}
     sampler.stop()
     assert nvml.initialised == 0, "NVML shut down at stop"
     assert {k: v for k, v in internal_error_counts().items() if k.startswith("metrics.")} == {}
 
 
-@pytest.mark.parametrize("nvml", [FakeNvml(init_error=FakeNvml.NVML_ERROR_LIBRARY_NOT_FOUND), FakeNvml(gpus=[])],
-                         ids=["no-driver", "no-device"])
+@pytest.mark.parametrize(
+    "nvml",
+    [FakeNvml(init_error=FakeNvml.NVML_ERROR_LIBRARY_NOT_FOUND), FakeNvml(gpus=[])],
+    ids=["no-driver", "no-device"],
+)
 def test_no_gpu_means_no_gpu_metrics_and_one_info_line(
     http_wire: Wire, caplog: pytest.LogCaptureFixture, nvml: FakeNvml
 ) -> None:
@@ -261,7 +279,9 @@ otel_ai.shutdown()
 """
 
 
-@pytest.mark.skipif(detect_gpus().count > 0, reason="a GPU is present: test_real_gpu_on_the_wire runs instead")
+@pytest.mark.skipif(
+    detect_gpus().count > 0, reason="a GPU is present: test_real_gpu_on_the_wire runs instead"
+)
 def test_no_gpu_for_real_one_info_line_and_unknown_resource(tmp_path: Path) -> None:
     data_dir = tmp_path / "runs"
     result = subprocess.run(
@@ -269,7 +289,11 @@ def test_no_gpu_for_real_one_info_line_and_unknown_resource(tmp_path: Path) -> N
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"gpus": False, "passes": 1}
-    lines = [line for line in result.stderr.splitlines() if line.split(" ", 2)[1:2] and line.split(" ", 2)[1].startswith("otel_ai")]
+    lines = [
+        line
+        for line in result.stderr.splitlines()
+        if line.split(" ", 2)[1:2] and line.split(" ", 2)[1].startswith("otel_ai")
+    ]
     assert len(lines) == 1, result.stderr
     level, _, message = lines[0].split(" ", 2)
     assert level == "INFO" and "no GPU metrics" in message

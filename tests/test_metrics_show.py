@@ -100,8 +100,12 @@ def _child(data_dir: Path, run_id: str, *, sample: bool, allocate_mib: int = 0) 
     env = {"OTEL_AI_DATA_DIR": str(data_dir), "PATH": "/usr/bin:/bin"}
     if not sample:  # should configure() start a sampler of its own, this says not to
         env["OTEL_AI_SYSTEM_METRICS"] = "false"
-    subprocess.run([sys.executable, "-c", CHILD, run_id, "1" if sample else "0", str(allocate_mib)],
-                   check=True, timeout=60, env=env)
+    subprocess.run(
+        [sys.executable, "-c", CHILD, run_id, "1" if sample else "0", str(allocate_mib)],
+        check=True,
+        timeout=60,
+        env=env,
+    )
 
 
 def test_each_run_gets_its_own_processes_metrics(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -143,7 +147,9 @@ def test_progress_curve_fills_the_gap_of_omitted_span_events_from_the_gauge(tmp_
     with otel_ai.run("long-stage") as run:
         with run.stage("1_initial_implementation") as stage:
             for i in range(1, updates + 1):
-                stage.progress(iteration=i, max_iterations=updates, good_nodes=i, buggy_nodes=0, total_nodes=i)
+                stage.progress(
+                    iteration=i, max_iterations=updates, good_nodes=i, buggy_nodes=0, total_nodes=i
+                )
                 if i % 10 == 0:
                     otel_ai.force_flush()
     otel_ai.testing.reset()

@@ -72,7 +72,12 @@ ROOT_ATTRIBUTES: dict[str, Any] = {
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep ambient OTEL_* settings and proxies from changing the exporters."""
     for name in list(os.environ):
-        if name.startswith("OTEL_") or name.lower() in ("http_proxy", "https_proxy", "all_proxy", "grpc_proxy"):
+        if name.startswith("OTEL_") or name.lower() in (
+            "http_proxy",
+            "https_proxy",
+            "all_proxy",
+            "grpc_proxy",
+        ):
             monkeypatch.delenv(name, raising=False)
 
 
@@ -95,7 +100,9 @@ class Emitted:
     linked: trace.SpanContext
 
 
-def exporters_for(transport: str, receiver: OTLPReceiver | None = None, directory: Path | None = None) -> Exporters:
+def exporters_for(
+    transport: str, receiver: OTLPReceiver | None = None, directory: Path | None = None
+) -> Exporters:
     if transport == "grpc":
         assert receiver is not None
         endpoint = receiver.grpc_endpoint
@@ -192,7 +199,10 @@ def by_name(spans: Sequence[SpanRecord]) -> dict[str, SpanRecord]:
 
 
 def assert_expected_records(
-    spans: Sequence[SpanRecord], logs: Sequence[LogRecordData], metrics: Sequence[MetricPoint], emitted: Emitted
+    spans: Sequence[SpanRecord],
+    logs: Sequence[LogRecordData],
+    metrics: Sequence[MetricPoint],
+    emitted: Emitted,
 ) -> None:
     named = by_name(spans)
     assert set(named) == {"unrelated", "agent.run", "tool.call"}
@@ -237,7 +247,12 @@ def assert_expected_records(
     points = {point.name: point for point in metrics}
     assert set(points) == {"ai.tokens", "ai.latency", "ai.gpu.utilization"}
     tokens = points["ai.tokens"]
-    assert (tokens.kind, tokens.value, tokens.unit, tokens.description) == ("sum", 8, "{token}", "Tokens used")
+    assert (tokens.kind, tokens.value, tokens.unit, tokens.description) == (
+        "sum",
+        8,
+        "{token}",
+        "Tokens used",
+    )
     assert isinstance(tokens.value, int)
     assert tokens.attributes == {"model": "m1"}
     assert tokens.is_monotonic is True and tokens.temporality == "CUMULATIVE"
@@ -325,11 +340,15 @@ def test_wire_and_file_exports_decode_identically(otlp_receiver: OTLPReceiver, t
 def test_http_gzip_and_grpc_compression_are_accepted(otlp_receiver: OTLPReceiver) -> None:
     provider = TracerProvider(resource=Resource.create({"service.name": SERVICE}))
     provider.add_span_processor(
-        SimpleSpanProcessor(HttpSpanExporter(endpoint=otlp_receiver.http_url("traces"), compression=Compression.Gzip))
+        SimpleSpanProcessor(
+            HttpSpanExporter(endpoint=otlp_receiver.http_url("traces"), compression=Compression.Gzip)
+        )
     )
     provider.add_span_processor(
         SimpleSpanProcessor(
-            GrpcSpanExporter(endpoint=otlp_receiver.grpc_endpoint, insecure=True, compression=grpc.Compression.Gzip)
+            GrpcSpanExporter(
+                endpoint=otlp_receiver.grpc_endpoint, insecure=True, compression=grpc.Compression.Gzip
+            )
         )
     )
     with provider.get_tracer("t").start_as_current_span("compressed", attributes={"k": "v" * 2000}):
@@ -359,7 +378,11 @@ def test_http_rejects_bad_requests(otlp_receiver: OTLPReceiver) -> None:
     )
     assert (status, reply) == (200, b"")  # an empty ExportTraceServiceResponse
     [span] = otlp_receiver.spans()
-    assert (span.trace_id, span.span_id, span.name) == (bytes(range(1, 17)).hex(), bytes(range(1, 9)).hex(), "raw")
+    assert (span.trace_id, span.span_id, span.name) == (
+        bytes(range(1, 17)).hex(),
+        bytes(range(1, 9)).hex(),
+        "raw",
+    )
 
 
 def test_unavailable_mode_refuses_both_transports(otlp_receiver: OTLPReceiver) -> None:
@@ -468,7 +491,9 @@ def test_read_jsonl_skips_every_kind_of_bad_line(tmp_path: Path) -> None:
 
 def test_load_directory_reads_only_signal_files(tmp_path: Path) -> None:
     request = {
-        "resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "ab" * 16, "spanId": "cd" * 8, "name": "s"}]}]}],
+        "resourceSpans": [
+            {"scopeSpans": [{"spans": [{"traceId": "ab" * 16, "spanId": "cd" * 8, "name": "s"}]}]}
+        ],
         "resourceLogs": [{"scopeLogs": [{"logRecords": [{"body": {"stringValue": "hello"}}]}]}],
     }
     (tmp_path / "traces-a.jsonl").write_text(json.dumps(request) + "\n", encoding="utf-8")
@@ -498,7 +523,11 @@ def test_decode_any_value_variants() -> None:
     assert decode_any_value({"doubleValue": "-Infinity"}) == -math.inf
     assert decode_any_value({"boolValue": False}) is False
     assert decode_any_value({"bytesValue": base64.b64encode(b"\x00\x01").decode()}) == b"\x00\x01"
-    assert decode_any_value({"arrayValue": {"values": [{"intValue": "1"}, {"stringValue": "a"}, {}]}}) == [1, "a", None]
+    assert decode_any_value({"arrayValue": {"values": [{"intValue": "1"}, {"stringValue": "a"}, {}]}}) == [
+        1,
+        "a",
+        None,
+    ]
     assert decode_any_value({"arrayValue": {}}) == []
     nested = {"kvlistValue": {"values": [{"key": "k", "value": {"kvlistValue": {"values": []}}}]}}
     assert decode_any_value(nested) == {"k": {}}

@@ -33,7 +33,9 @@ PROGRAM = ROOT / "tests" / "pod_worker_program.py"
 WORKER_KINDS = {"draft", "debug", "improve", "hyperparam", "ablation", "seed"}
 
 
-def _run_program(tmp_path: Path, receiver: OTLPReceiver, *args: str) -> tuple[dict[str, Any], list[SpanRecord], list[LogRecordData]]:
+def _run_program(
+    tmp_path: Path, receiver: OTLPReceiver, *args: str
+) -> tuple[dict[str, Any], list[SpanRecord], list[LogRecordData]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACEPARENT", "PYTEST_"))}
     env.update(
         OTEL_AI_DATA_DIR=str(tmp_path / "runs"),
@@ -44,19 +46,31 @@ def _run_program(tmp_path: Path, receiver: OTLPReceiver, *args: str) -> tuple[di
     )
     result = subprocess.run(
         [sys.executable, str(PROGRAM), "--workdir", str(tmp_path / "work"), *args],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     return report, receiver.spans(), receiver.logs()
 
 
-def _check_one_trace_with_stages_and_nodes(spans: list[SpanRecord], start_method: str, own_stages: set[str]) -> SpanRecord:
+def _check_one_trace_with_stages_and_nodes(
+    spans: list[SpanRecord], start_method: str, own_stages: set[str]
+) -> SpanRecord:
     by_id = {s.span_id: s for s in spans}
     (run,) = [s for s in spans if s.name == semconv.SPAN_RUN]
-    assert {s.trace_id for s in spans} == {run.trace_id}, "one trace: the search's stages and nodes joined the drop-in's run"
-    assert [s.name for s in spans if s.parent_span_id and s.parent_span_id not in by_id] == [], "no parent missing"
-    stages = {s.attributes[semconv.STAGE_NAME]: s for s in spans if s.name.startswith(semconv.SPAN_STAGE + " ")}
+    assert {s.trace_id for s in spans} == {run.trace_id}, (
+        "one trace: the search's stages and nodes joined the drop-in's run"
+    )
+    assert [s.name for s in spans if s.parent_span_id and s.parent_span_id not in by_id] == [], (
+        "no parent missing"
+    )
+    stages = {
+        s.attributes[semconv.STAGE_NAME]: s for s in spans if s.name.startswith(semconv.SPAN_STAGE + " ")
+    }
     assert own_stages <= set(stages), "the pod worker's own stages"
     search = [name for name in stages if name[0].isdigit()]
     assert {name.split("_")[0] for name in search} == {"1", "2", "3", "4"}, "the tree search's stages"
@@ -66,10 +80,16 @@ def _check_one_trace_with_stages_and_nodes(spans: list[SpanRecord], start_method
     main_pid = run.resource[semconv.PROCESS_PID]
     for node in nodes:
         stage = by_id[node.parent_span_id]
-        assert stage.name == f"{semconv.SPAN_STAGE} {node.attributes[semconv.STAGE_NAME]}", "each node under its search stage"
-        assert not node.attributes.get(semconv.SPAN_SYNTHESIZED), "no second node span from the batched node_completed"
+        assert stage.name == f"{semconv.SPAN_STAGE} {node.attributes[semconv.STAGE_NAME]}", (
+            "each node under its search stage"
+        )
+        assert not node.attributes.get(semconv.SPAN_SYNTHESIZED), (
+            "no second node span from the batched node_completed"
+        )
         if node.attributes[semconv.NODE_KIND] in WORKER_KINDS:
-            assert node.resource[semconv.PROCESS_PID] != main_pid, f"{node.name} made in a {start_method}ed pool worker"
+            assert node.resource[semconv.PROCESS_PID] != main_pid, (
+                f"{node.name} made in a {start_method}ed pool worker"
+            )
     assert {n.attributes[semconv.NODE_KIND] for n in nodes} >= {"draft", "seed", "seed_agg"}
     return run
 
@@ -89,8 +109,12 @@ def _check_sequence(report: dict[str, Any], logs: list[LogRecordData], run: Span
     assert all(1 <= value <= main[-1] for value in reads), "seq_counter reads the last ai.event.seq assigned"
 
 
-def test_the_pod_worker_whose_paper_fails_is_one_failed_trace(tmp_path: Path, otlp_receiver: OTLPReceiver) -> None:
-    report, spans, logs = _run_program(tmp_path, otlp_receiver, "--outcome", "paper-failed", "--start-method", "spawn")
+def test_the_pod_worker_whose_paper_fails_is_one_failed_trace(
+    tmp_path: Path, otlp_receiver: OTLPReceiver
+) -> None:
+    report, spans, logs = _run_program(
+        tmp_path, otlp_receiver, "--outcome", "paper-failed", "--start-method", "spawn"
+    )
     assert report["errors"] == [], "no exception reached the pod worker"
     assert report["search"]["stages"] >= 4
     run = _check_one_trace_with_stages_and_nodes(spans, "spawn", {"Stage_1", "Stage_2", "Stage_3"})
@@ -111,15 +135,21 @@ def test_the_pod_worker_whose_paper_fails_is_one_failed_trace(tmp_path: Path, ot
     assert [r for r in logs if r.event_name == semconv.ARTIFACT_REGISTERED]
 
 
-def test_the_pod_worker_that_crashes_in_stage_2_ends_failed_with_the_error(tmp_path: Path, otlp_receiver: OTLPReceiver) -> None:
-    report, spans, logs = _run_program(tmp_path, otlp_receiver, "--outcome", "crash", "--start-method", "fork")
+def test_the_pod_worker_that_crashes_in_stage_2_ends_failed_with_the_error(
+    tmp_path: Path, otlp_receiver: OTLPReceiver
+) -> None:
+    report, spans, logs = _run_program(
+        tmp_path, otlp_receiver, "--outcome", "crash", "--start-method", "fork"
+    )
     assert report["errors"] == []
     run = _check_one_trace_with_stages_and_nodes(spans, "fork", {"Stage_1", "Stage_2"})
     assert run.attributes[semconv.RUN_OUTCOME] == semconv.OUTCOME_FAILED
     assert run.attributes[semconv.RUN_FAILED_STAGE] == "Stage_2"
     (failed,) = [r for r in logs if r.event_name == semconv.RUN_FAILED]
     assert failed.attributes[semconv.ERROR_TYPE] == "RuntimeError"
-    assert failed.attributes[semconv.EXCEPTION_MESSAGE] == "CUDA error: an illegal memory access was encountered"
+    assert (
+        failed.attributes[semconv.EXCEPTION_MESSAGE] == "CUDA error: an illegal memory access was encountered"
+    )
     assert "Traceback" in failed.attributes[semconv.EXCEPTION_STACKTRACE]
     _check_sequence(report, logs, run)
 
@@ -175,26 +205,69 @@ SEED_CALLS: list[tuple[str, dict[str, Any]]] = [
     ("run_started", {"run_id": "r4", "pod_id": "pod-1", "gpu": "NVIDIA H100", "region": "EU-RO-1"}),
     ("run_heartbeat", {"run_id": "r4"}),
     ("stage_started", {"run_id": "r4", "stage": "Stage_1", "desc": "Preliminary Investigation"}),
-    ("stage_progress", {"run_id": "r4", "stage": "Stage_1", "progress": 0.5, "iteration": 1, "max_iterations": 2,
-                        "good_nodes": 1, "buggy_nodes": 0, "total_nodes": 1, "best_metric": "0.9", "eta_s": 30}),
+    (
+        "stage_progress",
+        {
+            "run_id": "r4",
+            "stage": "Stage_1",
+            "progress": 0.5,
+            "iteration": 1,
+            "max_iterations": 2,
+            "good_nodes": 1,
+            "buggy_nodes": 0,
+            "total_nodes": 1,
+            "best_metric": "0.9",
+            "eta_s": 30,
+        },
+    ),
     ("node_created", {"run_id": "r4", "stage": "Stage_1", "node_id": "n1", "parent_id": None}),
     ("node_code_generated", {"run_id": "r4", "stage": "Stage_1", "node_id": "n1", "code_size": 120}),
     ("node_executing", {"run_id": "r4", "stage": "Stage_1", "node_id": "n1"}),
-    ("node_completed", {"run_id": "r4", "stage": "Stage_1", "node_id": "n1", "is_buggy": False, "metric": "0.9",
-                        "exec_time_s": 1.5}),
+    (
+        "node_completed",
+        {
+            "run_id": "r4",
+            "stage": "Stage_1",
+            "node_id": "n1",
+            "is_buggy": False,
+            "metric": "0.9",
+            "exec_time_s": 1.5,
+        },
+    ),
     ("node_selected_best", {"run_id": "r4", "stage": "Stage_1", "node_id": "n1", "metric": "0.9"}),
     ("log", {"run_id": "r4", "message": "hello", "level": "warning", "source": "Stage_1"}),
     ("metric_computed", {"run_id": "r4", "stage": "Stage_1", "name": "val_loss", "value": 0.25}),
     ("artifact_detected", {"run_id": "r4", "path": "figures/loss.png", "type": "plot", "size_bytes": 2048}),
-    ("artifact_registered", {"run_id": "r4", "key": "runs/r4/loss.png", "bytes": 2048, "sha256": "ab" * 32,
-                             "content_type": "image/png", "kind": "plot"}),
+    (
+        "artifact_registered",
+        {
+            "run_id": "r4",
+            "key": "runs/r4/loss.png",
+            "bytes": 2048,
+            "sha256": "ab" * 32,
+            "content_type": "image/png",
+            "kind": "plot",
+        },
+    ),
     ("stage_completed", {"run_id": "r4", "stage": "Stage_1", "duration_s": 12}),
     ("paper_started", {"run_id": "r4"}),
     ("paper_generated", {"run_id": "r4", "artifact_key": "runs/r4/paper.pdf"}),
     ("validation_auto_started", {"run_id": "r4", "model": "gpt-4o-2024-11-20"}),
-    ("validation_auto_completed", {"run_id": "r4", "verdict": "pass", "scores": {"overall": 0.75}, "notes": "ok"}),
+    (
+        "validation_auto_completed",
+        {"run_id": "r4", "verdict": "pass", "scores": {"overall": 0.75}, "notes": "ok"},
+    ),
     ("emit", {"event_type": "ai.custom.thing", "run_id": "r4", "data": {"x": 1}}),
-    ("run_failed", {"run_id": "r4", "stage": "Stage_1", "code": "ValueError", "message": "boom", "traceback": "Traceback..."}),
+    (
+        "run_failed",
+        {
+            "run_id": "r4",
+            "stage": "Stage_1",
+            "code": "ValueError",
+            "message": "boom",
+            "traceback": "Traceback...",
+        },
+    ),
 ]
 
 
@@ -210,13 +283,20 @@ def test_every_seed_call_shape_is_taken(http_wire: Wire, by: str) -> None:
     assert sum(internal_error_counts().values()) == before, "no call was refused"
     names = [r.event_name for r in http_wire.events()]
     assert names.count(semconv.RUN_STARTED) == 1 and names[-1] == semconv.RUN_FAILED
-    for event in (semconv.NODE_COMPLETED, semconv.ARTIFACT_REGISTERED, semconv.VALIDATION_COMPLETED, "ai.custom.thing"):
+    for event in (
+        semconv.NODE_COMPLETED,
+        semconv.ARTIFACT_REGISTERED,
+        semconv.VALIDATION_COMPLETED,
+        "ai.custom.thing",
+    ):
         assert event in names
     run = http_wire.span(lambda s: s.name == semconv.SPAN_RUN)
     assert run.attributes[semconv.RUN_OUTCOME] == semconv.OUTCOME_FAILED
 
 
-def test_a_call_of_no_known_shape_is_warned_about_and_still_recorded(http_wire: Wire, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_call_of_no_known_shape_is_warned_about_and_still_recorded(
+    http_wire: Wire, caplog: pytest.LogCaptureFixture
+) -> None:
     e = otel_ai.EventEmitter()
     e.run_started("r5")
     with caplog.at_level(logging.WARNING, logger="otel_ai"):
@@ -235,17 +315,46 @@ def test_the_batching_emitter_maps_the_tree_search_stream(http_wire: Wire) -> No
     b = otel_ai.BatchEventEmitter("http://control-plane.invalid", "pod-1", instrument=False)
     e.run_started("r6", "pod-1", "gpu", "region")
     e.stage_started("r6", "Stage_1", "Preliminary Investigation")
-    b.emit("ai.run.stage_progress", {"stage": "Stage_1", "iteration": 1, "max_iterations": 4, "progress": 0.25,
-                                     "total_nodes": 1, "buggy_nodes": 0, "good_nodes": 1, "best_metric": "0.9",
-                                     "run_id": "r6"}, "r6")
-    b.emit("ai.run.log", {"message": "Found 1 working implementation(s), continuing...", "level": "info", "run_id": "r6"}, "r6")
-    b.emit("ai.experiment.node_completed", {"stage": "Stage_1", "node_id": "abc", "summary": {"is_buggy": False},
-                                            "run_id": "r6"}, "r6")
+    b.emit(
+        "ai.run.stage_progress",
+        {
+            "stage": "Stage_1",
+            "iteration": 1,
+            "max_iterations": 4,
+            "progress": 0.25,
+            "total_nodes": 1,
+            "buggy_nodes": 0,
+            "good_nodes": 1,
+            "best_metric": "0.9",
+            "run_id": "r6",
+        },
+        "r6",
+    )
+    b.emit(
+        "ai.run.log",
+        {"message": "Found 1 working implementation(s), continuing...", "level": "info", "run_id": "r6"},
+        "r6",
+    )
+    b.emit(
+        "ai.experiment.node_completed",
+        {"stage": "Stage_1", "node_id": "abc", "summary": {"is_buggy": False}, "run_id": "r6"},
+        "r6",
+    )
     b.emit("ai.experiment.something_new", {"x": 1}, "r6")
     b.emit("ai.run.stage_completed", {"stage": "Stage_1", "duration_s": 3}, "r6")
     b.flush()
-    b.emit("ai.run.failed", {"run_id": "r6", "stage": "Stage_1", "code": "KeyError", "message": "'x'",
-                             "traceback": "Traceback...", "retryable": False}, "r6")
+    b.emit(
+        "ai.run.failed",
+        {
+            "run_id": "r6",
+            "stage": "Stage_1",
+            "code": "KeyError",
+            "message": "'x'",
+            "traceback": "Traceback...",
+            "retryable": False,
+        },
+        "r6",
+    )
     assert b.batch == []
     stage = http_wire.span(lambda s: s.name == f"{semconv.SPAN_STAGE} Stage_1")
     node = http_wire.span(lambda s: s.name.startswith(semconv.SPAN_NODE))

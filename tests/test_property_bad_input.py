@@ -42,13 +42,19 @@ from otel_ai._internal import internal_error_counts
 from otel_ai.export import durable
 
 # huge generated values make Hypothesis warn that their repr is large; that is the point
-pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr:hypothesis.errors.HypothesisWarning")
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Generating overly large repr:hypothesis.errors.HypothesisWarning"
+)
 
 EXAMPLES = int(os.environ.get("HYPOTHESIS_MAX_EXAMPLES", "20"))
 SETTINGS = settings(
     max_examples=EXAMPLES,
     deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
 )
 
 # planted secrets (fake, in the shapes the redactor knows), with or without word boundaries
@@ -60,7 +66,12 @@ SECRETS = (
 )
 
 MAX_STRING, MAX_TEXT, MAX_BODY = 4096, 16384, 65536
-LONG = {semconv.EXCEPTION_STACKTRACE, semconv.EXCEPTION_MESSAGE, semconv.VALIDATION_NOTES, semconv.NODE_SUMMARY}
+LONG = {
+    semconv.EXCEPTION_STACKTRACE,
+    semconv.EXCEPTION_MESSAGE,
+    semconv.VALIDATION_NOTES,
+    semconv.NODE_SUMMARY,
+}
 
 
 class Opaque:
@@ -80,8 +91,12 @@ huge_texts = st.builds(
     st.integers(4000, 120_000),
 )
 # placed after a space, inside an identifier, after a JSON or URL-encoded line end
-_EDGES = st.sampled_from([(" ", " "), ("plot_", ".png"), ("\n", "\n"), ("\\n", "\\n"), ("%0A", "%0A"), ('\\"', '\\"'), ("=", "&")])
-secret_texts = st.builds(lambda a, s, e, b: f"{a}{e[0]}{s}{e[1]}{b}", texts, st.sampled_from(SECRETS), _EDGES, texts)
+_EDGES = st.sampled_from(
+    [(" ", " "), ("plot_", ".png"), ("\n", "\n"), ("\\n", "\\n"), ("%0A", "%0A"), ('\\"', '\\"'), ("=", "&")]
+)
+secret_texts = st.builds(
+    lambda a, s, e, b: f"{a}{e[0]}{s}{e[1]}{b}", texts, st.sampled_from(SECRETS), _EDGES, texts
+)
 numpy_values = st.one_of(
     st.integers(-(2**63), 2**63 - 1).map(np.int64),
     st.integers(0, 255).map(np.uint8),
@@ -130,8 +145,25 @@ sizes = st.one_of(st.none(), st.integers(min_value=0, max_value=2**40))
 keys = st.one_of(
     st.text(any_char, min_size=1, max_size=40),
     st.sampled_from(
-        ["run_id", "stage", "stage_name", "node_id", "parent_id", "metric", "is_buggy", "exec_time_s", "progress",
-         "message", "level", "notes", "summary", "exception.stacktrace", "ai.run.id", "api_key", "OPENAI_API_KEY"]
+        [
+            "run_id",
+            "stage",
+            "stage_name",
+            "node_id",
+            "parent_id",
+            "metric",
+            "is_buggy",
+            "exec_time_s",
+            "progress",
+            "message",
+            "level",
+            "notes",
+            "summary",
+            "exception.stacktrace",
+            "ai.run.id",
+            "api_key",
+            "OPENAI_API_KEY",
+        ]
     ),
 )
 nested = st.recursive(
@@ -146,7 +178,9 @@ nested = st.recursive(
 )
 # huge texts at the top (an attribute, a body, a dict of them); inside a list of mixed
 # types one is a known gap (tested at the end)
-values = st.one_of(nested, huge_texts, st.dictionaries(keys, huge_texts, max_size=2), st.lists(huge_texts, max_size=2))
+values = st.one_of(
+    nested, huge_texts, st.dictionaries(keys, huge_texts, max_size=2), st.lists(huge_texts, max_size=2)
+)
 _ID_KEYS = ("run_id", "stage", "stage_name", "node_id", "parent_id")
 data_dicts = st.builds(
     lambda free, ids: {**free, **ids},
@@ -156,23 +190,58 @@ data_dicts = st.builds(
 str_kwargs = st.dictionaries(st.text(any_char, min_size=1, max_size=20), values, max_size=4)
 
 EVENT_TYPES = [
-    semconv.RUN_STARTED, semconv.RUN_COMPLETED, semconv.RUN_FAILED, semconv.RUN_CANCELED, semconv.RUN_HEARTBEAT,
-    semconv.STAGE_STARTED, semconv.STAGE_PROGRESS, semconv.STAGE_METRIC, semconv.STAGE_COMPLETED,
-    semconv.NODE_CREATED, semconv.NODE_CODE_GENERATED, semconv.NODE_EXECUTING, semconv.NODE_COMPLETED,
-    semconv.NODE_SELECTED_BEST, semconv.ARTIFACT_DETECTED, semconv.ARTIFACT_REGISTERED, semconv.PAPER_STARTED,
-    semconv.PAPER_GENERATED, semconv.VALIDATION_STARTED, semconv.VALIDATION_COMPLETED, semconv.RUN_LOG,
+    semconv.RUN_STARTED,
+    semconv.RUN_COMPLETED,
+    semconv.RUN_FAILED,
+    semconv.RUN_CANCELED,
+    semconv.RUN_HEARTBEAT,
+    semconv.STAGE_STARTED,
+    semconv.STAGE_PROGRESS,
+    semconv.STAGE_METRIC,
+    semconv.STAGE_COMPLETED,
+    semconv.NODE_CREATED,
+    semconv.NODE_CODE_GENERATED,
+    semconv.NODE_EXECUTING,
+    semconv.NODE_COMPLETED,
+    semconv.NODE_SELECTED_BEST,
+    semconv.ARTIFACT_DETECTED,
+    semconv.ARTIFACT_REGISTERED,
+    semconv.PAPER_STARTED,
+    semconv.PAPER_GENERATED,
+    semconv.VALIDATION_STARTED,
+    semconv.VALIDATION_COMPLETED,
+    semconv.RUN_LOG,
     semconv.EXPERIMENT_NODE_COMPLETED,
 ]
 event_types = st.one_of(st.sampled_from(EVENT_TYPES), texts, huge_texts)
-I, V, N = identifiers, values, numbers
+ID, V, N = identifiers, values, numbers
 EMITTER_METHODS: dict[str, tuple[Any, ...]] = {  # method: its arguments after run_id
-    "run_started": (I, V, V), "run_heartbeat": (), "run_completed": (N,), "run_failed": (I, V, V, V, V),
-    "run_canceled": (V, I), "stage_started": (I, V), "stage_progress": (I, N, N, N, N, N, N, V, N),
-    "stage_completed": (I, N), "metric_computed": (I, V, V), "node_created": (I, I, I, V),
-    "node_code_generated": (I, I, sizes, st.one_of(st.none(), texts, huge_texts, secret_texts, st.binary(max_size=200))), "node_executing": (I, I), "node_completed": (I, I, V, V, N, V),
-    "node_selected_best": (I, I, V), "log": (V, V, V), "artifact_detected": (V, V, sizes),
-    "artifact_registered": (V, sizes, V, V, V, V), "paper_started": (), "paper_generated": (V,),
-    "validation_auto_started": (V,), "validation_auto_completed": (V, st.one_of(st.dictionaries(keys, values, max_size=4), V), V),
+    "run_started": (ID, V, V),
+    "run_heartbeat": (),
+    "run_completed": (N,),
+    "run_failed": (ID, V, V, V, V),
+    "run_canceled": (V, ID),
+    "stage_started": (ID, V),
+    "stage_progress": (ID, N, N, N, N, N, N, V, N),
+    "stage_completed": (ID, N),
+    "metric_computed": (ID, V, V),
+    "node_created": (ID, ID, ID, V),
+    "node_code_generated": (
+        ID,
+        ID,
+        sizes,
+        st.one_of(st.none(), texts, huge_texts, secret_texts, st.binary(max_size=200)),
+    ),
+    "node_executing": (ID, ID),
+    "node_completed": (ID, ID, V, V, N, V),
+    "node_selected_best": (ID, ID, V),
+    "log": (V, V, V),
+    "artifact_detected": (V, V, sizes),
+    "artifact_registered": (V, sizes, V, V, V, V),
+    "paper_started": (),
+    "paper_generated": (V,),
+    "validation_auto_started": (V,),
+    "validation_auto_completed": (V, st.one_of(st.dictionaries(keys, values, max_size=4), V), V),
 }
 emitter_calls = st.sampled_from(sorted(EMITTER_METHODS)).flatmap(
     lambda name: st.tuples(st.just(name), identifiers, st.tuples(*EMITTER_METHODS[name]))
@@ -187,7 +256,11 @@ cm_ops = st.one_of(
     st.tuples(st.just("stage"), identifiers, values, str_kwargs),
     st.tuples(st.just("node"), identifiers, identifiers, values, str_kwargs),
     st.tuples(st.just("completed"), values, values, numbers, values, str_kwargs),
-    st.tuples(st.just("progress"), st.tuples(numbers, numbers, numbers, numbers, numbers, values, numbers), str_kwargs),
+    st.tuples(
+        st.just("progress"),
+        st.tuples(numbers, numbers, numbers, numbers, numbers, values, numbers),
+        str_kwargs,
+    ),
     st.tuples(st.just("metric"), values, values),
     st.tuples(st.just("log"), values, values),
     st.tuples(st.just("code"), st.one_of(texts, huge_texts, secret_texts, st.binary(max_size=200))),
@@ -195,7 +268,9 @@ cm_ops = st.one_of(
     st.tuples(st.just("selected_best"), identifiers, values),
     st.tuples(st.just("fail"), values, values, values),
     st.tuples(st.just("paper"), values),
-    st.tuples(st.just("review"), values, st.one_of(st.dictionaries(keys, values, max_size=4), values), values),
+    st.tuples(
+        st.just("review"), values, st.one_of(st.dictionaries(keys, values, max_size=4), values), values
+    ),
 )
 
 log_lines = st.lists(
@@ -203,7 +278,15 @@ log_lines = st.lists(
         st.binary(max_size=200),
         st.builds(lambda n: b"y" * n, st.integers(60_000, 200_000)),
         st.builds(lambda s: f"ERROR token {s} here".encode(), st.sampled_from(SECRETS)),
-        st.sampled_from([b"\xff\xfe\xfd", b"\xc3\x28 bad utf-8", b"\r", b"\x00\x00", b"Traceback (most recent call last):"]),
+        st.sampled_from(
+            [
+                b"\xff\xfe\xfd",
+                b"\xc3\x28 bad utf-8",
+                b"\r",
+                b"\x00\x00",
+                b"Traceback (most recent call last):",
+            ]
+        ),
         texts.map(lambda t: t.encode("utf-8", "surrogateescape" if False else "surrogatepass")),
     ),
     max_size=15,
@@ -244,7 +327,9 @@ def _check_attributes(attributes: dict[str, Any], where: str) -> None:
             assert len(text) <= limit, f"{where}: {key} holds {len(text)} chars"
 
 
-def _check_wire(receiver: OTLPReceiver, errors_before: dict[str, int], dropped_before: dict[Any, int]) -> None:
+def _check_wire(
+    receiver: OTLPReceiver, errors_before: dict[str, int], dropped_before: dict[Any, int]
+) -> None:
     assert otel_ai.shutdown(10.0), "everything is delivered"
     assert internal_error_counts() == errors_before, "no internal error swallowed"
     assert durable.dropped_totals() == dropped_before, "nothing dropped"
@@ -349,18 +434,24 @@ def test_context_managers_take_anything(
 @SETTINGS
 @given(lines=log_lines, trailing=st.binary(max_size=50))
 def test_the_tailer_takes_any_bytes(receiver: OTLPReceiver, lines: list[bytes], trailing: bytes) -> None:
-    watch = pytest.importorskip("otel_ai.watch", reason="the log tailer (otel_ai.watch) is not in this checkout")
+    watch = pytest.importorskip(
+        "otel_ai.watch", reason="the log tailer (otel_ai.watch) is not in this checkout"
+    )
     _fresh(receiver)
     before = _baseline()
     with tempfile.TemporaryDirectory() as directory, otel_ai.run("tailed") as run:
-        watcher = watch.Watcher(run, roots=[directory], polling=True, poll_interval_s=0.1, flush_timeout_s=0.2, upload=False)
+        watcher = watch.Watcher(
+            run, roots=[directory], polling=True, poll_interval_s=0.1, flush_timeout_s=0.2, upload=False
+        )
         watcher.start()
         content = b"\n".join(lines) + (b"\n" if lines else b"") + trailing
         (Path(directory) / "experiment.log").write_bytes(content)
         time.sleep(0.3)
         watcher.stop(timeout=10.0)
     _check_wire(receiver, *before)
-    tailed = [r for r in receiver.logs() if r.attributes.get(semconv.LOG_FILE_PATH, "").endswith("experiment.log")]
+    tailed = [
+        r for r in receiver.logs() if r.attributes.get(semconv.LOG_FILE_PATH, "").endswith("experiment.log")
+    ]
     # empty lines (and lone CRs) are counted by the tailer, not sent
     *complete, tail = content.split(b"\n")
     expected = sum(1 for line in [*complete, tail] if line and line != b"\r")
@@ -391,10 +482,16 @@ def test_strategies_cover_the_odd_types() -> None:
         "secret": lambda v: isinstance(v, str) and any(secret in v for secret in SECRETS),
     }
     for check in kinds.values():
-        find(values, lambda v, check=check: any(check(leaf) for leaf in leaves(v)),
-             settings=settings(max_examples=2000, database=None, derandomize=True))
-    find(values, lambda v: isinstance(v, dict), settings=settings(max_examples=500, database=None, derandomize=True))
-
+        find(
+            values,
+            lambda v, check=check: any(check(leaf) for leaf in leaves(v)),
+            settings=settings(max_examples=2000, database=None, derandomize=True),
+        )
+    find(
+        values,
+        lambda v: isinstance(v, dict),
+        settings=settings(max_examples=500, database=None, derandomize=True),
+    )
 
 
 # --------------------------------------------------------------------------- known gaps
@@ -423,7 +520,9 @@ def test_gap_arrays_where_a_name_or_kind_is_expected(wire_once: OTLPReceiver, od
     _check_wire(wire_once, *before)
 
 
-@pytest.mark.parametrize("code", [-1, 1.5, (None, None), [300]], ids=["negative-int", "float", "tuple", "big-int-list"])
+@pytest.mark.parametrize(
+    "code", [-1, 1.5, (None, None), [300]], ids=["negative-int", "float", "tuple", "big-int-list"]
+)
 def test_gap_code_of_another_type(wire_once: OTLPReceiver, code: Any) -> None:
     """``Node.code_generated`` does ``bytes(code)`` for anything not a str: an int n
     allocates n zero bytes on the caller's thread (10**9: a gigabyte), others raise."""

@@ -52,7 +52,9 @@ LOKI_LIMIT_ENTRIES = 128  # Loki's max_structured_metadata_entries_count
 
 # replay-files.yaml reads files with the otlp_json_file receiver, which the Go module proxy
 # does not serve at our collector release: that one set needs the upstream contrib image.
-NOT_IN_OTELCOL_AI = {"replay-files": "its otlp_json_file receiver is not served by the Go module proxy at v0.161.0"}
+NOT_IN_OTELCOL_AI = {
+    "replay-files": "its otlp_json_file receiver is not served by the Go module proxy at v0.161.0"
+}
 
 
 @pytest.fixture(scope="session")
@@ -125,15 +127,30 @@ def test_every_config_set_passes_otelcol_ai_validate(bins: Binaries, set_name: s
     if any("secure" in f for f in files):
         # the secure overlays read certificates and tokens from files the docs name
         env.update(_secure_env(tmp_path))
-    done = subprocess.run([str(bins.otelcol), "validate", *(f"--config={CONFIG_DIR / f}" for f in files)],
-                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [str(bins.otelcol), "validate", *(f"--config={CONFIG_DIR / f}" for f in files)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_the_stack_jaeger_config_passes_jaeger_validate(jaeger_bin: Path, tmp_path: Path) -> None:
-    done = subprocess.run([str(jaeger_bin), "validate", f"--config={CONFIG_DIR / 'stack' / 'jaeger.yaml'}"],
-                          env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "JAEGER_BADGER_DIR": str(tmp_path / "badger")},
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [str(jaeger_bin), "validate", f"--config={CONFIG_DIR / 'stack' / 'jaeger.yaml'}"],
+        env={
+            "PATH": os.environ["PATH"],
+            "HOME": str(tmp_path),
+            "JAEGER_BADGER_DIR": str(tmp_path / "badger"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -175,39 +192,70 @@ def _overlay(path: Path, doc: dict[str, Any]) -> Path:
     return path
 
 
-def _copy_overlay(workdir: Path, copy_dir: Path, traces_exporters: list[str], logs_exporters: list[str]) -> Path:
+def _copy_overlay(
+    workdir: Path, copy_dir: Path, traces_exporters: list[str], logs_exporters: list[str]
+) -> Path:
     """The agent also writes the traces and logs it received to files (the collector's file
     exporter, in OTLP/JSON lines as otel_ai's embedded default): the run's reference copy."""
     copy_dir.mkdir(parents=True, exist_ok=True)
-    return _overlay(workdir / "agent-copy.yaml", {
-        "exporters": {"file/copy": {"path": str(copy_dir / "copy.jsonl"), "flush_interval": "100ms"}},
-        "service": {"pipelines": {"traces": {"exporters": [*traces_exporters, "file/copy"]},
-                                  "logs": {"exporters": [*logs_exporters, "file/copy"]}}},
-    })
+    return _overlay(
+        workdir / "agent-copy.yaml",
+        {
+            "exporters": {"file/copy": {"path": str(copy_dir / "copy.jsonl"), "flush_interval": "100ms"}},
+            "service": {
+                "pipelines": {
+                    "traces": {"exporters": [*traces_exporters, "file/copy"]},
+                    "logs": {"exporters": [*logs_exporters, "file/copy"]},
+                }
+            },
+        },
+    )
 
 
-def start_fleet(bins: Binaries, jaeger_server: Jaeger, backend: OTLPReceiver, workdir: Path, sample_percent: int) -> Pipeline:
+def start_fleet(
+    bins: Binaries, jaeger_server: Jaeger, backend: OTLPReceiver, workdir: Path, sample_percent: int
+) -> Pipeline:
     backend_url = backend.http_endpoint
     sampling = [
-        collector(bins.otelcol, f"sampling-{i}", ["gateway-sampling.yaml"], workdir, {
-            "JAEGER_OTLP_ENDPOINT": jaeger_server.otlp_grpc_endpoint,
-            "PROMETHEUS_OTLP_ENDPOINT": backend_url,
-            "OTELCOL_SAMPLE_PERCENT": str(sample_percent),
-            "OTELCOL_ROOT_DECISION_WAIT": "3s",
-        })
+        collector(
+            bins.otelcol,
+            f"sampling-{i}",
+            ["gateway-sampling.yaml"],
+            workdir,
+            {
+                "JAEGER_OTLP_ENDPOINT": jaeger_server.otlp_grpc_endpoint,
+                "PROMETHEUS_OTLP_ENDPOINT": backend_url,
+                "OTELCOL_SAMPLE_PERCENT": str(sample_percent),
+                "OTELCOL_ROOT_DECISION_WAIT": "3s",
+            },
+        )
         for i in (1, 2)
     ]
     hosts = "[" + ", ".join(s.grpc_endpoint for s in sampling) + "]"
-    lb = collector(bins.otelcol, "gateway-lb", ["gateway-lb.yaml", "gateway-lb-static.yaml"], workdir, {
-        "OTELCOL_SAMPLING_TIER_HOSTS": hosts,
-        "LOKI_OTLP_ENDPOINT": backend_url,
-        "PROMETHEUS_OTLP_ENDPOINT": backend_url,
-    })
+    lb = collector(
+        bins.otelcol,
+        "gateway-lb",
+        ["gateway-lb.yaml", "gateway-lb-static.yaml"],
+        workdir,
+        {
+            "OTELCOL_SAMPLING_TIER_HOSTS": hosts,
+            "LOKI_OTLP_ENDPOINT": backend_url,
+            "PROMETHEUS_OTLP_ENDPOINT": backend_url,
+        },
+    )
     copy_dir = workdir / "agent-copy"
-    agent = collector(bins.otelcol, "agent", ["agent.yaml", _copy_overlay(workdir, copy_dir, ["otlp_grpc/upstream"], ["otlp_grpc/upstream"])], workdir, {
-        "OTELCOL_UPSTREAM_ENDPOINT": lb.grpc_endpoint,
-    })
-    pipeline = Pipeline(agent.http_endpoint, agent, copy_dir, jaeger_server, backend, [*sampling, lb, agent], workdir)
+    agent = collector(
+        bins.otelcol,
+        "agent",
+        ["agent.yaml", _copy_overlay(workdir, copy_dir, ["otlp_grpc/upstream"], ["otlp_grpc/upstream"])],
+        workdir,
+        {
+            "OTELCOL_UPSTREAM_ENDPOINT": lb.grpc_endpoint,
+        },
+    )
+    pipeline = Pipeline(
+        agent.http_endpoint, agent, copy_dir, jaeger_server, backend, [*sampling, lb, agent], workdir
+    )
     try:
         for c in pipeline.collectors:
             c.start()
@@ -220,11 +268,17 @@ def start_fleet(bins: Binaries, jaeger_server: Jaeger, backend: OTLPReceiver, wo
 def start_direct(bins: Binaries, jaeger_server: Jaeger, backend: OTLPReceiver, workdir: Path) -> Pipeline:
     copy_dir = workdir / "agent-copy"
     overlay = _copy_overlay(workdir, copy_dir, ["otlp_grpc/jaeger", "span_metrics"], ["otlp_http/loki"])
-    agent = collector(bins.otelcol, "agent", ["agent.yaml", "agent-direct.yaml", overlay], workdir, {
-        "JAEGER_OTLP_ENDPOINT": jaeger_server.otlp_grpc_endpoint,
-        "LOKI_OTLP_ENDPOINT": backend.http_endpoint,
-        "PROMETHEUS_OTLP_ENDPOINT": backend.http_endpoint,
-    })
+    agent = collector(
+        bins.otelcol,
+        "agent",
+        ["agent.yaml", "agent-direct.yaml", overlay],
+        workdir,
+        {
+            "JAEGER_OTLP_ENDPOINT": jaeger_server.otlp_grpc_endpoint,
+            "LOKI_OTLP_ENDPOINT": backend.http_endpoint,
+            "PROMETHEUS_OTLP_ENDPOINT": backend.http_endpoint,
+        },
+    )
     pipeline = Pipeline(agent.http_endpoint, agent, copy_dir, jaeger_server, backend, [agent], workdir)
     agent.start()
     return pipeline
@@ -238,30 +292,55 @@ def fleet(bins: Binaries, jaeger_server: Jaeger, backend: OTLPReceiver, tmp_path
 
 
 @pytest.fixture
-def direct(bins: Binaries, jaeger_server: Jaeger, backend: OTLPReceiver, tmp_path: Path) -> Iterator[Pipeline]:
+def direct(
+    bins: Binaries, jaeger_server: Jaeger, backend: OTLPReceiver, tmp_path: Path
+) -> Iterator[Pipeline]:
     pipeline = start_direct(bins, jaeger_server, backend, tmp_path)
     yield pipeline
     pipeline.stop()
 
 
 def otel_ai_env(pipeline: Pipeline, data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACEPARENT", "TRACESTATE", "PYTEST_", "RUNPOD_"))}
-    env.update({
-        "OTEL_EXPORTER_OTLP_ENDPOINT": pipeline.endpoint,
-        "OTEL_AI_DATA_DIR": str(data_dir),
-        "OTEL_METRIC_EXPORT_INTERVAL": "500",
-        **extra,
-    })
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OTEL_", "TRACEPARENT", "TRACESTATE", "PYTEST_", "RUNPOD_"))
+    }
+    env.update(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": pipeline.endpoint,
+            "OTEL_AI_DATA_DIR": str(data_dir),
+            "OTEL_METRIC_EXPORT_INTERVAL": "500",
+            **extra,
+        }
+    )
     return env
 
 
-def simulated_search(pipeline: Pipeline, run_id: str, *extra: str, wait: bool = True) -> subprocess.Popen[str]:
+def simulated_search(
+    pipeline: Pipeline, run_id: str, *extra: str, wait: bool = True
+) -> subprocess.Popen[str]:
     work = pipeline.workdir / f"run-{run_id}"
     work.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
-        [*OTEL_AI, "run", "--run-id", run_id, "--no-status", "--", sys.executable, str(EXAMPLE),
-         "--workdir", str(work / "work"), *extra],
-        cwd=work, env=otel_ai_env(pipeline, work / "runs"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            *OTEL_AI,
+            "run",
+            "--run-id",
+            run_id,
+            "--no-status",
+            "--",
+            sys.executable,
+            str(EXAMPLE),
+            "--workdir",
+            str(work / "work"),
+            *extra,
+        ],
+        cwd=work,
+        env=otel_ai_env(pipeline, work / "runs"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     if wait:
         out, err = proc.communicate(timeout=400)
@@ -292,24 +371,37 @@ def wait_for_trace(server: Jaeger, trace_id: str, count: int, timeout: float = 9
     try:
         return wait_until(f"{count} spans of trace {trace_id} in Jaeger", probe, timeout, interval=1.0)
     except AssertionError:
-        raise AssertionError(f"Jaeger has {len(jaeger_spans(server, trace_id))} of {count} spans of {trace_id}") from None
+        raise AssertionError(
+            f"Jaeger has {len(jaeger_spans(server, trace_id))} of {count} spans of {trace_id}"
+        ) from None
 
 
 def _as_jaeger_stores(attributes: dict[str, Any]) -> dict[str, Any]:
     """Jaeger's storage model has no array type: an array attribute comes back as the
     JSON text of the array (documented; the only change Jaeger makes to our spans)."""
-    return {k: json.dumps(v, separators=(",", ":")) if isinstance(v, list) else v for k, v in attributes.items()}
+    return {
+        k: json.dumps(v, separators=(",", ":")) if isinstance(v, list) else v for k, v in attributes.items()
+    }
 
 
 def comparable(span: SpanRecord) -> dict[str, Any]:
     """What Jaeger must keep of a span, as otel_ai sent it."""
     return {
-        "trace_id": span.trace_id, "parent": span.parent_span_id or None, "name": span.name, "kind": span.kind,
-        "start": span.start_ns, "end": span.end_ns, "status": span.status_code, "attributes": _as_jaeger_stores(span.attributes),
+        "trace_id": span.trace_id,
+        "parent": span.parent_span_id or None,
+        "name": span.name,
+        "kind": span.kind,
+        "start": span.start_ns,
+        "end": span.end_ns,
+        "status": span.status_code,
+        "attributes": _as_jaeger_stores(span.attributes),
         # Jaeger returns a span's events in an order of its own: compare them by time
-        "events": sorted(((e.time_ns, e.name, _as_jaeger_stores(e.attributes)) for e in span.events), key=lambda e: e[:2]),
+        "events": sorted(
+            ((e.time_ns, e.name, _as_jaeger_stores(e.attributes)) for e in span.events), key=lambda e: e[:2]
+        ),
         "links": sorted((link.trace_id, link.span_id) for link in span.links),
-        "resource": _as_jaeger_stores(span.resource), "scope": span.scope,
+        "resource": _as_jaeger_stores(span.resource),
+        "scope": span.scope,
     }
 
 
@@ -320,21 +412,27 @@ def assert_same_spans(sent: list[SpanRecord], stored: list[SpanRecord]) -> None:
     stored_by_id = {s.span_id: s for s in stored}
     assert len(sent_by_id) == len(sent), "otel_ai sent a span twice"
     missing = set(sent_by_id) - set(stored_by_id)
-    assert not missing, f"{len(missing)} of {len(sent)} spans missing in Jaeger: {sorted(sent_by_id[i].name for i in missing)[:10]}"
+    assert not missing, (
+        f"{len(missing)} of {len(sent)} spans missing in Jaeger: {sorted(sent_by_id[i].name for i in missing)[:10]}"
+    )
     assert set(stored_by_id) == set(sent_by_id), "Jaeger has spans otel_ai did not send"
     differing = {}
     for span_id, span in sent_by_id.items():
         got, want = comparable(stored_by_id[span_id]), comparable(span)
         if got != want:
             differing[f"{span.name} {span_id}"] = {k: (got[k], want[k]) for k in want if got[k] != want[k]}
-    assert not differing, f"{len(differing)} spans differ: {list(differing.items())[:3]} keys {Counter(k for d in differing.values() for k in d)}"
+    assert not differing, (
+        f"{len(differing)} spans differ: {list(differing.items())[:3]} keys {Counter(k for d in differing.values() for k in d)}"
+    )
 
 
 def assert_one_complete_trace(spans: list[SpanRecord]) -> SpanRecord:
     by_id = {s.span_id: s for s in spans}
     (run,) = [s for s in spans if s.name == semconv.SPAN_RUN]
     assert {s.trace_id for s in spans} == {run.trace_id}
-    assert [s.name for s in spans if s.parent_span_id and s.parent_span_id not in by_id] == [], "a parent is missing"
+    assert [s.name for s in spans if s.parent_span_id and s.parent_span_id not in by_id] == [], (
+        "a parent is missing"
+    )
     links = [(s.name, link.span_id) for s in spans for link in s.links]
     assert links, "a search has links between nodes"
     assert [name for name, target in links if target not in by_id] == [], "a link points nowhere"
@@ -347,8 +445,11 @@ def assert_one_complete_trace(spans: list[SpanRecord]) -> SpanRecord:
 def test_fleet_delivers_a_search_as_one_complete_trace(fleet: Pipeline, tmp_path: Path) -> None:
     run_id = "fleet-search"
     simulated_search(fleet, run_id)
-    sent = wait_until("the run's root span in the agent's copy",
-                      lambda: (s := copy_spans_or_none(fleet, run_id)) and any(x.name == semconv.SPAN_RUN for x in s) and s, 60)
+    sent = wait_until(
+        "the run's root span in the agent's copy",
+        lambda: (s := copy_spans_or_none(fleet, run_id)) and any(x.name == semconv.SPAN_RUN for x in s) and s,
+        60,
+    )
     time.sleep(2)  # the last batches behind the root
     sent = copy_spans(fleet, run_id)
     run = assert_one_complete_trace(sent)
@@ -365,26 +466,70 @@ def test_fleet_delivers_a_search_as_one_complete_trace(fleet: Pipeline, tmp_path
     # otel-ai show and report read it back from Jaeger as they read the copy's traces
     traces_only = tmp_path / "copy-traces"
     traces_only.mkdir()
-    (traces_only / "copy.jsonl").write_text("".join(
-        line for line in (fleet.copy_dir / "copy.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
-        if line.startswith('{"resourceSpans"')), encoding="utf-8")
-    from_files = subprocess.run([*OTEL_AI, "show", run_id, "--data-dir", str(traces_only), "--color", "never"],
-                                capture_output=True, text=True, timeout=120, check=False, env=_cli_env(), cwd=tmp_path)
-    from_jaeger = subprocess.run([*OTEL_AI, "show", run_id, "--jaeger", fleet.jaeger.url, "--color", "never"],
-                                 capture_output=True, text=True, timeout=120, check=False, env=_cli_env(), cwd=tmp_path)
+    (traces_only / "copy.jsonl").write_text(
+        "".join(
+            line
+            for line in (fleet.copy_dir / "copy.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+            if line.startswith('{"resourceSpans"')
+        ),
+        encoding="utf-8",
+    )
+    from_files = subprocess.run(
+        [*OTEL_AI, "show", run_id, "--data-dir", str(traces_only), "--color", "never"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=_cli_env(),
+        cwd=tmp_path,
+    )
+    from_jaeger = subprocess.run(
+        [*OTEL_AI, "show", run_id, "--jaeger", fleet.jaeger.url, "--color", "never"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=_cli_env(),
+        cwd=tmp_path,
+    )
     assert from_files.returncode == 0, from_files.stderr
     assert from_jaeger.returncode == 0, from_jaeger.stderr
     import difflib
-    diff = list(difflib.unified_diff(from_files.stdout.splitlines(), from_jaeger.stdout.splitlines()[:-1], "files", "jaeger", lineterm="", n=1))
+
+    diff = list(
+        difflib.unified_diff(
+            from_files.stdout.splitlines(),
+            from_jaeger.stdout.splitlines()[:-1],
+            "files",
+            "jaeger",
+            lineterm="",
+            n=1,
+        )
+    )
     assert not diff, "\n".join(diff)
     assert from_jaeger.stdout.splitlines()[-1] == f"Jaeger: {fleet.jaeger.url}/trace/{run.trace_id}"
     page = tmp_path / "report.html"
-    report = subprocess.run([*OTEL_AI, "report", run_id, "--jaeger", fleet.jaeger.url, "-o", str(page)],
-                            capture_output=True, text=True, timeout=120, check=False, env=_cli_env(), cwd=tmp_path)
+    report = subprocess.run(
+        [*OTEL_AI, "report", run_id, "--jaeger", fleet.jaeger.url, "-o", str(page)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=_cli_env(),
+        cwd=tmp_path,
+    )
     assert report.returncode == 0, report.stderr
-    data = json.loads(re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page.read_text(), re.S).group(1))  # type: ignore[union-attr]
+    data = json.loads(
+        re.search(
+            r'<script type="application/json" id="report-data">(.*?)</script>', page.read_text(), re.S
+        ).group(1)
+    )  # type: ignore[union-attr]
     assert data["run"]["id"] == run_id
-    nodes = {(s.attributes[semconv.STAGE_NAME], s.attributes[semconv.NODE_ID]) for s in sent if s.name.startswith(semconv.SPAN_NODE + " ")}
+    nodes = {
+        (s.attributes[semconv.STAGE_NAME], s.attributes[semconv.NODE_ID])
+        for s in sent
+        if s.name.startswith(semconv.SPAN_NODE + " ")
+    }
     assert {(stage["name"], node["id"]) for stage in data["stages"] for node in stage["nodes"]} == nodes
 
 
@@ -403,8 +548,14 @@ def wrapped(pipeline: Pipeline, run_id: str, code: str, *, wait: bool = True) ->
     """``otel-ai run -- python -c CODE`` sending to the pipeline."""
     work = pipeline.workdir / f"run-{run_id}"
     work.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen([*OTEL_AI, "run", "--run-id", run_id, "--no-status", "--", sys.executable, "-c", code],
-                            cwd=work, env=otel_ai_env(pipeline, work / "runs"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*OTEL_AI, "run", "--run-id", run_id, "--no-status", "--", sys.executable, "-c", code],
+        cwd=work,
+        env=otel_ai_env(pipeline, work / "runs"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     if wait:
         proc.communicate(timeout=120)
     return proc
@@ -432,7 +583,10 @@ otel_ai.shutdown()
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_tail_sampling_keeps_failed_runs_and_follows_the_policy_for_the_rest(
-    bins: Binaries, jaeger_server: Jaeger, backend: OTLPReceiver, tmp_path: Path,
+    bins: Binaries,
+    jaeger_server: Jaeger,
+    backend: OTLPReceiver,
+    tmp_path: Path,
 ) -> None:
     """With OTELCOL_SAMPLE_PERCENT=0 only the policies keep a run: a failed run and a run
     with a buggy-heavy stage are in Jaeger, a plain completed run is not."""
@@ -444,12 +598,21 @@ def test_tail_sampling_keeps_failed_runs_and_follows_the_policy_for_the_rest(
         assert completed.returncode == 0
         work = tmp_path / "buggy"
         work.mkdir()
-        buggy = subprocess.run([sys.executable, "-c", BUGGY_STAGE.format(run_id="policy-buggy")], cwd=work,
-                               env=otel_ai_env(fleet, work / "runs"), capture_output=True, text=True, timeout=120, check=False)
+        buggy = subprocess.run(
+            [sys.executable, "-c", BUGGY_STAGE.format(run_id="policy-buggy")],
+            cwd=work,
+            env=otel_ai_env(fleet, work / "runs"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert buggy.returncode == 0, buggy.stderr
         traces = {}
         for run_id in ("policy-failed", "policy-completed", "policy-buggy"):
-            spans = wait_until(f"{run_id} in the agent's copy", lambda r=run_id: copy_spans_or_none(fleet, r), 60)
+            spans = wait_until(
+                f"{run_id} in the agent's copy", lambda r=run_id: copy_spans_or_none(fleet, r), 60
+            )
             traces[run_id] = spans[0].trace_id
         for run_id in ("policy-failed", "policy-buggy"):
             sent = copy_spans(fleet, run_id)
@@ -457,8 +620,14 @@ def test_tail_sampling_keeps_failed_runs_and_follows_the_policy_for_the_rest(
         # every decision is made (the three runs' roots came together): the completed run
         # was dropped, not delayed
         sampling = [c for c in fleet.collectors if c.name.startswith("sampling-")]
-        wait_until("three tail-sampling decisions", lambda: sum(
-            c.metric("otelcol_processor_tail_sampling_global_count_traces_sampled") for c in sampling) >= 3, 60)
+        wait_until(
+            "three tail-sampling decisions",
+            lambda: (
+                sum(c.metric("otelcol_processor_tail_sampling_global_count_traces_sampled") for c in sampling)
+                >= 3
+            ),
+            60,
+        )
         time.sleep(3)
         assert jaeger_spans(fleet.jaeger, traces["policy-completed"]) == []
     finally:
@@ -473,6 +642,7 @@ def test_a_live_run_is_in_jaeger_within_10_s_of_its_start(direct: Pipeline) -> N
     started = time.monotonic()
     proc = wrapped(direct, "live-run", "import time; time.sleep(40)", wait=False)
     try:
+
         def live() -> list[SpanRecord] | None:
             try:
                 spans = load_from_jaeger(direct.jaeger.url, "live-run", timeout_s=5).spans
@@ -504,22 +674,48 @@ def _huge_log_request(run_id: str, trace_id: str, span_id: str) -> bytes:
     from opentelemetry.proto.logs.v1 import logs_pb2
     from opentelemetry.proto.resource.v1 import resource_pb2
 
-    frames = "".join(f'  File "/workspace/experiments/train_{i}.py", line {i}, in step\n    loss = model(batch)\n' for i in range(12_000))
-    stack = "Traceback (most recent call last):\n" + frames[: 1_000_000] + "\ntorch.OutOfMemoryError: CUDA out of memory (the real cause)"
-    attributes = [_kv(semconv.RUN_ID, run_id), _kv(semconv.EVENT_NAME, "ai.run.failed"), _kv(semconv.EXCEPTION_TYPE, "torch.OutOfMemoryError"),
-                  _kv(semconv.EXCEPTION_STACKTRACE, stack), _kv(semconv.EXCEPTION_MESSAGE, "m" * 200_000)]
-    attributes += [_kv(f"experiment.param_{i:03d}", f"{i}:" + "v" * 1000) for i in range(200 - len(attributes))]
+    frames = "".join(
+        f'  File "/workspace/experiments/train_{i}.py", line {i}, in step\n    loss = model(batch)\n'
+        for i in range(12_000)
+    )
+    stack = (
+        "Traceback (most recent call last):\n"
+        + frames[:1_000_000]
+        + "\ntorch.OutOfMemoryError: CUDA out of memory (the real cause)"
+    )
+    attributes = [
+        _kv(semconv.RUN_ID, run_id),
+        _kv(semconv.EVENT_NAME, "ai.run.failed"),
+        _kv(semconv.EXCEPTION_TYPE, "torch.OutOfMemoryError"),
+        _kv(semconv.EXCEPTION_STACKTRACE, stack),
+        _kv(semconv.EXCEPTION_MESSAGE, "m" * 200_000),
+    ]
+    attributes += [
+        _kv(f"experiment.param_{i:03d}", f"{i}:" + "v" * 1000) for i in range(200 - len(attributes))
+    ]
     resource = [_kv(semconv.SERVICE_NAME, "ai-scientist"), _kv("ai.pod.id", "pod-loki")]
     resource += [_kv(f"host.label_{i:02d}", "r" * 1000) for i in range(38)]
     record = logs_pb2.LogRecord(
-        time_unix_nano=time.time_ns(), severity_number=17, severity_text="ERROR",
-        body=common_pb2.AnyValue(string_value="run failed: CUDA out of memory"), attributes=attributes,
-        trace_id=bytes.fromhex(trace_id), span_id=bytes.fromhex(span_id),
+        time_unix_nano=time.time_ns(),
+        severity_number=17,
+        severity_text="ERROR",
+        body=common_pb2.AnyValue(string_value="run failed: CUDA out of memory"),
+        attributes=attributes,
+        trace_id=bytes.fromhex(trace_id),
+        span_id=bytes.fromhex(span_id),
     )
-    request = logs_service_pb2.ExportLogsServiceRequest(resource_logs=[logs_pb2.ResourceLogs(
-        resource=resource_pb2.Resource(attributes=resource),
-        scope_logs=[logs_pb2.ScopeLogs(scope=common_pb2.InstrumentationScope(name="wild"), log_records=[record])],
-    )])
+    request = logs_service_pb2.ExportLogsServiceRequest(
+        resource_logs=[
+            logs_pb2.ResourceLogs(
+                resource=resource_pb2.Resource(attributes=resource),
+                scope_logs=[
+                    logs_pb2.ScopeLogs(
+                        scope=common_pb2.InstrumentationScope(name="wild"), log_records=[record]
+                    )
+                ],
+            )
+        ]
+    )
     return request.SerializeToString()
 
 
@@ -533,7 +729,9 @@ def test_loki_pipeline_keeps_every_record_within_loki_limits(direct: Pipeline) -
     trace_id, span_id = "5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174"
     body = _huge_log_request("loki-huge", trace_id, span_id)
     assert len(body) > 1_400_000
-    request = urllib.request.Request(f"{direct.endpoint}/v1/logs", data=body, headers={"Content-Type": "application/x-protobuf"})
+    request = urllib.request.Request(
+        f"{direct.endpoint}/v1/logs", data=body, headers={"Content-Type": "application/x-protobuf"}
+    )
     with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - 127.0.0.1
         assert response.status == 200
     # and a failed run of otel_ai, every record of it
@@ -541,13 +739,24 @@ def test_loki_pipeline_keeps_every_record_within_loki_limits(direct: Pipeline) -
 
     def arrived(r: OTLPReceiver) -> bool:
         runs = {str(rec.attributes.get(semconv.RUN_ID)) for rec in r.logs()}
-        return {"loki-huge", "loki-failed"} <= runs and any(rec.attributes.get(semconv.EVENT_NAME) == "ai.run.failed" and rec.attributes.get(semconv.RUN_ID) == "loki-failed" for rec in r.logs())
+        return {"loki-huge", "loki-failed"} <= runs and any(
+            rec.attributes.get(semconv.EVENT_NAME) == "ai.run.failed"
+            and rec.attributes.get(semconv.RUN_ID) == "loki-failed"
+            for rec in r.logs()
+        )
 
     assert direct.backend.wait_for(arrived, timeout=60), direct.logs()
-    records = [rec for rec in direct.backend.logs() if rec.attributes.get(semconv.RUN_ID) in ("loki-huge", "loki-failed")]
+    records = [
+        rec
+        for rec in direct.backend.logs()
+        if rec.attributes.get(semconv.RUN_ID) in ("loki-huge", "loki-failed")
+    ]
     for rec in records:
         entry = loki_entry(rec, otlp_config)
-        assert len(entry.metadata) <= LOKI_LIMIT_ENTRIES, (rec.attributes.get(semconv.EVENT_NAME), len(entry.metadata))
+        assert len(entry.metadata) <= LOKI_LIMIT_ENTRIES, (
+            rec.attributes.get(semconv.EVENT_NAME),
+            len(entry.metadata),
+        )
         size = structured_metadata_size(entry.metadata)
         assert size <= LOKI_LIMIT_BYTES, (rec.attributes.get(semconv.EVENT_NAME), size)
         assert entry.labels["ai_run_id"] == rec.attributes[semconv.RUN_ID]
@@ -559,36 +768,65 @@ def test_loki_pipeline_keeps_every_record_within_loki_limits(direct: Pipeline) -
     assert entry.labels == {"service_name": "ai-scientist", "ai_pod_id": "pod-loki", "ai_run_id": "loki-huge"}
     stack = entry.metadata["exception_stacktrace"]
     assert stack.startswith("Traceback (most recent call last):")
-    assert stack.endswith("torch.OutOfMemoryError: CUDA out of memory (the real cause)"), "the tail of a traceback is kept"
+    assert stack.endswith("torch.OutOfMemoryError: CUDA out of memory (the real cause)"), (
+        "the tail of a traceback is kept"
+    )
     assert entry.metadata["event_name"] == "ai.run.failed"
-    failed = [rec for rec in records if rec.attributes.get(semconv.EVENT_NAME) == "ai.run.failed" and rec.attributes[semconv.RUN_ID] == "loki-failed"]
+    failed = [
+        rec
+        for rec in records
+        if rec.attributes.get(semconv.EVENT_NAME) == "ai.run.failed"
+        and rec.attributes[semconv.RUN_ID] == "loki-failed"
+    ]
     assert failed and failed[0].trace_id and failed[0].span_id
 
 
 # --- 6. span metrics --------------------------------------------------------------------------
 @pytest.mark.timeout(300)
-def test_span_metrics_come_out_as_the_series_the_docs_promise(bins: Binaries, jaeger_server: Jaeger, backend: OTLPReceiver, tmp_path: Path) -> None:
+def test_span_metrics_come_out_as_the_series_the_docs_promise(
+    bins: Binaries, jaeger_server: Jaeger, backend: OTLPReceiver, tmp_path: Path
+) -> None:
     from collector_support import prom_label_name, prom_metric_name
 
-    overlay = _copy_overlay(tmp_path, tmp_path / "agent-copy", ["otlp_grpc/jaeger", "span_metrics"], ["otlp_http/loki"])
-    agent = collector(bins.otelcol, "agent", ["agent.yaml", "agent-direct.yaml", overlay], tmp_path, {
-        "JAEGER_OTLP_ENDPOINT": jaeger_server.otlp_grpc_endpoint,
-        "LOKI_OTLP_ENDPOINT": backend.http_endpoint,
-        "PROMETHEUS_OTLP_ENDPOINT": backend.http_endpoint,
-        "OTELCOL_SPANMETRICS_FLUSH_INTERVAL": "1s",
-    }).start()
+    overlay = _copy_overlay(
+        tmp_path, tmp_path / "agent-copy", ["otlp_grpc/jaeger", "span_metrics"], ["otlp_http/loki"]
+    )
+    agent = collector(
+        bins.otelcol,
+        "agent",
+        ["agent.yaml", "agent-direct.yaml", overlay],
+        tmp_path,
+        {
+            "JAEGER_OTLP_ENDPOINT": jaeger_server.otlp_grpc_endpoint,
+            "LOKI_OTLP_ENDPOINT": backend.http_endpoint,
+            "PROMETHEUS_OTLP_ENDPOINT": backend.http_endpoint,
+            "OTELCOL_SPANMETRICS_FLUSH_INTERVAL": "1s",
+        },
+    ).start()
     try:
-        pipeline = Pipeline(agent.http_endpoint, agent, tmp_path / "agent-copy", jaeger_server, backend, [agent], tmp_path)
+        pipeline = Pipeline(
+            agent.http_endpoint, agent, tmp_path / "agent-copy", jaeger_server, backend, [agent], tmp_path
+        )
         work = tmp_path / "buggy"
         work.mkdir()
-        done = subprocess.run([sys.executable, "-c", BUGGY_STAGE.format(run_id="metrics-run")], cwd=work,
-                              env=otel_ai_env(pipeline, work / "runs"), capture_output=True, text=True, timeout=120, check=False)
+        done = subprocess.run(
+            [sys.executable, "-c", BUGGY_STAGE.format(run_id="metrics-run")],
+            cwd=work,
+            env=otel_ai_env(pipeline, work / "runs"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert done.returncode == 0, done.stderr
 
         def span_metrics(r: OTLPReceiver) -> list[Any]:
             return [m for m in r.metrics() if m.name.startswith("traces.span.metrics.")]
 
-        assert backend.wait_for(lambda r: any(m.attributes.get("span.name") == semconv.SPAN_RUN for m in span_metrics(r)), timeout=60), agent.tail()
+        assert backend.wait_for(
+            lambda r: any(m.attributes.get("span.name") == semconv.SPAN_RUN for m in span_metrics(r)),
+            timeout=60,
+        ), agent.tail()
         points = span_metrics(backend)
         names = {prom_metric_name(m.name, m.unit, m.kind, True if m.kind == "sum" else None) for m in points}
         assert {"traces_span_metrics_calls_total", "traces_span_metrics_duration_seconds"} <= names, names
@@ -601,7 +839,9 @@ def test_span_metrics_come_out_as_the_series_the_docs_promise(bins: Binaries, ja
 
 
 # --- 7. faults: nothing lost, nothing twice ---------------------------------------------------
-def assert_search_whole_in_jaeger(pipeline: Pipeline, run_id: str, stdout: str, *, timeout: float = 180) -> list[SpanRecord]:
+def assert_search_whole_in_jaeger(
+    pipeline: Pipeline, run_id: str, stdout: str, *, timeout: float = 180
+) -> list[SpanRecord]:
     """The run's trace in Jaeger is complete: every parent and link target there, no span
     twice, every LLM call the stub answered a span (an independent count of what happened)."""
     from otel_ai.cli.jaeger import JaegerError, load_from_jaeger
@@ -626,10 +866,16 @@ def assert_search_whole_in_jaeger(pipeline: Pipeline, run_id: str, stdout: str, 
         else:
             why = ""
         llm = [s for s in found if s.attributes.get(semconv.GEN_AI_OPERATION_NAME) == "chat"]
-        spool = sorted(str(p.relative_to(pipeline.workdir)) for p in pipeline.workdir.glob(f"run-{run_id}/runs/**/*") if p.is_file())
-        raise AssertionError(f"Jaeger has {len(found)} spans {why}, {len(llm)} of {calls} LLM calls, "
-                             f"run span: {any(s.name == semconv.SPAN_RUN for s in found)}; left in otel_ai's data dir: {spool[:20]}\n"
-                             + pipeline.logs()[-3000:]) from None
+        spool = sorted(
+            str(p.relative_to(pipeline.workdir))
+            for p in pipeline.workdir.glob(f"run-{run_id}/runs/**/*")
+            if p.is_file()
+        )
+        raise AssertionError(
+            f"Jaeger has {len(found)} spans {why}, {len(llm)} of {calls} LLM calls, "
+            f"run span: {any(s.name == semconv.SPAN_RUN for s in found)}; left in otel_ai's data dir: {spool[:20]}\n"
+            + pipeline.logs()[-3000:]
+        ) from None
     time.sleep(3)  # anything late, duplicates included, has arrived
     spans = load_from_jaeger(pipeline.jaeger.url, run_id).spans
     dupes = [n for n in Counter(s.span_id for s in spans).values() if n > 1]
@@ -645,8 +891,13 @@ def assert_search_whole_in_jaeger(pipeline: Pipeline, run_id: str, stdout: str, 
 def test_agent_killed_and_restarted_mid_run_loses_and_duplicates_nothing(direct: Pipeline) -> None:
     proc = simulated_search(direct, "agent-killed", "--max-iters", "6", wait=False)
     # mid-run: the first spans are through the agent
-    wait_until("the first spans in the agent's copy", lambda: (direct.copy_dir / "copy.jsonl").is_file()
-               and (direct.copy_dir / "copy.jsonl").stat().st_size > 0, 120)
+    wait_until(
+        "the first spans in the agent's copy",
+        lambda: (
+            (direct.copy_dir / "copy.jsonl").is_file() and (direct.copy_dir / "copy.jsonl").stat().st_size > 0
+        ),
+        120,
+    )
     direct.agent.kill()
     time.sleep(5)
     direct.agent.start()
@@ -655,8 +906,15 @@ def test_agent_killed_and_restarted_mid_run_loses_and_duplicates_nothing(direct:
     # pool workers that ended while the agent was down left their data in otel_ai's spool:
     # `otel-ai recover` (or the next `otel-ai run` on this data directory) delivers it
     work = direct.workdir / "run-agent-killed"
-    recover = subprocess.run([*OTEL_AI, "recover"], cwd=work, env=otel_ai_env(direct, work / "runs"),
-                             capture_output=True, text=True, timeout=300, check=False)
+    recover = subprocess.run(
+        [*OTEL_AI, "recover"],
+        cwd=work,
+        env=otel_ai_env(direct, work / "runs"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert recover.returncode == 0, recover.stdout + recover.stderr
     assert_search_whole_in_jaeger(direct, "agent-killed", out)
 
@@ -665,8 +923,13 @@ def test_agent_killed_and_restarted_mid_run_loses_and_duplicates_nothing(direct:
 @pytest.mark.timeout(900)
 def test_gateway_down_30_s_mid_run_loses_and_duplicates_nothing(fleet: Pipeline) -> None:
     proc = simulated_search(fleet, "gateway-down", "--max-iters", "6", wait=False)
-    wait_until("the first spans in the agent's copy", lambda: (fleet.copy_dir / "copy.jsonl").is_file()
-               and (fleet.copy_dir / "copy.jsonl").stat().st_size > 0, 120)
+    wait_until(
+        "the first spans in the agent's copy",
+        lambda: (
+            (fleet.copy_dir / "copy.jsonl").is_file() and (fleet.copy_dir / "copy.jsonl").stat().st_size > 0
+        ),
+        120,
+    )
     (lb,) = [c for c in fleet.collectors if c.name == "gateway-lb"]
     lb.stop()
     time.sleep(30)
@@ -679,7 +942,9 @@ def test_gateway_down_30_s_mid_run_loses_and_duplicates_nothing(fleet: Pipeline)
 
 
 @pytest.mark.timeout(300)
-def test_what_the_agent_acknowledged_survives_a_sigkill(bins: Binaries, backend: OTLPReceiver, tmp_path: Path) -> None:
+def test_what_the_agent_acknowledged_survives_a_sigkill(
+    bins: Binaries, backend: OTLPReceiver, tmp_path: Path
+) -> None:
     """An acknowledged request is on disk: killed at once after the acks, the restarted
     agent delivers every span (a batch processor in front of the queue lost them all)."""
     import urllib.request
@@ -687,26 +952,46 @@ def test_what_the_agent_acknowledged_survives_a_sigkill(bins: Binaries, backend:
     from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
     from opentelemetry.proto.trace.v1 import trace_pb2
 
-    agent = collector(bins.otelcol, "agent", ["agent.yaml", "agent-direct.yaml"], tmp_path, {
-        "JAEGER_OTLP_ENDPOINT": backend.grpc_endpoint.removeprefix("http://"),
-        "LOKI_OTLP_ENDPOINT": backend.http_endpoint,
-        "PROMETHEUS_OTLP_ENDPOINT": backend.http_endpoint,
-    }).start()
+    agent = collector(
+        bins.otelcol,
+        "agent",
+        ["agent.yaml", "agent-direct.yaml"],
+        tmp_path,
+        {
+            "JAEGER_OTLP_ENDPOINT": backend.grpc_endpoint.removeprefix("http://"),
+            "LOKI_OTLP_ENDPOINT": backend.http_endpoint,
+            "PROMETHEUS_OTLP_ENDPOINT": backend.http_endpoint,
+        },
+    ).start()
     sent = set()
     try:
         for _ in range(20):
-            spans = [trace_pb2.Span(trace_id=os.urandom(16), span_id=os.urandom(8), name="acked", start_time_unix_nano=1, end_time_unix_nano=2)
-                     for _ in range(50)]
+            spans = [
+                trace_pb2.Span(
+                    trace_id=os.urandom(16),
+                    span_id=os.urandom(8),
+                    name="acked",
+                    start_time_unix_nano=1,
+                    end_time_unix_nano=2,
+                )
+                for _ in range(50)
+            ]
             sent |= {s.span_id.hex() for s in spans}
-            request = trace_service_pb2.ExportTraceServiceRequest(resource_spans=[trace_pb2.ResourceSpans(scope_spans=[trace_pb2.ScopeSpans(spans=spans)])])
-            post = urllib.request.Request(f"{agent.http_endpoint}/v1/traces", data=request.SerializeToString(),
-                                          headers={"Content-Type": "application/x-protobuf"})
+            request = trace_service_pb2.ExportTraceServiceRequest(
+                resource_spans=[trace_pb2.ResourceSpans(scope_spans=[trace_pb2.ScopeSpans(spans=spans)])]
+            )
+            post = urllib.request.Request(
+                f"{agent.http_endpoint}/v1/traces",
+                data=request.SerializeToString(),
+                headers={"Content-Type": "application/x-protobuf"},
+            )
             with urllib.request.urlopen(post, timeout=10) as response:  # noqa: S310 - 127.0.0.1
                 assert response.status == 200
         agent.kill()
         agent.start()
         assert backend.wait_for(lambda r: {s.span_id for s in r.spans()} >= sent, timeout=60), (
-            f"{len(sent - {s.span_id for s in backend.spans()})} of {len(sent)} acknowledged spans lost")
+            f"{len(sent - {s.span_id for s in backend.spans()})} of {len(sent)} acknowledged spans lost"
+        )
         time.sleep(2)
         assert len(backend.spans()) == len(sent), "no span twice"
     finally:

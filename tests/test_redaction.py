@@ -58,12 +58,16 @@ def test_ordinary_text_is_left_alone(text: str) -> None:
 
 
 def test_values_of_secret_environment_variables_are_redacted_anywhere() -> None:
-    redactor = Redactor(environ={"LAB_DB_PASSWORD": "plain-looking-value", "HOME": "/root", "KEY_SHORT": "abc"})
+    redactor = Redactor(
+        environ={"LAB_DB_PASSWORD": "plain-looking-value", "HOME": "/root", "KEY_SHORT": "abc"}
+    )
     assert redactor.redact("connecting with plain-looking-value now") == f"connecting with {REDACTED} now"
     assert redactor.redact("abc and /root stay") == "abc and /root stay"
 
 
-def test_secrets_are_redacted_from_everything_exported(http_wire: Wire, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secrets_are_redacted_from_everything_exported(
+    http_wire: Wire, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("WANDB_API_KEY", "local-wandb-key-1234567890")
     otel_ai.testing.reset()
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", http_wire.receiver.http_endpoint)
@@ -78,7 +82,9 @@ def test_secrets_are_redacted_from_everything_exported(http_wire: Wire, monkeypa
     otel_ai.shutdown(5.0)
     spans = http_wire.receiver.spans()
     logs = http_wire.receiver.logs()
-    dumped = repr([(s.name, s.attributes, [(e.name, e.attributes) for e in s.events], s.status_message) for s in spans])
+    dumped = repr(
+        [(s.name, s.attributes, [(e.name, e.attributes) for e in s.events], s.status_message) for s in spans]
+    )
     dumped += repr([(r.body, r.attributes) for r in logs])
     for secret in (OPENAI, ANTHROPIC, HF, "local-wandb-key-1234567890"):
         assert secret not in dumped
@@ -168,7 +174,9 @@ def test_values_of_secret_environment_variables_are_redacted_once_encoded() -> N
 )
 def test_bare_aws_secret_keys_are_redacted(text: str) -> None:
     redacted = Redactor(environ={}).redact(text)
-    assert AWS_SECRET not in redacted and "bPxRfiCY" not in redacted and "Rt2Vx7Bn4M" not in redacted, redacted
+    assert AWS_SECRET not in redacted and "bPxRfiCY" not in redacted and "Rt2Vx7Bn4M" not in redacted, (
+        redacted
+    )
     assert REDACTED in redacted
 
 
@@ -193,11 +201,19 @@ def test_encoded_secrets_never_reach_the_wire(http_wire: Wire) -> None:
     import json
 
     token_lines = "\n".join(ALL_TOKENS) + "\n" + f"{AWS_ID}\n{AWS_SECRET}"
-    otel_ai.event_callback("ai.custom.thing", {"run_id": "run-enc", "stdout": token_lines, "nested": {"a": [f"plot_{OPENAI}.png"]}})
+    otel_ai.event_callback(
+        "ai.custom.thing",
+        {"run_id": "run-enc", "stdout": token_lines, "nested": {"a": [f"plot_{OPENAI}.png"]}},
+    )
     with otel_ai.run("run-enc2") as run:
         run.log(json.dumps({"line": f"\n{ANTHROPIC}"}), "info")
     otel_ai.shutdown(5.0)
-    dumped = repr([(s.name, s.attributes, [(e.name, e.attributes) for e in s.events], s.status_message) for s in http_wire.receiver.spans()])
+    dumped = repr(
+        [
+            (s.name, s.attributes, [(e.name, e.attributes) for e in s.events], s.status_message)
+            for s in http_wire.receiver.spans()
+        ]
+    )
     dumped += repr([(r.body, r.attributes) for r in http_wire.receiver.logs()])
     assert "ai.custom.thing" in dumped
     for secret in (*ALL_TOKENS, AWS_SECRET):
@@ -212,7 +228,9 @@ def _planted_events(run_id: str) -> None:
     with otel_ai.run(run_id, command=f"python x.py --out plot_{OPENAI}.png") as run:
         with run.stage("1_initial", description=json.dumps({"note": f"\n{HF}"})) as stage:
             stage.metric("notes", json.dumps({"stdout": lines}))
-        otel_ai.event_callback("ai.custom.thing", {"run_id": run_id, "stdout": lines, "nested": {"a": [f"plot_{OPENAI}.png"]}})
+        otel_ai.event_callback(
+            "ai.custom.thing", {"run_id": run_id, "stdout": lines, "nested": {"a": [f"plot_{OPENAI}.png"]}}
+        )
         run.log(json.dumps({"line": f"\n{ANTHROPIC}"}), "info")
         raise_and_catch = RuntimeError(json.dumps({"error": f"\n{GITHUB}"}))
         run.log(str(raise_and_catch), "error")
@@ -288,7 +306,9 @@ def test_watch_state_files_keep_no_secret_and_still_resume(tmp_path, monkeypatch
     assert sink2.texts() == ["three"]
 
 
-def test_secrets_in_event_names_resource_and_structured_bodies_are_redacted(http_wire: Wire, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secrets_in_event_names_resource_and_structured_bodies_are_redacted(
+    http_wire: Wire, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Beyond attributes and string bodies: the top-level event_name of an unknown event
     recorded as given, OTEL_RESOURCE_ATTRIBUTES, and a structured (dict) log body."""
 
@@ -298,7 +318,9 @@ def test_secrets_in_event_names_resource_and_structured_bodies_are_redacted(http
     otel_ai.event_callback(f"ai.custom.{OPENAI}", {"run_id": "run-names"})
     from otel_ai.export.providers import get_pipeline
 
-    get_pipeline().logger.emit(body={"msg": f"token {GITHUB}", "nested": [{"k": ANTHROPIC}]}, severity_text="INFO")
+    get_pipeline().logger.emit(
+        body={"msg": f"token {GITHUB}", "nested": [{"k": ANTHROPIC}]}, severity_text="INFO"
+    )
     otel_ai.shutdown(5.0)
     logs = http_wire.receiver.logs()
     spans = http_wire.receiver.spans()
@@ -332,7 +354,29 @@ def test_spool_owner_file_keeps_no_password(tmp_path) -> None:  # type: ignore[n
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-_EDGES = ["\n", "\\n", "\\t", '\\"', '"', "'", "%0A", "%22", "%3D", "=", ": ", "(", "[", "/", "_", "plot_", "-", " ", "\\u00e9", "\t", ","]
+_EDGES = [
+    "\n",
+    "\\n",
+    "\\t",
+    '\\"',
+    '"',
+    "'",
+    "%0A",
+    "%22",
+    "%3D",
+    "=",
+    ": ",
+    "(",
+    "[",
+    "/",
+    "_",
+    "plot_",
+    "-",
+    " ",
+    "\\u00e9",
+    "\t",
+    ",",
+]
 
 
 def _encode(kind: str, text: str) -> str:
@@ -359,7 +403,9 @@ def _encode(kind: str, text: str) -> str:
     tail=st.text(max_size=40),
     encoding=st.sampled_from(["plain", "json", "json2", "url", "url+"]),
 )
-def test_property_a_planted_token_never_survives(token: str, head: str, before: str, after: str, tail: str, encoding: str) -> None:
+def test_property_a_planted_token_never_survives(
+    token: str, head: str, before: str, after: str, tail: str, encoding: str
+) -> None:
     text = _encode(encoding, head + before + token + after + tail)
     redacted = Redactor(environ={}).redact(text)
     assert token not in redacted
@@ -370,7 +416,9 @@ def test_property_a_planted_token_never_survives(token: str, head: str, before: 
 @given(
     digest=st.binary(min_size=20, max_size=20).map(bytes.hex),
     upper=st.booleans(),
-    context=st.sampled_from(["commit ", "aws key ", "secret sha1 ", "the token hash ", "", "AKIAIOSFODNN7EXAMPLE used by "]),
+    context=st.sampled_from(
+        ["commit ", "aws key ", "secret sha1 ", "the token hash ", "", "AKIAIOSFODNN7EXAMPLE used by "]
+    ),
 )
 def test_property_sha1_hashes_are_never_taken_for_aws_secrets(digest: str, upper: bool, context: str) -> None:
     text = context + (digest.upper() if upper else digest) + " done"

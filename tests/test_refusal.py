@@ -53,7 +53,12 @@ def environment(data_dir: Path, **variables: str) -> dict[str, str]:
 
 def run_program(data_dir: Path, program: str = PROGRAM, **variables: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", program], check=False, env=environment(data_dir, **variables), capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", program],
+        check=False,
+        env=environment(data_dir, **variables),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -84,13 +89,19 @@ def test_a_traces_only_backend_gets_the_traces_and_nothing_is_kept_for_the_rest(
     data_dir = tmp_path / "data"
     with OTLPReceiver(signals=("traces",) if answer != 405 else ("traces", "logs", "metrics")) as receiver:
         if answer == 405:
-            receiver.answers.update({"logs": (405, b"Method Not Allowed"), "metrics": (405, b"Method Not Allowed")})
+            receiver.answers.update(
+                {"logs": (405, b"Method Not Allowed"), "metrics": (405, b"Method Not Allowed")}
+            )
         result = run_program(
-            data_dir, OTEL_EXPORTER_OTLP_ENDPOINT=endpoint_of(receiver, protocol), OTEL_EXPORTER_OTLP_PROTOCOL=protocol
+            data_dir,
+            OTEL_EXPORTER_OTLP_ENDPOINT=endpoint_of(receiver, protocol),
+            OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
         )
         assert result.returncode == 0, result.stderr
         # the refused signals do not hold the others back: every flush succeeds
-        assert result.stdout.split() == ["flushed", "True", "flushed", "True", "shutdown", "True"], result.stdout
+        assert result.stdout.split() == ["flushed", "True", "flushed", "True", "shutdown", "True"], (
+            result.stdout
+        )
         transport = "grpc" if protocol == "grpc" else "http"
         spans = receiver.spans()
         assert {s.name for s in spans} >= {"ai.run", "ai.stage 1_initial_implementation", "ai.node draft"}
@@ -135,7 +146,17 @@ def test_the_processes_of_one_otel_ai_run_say_a_refusal_once(tmp_path: Path) -> 
     child.write_text(PROGRAM)
     with OTLPReceiver(signals=("traces",)) as receiver:
         result = subprocess.run(
-            [*OTEL_AI, "run", "--no-watch", "--no-status", "--run-id", "wrapped", "--", sys.executable, str(child)],
+            [
+                *OTEL_AI,
+                "run",
+                "--no-watch",
+                "--no-status",
+                "--run-id",
+                "wrapped",
+                "--",
+                sys.executable,
+                str(child),
+            ],
             env=environment(data_dir, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.http_endpoint),
             check=False,
             capture_output=True,
@@ -184,10 +205,14 @@ def test_what_an_outage_spooled_of_a_signal_goes_once_the_backend_refuses_it(
                 assert otel_ai.force_flush(10.0)
             assert spooled(data_dir) == []
             names = [s.name for s in receiver.spans() if s.name != "ai.run.live"]
-            assert len(names) == 2 * made["spans"] and len({s.span_id for s in receiver.spans()}) == len(receiver.spans())
+            assert len(names) == 2 * made["spans"] and len({s.span_id for s in receiver.spans()}) == len(
+                receiver.spans()
+            )
             assert receiver.rejected("logs") == 1 and receiver.rejected("metrics") == 1
             refusals = [r.getMessage() for r in caplog.records if "for good" in r.getMessage()]
-            assert len(refusals) == 2 and {"logs", "metrics"} == {m.split(" refuses ")[1].split()[0] for m in refusals}
+            assert len(refusals) == 2 and {"logs", "metrics"} == {
+                m.split(" refuses ")[1].split()[0] for m in refusals
+            }
             assert durable.dropped_totals()[("logs", durable.DROP_REFUSED)] > 0
         finally:
             otel_ai.testing.reset()
@@ -207,10 +232,14 @@ def test_what_a_refusal_drops_is_counted_in_the_dropped_metric(otlp_receiver: OT
         scenario("counted-again")
         assert otel_ai.force_flush(10.0)
         assert otel_ai.force_flush(10.0)  # the counter, observed after the last records
-        offered = 2 * len([s for s in otlp_receiver.spans() if s.name == "ai.node draft"])  # >= 1 record per node
+        offered = 2 * len(
+            [s for s in otlp_receiver.spans() if s.name == "ai.node draft"]
+        )  # >= 1 record per node
         dropped = [
-            p for p in otlp_receiver.metrics()
-            if p.name == semconv.TELEMETRY_DROPPED and p.attributes[semconv.TELEMETRY_DROP_REASON] == "refused"
+            p
+            for p in otlp_receiver.metrics()
+            if p.name == semconv.TELEMETRY_DROPPED
+            and p.attributes[semconv.TELEMETRY_DROP_REASON] == "refused"
         ]
         assert dropped and {p.attributes[semconv.TELEMETRY_SIGNAL] for p in dropped} == {"logs"}
         assert max(p.value for p in dropped) >= offered  # type: ignore[type-var]
@@ -219,7 +248,9 @@ def test_what_a_refusal_drops_is_counted_in_the_dropped_metric(otlp_receiver: OT
         otel_ai.testing.reset()
 
 
-def test_a_request_that_slipped_in_during_the_refusal_is_cleared_not_resent(otlp_receiver: OTLPReceiver) -> None:
+def test_a_request_that_slipped_in_during_the_refusal_is_cleared_not_resent(
+    otlp_receiver: OTLPReceiver,
+) -> None:
     """The race of a batch queued while the refusal came in: sent once more, refused,
     cleared; never a loop of requests against the refusing endpoint."""
     import time
@@ -279,7 +310,9 @@ def _spool_of_a_dead_process(data_dir: Path, endpoint: str) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
-def test_recover_delivers_what_the_backend_takes_and_deletes_the_rest_with_a_count(tmp_path: Path, protocol: str) -> None:
+def test_recover_delivers_what_the_backend_takes_and_deletes_the_rest_with_a_count(
+    tmp_path: Path, protocol: str
+) -> None:
     data_dir = tmp_path / "data"
     with OTLPReceiver(signals=("traces",)) as receiver:
         endpoint = endpoint_of(receiver, protocol)
@@ -287,7 +320,9 @@ def test_recover_delivers_what_the_backend_takes_and_deletes_the_rest_with_a_cou
         assert len(spooled(data_dir)) == 3
         result = subprocess.run(
             [*OTEL_AI, "recover", "--timeout", "20"],
-            env=environment(data_dir, OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, OTEL_EXPORTER_OTLP_PROTOCOL=protocol),
+            env=environment(
+                data_dir, OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, OTEL_EXPORTER_OTLP_PROTOCOL=protocol
+            ),
             check=False,
             capture_output=True,
             text=True,
@@ -308,7 +343,12 @@ def test_replay_skips_a_refused_signal_with_a_count_and_leaves_its_files_unmarke
     assert written.returncode == 0, written.stderr
     logs_files = sorted(data_dir.glob("logs-*.jsonl"))
     assert logs_files and list(data_dir.glob("traces-*.jsonl"))
-    records = sum(len(json.loads(line)["resourceLogs"][0]["scopeLogs"][0]["logRecords"]) for f in logs_files for line in f.read_text().splitlines() if line.strip())
+    records = sum(
+        len(json.loads(line)["resourceLogs"][0]["scopeLogs"][0]["logRecords"])
+        for f in logs_files
+        for line in f.read_text().splitlines()
+        if line.strip()
+    )
     with OTLPReceiver(signals=("traces",)) as receiver:
         result = subprocess.run(
             [*OTEL_AI, "replay", str(data_dir), "--endpoint", receiver.http_endpoint, "--timeout", "20"],
@@ -362,7 +402,17 @@ def test_exporter_none_in_otel_ai_run_and_its_children(tmp_path: Path) -> None:
     child = tmp_path / "child.py"
     child.write_text(PROGRAM)
     result = subprocess.run(
-        [*OTEL_AI, "run", "--no-watch", "--no-status", "--run-id", "quiet-logs", "--", sys.executable, str(child)],
+        [
+            *OTEL_AI,
+            "run",
+            "--no-watch",
+            "--no-status",
+            "--run-id",
+            "quiet-logs",
+            "--",
+            sys.executable,
+            str(child),
+        ],
         env=environment(data_dir, OTEL_LOGS_EXPORTER="none"),
         check=False,
         capture_output=True,
@@ -387,7 +437,9 @@ def test_a_signal_turned_off_by_argument_in_the_wrapper_is_off_in_its_children(
     child = tmp_path / "child.py"
     child.write_text(PROGRAM)
     monkeypatch.setenv("OTEL_AI_SHUTDOWN_TIMEOUT", "5")
-    options = RunOptions(command=[sys.executable, str(child)], run_id="off-by-argument", no_watch=True, status=False)
+    options = RunOptions(
+        command=[sys.executable, str(child)], run_id="off-by-argument", no_watch=True, status=False
+    )
     assert Supervisor(options, {"traces_exporter": "none"}).run() == 0
     assert not list(data_dir.glob("traces-*.jsonl"))
     assert len(list(data_dir.glob("logs-*.jsonl"))) >= 2  # the wrapper's and the child's
@@ -412,7 +464,12 @@ def test_console_exporter_prints_spans_on_stdout(tmp_path: Path) -> None:
 
 def doctor(data_dir: Path, **variables: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*OTEL_AI, "doctor"], check=False, env=environment(data_dir, **variables), capture_output=True, text=True, timeout=120
+        [*OTEL_AI, "doctor"],
+        check=False,
+        env=environment(data_dir, **variables),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -423,7 +480,9 @@ def check_line(output: str, signal: str) -> str:
 
 
 @pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
-def test_doctor_sends_a_real_request_per_signal_and_fails_on_a_refused_one(tmp_path: Path, protocol: str) -> None:
+def test_doctor_sends_a_real_request_per_signal_and_fails_on_a_refused_one(
+    tmp_path: Path, protocol: str
+) -> None:
     with OTLPReceiver(signals=("traces",)) as receiver:
         result = doctor(
             tmp_path,
@@ -436,7 +495,9 @@ def test_doctor_sends_a_real_request_per_signal_and_fails_on_a_refused_one(tmp_p
         assert probe.headers["x-mlflow-experiment-id"] == "7"
     assert result.returncode == 1, result.stdout
     traces = check_line(result.stdout, "traces")
-    assert traces.startswith("  [ok  ]") and (" HTTP 200 OK in " in traces or " gRPC OK in " in traces), traces
+    assert traces.startswith("  [ok  ]") and (" HTTP 200 OK in " in traces or " gRPC OK in " in traces), (
+        traces
+    )
     for signal in ("logs", "metrics"):
         line = check_line(result.stdout, signal)
         assert line.startswith("  [FAIL]") and "REFUSED for good" in line, line
@@ -471,7 +532,11 @@ def test_doctor_skips_a_signal_turned_off_and_prints_effective_defaults(tmp_path
     assert result.returncode == 0, result.stdout
     assert "collector logs" not in result.stdout
     assert "logs     -> off (OTEL_LOGS_EXPORTER=none)" in result.stdout
-    settings = {line.split()[0]: line for line in result.stdout.splitlines() if line.startswith("  ") and len(line.split()) > 1}
+    settings = {
+        line.split()[0]: line
+        for line in result.stdout.splitlines()
+        if line.startswith("  ") and len(line.split()) > 1
+    }
     assert "ai-scientist" in settings["service_name"]
     assert f"{endpoint}/v1/traces" in settings["traces_endpoint"]
     assert "http/protobuf" in settings["logs_protocol"]

@@ -160,19 +160,49 @@ def test_no_endpoint_and_no_files_are_clear_errors(tmp_path: Path) -> None:
         replay(tmp_path / "nowhere", resolve(), endpoint="http://127.0.0.1:9")
 
 
-def test_cli_in_process_and_as_a_real_process(otlp_receiver: OTLPReceiver, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_in_process_and_as_a_real_process(
+    otlp_receiver: OTLPReceiver, capsys: pytest.CaptureFixture[str]
+) -> None:
     make_run("cli")
     files = written()
     otel_ai.testing.reset()
-    assert main(["replay", str(data_dir()), "--endpoint", otlp_receiver.grpc_endpoint, "--protocol", "grpc"]) == 0
+    assert (
+        main(["replay", str(data_dir()), "--endpoint", otlp_receiver.grpc_endpoint, "--protocol", "grpc"])
+        == 0
+    )
     assert "replayed" in capsys.readouterr().out
     assert len(otlp_receiver.spans()) == len(files.spans)
     env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.http_endpoint}
-    done = subprocess.run([sys.executable, "-m", "otel_ai", "replay"], check=False, env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "otel_ai", "replay"],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr
     assert "3 already delivered" in done.stdout
-    done = subprocess.run([sys.executable, "-m", "otel_ai", "replay", "--force", "--timeout", "1", "--endpoint", "http://127.0.0.1:9"],
-                          check=False, env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "otel_ai",
+            "replay",
+            "--force",
+            "--timeout",
+            "1",
+            "--endpoint",
+            "http://127.0.0.1:9",
+        ],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert done.returncode == 1
     assert "not fully delivered" in done.stdout
 

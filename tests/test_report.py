@@ -71,8 +71,11 @@ def test_every_node_with_its_status_parent_and_best(demo: dict[str, Path], tmp_p
     expected = {(s.attributes[semconv.STAGE_NAME], s.attributes[semconv.NODE_ID]): s for s in spans}
     got = {(stage["name"], node["id"]): (stage, node) for stage in data["stages"] for node in stage["nodes"]}
     assert set(got) == set(expected)
-    stage_spans = {s.attributes[semconv.STAGE_NAME]: s for s in load_directory(demo["ok"]).spans
-                   if s.name.startswith(semconv.SPAN_STAGE + " ")}
+    stage_spans = {
+        s.attributes[semconv.STAGE_NAME]: s
+        for s in load_directory(demo["ok"]).spans
+        if s.name.startswith(semconv.SPAN_STAGE + " ")
+    }
     for key, span in expected.items():
         stage, node = got[key]
         a = span.attributes
@@ -80,15 +83,20 @@ def test_every_node_with_its_status_parent_and_best(demo: dict[str, Path], tmp_p
         assert node["k"] == a[semconv.NODE_KIND]
         assert node.get("m") == a.get(semconv.NODE_METRIC)
         assert node.get("et") == a.get(semconv.NODE_EXC_TYPE)
-        assert node.get("b") == (1 if stage_spans[key[0]].attributes[semconv.STAGE_BEST_NODE_ID] == key[1] else None)
+        assert node.get("b") == (
+            1 if stage_spans[key[0]].attributes[semconv.STAGE_BEST_NODE_ID] == key[1] else None
+        )
         parent = a.get(semconv.NODE_PARENT_ID)
         if node["p"] >= 0:
             assert stage["nodes"][node["p"]]["id"] == parent
         else:  # a draft, or derived from the best node of the stage before
             assert node.get("pid") == parent
             assert parent is None or node["ps"] != key[0]
-        assert node["n"] == sum(1 for s in load_directory(demo["ok"]).spans
-                                if s.name == semconv.SPAN_NODE_EXECUTE and s.parent_span_id == span.span_id)
+        assert node["n"] == sum(
+            1
+            for s in load_directory(demo["ok"]).spans
+            if s.name == semconv.SPAN_NODE_EXECUTE and s.parent_span_id == span.span_id
+        )
     assert [s["name"] for s in data["stages"]] == list(stage_spans)
     assert sum(1 for stage in data["stages"] for node in stage["nodes"] if node.get("b")) == 4
 
@@ -111,7 +119,10 @@ def test_timeline_progress_artifacts_and_review(demo: dict[str, Path], tmp_path:
         assert stage["progress"][-1][1] == 1.0
         values = [v for _, v in stage["best_curve"]]
         assert values == sorted(values) and values[-1] == max(n["mv"] for n in stage["nodes"] if "mv" in n)
-    assert [a["key"] for a in data["artifacts"] if a["key"]] == ["runs/report-ok/validation_accuracy.png", "runs/report-ok/ablation_summary.png"]
+    assert [a["key"] for a in data["artifacts"] if a["key"]] == [
+        "runs/report-ok/validation_accuracy.png",
+        "runs/report-ok/ablation_summary.png",
+    ]
     assert data["review"]["validation"]["verdict"] == "pass"
     assert data["review"]["paper"]["key"] == "runs/report-ok/paper.pdf"
 
@@ -129,7 +140,9 @@ def test_the_failed_run_shows_its_stack_trace(demo: dict[str, Path], tmp_path: P
 
 def test_the_page_can_fetch_nothing(demo: dict[str, Path], tmp_path: Path) -> None:
     """No external resource anywhere, and a policy that would block one anyway."""
-    page, _ = _report(tmp_path, "report-ok", "--data-dir", str(demo["ok"]), "--jaeger-url", "http://jaeger.example:16686")
+    page, _ = _report(
+        tmp_path, "report-ok", "--data-dir", str(demo["ok"]), "--jaeger-url", "http://jaeger.example:16686"
+    )
     csp = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]+)">', page)
     assert csp, "no Content-Security-Policy"
     policy = dict(part.strip().split(" ", 1) for part in csp.group(1).split(";"))
@@ -147,16 +160,33 @@ def test_the_page_can_fetch_nothing(demo: dict[str, Path], tmp_path: Path) -> No
 
 
 def test_report_as_a_real_process(demo: dict[str, Path], tmp_path: Path) -> None:
-    result = subprocess.run([str(OTEL_AI), "report"], check=False, capture_output=True, text=True, timeout=120,
-                            cwd=tmp_path, env=clean_env(demo["ok"]))
+    result = subprocess.run(
+        [str(OTEL_AI), "report"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=clean_env(demo["ok"]),
+    )
     assert result.returncode == 0, result.stderr
     written = tmp_path / "otel-ai-report-report-ok.html"
     assert f"written to {written.name}" in result.stderr
     assert page_data(written.read_text())["run"]["id"] == "report-ok"
-    to_stdout = subprocess.run([str(OTEL_AI), "report", "report-ok", "-o", "-"], check=False, capture_output=True,
-                               text=True, timeout=120, cwd=tmp_path, env=clean_env(demo["ok"]))
+    to_stdout = subprocess.run(
+        [str(OTEL_AI), "report", "report-ok", "-o", "-"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=clean_env(demo["ok"]),
+    )
     assert to_stdout.returncode == 0, to_stdout.stderr
-    assert to_stdout.stdout.startswith("<!DOCTYPE html>") and page_data(to_stdout.stdout)["run"]["id"] == "report-ok"
+    assert (
+        to_stdout.stdout.startswith("<!DOCTYPE html>")
+        and page_data(to_stdout.stdout)["run"]["id"] == "report-ok"
+    )
 
 
 def test_report_errors(demo: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -164,12 +194,26 @@ def test_report_errors(demo: dict[str, Path], tmp_path: Path, capsys: pytest.Cap
     assert "no run 'nope'" in capsys.readouterr().err
     assert cli_main(["report", "--data-dir", str(tmp_path / "empty"), "-o", str(tmp_path / "x.html")]) == 1
     assert "no telemetry at" in capsys.readouterr().err
-    assert cli_main(["report", "report-ok", "--data-dir", str(demo["ok"]), "-o", str(tmp_path / "no" / "dir" / "x.html")]) == 1
+    assert (
+        cli_main(
+            [
+                "report",
+                "report-ok",
+                "--data-dir",
+                str(demo["ok"]),
+                "-o",
+                str(tmp_path / "no" / "dir" / "x.html"),
+            ]
+        )
+        == 1
+    )
     assert "cannot write" in capsys.readouterr().err
     assert not (tmp_path / "x.html").exists()
 
 
-def test_what_a_collectors_file_exporter_wrote(demo: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_what_a_collectors_file_exporter_wrote(
+    demo: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The collector's file exporter writes every signal under the name its ``path`` says."""
     exported = tmp_path / "collector-out"
     exported.mkdir()
@@ -242,17 +286,50 @@ def test_a_lane_per_worker_process_and_llm_calls_inside_nodes() -> None:
         span_record(semconv.SPAN_RUN, "a" * 16, None, 0, 10, {semconv.RUN_OUTCOME: "completed"}, 1),
         span_record(f"{semconv.SPAN_STAGE} s", "b" * 16, "a" * 16, 0, 10, stage, 1),
         # worker 2 runs two nodes at once (threads), worker 3 one
-        span_record(f"{semconv.SPAN_NODE} draft", "c" * 16, "b" * 16, 1, 5, {**stage, semconv.NODE_ID: "n1"}, 2),
-        span_record(f"{semconv.SPAN_NODE} draft", "d" * 16, "b" * 16, 2, 6, {**stage, semconv.NODE_ID: "n2"}, 2),
-        span_record(f"{semconv.SPAN_NODE} improve", "e" * 16, "b" * 16, 2, 7,
-              {**stage, semconv.NODE_ID: "n3", semconv.NODE_PARENT_ID: "n1"}, 3),
+        span_record(
+            f"{semconv.SPAN_NODE} draft", "c" * 16, "b" * 16, 1, 5, {**stage, semconv.NODE_ID: "n1"}, 2
+        ),
+        span_record(
+            f"{semconv.SPAN_NODE} draft", "d" * 16, "b" * 16, 2, 6, {**stage, semconv.NODE_ID: "n2"}, 2
+        ),
+        span_record(
+            f"{semconv.SPAN_NODE} improve",
+            "e" * 16,
+            "b" * 16,
+            2,
+            7,
+            {**stage, semconv.NODE_ID: "n3", semconv.NODE_PARENT_ID: "n1"},
+            3,
+        ),
         # an LLM call under an intermediate span of node n3, and one outside any node
         span_record("agent step", "f" * 16, "e" * 16, 2, 4, stage, 3),
-        span_record("chat gpt-4o", "1" * 16, "f" * 16, 2.5, 3.5, {semconv.GEN_AI_OPERATION_NAME: "chat",
-              semconv.GEN_AI_REQUEST_MODEL: "gpt-4o", semconv.GEN_AI_USAGE_INPUT_TOKENS: 1200,
-              semconv.GEN_AI_USAGE_OUTPUT_TOKENS: 300}, 3),
-        span_record("chat o1", "2" * 16, "a" * 16, 8, 9, {semconv.GEN_AI_REQUEST_MODEL: "o1",
-              semconv.GEN_AI_USAGE_INPUT_TOKENS: 10, semconv.GEN_AI_USAGE_OUTPUT_TOKENS: 5}, 1),
+        span_record(
+            "chat gpt-4o",
+            "1" * 16,
+            "f" * 16,
+            2.5,
+            3.5,
+            {
+                semconv.GEN_AI_OPERATION_NAME: "chat",
+                semconv.GEN_AI_REQUEST_MODEL: "gpt-4o",
+                semconv.GEN_AI_USAGE_INPUT_TOKENS: 1200,
+                semconv.GEN_AI_USAGE_OUTPUT_TOKENS: 300,
+            },
+            3,
+        ),
+        span_record(
+            "chat o1",
+            "2" * 16,
+            "a" * 16,
+            8,
+            9,
+            {
+                semconv.GEN_AI_REQUEST_MODEL: "o1",
+                semconv.GEN_AI_USAGE_INPUT_TOKENS: 10,
+                semconv.GEN_AI_USAGE_OUTPUT_TOKENS: 5,
+            },
+            1,
+        ),
     ]
     (view,) = build_runs(Telemetry(spans=spans))
     data = report_data(view)
@@ -296,29 +373,65 @@ def test_a_run_of_5000_nodes(tmp_path_factory: pytest.TempPathFactory, tmp_path:
 # --------------------------------------------------------------------------- metrics
 
 
-def _point(name: str, t: float, value: float | None, attributes: dict[str, Any] | None = None, **fields: Any) -> MetricPoint:
-    return MetricPoint(name=name, unit="", description="", kind=fields.pop("kind", "gauge"), time_ns=int(t * 1e9),
-                       attributes=attributes or {}, value=value, resource={semconv.HOST_NAME: "pod", semconv.PROCESS_PID: 1},
-                       **fields)
+def _point(
+    name: str, t: float, value: float | None, attributes: dict[str, Any] | None = None, **fields: Any
+) -> MetricPoint:
+    return MetricPoint(
+        name=name,
+        unit="",
+        description="",
+        kind=fields.pop("kind", "gauge"),
+        time_ns=int(t * 1e9),
+        attributes=attributes or {},
+        value=value,
+        resource={semconv.HOST_NAME: "pod", semconv.PROCESS_PID: 1},
+        **fields,
+    )
 
 
 def test_cpu_memory_and_gpu_charts() -> None:
     gpu = {semconv.HW_TYPE: semconv.HW_TYPE_GPU}
-    points = [_point(semconv.METRIC_PROCESS_CPU_UTILIZATION, t, 0.5 if t != 700 else 0.99) for t in range(1000)]
+    points = [
+        _point(semconv.METRIC_PROCESS_CPU_UTILIZATION, t, 0.5 if t != 700 else 0.99) for t in range(1000)
+    ]
     points += [
-        _point(semconv.METRIC_SYSTEM_MEMORY_USAGE, 1, 100.0, {semconv.SYSTEM_MEMORY_STATE: semconv.MEMORY_STATE_USED}),
-        _point(semconv.METRIC_SYSTEM_MEMORY_USAGE, 1, 900.0, {semconv.SYSTEM_MEMORY_STATE: semconv.MEMORY_STATE_FREE}),
-        _point(semconv.METRIC_GPU_UTILIZATION, 1, 0.25, {**gpu, semconv.HW_ID: "GPU-a", semconv.HW_NAME: "gpu0"}),
-        _point(semconv.METRIC_GPU_UTILIZATION, 1, 0.75, {**gpu, semconv.HW_ID: "GPU-b", semconv.HW_NAME: "gpu1"}),
-        _point(semconv.METRIC_GPU_MEMORY_USAGE, 2, 5e9, {**gpu, semconv.HW_ID: "GPU-a", semconv.HW_NAME: "gpu0"}),
-        _point(semconv.METRIC_GPU_MEMORY_USAGE, 3, float("nan"), {**gpu, semconv.HW_ID: "GPU-a", semconv.HW_NAME: "gpu0"}),
+        _point(
+            semconv.METRIC_SYSTEM_MEMORY_USAGE,
+            1,
+            100.0,
+            {semconv.SYSTEM_MEMORY_STATE: semconv.MEMORY_STATE_USED},
+        ),
+        _point(
+            semconv.METRIC_SYSTEM_MEMORY_USAGE,
+            1,
+            900.0,
+            {semconv.SYSTEM_MEMORY_STATE: semconv.MEMORY_STATE_FREE},
+        ),
+        _point(
+            semconv.METRIC_GPU_UTILIZATION, 1, 0.25, {**gpu, semconv.HW_ID: "GPU-a", semconv.HW_NAME: "gpu0"}
+        ),
+        _point(
+            semconv.METRIC_GPU_UTILIZATION, 1, 0.75, {**gpu, semconv.HW_ID: "GPU-b", semconv.HW_NAME: "gpu1"}
+        ),
+        _point(
+            semconv.METRIC_GPU_MEMORY_USAGE, 2, 5e9, {**gpu, semconv.HW_ID: "GPU-a", semconv.HW_NAME: "gpu0"}
+        ),
+        _point(
+            semconv.METRIC_GPU_MEMORY_USAGE,
+            3,
+            float("nan"),
+            {**gpu, semconv.HW_ID: "GPU-a", semconv.HW_NAME: "gpu0"},
+        ),
     ]
     charts = {chart["title"]: chart for chart in resource_charts(points, t0=0)}
     assert list(charts) == ["CPU", "Memory", "GPU utilization", "GPU memory"]
     cpu = charts["CPU"]["series"][0]["points"]
     assert len(cpu) <= 601 and [700.0, 0.99] in cpu and cpu[-1] == [999.0, 0.5]  # peaks survive
     assert charts["Memory"]["series"] == [{"name": "machine, used", "points": [[1.0, 100.0]]}]
-    assert [(s["name"], s["points"]) for s in charts["GPU utilization"]["series"]] == [("gpu0", [[1.0, 0.25]]), ("gpu1", [[1.0, 0.75]])]
+    assert [(s["name"], s["points"]) for s in charts["GPU utilization"]["series"]] == [
+        ("gpu0", [[1.0, 0.25]]),
+        ("gpu1", [[1.0, 0.75]]),
+    ]
     assert charts["GPU memory"]["series"] == [{"name": "gpu0", "points": [[2.0, 5e9]]}]
     assert resource_charts([], t0=0) == []
 

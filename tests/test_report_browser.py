@@ -80,7 +80,9 @@ def _expected_nodes(data_dir: Path, run_id: str) -> dict[str, dict[str, bool]]:
     for span in load_directory(data_dir).spans:
         if span.name.startswith(semconv.SPAN_NODE + " ") and span.attributes.get(semconv.RUN_ID) == run_id:
             a = span.attributes
-            expected.setdefault(str(a[semconv.STAGE_NAME]), {})[str(a[semconv.NODE_ID])] = bool(a[semconv.NODE_IS_BUGGY])
+            expected.setdefault(str(a[semconv.STAGE_NAME]), {})[str(a[semconv.NODE_ID])] = bool(
+                a[semconv.NODE_IS_BUGGY]
+            )
     return expected
 
 
@@ -88,7 +90,8 @@ def _best_nodes(data_dir: Path, run_id: str) -> dict[str, str]:
     return {
         str(s.attributes[semconv.STAGE_NAME]): str(s.attributes[semconv.STAGE_BEST_NODE_ID])
         for s in load_directory(data_dir).spans
-        if s.name.startswith(semconv.SPAN_STAGE + " ") and s.attributes.get(semconv.RUN_ID) == run_id
+        if s.name.startswith(semconv.SPAN_STAGE + " ")
+        and s.attributes.get(semconv.RUN_ID) == run_id
         and semconv.STAGE_BEST_NODE_ID in s.attributes
     }
 
@@ -100,9 +103,15 @@ def _check_nodes(facts: dict[str, Any], expected: dict[str, dict[str, bool]], be
         classes = {node_id: set(cls.split()) for node_id, cls in stage["nodes"]}
         assert len(classes) == len(stage["nodes"]), f"a node drawn twice in {name}"
         assert set(classes) == set(expected[name]), name
-        assert {n for n, c in classes.items() if "buggy" in c} == {n for n, b in expected[name].items() if b}, name
-        assert {n for n, c in classes.items() if "good" in c} == {n for n, b in expected[name].items() if not b}, name
-        assert {n for n, c in classes.items() if "best" in c} == ({best[name]} if name in best else set()), name
+        assert {n for n, c in classes.items() if "buggy" in c} == {
+            n for n, b in expected[name].items() if b
+        }, name
+        assert {n for n, c in classes.items() if "good" in c} == {
+            n for n, b in expected[name].items() if not b
+        }, name
+        assert {n for n, c in classes.items() if "best" in c} == ({best[name]} if name in best else set()), (
+            name
+        )
 
 
 def _check_offline(page: Page, page_path: Path) -> None:
@@ -111,7 +120,9 @@ def _check_offline(page: Page, page_path: Path) -> None:
     assert page.problems() == []
 
 
-def test_the_report_of_the_simulated_search(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_the_report_of_the_simulated_search(
+    browser: Browser, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """AI-Scientist-v2's search (examples/simulated_bfts.py) through the instrumentor,
     under otel-ai run: nodes made in two pool workers, LLM calls, then paper and review."""
     if not SIMULATED_BFTS.is_file():
@@ -159,11 +170,16 @@ def test_the_report_of_the_demo_run(browser: Browser, tmp_path_factory: pytest.T
     assert facts["resources"] >= 2  # CPU and memory, sampled by otel-ai run
     assert facts["charts"] >= 5
     # the demo's own reports, and what `otel-ai run`'s watcher of the working directory saw
-    assert sorted(facts["artifacts"]) == sorted([
-        "figures/validation_accuracy.png", "figures/ablation_summary.png",
-        "runs/browser-ok/validation_accuracy.png", "runs/browser-ok/ablation_summary.png",
-        "work-browser-ok/figures/validation_accuracy.png", "work-browser-ok/figures/ablation_summary.png",
-    ])
+    assert sorted(facts["artifacts"]) == sorted(
+        [
+            "figures/validation_accuracy.png",
+            "figures/ablation_summary.png",
+            "runs/browser-ok/validation_accuracy.png",
+            "runs/browser-ok/ablation_summary.png",
+            "work-browser-ok/figures/validation_accuracy.png",
+            "work-browser-ok/figures/ablation_summary.png",
+        ]
+    )
     _check_offline(page, page_path)
     shot = page.screenshot(SCREENSHOTS / "demo-run.png")
     assert shot.stat().st_size > 10_000
@@ -241,7 +257,9 @@ def test_the_recording_sees_a_page_that_asks_the_network(browser: Browser, tmp_p
     assert "http://example.invalid/pixel.png" in urls
     assert "https://api.example.invalid/v1" in urls
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not any("example.invalid" in line for line in browser.trap.requests):
+    while time.monotonic() < deadline and not any(
+        "example.invalid" in line for line in browser.trap.requests
+    ):
         time.sleep(0.1)
     assert any("example.invalid" in line for line in browser.trap.requests)
 
@@ -254,10 +272,29 @@ def test_a_run_whose_process_died(browser: Browser, tmp_path: Path) -> None:
 
     stage = {semconv.STAGE_NAME: "1_initial_implementation"}
     spans = [
-        span_record(f"{semconv.SPAN_NODE} draft", "c" * 16, "b" * 16, 1, 5,
-              {**stage, semconv.NODE_ID: "done", semconv.NODE_IS_BUGGY: True, semconv.NODE_EXC_TYPE: "KeyError"}, 2),
-        span_record(f"{semconv.SPAN_NODE} debug", "d" * 16, "b" * 16, 5, 6,
-              {**stage, semconv.NODE_ID: "cut-short", semconv.NODE_PARENT_ID: "done"}, 2),
+        span_record(
+            f"{semconv.SPAN_NODE} draft",
+            "c" * 16,
+            "b" * 16,
+            1,
+            5,
+            {
+                **stage,
+                semconv.NODE_ID: "done",
+                semconv.NODE_IS_BUGGY: True,
+                semconv.NODE_EXC_TYPE: "KeyError",
+            },
+            2,
+        ),
+        span_record(
+            f"{semconv.SPAN_NODE} debug",
+            "d" * 16,
+            "b" * 16,
+            5,
+            6,
+            {**stage, semconv.NODE_ID: "cut-short", semconv.NODE_PARENT_ID: "done"},
+            2,
+        ),
     ]
     (view,) = build_runs(Telemetry(spans=spans))
     page_path = tmp_path / "died.html"
@@ -266,6 +303,8 @@ def test_a_run_whose_process_died(browser: Browser, tmp_path: Path) -> None:
     facts = _facts(page)
     assert facts["errors"] == []
     assert facts["outcome"] == "unfinished"
-    assert facts["stages"] == [{"name": "1_initial_implementation", "nodes": [["done", "n buggy"], ["cut-short", "n unknown"]]}]
+    assert facts["stages"] == [
+        {"name": "1_initial_implementation", "nodes": [["done", "n buggy"], ["cut-short", "n unknown"]]}
+    ]
     assert "process may have died" in page.evaluate("document.querySelector('header').textContent")
     _check_offline(page, page_path)

@@ -15,22 +15,28 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from s3_server import S3Env, moto_server_fixture, s3_fixture  # noqa: F401 - fixtures
 
 from otel_ai import semconv
 from otel_ai.export.otlp_json import SpanRecord, Telemetry, load_directory
-from s3_server import S3Env, moto_server_fixture, s3_fixture  # noqa: F401 - fixtures
 
 OTEL_AI = [sys.executable, "-m", "otel_ai"]
 
 
 def wrapper_env(data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACEPARENT", "TRACESTATE", "PYTEST_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OTEL_", "TRACEPARENT", "TRACESTATE", "PYTEST_"))
+    }
     env["OTEL_AI_DATA_DIR"] = str(data_dir)
     env.update(extra)
     return env
 
 
-def run_wrapped(tmp_path: Path, command: list[str], *options: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[bytes]:
+def run_wrapped(
+    tmp_path: Path, command: list[str], *options: str, timeout: float = 120, **env: str
+) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [*OTEL_AI, "run", "--no-status", *options, "--", *command],
         cwd=tmp_path,
@@ -105,7 +111,9 @@ def test_a_bash_command_and_its_output_as_log_records(tmp_path: Path) -> None:
     assert run.attributes[semconv.RUN_OUTCOME] == "completed"
     assert run.attributes[semconv.RUN_EXIT_CODE] == 0
     assert run.attributes[semconv.RUN_COMMAND] == shlex.join(["bash", "-c", script])
-    lines = {(r.attributes[semconv.LOG_IOSTREAM], r.body, r.severity_text) for r in data.logs if not r.event_name}
+    lines = {
+        (r.attributes[semconv.LOG_IOSTREAM], r.body, r.severity_text) for r in data.logs if not r.event_name
+    }
     assert lines == {
         ("stdout", "hello out", "INFO"),
         ("stdout", "no newline at the end", "INFO"),
@@ -113,7 +121,11 @@ def test_a_bash_command_and_its_output_as_log_records(tmp_path: Path) -> None:
     }
     assert all(r.trace_id == run.trace_id for r in data.logs)
     # the watcher of the working directory reports its final sweep before the run ends
-    assert [r.event_name for r in data.logs if r.event_name] == ["ai.run.started", "ai.watch.stopped", "ai.run.completed"]
+    assert [r.event_name for r in data.logs if r.event_name] == [
+        "ai.run.started",
+        "ai.watch.stopped",
+        "ai.run.completed",
+    ]
     assert not (tmp_path / "runs" / "state" / "bash-run.json").exists(), "state removed at a clean end"
 
 
@@ -160,7 +172,11 @@ def test_python_traceback_is_one_error_record_and_names_the_failure(tmp_path: Pa
     data = telemetry(tmp_path)
     run = one(data.spans, "ai.run")
     a = run.attributes
-    assert (a[semconv.RUN_OUTCOME], a[semconv.RUN_FAILED_STAGE], a[semconv.ERROR_TYPE]) == ("failed", "2_baseline_tuning", "RuntimeError")
+    assert (a[semconv.RUN_OUTCOME], a[semconv.RUN_FAILED_STAGE], a[semconv.ERROR_TYPE]) == (
+        "failed",
+        "2_baseline_tuning",
+        "RuntimeError",
+    )
     assert a[semconv.EXCEPTION_MESSAGE] == "CUDA out of memory"
     assert "in train" in a[semconv.EXCEPTION_STACKTRACE]
     (traceback_record,) = [r for r in data.logs if not r.event_name and "Traceback" in str(r.body)]
@@ -183,7 +199,10 @@ def test_sigterm_goes_to_the_command_and_cancels_the_run(tmp_path: Path) -> None
     )
     process = subprocess.Popen(
         [*OTEL_AI, "run", "--no-status", "--grace", "5", "--", sys.executable, "-c", child],
-        cwd=tmp_path, env=wrapper_env(tmp_path / "runs"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=tmp_path,
+        env=wrapper_env(tmp_path / "runs"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     assert process.stdout is not None
     assert process.stdout.readline() == b"ready\n"
@@ -201,7 +220,10 @@ def test_a_command_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path: P
     child = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
     process = subprocess.Popen(
         [*OTEL_AI, "run", "--no-status", "--grace", "1", "--", sys.executable, "-c", child],
-        cwd=tmp_path, env=wrapper_env(tmp_path / "runs"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=tmp_path,
+        env=wrapper_env(tmp_path / "runs"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     assert process.stdout is not None and process.stdout.readline() == b"ready\n"
     process.send_signal(signal.SIGTERM)
@@ -216,7 +238,11 @@ def test_sigkill_of_the_wrapper_then_recover(tmp_path: Path) -> None:
     env = wrapper_env(tmp_path / "runs")
     process = subprocess.Popen(
         [*OTEL_AI, "run", "--no-status", "--run-id", "doomed", "--", sys.executable, "-c", child],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     assert process.stdout is not None
     traceparent = process.stdout.readline().decode().strip()
@@ -238,7 +264,9 @@ def test_sigkill_of_the_wrapper_then_recover(tmp_path: Path) -> None:
     started = [r for r in data.logs if r.event_name == "ai.run.started"][0]
     assert started.time_ns <= run.start_ns + 1_000_000_000
     assert Counter(s.span_id for s in data.spans).most_common(1)[0][1] == 1
-    assert [r.event_name for r in data.logs if r.event_name == semconv.RUN_ABANDONED] == [semconv.RUN_ABANDONED]
+    assert [r.event_name for r in data.logs if r.event_name == semconv.RUN_ABANDONED] == [
+        semconv.RUN_ABANDONED
+    ]
 
 
 def finish(process: subprocess.Popen[bytes], timeout: float = 30) -> int:
@@ -256,9 +284,22 @@ def one_or_none(spans: list[SpanRecord], name: str) -> SpanRecord | None:
 def test_a_new_attempt_of_a_dead_run_is_linked_to_it(tmp_path: Path) -> None:
     env = wrapper_env(tmp_path / "runs")
     process = subprocess.Popen(
-        [*OTEL_AI, "run", "--no-status", "--run-id", "again", "--", sys.executable, "-c",
-         "import time; print('up', flush=True); time.sleep(60)"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        [
+            *OTEL_AI,
+            "run",
+            "--no-status",
+            "--run-id",
+            "again",
+            "--",
+            sys.executable,
+            "-c",
+            "import time; print('up', flush=True); time.sleep(60)",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     assert process.stdout is not None and process.stdout.readline() == b"up\n"
     os.killpg(process.pid, signal.SIGKILL)
@@ -310,9 +351,13 @@ LOUD_CHILD = textwrap.dedent(
 def test_lines_written_as_fast_as_possible_on_both_streams(tmp_path: Path) -> None:
     lines = 100_000  # per stream: 200,000 in all
     (tmp_path / "loud.py").write_text(LOUD_CHILD)
-    direct = subprocess.run([sys.executable, "loud.py", str(lines)], cwd=tmp_path, capture_output=True, timeout=120)
+    direct = subprocess.run(
+        [sys.executable, "loud.py", str(lines)], cwd=tmp_path, capture_output=True, timeout=120
+    )
     # a generous flush deadline: this machine must export 200,000 records after the burst
-    wrapped = run_wrapped(tmp_path, [sys.executable, "loud.py", str(lines)], "--shutdown-timeout", "300", timeout=600)
+    wrapped = run_wrapped(
+        tmp_path, [sys.executable, "loud.py", str(lines)], "--shutdown-timeout", "300", timeout=600
+    )
     assert wrapped.returncode == 0
     assert wrapped.stdout == direct.stdout, "the terminal gets the command's bytes unchanged"
     assert wrapped.stderr == direct.stderr
@@ -321,7 +366,9 @@ def test_lines_written_as_fast_as_possible_on_both_streams(tmp_path: Path) -> No
     out = [r.body for r in records if r.attributes[semconv.LOG_IOSTREAM] == "stdout"]
     assert err == [f"err {i:06d}" for i in range(lines)], "none lost, in order"
     # a carriage-return progress bar keeps its last state: the line that follows it
-    assert out == [f"out {i:06d} \ufffd\ufffd binary" for i in range(lines)] + ["tail without newline"], "none lost, in order"
+    assert out == [f"out {i:06d} \ufffd\ufffd binary" for i in range(lines)] + ["tail without newline"], (
+        "none lost, in order"
+    )
 
 
 WRITER_CHILD = textwrap.dedent(
@@ -349,13 +396,22 @@ def test_watched_log_files_and_artifacts_uploaded(tmp_path: Path, s3: S3Env) -> 
     (tmp_path / "experiments").mkdir()
     env = {k: os.environ[k] for k in os.environ if k.startswith("AWS_")}
     result = run_wrapped(
-        tmp_path, [sys.executable, "writer.py"], "--run-id", "watched", "--watch", str(tmp_path / "experiments"),
-        "--artifacts", f"s3://{s3.bucket}/lab", **env,
+        tmp_path,
+        [sys.executable, "writer.py"],
+        "--run-id",
+        "watched",
+        "--watch",
+        str(tmp_path / "experiments"),
+        "--artifacts",
+        f"s3://{s3.bucket}/lab",
+        **env,
     )
     assert result.returncode == 0, result.stderr.decode()
     data = telemetry(tmp_path)
     lines = [r for r in data.logs if not r.event_name and r.attributes.get(semconv.LOG_FILE_PATH)]
-    assert [r.body for r in lines] == [f"epoch {i} loss={1 / (i + 1):.3f}" for i in range(5)] + ["WARNING: learning rate too high"]
+    assert [r.body for r in lines] == [f"epoch {i} loss={1 / (i + 1):.3f}" for i in range(5)] + [
+        "WARNING: learning rate too high"
+    ]
     assert {r.attributes[semconv.LOG_SOURCE] for r in lines} == {"train.log"}
     assert lines[-1].severity_text == "WARN"
     run = one(data.spans, "ai.run")
@@ -404,7 +460,9 @@ def test_recover_skips_damaged_state_files_by_name_and_recovers_the_rest(tmp_pat
     from otel_ai.runner.state import RunState, state_path, write_state
 
     data_dir = tmp_path / "runs"
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     good = RunState("good-run", "ab" * 16, "cd" * 8, 1_700_000_000_000_000_000, int(dead.stdout), 1.0)
     write_state(data_dir, good)
     wrong = RunState("wrong-typed", "12" * 16, "34" * 8, 1_700_000_000_000_000_000, int(dead.stdout), 1.0)
@@ -415,7 +473,9 @@ def test_recover_skips_damaged_state_files_by_name_and_recovers_the_rest(tmp_pat
     truncated = state_path(data_dir, "truncated")
     truncated.write_text(json.dumps({**data, "run_id": "truncated"})[:40])
     env = wrapper_env(data_dir)
-    result = subprocess.run([*OTEL_AI, "recover"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [*OTEL_AI, "recover"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert "recovered run good-run" in result.stdout
     assert "Traceback" not in result.stderr

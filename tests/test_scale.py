@@ -72,8 +72,12 @@ def test_pod_worker_events_after_many_ended_nodes_go_to_the_open_node(http_wire)
 def test_the_ledger_reads_only_what_was_appended_since_the_last_lookup(tmp_path: Path) -> None:
     trace_id = 0xABC
     for i in range(200):
-        ledger.append(trace_id, {"k": "node", "st": "s1", "id": f"n{i}", "sp": f"{i + 1:016x}"}, data_dir=tmp_path)
-        ledger.append(trace_id, {"k": "llm", "s": "00000000000000aa", "n": None, "i": 10, "o": 2}, data_dir=tmp_path)
+        ledger.append(
+            trace_id, {"k": "node", "st": "s1", "id": f"n{i}", "sp": f"{i + 1:016x}"}, data_dir=tmp_path
+        )
+        ledger.append(
+            trace_id, {"k": "llm", "s": "00000000000000aa", "n": None, "i": 10, "o": 2}, data_dir=tmp_path
+        )
     assert ledger.find(trace_id, "node", "s1", "n7", data_dir=tmp_path) == (8, "s1")
     assert ledger.token_totals(trace_id, 0xAA, data_dir=tmp_path) == (2000, 400, 200)
 
@@ -86,11 +90,20 @@ def test_the_ledger_reads_only_what_was_appended_since_the_last_lookup(tmp_path:
     assert path.stat().st_size == size
     # another process appends, then a line is torn mid-way by a killed writer
     with open(path, "ab") as handle:
-        handle.write(b'{"k":"node","st":"s2","id":"n7","sp":"00000000000003e8"}\n{"k":"llm","s":"00000000000000aa","i":5')
+        handle.write(
+            b'{"k":"node","st":"s2","id":"n7","sp":"00000000000003e8"}\n{"k":"llm","s":"00000000000000aa","i":5'
+        )
     assert ledger.find(trace_id, "node", "s1", "n7", data_dir=tmp_path) == (8, "s1")
-    assert ledger.find(trace_id, "node", None, "n7", data_dir=tmp_path) == (1000, "s2")  # the latest, any stage
+    assert ledger.find(trace_id, "node", None, "n7", data_dir=tmp_path) == (
+        1000,
+        "s2",
+    )  # the latest, any stage
     assert ledger.find(trace_id, "node", "s2", None, data_dir=tmp_path) == (1000, "s2")
-    assert ledger.token_totals(trace_id, 0xAA, data_dir=tmp_path) == (2000, 400, 200)  # the torn line: not yet
+    assert ledger.token_totals(trace_id, 0xAA, data_dir=tmp_path) == (
+        2000,
+        400,
+        200,
+    )  # the torn line: not yet
     with open(path, "ab") as handle:
         handle.write(b',"o":1}\n')
     assert ledger.token_totals(trace_id, 0xAA, data_dir=tmp_path) == (2005, 401, 201)

@@ -27,9 +27,14 @@ def jaeger_bin() -> Path:
 
 
 def validate(jaeger_bin: Path, tmp_path: Path, *configs: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(jaeger_bin), "validate", *(f"--config={c}" for c in configs)],
-                          env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [str(jaeger_bin), "validate", *(f"--config={c}" for c in configs)],
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.mark.parametrize("storage", STORAGES)
@@ -50,6 +55,8 @@ def test_validate_catches_a_wrong_config(jaeger_bin: Path, tmp_path: Path) -> No
     alone = validate(jaeger_bin, tmp_path, STACK / "jaeger-ingester.yaml")
     assert alone.returncode != 0 and "empty backend configuration" in alone.stdout + alone.stderr
     bad = tmp_path / "bad.yaml"
-    bad.write_text((STACK / "jaeger-storage-elasticsearch.yaml").read_text().replace("server_urls", "server_urlz"))
+    bad.write_text(
+        (STACK / "jaeger-storage-elasticsearch.yaml").read_text().replace("server_urls", "server_urlz")
+    )
     done = validate(jaeger_bin, tmp_path, STACK / "jaeger.yaml", bad)
     assert done.returncode != 0 and "server_urlz" in done.stdout + done.stderr

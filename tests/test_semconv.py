@@ -15,7 +15,9 @@ DOC = (ROOT / "docs" / "semconv.md").read_text(encoding="utf-8")
 # the contract travels beside the project; in a clone of the project alone it may be absent
 SPEC = next((p for p in (ROOT / "SPEC.md", ROOT.parent / "shared" / "SPEC.md") if p.exists()), None)
 
-DOTTED = re.compile(r"`((?:ai|gen_ai|hw|system|process|event|exception|error|log|cloud|container|service|telemetry)\.[a-z0-9_.{}]+)`")
+DOTTED = re.compile(
+    r"`((?:ai|gen_ai|hw|system|process|event|exception|error|log|cloud|container|service|telemetry)\.[a-z0-9_.{}]+)`"
+)
 
 
 def _names() -> dict[str, str]:
@@ -33,10 +35,15 @@ def test_every_name_of_the_contract_is_defined_once_in_semconv() -> None:
     contract = set(DOTTED.findall(SPEC.read_text(encoding="utf-8")))
     defined = set(_names().values())
     # names with a {placeholder} or generic families are documented as patterns
-    wanted = {n.rstrip(".") for n in contract if "{" not in n and not n.endswith(".*") and n not in
-              ("system.*", "process.*", "gen_ai.*")}
+    wanted = {
+        n.rstrip(".")
+        for n in contract
+        if "{" not in n and not n.endswith(".*") and n not in ("system.*", "process.*", "gen_ai.*")
+    }
     wanted = {n for n in wanted if not n.startswith(("hw.", "system.", "process.", "gen_ai."))}
-    missing = sorted(n for n in wanted if n not in defined and f"{n}." not in {d[: len(n) + 1] for d in defined})
+    missing = sorted(
+        n for n in wanted if n not in defined and f"{n}." not in {d[: len(n) + 1] for d in defined}
+    )
     assert not missing, f"define these in otel_ai/semconv.py: {missing}"
 
 

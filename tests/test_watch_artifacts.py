@@ -40,7 +40,9 @@ def _by_path(records: list[Any]) -> dict[str, list[Any]]:
     return found
 
 
-def test_artifacts_are_reported_once_settled_uploaded_and_registered(http_wire: Wire, s3: S3Env, tmp_path: Path) -> None:
+def test_artifacts_are_reported_once_settled_uploaded_and_registered(
+    http_wire: Wire, s3: S3Env, tmp_path: Path
+) -> None:
     root = tmp_path / "experiment"
     _write(root / "old_figure.png", b"made before the run")  # existed at start: not this run's
     files = {
@@ -49,7 +51,11 @@ def test_artifacts_are_reported_once_settled_uploaded_and_registered(http_wire: 
         "paper.pdf": ("paper", "application/pdf", b"%PDF paper " + os.urandom(1000)),
         "checkpoints/model.pt": ("checkpoint", "application/octet-stream", os.urandom(6 * MiB + 3)),
         "data/experiment_data.npy": ("data", "application/octet-stream", os.urandom(1000)),
-        "logs/0-run/stage_1/best_solution_abc.py": ("code", "text/x-python; charset=utf-8", b"print('best')\n"),
+        "logs/0-run/stage_1/best_solution_abc.py": (
+            "code",
+            "text/x-python; charset=utf-8",
+            b"print('best')\n",
+        ),
     }
     with otel_ai.run("art-run") as run:
         watcher = Watcher(run, [root], artifacts_uri=f"s3://{s3.bucket}/lab", settle_s=0.3).start()
@@ -63,7 +69,9 @@ def test_artifacts_are_reported_once_settled_uploaded_and_registered(http_wire: 
         _write(root / "paper.pdf", files["paper.pdf"][2])
         time.sleep(0.8)
         summary = watcher.stop(10)
-    assert summary.artifacts_detected == 7 and summary.artifacts_uploaded == 7 and summary.artifacts_failed == 0
+    assert (
+        summary.artifacts_detected == 7 and summary.artifacts_uploaded == 7 and summary.artifacts_failed == 0
+    )
 
     detected = _by_path(http_wire.events(semconv.ARTIFACT_DETECTED))
     registered = _by_path(http_wire.events(semconv.ARTIFACT_REGISTERED))
@@ -74,7 +82,11 @@ def test_artifacts_are_reported_once_settled_uploaded_and_registered(http_wire: 
         if relative == "figures/loss.png":
             data = new_plot
         found = detected[relative][-1].attributes
-        assert (found[semconv.ARTIFACT_TYPE], found[semconv.ARTIFACT_SIZE], found[semconv.ARTIFACT_SHA256]) == (kind, len(data), _sha(data))
+        assert (
+            found[semconv.ARTIFACT_TYPE],
+            found[semconv.ARTIFACT_SIZE],
+            found[semconv.ARTIFACT_SHA256],
+        ) == (kind, len(data), _sha(data))
         event = registered[relative][-1]
         attrs = event.attributes
         key = f"lab/runs/art-run/{relative}"
@@ -90,7 +102,13 @@ def test_artifacts_are_reported_once_settled_uploaded_and_registered(http_wire: 
     uploaded = [p for p in http_wire.latest_metrics() if p.name == semconv.METRIC_ARTIFACT_UPLOADED]
     total = sum(len(d) for _k, _c, d in files.values()) + len(new_plot)
     assert sum(p.value for p in uploaded) == total
-    assert {p.attributes[semconv.ARTIFACT_KIND] for p in uploaded} == {"plot", "paper", "checkpoint", "data", "code"}
+    assert {p.attributes[semconv.ARTIFACT_KIND] for p in uploaded} == {
+        "plot",
+        "paper",
+        "checkpoint",
+        "data",
+        "code",
+    }
 
 
 def test_a_file_being_written_is_reported_once_with_its_final_size(http_wire: Wire, tmp_path: Path) -> None:
@@ -118,7 +136,12 @@ def test_upload_failures_are_error_events_naming_bucket_and_key_and_the_run_goes
     if failure == "wrong credentials":
         s3.server.require_auth()
     with otel_ai.run("failing") as run:
-        watcher = Watcher(run, [tmp_path], uploader=S3ArtifactStore(f"s3://{bucket}/p", max_attempts=2, backoff_s=0.01), settle_s=0.2).start()
+        watcher = Watcher(
+            run,
+            [tmp_path],
+            uploader=S3ArtifactStore(f"s3://{bucket}/p", max_attempts=2, backoff_s=0.01),
+            settle_s=0.2,
+        ).start()
         _write(tmp_path / "plot.png", b"png bytes")
         wait_for(lambda: watcher.summary().artifacts_failed == 1)
         append(tmp_path / "after.log", "the run goes on\n")
@@ -127,16 +150,23 @@ def test_upload_failures_are_error_events_naming_bucket_and_key_and_the_run_goes
     (event,) = http_wire.events(semconv.ARTIFACT_UPLOAD_FAILED)
     attrs = event.attributes
     assert event.severity_text == "ERROR"
-    assert (attrs[semconv.ARTIFACT_BUCKET], attrs[semconv.ARTIFACT_KEY]) == (bucket, "p/runs/failing/plot.png")
+    assert (attrs[semconv.ARTIFACT_BUCKET], attrs[semconv.ARTIFACT_KEY]) == (
+        bucket,
+        "p/runs/failing/plot.png",
+    )
     assert attrs[semconv.ERROR_TYPE] == expected
     assert f"s3://{bucket}/p/runs/failing/plot.png" in event.body
     assert bucket in attrs[semconv.EXCEPTION_MESSAGE]
     run_span = http_wire.span(lambda s: s.name == semconv.SPAN_RUN)
     assert run_span.status_code == "OK"
-    assert [r.body for r in http_wire.logs() if r.attributes.get(semconv.LOG_SOURCE) == "after.log"] == ["the run goes on"]
+    assert [r.body for r in http_wire.logs() if r.attributes.get(semconv.LOG_SOURCE) == "after.log"] == [
+        "the run goes on"
+    ]
 
 
-def test_a_file_that_vanishes_before_its_upload_is_an_error_event(http_wire: Wire, s3: S3Env, tmp_path: Path) -> None:
+def test_a_file_that_vanishes_before_its_upload_is_an_error_event(
+    http_wire: Wire, s3: S3Env, tmp_path: Path
+) -> None:
     class VanishingFirst:
         """The real store, but the file is deleted between detection and upload."""
 
@@ -166,7 +196,9 @@ def test_a_file_that_vanishes_before_its_upload_is_an_error_event(http_wire: Wir
     assert s3.object_keys() == []
 
 
-def test_the_final_sweep_uploads_what_appeared_in_the_last_moments(http_wire: Wire, s3: S3Env, tmp_path: Path) -> None:
+def test_the_final_sweep_uploads_what_appeared_in_the_last_moments(
+    http_wire: Wire, s3: S3Env, tmp_path: Path
+) -> None:
     with otel_ai.run("sweep") as run:
         watcher = Watcher(run, [tmp_path], artifacts_uri=f"s3://{s3.bucket}", settle_s=60).start()
         data = _write(tmp_path / "final_plot.png", os.urandom(10_000))
@@ -177,7 +209,9 @@ def test_the_final_sweep_uploads_what_appeared_in_the_last_moments(http_wire: Wi
     assert body == data
 
 
-def test_what_the_deadline_leaves_is_reported_as_not_uploaded(http_wire: Wire, s3: S3Env, tmp_path: Path) -> None:
+def test_what_the_deadline_leaves_is_reported_as_not_uploaded(
+    http_wire: Wire, s3: S3Env, tmp_path: Path
+) -> None:
     with otel_ai.run("late") as run:
         watcher = Watcher(run, [tmp_path], artifacts_uri=f"s3://{s3.bucket}", settle_s=60).start()
         _write(tmp_path / "a.png", b"a" * 1000)
@@ -187,7 +221,10 @@ def test_what_the_deadline_leaves_is_reported_as_not_uploaded(http_wire: Wire, s
         wait_for(lambda: watcher.summary().artifacts_not_uploaded == 2)
     assert summary.artifacts_uploaded == 0
     events = http_wire.events(semconv.ARTIFACT_UPLOAD_FAILED)
-    assert sorted(e.attributes[semconv.ARTIFACT_KEY] for e in events) == ["runs/late/a.png", "runs/late/b.png"]
+    assert sorted(e.attributes[semconv.ARTIFACT_KEY] for e in events) == [
+        "runs/late/a.png",
+        "runs/late/b.png",
+    ]
     assert {e.attributes[semconv.ERROR_TYPE] for e in events} == {semconv.ARTIFACT_ERROR_DEADLINE_EXCEEDED}
     assert all(e.attributes[semconv.ARTIFACT_BUCKET] == s3.bucket for e in events)
 
@@ -222,7 +259,10 @@ def test_a_resumed_run_does_not_report_or_upload_the_same_content_again(
         watcher = Watcher(run, [tmp_path], artifacts_uri=f"s3://{s3.bucket}", settle_s=0.2).start()
         wait_for(lambda: watcher.summary().artifacts_uploaded == 1)
         watcher.stop(5)
-    assert [e.attributes[semconv.ARTIFACT_PATH] for e in http_wire.events(semconv.ARTIFACT_REGISTERED)] == ["a.png", "b.png"]
+    assert [e.attributes[semconv.ARTIFACT_PATH] for e in http_wire.events(semconv.ARTIFACT_REGISTERED)] == [
+        "a.png",
+        "b.png",
+    ]
 
 
 def test_several_roots_keep_their_artifacts_apart(http_wire: Wire, tmp_path: Path) -> None:

@@ -34,7 +34,9 @@ def test_lines_of_files_created_while_watching_arrive_in_order(tmp_path: Path) -
     assert summary.lines == 51 and summary.files_tailed == 2 and summary.complete
 
 
-def test_rotation_by_rename_loses_nothing_even_from_a_writer_still_holding_the_old_file(tmp_path: Path) -> None:
+def test_rotation_by_rename_loses_nothing_even_from_a_writer_still_holding_the_old_file(
+    tmp_path: Path,
+) -> None:
     sink = Collector()
     watcher = logs_only(tmp_path, sink)
     log = tmp_path / "app.log"
@@ -67,7 +69,11 @@ def test_a_tailed_file_renamed_to_another_tailed_name_keeps_its_position(tmp_pat
     append(tmp_path / "b.log", "three\n")
     wait_for(lambda: len(sink) == 3)
     watcher.stop(5)
-    assert [(r, d) for r, d, _, _ in sink.records] == [("a.log", b"one"), ("a.log", b"two"), ("b.log", b"three")]
+    assert [(r, d) for r, d, _, _ in sink.records] == [
+        ("a.log", b"one"),
+        ("a.log", b"two"),
+        ("b.log", b"three"),
+    ]
 
 
 def test_copy_truncate_restarts_at_the_beginning(tmp_path: Path) -> None:
@@ -205,7 +211,9 @@ def test_existing_files_start_at_their_end_unless_told_otherwise(tmp_path: Path)
     assert sink.texts() == ["old 1", "old 2", "half-written", "new 1"]
 
 
-def test_a_restarted_watcher_neither_repeats_nor_skips(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_restarted_watcher_neither_repeats_nor_skips(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OTEL_AI_RUN_ID", "resume-1")
     root = tmp_path / "exp"
     root.mkdir()
@@ -338,7 +346,9 @@ def test_severity_is_read_from_the_text(line: str, level: str) -> None:
     assert detect_level(line) == level
 
 
-def test_nothing_is_watched_when_telemetry_is_disabled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nothing_is_watched_when_telemetry_is_disabled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
     sink = Collector()
     watcher = logs_only(tmp_path, sink)

@@ -40,7 +40,12 @@ def test_lines_become_records_of_the_run_and_of_the_open_stage(http_wire: Wire, 
 
     records = _lines(http_wire.logs(), "logs/0-run/experiment.log")
     bodies = [r.body for r in records]
-    assert bodies[:4] == ["starting", "2026-11-29 10:00:01 - ERROR - CUDA out of memory", "WARNING: lr too high", "caf\ufffd \ufffd bytes"]
+    assert bodies[:4] == [
+        "starting",
+        "2026-11-29 10:00:01 - ERROR - CUDA out of memory",
+        "WARNING: lr too high",
+        "caf\ufffd \ufffd bytes",
+    ]
     assert bodies[5] == "no newline yet"
     run_span = http_wire.span(lambda s: s.name == semconv.SPAN_RUN)
     stage_span = http_wire.span(lambda s: s.name.startswith(semconv.SPAN_STAGE))
@@ -63,7 +68,9 @@ def test_lines_become_records_of_the_run_and_of_the_open_stage(http_wire: Wire, 
     assert stopped.attributes[semconv.WATCH_BYTES_UNDELIVERED] == 0
 
 
-def test_a_small_export_queue_slows_tailing_instead_of_dropping_lines(otlp_receiver: OTLPReceiver, tmp_path: Path) -> None:
+def test_a_small_export_queue_slows_tailing_instead_of_dropping_lines(
+    otlp_receiver: OTLPReceiver, tmp_path: Path
+) -> None:
     otel_ai.configure(endpoint=otlp_receiver.http_endpoint, protocol="http/protobuf", queue_size=1024)
     total = 10_000  # ten times the queue
     try:
@@ -79,7 +86,9 @@ def test_a_small_export_queue_slows_tailing_instead_of_dropping_lines(otlp_recei
     assert bodies == [f"flood {i:05d}" for i in range(total)]
 
 
-def test_without_native_events_it_polls_and_says_so(http_wire: Wire, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_native_events_it_polls_and_says_so(
+    http_wire: Wire, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     class NoInotify:
         """What watchdog's inotify observer does when the watch limit is reached."""
 
@@ -120,7 +129,9 @@ def test_lines_can_belong_to_a_stage_of_another_process(http_wire: Wire, tmp_pat
     from opentelemetry import trace as trace_api
     from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-    remote = SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, is_remote=True, trace_flags=TraceFlags(1))
+    remote = SpanContext(
+        0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, is_remote=True, trace_flags=TraceFlags(1)
+    )
     stage_context = trace_api.set_span_in_context(NonRecordingSpan(remote))
     with otel_ai.run("wrapped") as run:
         watcher = Watcher(

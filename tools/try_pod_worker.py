@@ -242,7 +242,7 @@ CONFIG_EDITS = {
 }
 MODEL = "gpt-4o-2024-11-20"
 
-TRAINING_SCRIPT = '''import os
+TRAINING_SCRIPT = """import os
 import numpy as np
 working_dir = os.path.join(os.getcwd(), "working")
 os.makedirs(working_dir, exist_ok=True)
@@ -264,7 +264,7 @@ try:
     plt.close()
 except Exception as exc:
     print("no plot:", exc)
-'''
+"""
 
 
 def _from_schema(schema: dict[str, Any], name: str, prompt: str) -> Any:
@@ -275,7 +275,11 @@ def _from_schema(schema: dict[str, Any], name: str, prompt: str) -> Any:
     if kind == "boolean":
         return name != "is_bug"
     if kind in ("number", "integer"):
-        return 1 if name == "max_iterations" else (0.85 if name == "best_value" else (0.8 if kind == "number" else 1))
+        return (
+            1
+            if name == "max_iterations"
+            else (0.85 if name == "best_value" else (0.8 if kind == "number" else 1))
+        )
     if kind == "array":
         items = schema.get("items", {"type": "string"})
         if name == "selected_plots":
@@ -308,7 +312,9 @@ def _plain_answer(prompt: str) -> str:
     """A JSON block where the prompt asks for <JSON>, 'KEYWORD: ...' lines where it asks
     for those, else a plan and a training script."""
     if "<JSON>" in prompt or "```json" in prompt:
-        fields = dict.fromkeys(re.findall(r'^\s*-\s*"([A-Za-z_ ]+)"', prompt, re.MULTILINE)) or {"summary": None}
+        fields = dict.fromkeys(re.findall(r'^\s*-\s*"([A-Za-z_ ]+)"', prompt, re.MULTILINE)) or {
+            "summary": None
+        }
         answer = {name: f"{name}: a short synthetic study" for name in fields}
         return f"THOUGHT: fine.\n\nREVIEW JSON:\n```json\n{json.dumps(answer)}\n```\n"
     keywords = list(dict.fromkeys(re.findall(r"'([A-Z][A-Z_ ]*[A-Z]):", prompt)))
@@ -324,17 +330,31 @@ def llm_answer(request: dict[str, Any]) -> dict[str, Any]:
     if tools:
         function = tools[0].get("function", tools[0])
         arguments = _from_schema(function.get("parameters", {}), "", prompt)
-        message["tool_calls"] = [{"id": "call_1", "type": "function",
-                                  "function": {"name": function["name"], "arguments": json.dumps(arguments)}}]
+        message["tool_calls"] = [
+            {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": function["name"], "arguments": json.dumps(arguments)},
+            }
+        ]
         finish = "tool_calls"
     else:
         message["content"] = _plain_answer(prompt)
         finish = "stop"
     return {
-        "id": "chatcmpl-try", "object": "chat.completion", "created": int(time.time()), "model": request.get("model", MODEL),
-        "system_fingerprint": "try-pod", "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-        "usage": {"prompt_tokens": len(prompt) // 4, "completion_tokens": 50, "total_tokens": len(prompt) // 4 + 50,
-                  "completion_tokens_details": {"reasoning_tokens": 0}, "prompt_tokens_details": {"cached_tokens": 0}},
+        "id": "chatcmpl-try",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": request.get("model", MODEL),
+        "system_fingerprint": "try-pod",
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "usage": {
+            "prompt_tokens": len(prompt) // 4,
+            "completion_tokens": 50,
+            "total_tokens": len(prompt) // 4 + 50,
+            "completion_tokens_details": {"reasoning_tokens": 0},
+            "prompt_tokens_details": {"cached_tokens": 0},
+        },
     }
 
 
@@ -393,15 +413,25 @@ class _Handler(BaseHTTPRequestHandler):
 # --- preparing the copy --------------------------------------------------------------------
 def prepare(clone: Path, work: Path) -> tuple[Path, Path, str]:
     repo = work / "repo"
-    shutil.copytree(clone, repo, ignore=shutil.ignore_patterns(".git", "orchestrator", "node_modules", "experiments", "logs"))
-    commit = subprocess.run(["git", "-C", str(clone), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    shutil.copytree(
+        clone,
+        repo,
+        ignore=shutil.ignore_patterns(".git", "orchestrator", "node_modules", "experiments", "logs"),
+    )
+    commit = subprocess.run(
+        ["git", "-C", str(clone), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     # the README's migration, second line (the first is the event_emitter module below)
     worker = repo / "pod_worker.py"
     source = worker.read_text()
     line = "emitter = EventEmitter(CONTROL_PLANE_URL, POD_ID)\n"
     if source.count(line) != 1:
-        raise SystemExit(f"pod_worker.py has no single line {line!r}: this fork differs from the one documented")
-    worker.write_text(source.replace(line, "from event_emitter import EventEmitter  # otel_ai.BatchEventEmitter\n" + line))
+        raise SystemExit(
+            f"pod_worker.py has no single line {line!r}: this fork differs from the one documented"
+        )
+    worker.write_text(
+        source.replace(line, "from event_emitter import EventEmitter  # otel_ai.BatchEventEmitter\n" + line)
+    )
     (repo / "event_emitter.py").write_text(EVENT_EMITTER_SHIM)
     standins = work / "stand_ins"
     (standins / "pymongo").mkdir(parents=True)
@@ -426,20 +456,51 @@ def prepare(clone: Path, work: Path) -> tuple[Path, Path, str]:
     config["writeup"] = {"big_model": MODEL, "small_model": MODEL, "plot_model": MODEL, "page_limit": 4}
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     state = work / "mongo.json"
-    idea = {"Name": "tiny_synthetic", "Title": "A tiny synthetic study", "Short Hypothesis": "Smaller learning rates help.",
-            "Abstract": "We train a tiny model on synthetic data.", "Experiments": ["Train", "Evaluate"],
-            "Risk Factors and Limitations": ["Synthetic data only"]}
-    state.write_text(json.dumps({"ai-scientist": {
-        "runs": [{"_id": RUN_ID, "hypothesisId": HYPOTHESIS_ID, "status": "QUEUED", "claimedBy": None,
-                  "createdAt": "2026-01-01T00:00:00Z", "retryCount": 0}],
-        "hypotheses": [{"_id": HYPOTHESIS_ID, "title": idea["Title"], "idea": idea["Abstract"], "ideaJson": idea}],
-        "ideation_requests": [], "stages": [], "paper_backups": [], "artifacts": [],
-    }}))
+    idea = {
+        "Name": "tiny_synthetic",
+        "Title": "A tiny synthetic study",
+        "Short Hypothesis": "Smaller learning rates help.",
+        "Abstract": "We train a tiny model on synthetic data.",
+        "Experiments": ["Train", "Evaluate"],
+        "Risk Factors and Limitations": ["Synthetic data only"],
+    }
+    state.write_text(
+        json.dumps(
+            {
+                "ai-scientist": {
+                    "runs": [
+                        {
+                            "_id": RUN_ID,
+                            "hypothesisId": HYPOTHESIS_ID,
+                            "status": "QUEUED",
+                            "claimedBy": None,
+                            "createdAt": "2026-01-01T00:00:00Z",
+                            "retryCount": 0,
+                        }
+                    ],
+                    "hypotheses": [
+                        {
+                            "_id": HYPOTHESIS_ID,
+                            "title": idea["Title"],
+                            "idea": idea["Abstract"],
+                            "ideaJson": idea,
+                        }
+                    ],
+                    "ideation_requests": [],
+                    "stages": [],
+                    "paper_backups": [],
+                    "artifacts": [],
+                }
+            }
+        )
+    )
     return repo, standins, commit
 
 
 # --- the checks ----------------------------------------------------------------------------
-def check(data_dir: Path, output: str, state: dict[str, Any], counts: dict[str, int]) -> list[tuple[bool, str]]:
+def check(
+    data_dir: Path, output: str, state: dict[str, Any], counts: dict[str, int]
+) -> list[tuple[bool, str]]:
     from otel_ai import semconv
     from otel_ai.export.otlp_json import load_directory
 
@@ -460,7 +521,11 @@ def check(data_dir: Path, output: str, state: dict[str, Any], counts: dict[str, 
     by_id = {s.span_id: s for s in spans}
     orphans = [s.name for s in spans if s.parent_span_id and s.parent_span_id not in by_id]
     note(not orphans, f"no span whose parent is missing: {orphans[:5]}")
-    stages = sorted(s.attributes.get(semconv.STAGE_NAME, "?") for s in spans if s.name.startswith(semconv.SPAN_STAGE + " "))
+    stages = sorted(
+        s.attributes.get(semconv.STAGE_NAME, "?")
+        for s in spans
+        if s.name.startswith(semconv.SPAN_STAGE + " ")
+    )
     note(bool(stages), f"stage spans: {stages}")
     search_stages = [name for name in stages if name[:1].isdigit()]
     note(bool(search_stages), f"the tree search's own stage spans: {search_stages}")
@@ -470,25 +535,50 @@ def check(data_dir: Path, output: str, state: dict[str, Any], counts: dict[str, 
     kinds = sorted({n.attributes.get(semconv.NODE_KIND, "?") for n in nodes})
     note(bool(nodes), f"node spans: {len(nodes)} ({len(worker_nodes)} made in pool workers), kinds {kinds}")
     outcome = run.attributes.get(semconv.RUN_OUTCOME)
-    failed = [r for r in logs if r.event_name == semconv.RUN_FAILED and not r.attributes.get(semconv.EVENT_DUPLICATE)]
+    failed = [
+        r
+        for r in logs
+        if r.event_name == semconv.RUN_FAILED and not r.attributes.get(semconv.EVENT_DUPLICATE)
+    ]
     message = failed[0].attributes.get(semconv.EXCEPTION_MESSAGE) if failed else None
     run_doc = next((r for r in state.get("ai-scientist", {}).get("runs", []) if r.get("_id") == RUN_ID), {})
     status = run_doc.get("status")
-    expected = {"COMPLETED": semconv.OUTCOME_COMPLETED, "FAILED": semconv.OUTCOME_FAILED, "CANCELED": semconv.OUTCOME_CANCELED}
-    note(outcome == expected.get(str(status)), f"run outcome {outcome!r}, the pod worker's own status {status!r} "
-                                               f"(error {run_doc.get('errorMessage')!r})")
+    expected = {
+        "COMPLETED": semconv.OUTCOME_COMPLETED,
+        "FAILED": semconv.OUTCOME_FAILED,
+        "CANCELED": semconv.OUTCOME_CANCELED,
+    }
+    note(
+        outcome == expected.get(str(status)),
+        f"run outcome {outcome!r}, the pod worker's own status {status!r} "
+        f"(error {run_doc.get('errorMessage')!r})",
+    )
     if outcome == semconv.OUTCOME_FAILED:
-        note(bool(message), f"failure: stage {run.attributes.get(semconv.RUN_FAILED_STAGE)!r}, "
-                            f"{failed[0].attributes.get(semconv.ERROR_TYPE) if failed else None}: {message!r}")
-    leaks = [line for line in output.splitlines()
-             if re.search(r"(AttributeError|TypeError).*(seq_counter|emitter|run_failed)|otel_ai: internal error", line)]
+        note(
+            bool(message),
+            f"failure: stage {run.attributes.get(semconv.RUN_FAILED_STAGE)!r}, "
+            f"{failed[0].attributes.get(semconv.ERROR_TYPE) if failed else None}: {message!r}",
+        )
+    leaks = [
+        line
+        for line in output.splitlines()
+        if re.search(
+            r"(AttributeError|TypeError).*(seq_counter|emitter|run_failed)|otel_ai: internal error", line
+        )
+    ]
     note(not leaks, f"no otel_ai error reached or was reported to the pod worker: {leaks[:3]}")
     by_pid: dict[Any, list[int]] = defaultdict(list)
     for record in logs:
         by_pid[record.resource.get(semconv.PROCESS_PID)].append(record.attributes.get(semconv.EVENT_SEQ))
     repeats = {pid: len(v) - len(set(v)) for pid, v in by_pid.items() if len(v) != len(set(v))}
-    note(not repeats, f"ai.event.seq never repeats in a process ({len(by_pid)} processes, {len(logs)} records): {repeats}")
-    note(counts.get("ingest", 0) == 0, f"nothing POSTed to the control plane's ingest API: {counts.get('ingest', 0)}")
+    note(
+        not repeats,
+        f"ai.event.seq never repeats in a process ({len(by_pid)} processes, {len(logs)} records): {repeats}",
+    )
+    note(
+        counts.get("ingest", 0) == 0,
+        f"nothing POSTed to the control plane's ingest API: {counts.get('ingest', 0)}",
+    )
     note(True, f"stand-ins: {dict(counts)}")
     return results
 
@@ -496,8 +586,12 @@ def check(data_dir: Path, output: str, state: dict[str, Any], counts: dict[str, 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("clone", type=Path, help="a local clone of agencyenterprise/AI-Scientist-v2")
-    parser.add_argument("--timeout", type=float, default=1500.0, help="seconds before the pod worker is stopped")
-    parser.add_argument("--work", type=Path, default=None, help="work directory (default: a new temporary one)")
+    parser.add_argument(
+        "--timeout", type=float, default=1500.0, help="seconds before the pod worker is stopped"
+    )
+    parser.add_argument(
+        "--work", type=Path, default=None, help="work directory (default: a new temporary one)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)
 
@@ -507,7 +601,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fork commit {commit}; work directory {work}")
     server = StandIns()
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACEPARENT", "OPENAI_", "ANTHROPIC_", "S2_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OTEL_", "TRACEPARENT", "OPENAI_", "ANTHROPIC_", "S2_"))
+    }
     env.update(
         PYTHONPATH=os.pathsep.join([str(standins), str(repo)]),
         TRY_POD_MONGO_STATE=str(work / "mongo.json"),
@@ -524,8 +622,14 @@ def main(argv: list[str] | None = None) -> int:
     log_path = work / "pod_worker.out"
     started = time.monotonic()
     with log_path.open("w") as log:
-        process = subprocess.Popen([sys.executable, "pod_worker.py", "--mode", "experiment"], cwd=repo, env=env,
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "pod_worker.py", "--mode", "experiment"],
+            cwd=repo,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             code = process.wait(timeout=args.timeout)
         except subprocess.TimeoutExpired:

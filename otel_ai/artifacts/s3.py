@@ -251,7 +251,9 @@ class S3ArtifactStore:
         except Exception as exc:
             raise self._map(exc, key, path) from exc
 
-    def _put(self, path: str, key: str, content_type: str, sha256: str | None, deadline: float | None) -> StoredArtifact | None:
+    def _put(
+        self, path: str, key: str, content_type: str, sha256: str | None, deadline: float | None
+    ) -> StoredArtifact | None:
         self._acquire_slot(key, deadline)
         try:
             with open(path, "rb") as handle:
@@ -276,7 +278,9 @@ class S3ArtifactStore:
         finally:
             self._slots.release()
 
-    def _multipart(self, path: str, key: str, content_type: str, sha256: str | None, deadline: float | None) -> StoredArtifact:
+    def _multipart(
+        self, path: str, key: str, content_type: str, sha256: str | None, deadline: float | None
+    ) -> StoredArtifact:
         if sha256 is None:
             try:
                 sha256, _size = hash_file(path, deadline=deadline)
@@ -337,7 +341,9 @@ class S3ArtifactStore:
                     Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
                 ),
             )
-            return StoredArtifact(self.bucket, key, self.uri_for(key), total, sha256, content_type, len(parts))
+            return StoredArtifact(
+                self.bucket, key, self.uri_for(key), total, sha256, content_type, len(parts)
+            )
         except BaseException:
             for future in futures:
                 future.cancel()
@@ -393,7 +399,9 @@ class S3ArtifactStore:
             except Exception as exc:
                 if attempt >= self.max_attempts or not _is_transient(exc):
                     raise
-                delay = min(self.max_backoff_s, self.backoff_s * (2 ** (attempt - 1))) * random.uniform(0.5, 1.0)
+                delay = min(self.max_backoff_s, self.backoff_s * (2 ** (attempt - 1))) * random.uniform(
+                    0.5, 1.0
+                )
                 if deadline is not None and time.monotonic() + delay >= deadline:
                     raise
                 if self._closed.wait(delay):
@@ -415,37 +423,65 @@ class S3ArtifactStore:
             return exc
         if isinstance(exc, ClientError):
             error = exc.response.get("Error", {}) if isinstance(exc.response, dict) else {}
-            code = str(error.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or "ClientError")
+            code = str(
+                error.get("Code")
+                or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                or "ClientError"
+            )
             message = str(error.get("Message") or exc)
             return ArtifactUploadError(
                 f"upload to {where} failed: {code}: {message}",
-                bucket=self.bucket, key=key, error_type=code, retryable=_is_transient(exc), path=path,
+                bucket=self.bucket,
+                key=key,
+                error_type=code,
+                retryable=_is_transient(exc),
+                path=path,
             )
         if isinstance(exc, FileNotFoundError):
             return ArtifactUploadError(
                 f"upload to {where} failed: {path} vanished",
-                bucket=self.bucket, key=key, error_type=FILE_VANISHED, path=path,
+                bucket=self.bucket,
+                key=key,
+                error_type=FILE_VANISHED,
+                path=path,
             )
         if isinstance(exc, BotoCoreError):
             return ArtifactUploadError(
                 f"upload to {where} failed: {type(exc).__name__}: {exc}",
-                bucket=self.bucket, key=key, error_type=type(exc).__name__, retryable=_is_transient(exc), path=path,
+                bucket=self.bucket,
+                key=key,
+                error_type=type(exc).__name__,
+                retryable=_is_transient(exc),
+                path=path,
             )
         return ArtifactUploadError(
             f"upload to {where} failed: {type(exc).__name__}: {exc}",
-            bucket=self.bucket, key=key, error_type=type(exc).__name__, path=path,
+            bucket=self.bucket,
+            key=key,
+            error_type=type(exc).__name__,
+            path=path,
         )
 
     def _changed(self, path: str, key: str) -> ArtifactUploadError:
         return ArtifactUploadError(
             f"upload to s3://{self.bucket}/{key} abandoned: {path} changed while it was being uploaded",
-            bucket=self.bucket, key=key, error_type=CONTENT_CHANGED, retryable=True, path=path,
+            bucket=self.bucket,
+            key=key,
+            error_type=CONTENT_CHANGED,
+            retryable=True,
+            path=path,
         )
 
-    def _deadline(self, key: str, path: str | None, why: str = "the shutdown deadline passed") -> ArtifactUploadError:
+    def _deadline(
+        self, key: str, path: str | None, why: str = "the shutdown deadline passed"
+    ) -> ArtifactUploadError:
         return ArtifactUploadError(
             f"upload to s3://{self.bucket}/{key} not finished: {why}",
-            bucket=self.bucket, key=key, error_type=DEADLINE_EXCEEDED, retryable=True, path=path,
+            bucket=self.bucket,
+            key=key,
+            error_type=DEADLINE_EXCEEDED,
+            retryable=True,
+            path=path,
         )
 
 

@@ -61,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
                 target = _endpoint_of(settings, signal)
                 print(f"  {signal:<8} -> OTLP {settings.signal_protocol(signal)} {redact(target or '')}")
             else:
-                print(f"  {signal:<8} -> OTLP/JSON files under {settings.data_dir.resolve()} (embedded default)")
+                print(
+                    f"  {signal:<8} -> OTLP/JSON files under {settings.data_dir.resolve()} (embedded default)"
+                )
     else:
         print(f"  telemetry -> OTLP/JSON files under {settings.data_dir.resolve()} (embedded default)")
     if args.no_checks:
@@ -131,7 +133,9 @@ def check_collector(settings: Settings) -> list[Result]:
     """A real, empty export request per signal with an OTLP endpoint, and its answer."""
     if not settings.uses_otlp:
         return [("collector", None, "no OTLP endpoint configured; the embedded default needs none")]
-    return [probe(settings, signal) for signal in config.SIGNALS if settings.signal_exporter(signal) == "otlp"]
+    return [
+        probe(settings, signal) for signal in config.SIGNALS if settings.signal_exporter(signal) == "otlp"
+    ]
 
 
 def probe(settings: Settings, signal: str) -> Result:
@@ -177,7 +181,9 @@ def check_artifacts(settings: Settings) -> Result:
     try:
         client = boto3.client(
             "s3",
-            config=Config(connect_timeout=CHECK_TIMEOUT_S, read_timeout=CHECK_TIMEOUT_S, retries={"max_attempts": 1}),
+            config=Config(
+                connect_timeout=CHECK_TIMEOUT_S, read_timeout=CHECK_TIMEOUT_S, retries={"max_attempts": 1}
+            ),
         )
         client.head_bucket(Bucket=bucket)
     except Exception as exc:  # noqa: BLE001 - every failure is a finding to print
@@ -205,4 +211,9 @@ def check_gpu(settings: Settings) -> Result:
     return "GPU", None, "none detected (no GPU, driver or nvidia-ml-py): no GPU metrics"
 
 
-CHECKS: tuple[Callable[[Settings], Result | list[Result]], ...] = (check_collector, check_artifacts, check_data_dir, check_gpu)
+CHECKS: tuple[Callable[[Settings], Result | list[Result]], ...] = (
+    check_collector,
+    check_artifacts,
+    check_data_dir,
+    check_gpu,
+)

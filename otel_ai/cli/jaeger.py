@@ -21,7 +21,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .. import semconv
@@ -47,7 +47,9 @@ class JaegerReader:
     def __init__(self, base_url: str, *, timeout_s: float = 30.0) -> None:
         parsed = urllib.parse.urlparse(base_url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise JaegerError(f"--jaeger expects the URL of Jaeger's query service, such as http://localhost:16686, not {base_url!r}")
+            raise JaegerError(
+                f"--jaeger expects the URL of Jaeger's query service, such as http://localhost:16686, not {base_url!r}"
+            )
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
 
@@ -71,7 +73,9 @@ class JaegerReader:
         try:
             decoded = json.loads(body)
         except ValueError:
-            raise JaegerError(f"Jaeger at {self.base_url} answered {path} with something that is not JSON") from None
+            raise JaegerError(
+                f"Jaeger at {self.base_url} answered {path} with something that is not JSON"
+            ) from None
         if not isinstance(decoded, dict):
             raise JaegerError(f"Jaeger at {self.base_url} answered {path} with an unexpected JSON shape")
         return decoded
@@ -91,7 +95,7 @@ class JaegerReader:
     ) -> Telemetry:
         """The traces of ``service`` started within ``lookback`` (with span
         ``attributes``, where Jaeger supports the filter); empty when none."""
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         params = {
             # the snake_case names: accepted by every Jaeger v2 (later ones also take camelCase)
             "query.service_name": service,
@@ -136,7 +140,9 @@ def load_from_jaeger(
             else ""
         )
         days = lookback.days or 1
-        raise JaegerError(f"no {what} of service {service!r} in Jaeger at {reader.base_url} in the last {days} days{hint}")
+        raise JaegerError(
+            f"no {what} of service {service!r} in Jaeger at {reader.base_url} in the last {days} days{hint}"
+        )
     # the search may cut traces short: read the whole trace by id
     whole = reader.get_trace(trace_id)
     return whole if whole is not None and whole.spans else _only_trace(candidates, trace_id)
@@ -176,4 +182,4 @@ def _error_message(body: bytes) -> str:
 
 
 def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -22,15 +22,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
         ),
     )
     parser.add_argument("--data-dir", help="the data directory (default: OTEL_AI_DATA_DIR or ./otel-ai-runs)")
-    parser.add_argument("--timeout", type=float, default=30.0, help="deadline for delivering everything (default 30 s)")
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, help="deadline for delivering everything (default 30 s)"
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..export.providers import configure, shutdown
-    from ..runner.state import damaged_states, list_states, recover
-
     from ..export.spool import deliver_pending
+    from ..runner.state import damaged_states, list_states, recover
 
     overrides = {"data_dir": args.data_dir} if args.data_dir else {}
     settings = resolve(**overrides)
@@ -39,7 +40,10 @@ def run(args: argparse.Namespace) -> int:
     spool = deliver_pending(data_dir, settings, time.monotonic() + args.timeout)
     print(f"otel-ai recover: spool: {spool.summary()}")
     for path in spool.corrupt:
-        print(f"otel-ai recover: a spooled file did not decode and was not sent; kept as {path}", file=sys.stderr)
+        print(
+            f"otel-ai recover: a spooled file did not decode and was not sent; kept as {path}",
+            file=sys.stderr,
+        )
     for path, reason in damaged_states(data_dir):
         print(f"otel-ai recover: skipping the damaged state file {path}: {reason}", file=sys.stderr)
     pending = [state for _, state in list_states(data_dir) if state is not None]
@@ -50,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
     recovered = recover(data_dir)
     still_running = [s.run_id for s in pending if s.run_id not in {r.run_id for r in recovered}]
     for item in recovered:
-        print(f"recovered run {item.run_id} (attempt {item.attempt}): trace {item.trace_id}, ended as abandoned")
+        print(
+            f"recovered run {item.run_id} (attempt {item.attempt}): trace {item.trace_id}, ended as abandoned"
+        )
     for run_id in still_running:
         print(f"run {run_id} is still running; left alone")
     ok = shutdown(args.timeout) and spool.complete

@@ -20,11 +20,20 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
             "it again sends only what is new."
         ),
     )
-    parser.add_argument("path", nargs="?", help="a directory or file of OTLP/JSON lines (default: OTEL_AI_DATA_DIR)")
+    parser.add_argument(
+        "path", nargs="?", help="a directory or file of OTLP/JSON lines (default: OTEL_AI_DATA_DIR)"
+    )
     parser.add_argument("--endpoint", help="collector URL (default: OTEL_EXPORTER_OTLP_ENDPOINT)")
-    parser.add_argument("--protocol", choices=PROTOCOLS, help="default: OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf")
+    parser.add_argument(
+        "--protocol", choices=PROTOCOLS, help="default: OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf"
+    )
     parser.add_argument("--force", action="store_true", help="send everything again, ignoring the marks")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to keep trying an unreachable collector (default 60)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds to keep trying an unreachable collector (default 60)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -32,7 +41,12 @@ def run(args: argparse.Namespace) -> int:
     settings = resolve()
     try:
         report = replay(
-            args.path, settings, endpoint=args.endpoint, protocol=args.protocol, force=args.force, timeout=args.timeout
+            args.path,
+            settings,
+            endpoint=args.endpoint,
+            protocol=args.protocol,
+            force=args.force,
+            timeout=args.timeout,
         )
     except ReplayError as exc:
         print(f"otel-ai replay: {exc}", file=sys.stderr)

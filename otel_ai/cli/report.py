@@ -33,10 +33,18 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
             "nothing when opened. With no argument: the latest run in OTEL_AI_DATA_DIR."
         ),
     )
-    parser.add_argument("target", nargs="?", help="a run id or trace id, or a directory or file of OTLP/JSON lines")
-    parser.add_argument("-o", "--output", metavar="FILE.html",
-                        help="where to write the page ('-' for stdout; default: otel-ai-report-RUN_ID.html here)")
-    parser.add_argument("--data-dir", help="where to look for runs (default: OTEL_AI_DATA_DIR or ./otel-ai-runs)")
+    parser.add_argument(
+        "target", nargs="?", help="a run id or trace id, or a directory or file of OTLP/JSON lines"
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE.html",
+        help="where to write the page ('-' for stdout; default: otel-ai-report-RUN_ID.html here)",
+    )
+    parser.add_argument(
+        "--data-dir", help="where to look for runs (default: OTEL_AI_DATA_DIR or ./otel-ai-runs)"
+    )
     add_source_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -56,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(page)
         sys.stdout.flush()
         return 0
-    output = Path(args.output) if args.output else Path(f"otel-ai-report-{_UNSAFE.sub('_', view.run_id)}.html")
+    output = (
+        Path(args.output) if args.output else Path(f"otel-ai-report-{_UNSAFE.sub('_', view.run_id)}.html")
+    )
     try:
         _write_atomically(output, page)
     except OSError as exc:

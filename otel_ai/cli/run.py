@@ -22,21 +22,57 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
         usage="otel-ai run [options] -- CMD [ARGS...]",
     )
     parser.add_argument("--run-id", help="the run id (default: OTEL_AI_RUN_ID, else a new one)")
-    parser.add_argument("--watch", action="append", default=[], metavar="DIR",
-                        help="a directory whose log files and artifacts to follow (repeatable; default: CMD's working directory)")
+    parser.add_argument(
+        "--watch",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory whose log files and artifacts to follow (repeatable; default: CMD's working directory)",
+    )
     parser.add_argument("--no-watch", action="store_true", help="follow no directory")
-    parser.add_argument("--artifacts", metavar="s3://BUCKET/PREFIX", help="upload artifacts there (default: OTEL_AI_ARTIFACTS_URI)")
-    parser.add_argument("--jaeger-url", metavar="URL", help="print the run's Jaeger trace link at start and end (default: OTEL_AI_JAEGER_URL)")
-    parser.add_argument("--grafana-url", metavar="URL", help="print a Grafana link to the run's logs at start and end (default: OTEL_AI_GRAFANA_URL)")
-    parser.add_argument("--grace", type=float, default=10.0, metavar="S",
-                        help="after SIGINT/SIGTERM, seconds before the command's process group is killed (default 10)")
-    parser.add_argument("--heartbeat", type=float, default=60.0, metavar="S", help="ai.run.heartbeat interval (default 60)")
-    parser.add_argument("--stall-timeout", type=float, default=1800.0, metavar="S",
-                        help="warn with ai.run.stalled after this long without output or events (default 1800)")
-    parser.add_argument("--shutdown-timeout", type=float, default=10.0, metavar="S",
-                        help="deadline for the final flush of all telemetry (default 10)")
+    parser.add_argument(
+        "--artifacts",
+        metavar="s3://BUCKET/PREFIX",
+        help="upload artifacts there (default: OTEL_AI_ARTIFACTS_URI)",
+    )
+    parser.add_argument(
+        "--jaeger-url",
+        metavar="URL",
+        help="print the run's Jaeger trace link at start and end (default: OTEL_AI_JAEGER_URL)",
+    )
+    parser.add_argument(
+        "--grafana-url",
+        metavar="URL",
+        help="print a Grafana link to the run's logs at start and end (default: OTEL_AI_GRAFANA_URL)",
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="after SIGINT/SIGTERM, seconds before the command's process group is killed (default 10)",
+    )
+    parser.add_argument(
+        "--heartbeat", type=float, default=60.0, metavar="S", help="ai.run.heartbeat interval (default 60)"
+    )
+    parser.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=1800.0,
+        metavar="S",
+        help="warn with ai.run.stalled after this long without output or events (default 1800)",
+    )
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="deadline for the final flush of all telemetry (default 10)",
+    )
     status = parser.add_mutually_exclusive_group()
-    status.add_argument("--status", dest="status", action="store_true", default=None, help="draw the status line")
+    status.add_argument(
+        "--status", dest="status", action="store_true", default=None, help="draw the status line"
+    )
     status.add_argument("--no-status", dest="status", action="store_false", help="never draw the status line")
     parser.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD", help="the command, after --")
     parser.set_defaults(handler=run)
@@ -49,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
     if command and command[0] == "--":
         command = command[1:]
     if not command:
-        print("otel-ai run: no command given (usage: otel-ai run [options] -- CMD [ARGS...])", file=sys.stderr)
+        print(
+            "otel-ai run: no command given (usage: otel-ai run [options] -- CMD [ARGS...])", file=sys.stderr
+        )
         return 2
     for name in ("grace", "heartbeat", "stall_timeout", "shutdown_timeout"):
         if getattr(args, name) <= 0:

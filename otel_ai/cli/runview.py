@@ -8,7 +8,6 @@ run. Spans that lost their run span (a process that died) still form a run, flag
 from __future__ import annotations
 
 import math
-
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,7 +67,11 @@ class StageView:
     def counts(self) -> tuple[int, int, int]:
         if self.span is not None and semconv.STAGE_NODES_TOTAL in self.span.attributes:
             a = self.span.attributes
-            return int(a.get(semconv.STAGE_NODES_GOOD, 0)), int(a.get(semconv.STAGE_NODES_BUGGY, 0)), int(a[semconv.STAGE_NODES_TOTAL])
+            return (
+                int(a.get(semconv.STAGE_NODES_GOOD, 0)),
+                int(a.get(semconv.STAGE_NODES_BUGGY, 0)),
+                int(a[semconv.STAGE_NODES_TOTAL]),
+            )
         good = sum(1 for n in self.nodes if n.is_buggy is False)
         buggy = sum(1 for n in self.nodes if n.is_buggy is True)
         return good, buggy, len(self.nodes)
@@ -184,18 +187,27 @@ def _attach_metrics(run: RunView, points: list[MetricPoint], next_start_ns: int 
     duration = run.duration_s if run.duration_s is not None and math.isfinite(run.duration_s) else 0.0
     end_ns = run.start_ns + int(duration * 1e9)
     run.metrics = points_of_run(
-        points, run_id=run.run_id, resources=resources, start_ns=run.start_ns, end_ns=end_ns, next_start_ns=next_start_ns
+        points,
+        run_id=run.run_id,
+        resources=resources,
+        start_ns=run.start_ns,
+        end_ns=end_ns,
+        next_start_ns=next_start_ns,
     )
     for stage in run.stages:
         # the stage span keeps the first and latest progress events; the gauge fills the gap
-        updates = stage.span.attributes.get(semconv.STAGE_PROGRESS_UPDATES) if stage.span is not None else None
+        updates = (
+            stage.span.attributes.get(semconv.STAGE_PROGRESS_UPDATES) if stage.span is not None else None
+        )
         if not stage.progress or (isinstance(updates, int) and updates > len(stage.progress)):
             known = {t for t, _ in stage.progress}
             stage.progress.extend(p for p in stage_progress(run.metrics, stage.name) if p[0] not in known)
             stage.progress.sort()
 
 
-def _build_run(trace_id: str, spans: list[SpanRecord], logs: list[LogRecordData], fallback_id: str) -> RunView:
+def _build_run(
+    trace_id: str, spans: list[SpanRecord], logs: list[LogRecordData], fallback_id: str
+) -> RunView:
     run_span = next((s for s in spans if s.name == semconv.SPAN_RUN), None)
     run_id = _run_id_of(run_span) if run_span is not None else None
     stages: dict[str, StageView] = {}
@@ -241,7 +253,9 @@ def _build_run(trace_id: str, spans: list[SpanRecord], logs: list[LogRecordData]
         ArtifactView(
             event=event.name,
             path=_str(event.attributes.get(semconv.ARTIFACT_PATH)),
-            kind=_str(event.attributes.get(semconv.ARTIFACT_TYPE) or event.attributes.get(semconv.ARTIFACT_KIND)),
+            kind=_str(
+                event.attributes.get(semconv.ARTIFACT_TYPE) or event.attributes.get(semconv.ARTIFACT_KIND)
+            ),
             size_bytes=event.attributes.get(semconv.ARTIFACT_SIZE),
             uri=_str(event.attributes.get(semconv.ARTIFACT_URI)),
             key=_str(event.attributes.get(semconv.ARTIFACT_KEY)),

@@ -33,7 +33,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description="Print the tree of a run. With no argument: the latest run in OTEL_AI_DATA_DIR.",
     )
     parser.add_argument("target", nargs="?", help="a run id, or a directory or file of OTLP/JSON lines")
-    parser.add_argument("--data-dir", help="where to look for runs (default: OTEL_AI_DATA_DIR or ./otel-ai-runs)")
+    parser.add_argument(
+        "--data-dir", help="where to look for runs (default: OTEL_AI_DATA_DIR or ./otel-ai-runs)"
+    )
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     add_source_arguments(parser)
     parser.set_defaults(handler=run)
@@ -44,7 +46,11 @@ class ShowError(Exception):
 
 
 def find_run(
-    target: str | None, data_dir: Path, *, jaeger: str | None = None, service: str = semconv.DEFAULT_SERVICE_NAME
+    target: str | None,
+    data_dir: Path,
+    *,
+    jaeger: str | None = None,
+    service: str = semconv.DEFAULT_SERVICE_NAME,
 ) -> tuple[RunView, list[RunView]]:
     """The run named by ``target`` (a run id, trace id, directory or file); the latest
     one when ``target`` is None. Returns it and every run of the same source.
@@ -87,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def render(view: RunView, out: TextIO, *, color: str = "auto", other_runs: list[RunView] | None = None) -> None:
+def render(
+    view: RunView, out: TextIO, *, color: str = "auto", other_runs: list[RunView] | None = None
+) -> None:
     force = {"always": True, "never": False}.get(color)
     terminal = force if force is not None else out.isatty()
     console = Console(
@@ -104,7 +112,12 @@ def render(view: RunView, out: TextIO, *, color: str = "auto", other_runs: list[
         console.print(Text(f"({len(other_runs)} other run(s) here: {recent})", style="dim"))
 
 
-_OUTCOME_STYLE = {"completed": "bold green", "failed": "bold red", "canceled": "bold yellow", "abandoned": "bold magenta"}
+_OUTCOME_STYLE = {
+    "completed": "bold green",
+    "failed": "bold red",
+    "canceled": "bold yellow",
+    "abandoned": "bold magenta",
+}
 
 
 def _secs(value: float | None) -> str:
@@ -163,9 +176,17 @@ def run_tree(view: RunView) -> Tree:
         label.append(str(a.get(semconv.VALIDATION_MODEL, "?")))
         verdict = a.get(semconv.VALIDATION_VERDICT)
         if verdict is not None:
-            label.append(f"  verdict {verdict}", style="green" if str(verdict).lower() in ("pass", "accept") else "yellow")
-        scores = [f"{k[len(semconv.VALIDATION_SCORE_PREFIX):]}={v:g}" if isinstance(v, (int, float)) else f"{k[len(semconv.VALIDATION_SCORE_PREFIX):]}={v}"
-                  for k, v in sorted(a.items()) if k.startswith(semconv.VALIDATION_SCORE_PREFIX)]
+            label.append(
+                f"  verdict {verdict}",
+                style="green" if str(verdict).lower() in ("pass", "accept") else "yellow",
+            )
+        scores = [
+            f"{k[len(semconv.VALIDATION_SCORE_PREFIX) :]}={v:g}"
+            if isinstance(v, (int, float))
+            else f"{k[len(semconv.VALIDATION_SCORE_PREFIX) :]}={v}"
+            for k, v in sorted(a.items())
+            if k.startswith(semconv.VALIDATION_SCORE_PREFIX)
+        ]
         if scores:
             label.append("  " + " ".join(scores))
         tree.add(label)
@@ -279,7 +300,8 @@ def sparkline(values: list[float], width: int = 24) -> str:
         step = len(values) / width
         values = [values[int(i * step)] for i in range(width - 1)] + [values[-1]]
     return "".join(
-        _SPARK[min(int(max(v, 0.0) * (len(_SPARK) - 1) + 0.5), len(_SPARK) - 1)] if math.isfinite(v) else "?" for v in values
+        _SPARK[min(int(max(v, 0.0) * (len(_SPARK) - 1) + 0.5), len(_SPARK) - 1)] if math.isfinite(v) else "?"
+        for v in values
     )
 
 

@@ -29,7 +29,9 @@ def load_path(path: Path) -> Telemetry:
     of a collector's file exporter."""
     telemetry = load_directory(path)
     if path.is_dir() and not telemetry.files:
-        files = sorted({file for pattern in _COLLECTOR_PATTERNS for file in path.glob(pattern) if file.is_file()})
+        files = sorted(
+            {file for pattern in _COLLECTOR_PATTERNS for file in path.glob(pattern) if file.is_file()}
+        )
         for file in files:
             telemetry.extend(load_directory(file))
     return telemetry
@@ -56,13 +58,27 @@ def runs_from_jaeger(jaeger_url: str, target: str | None, service: str) -> tuple
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     """The options show and report share: Jaeger as the source, the links to print."""
-    parser.add_argument("--jaeger", metavar="URL",
-                        help="read the run from Jaeger's query API v3 at URL (e.g. http://localhost:16686); "
-                             "the argument is then a run id or a trace id")
-    parser.add_argument("--service", metavar="NAME",
-                        help="with --jaeger: the service the run reported as (default: OTEL_SERVICE_NAME or ai-scientist)")
-    parser.add_argument("--jaeger-url", metavar="URL", help="Jaeger UI to link the run to (default: OTEL_AI_JAEGER_URL, else --jaeger)")
-    parser.add_argument("--grafana-url", metavar="URL", help="Grafana to link the run's logs to (default: OTEL_AI_GRAFANA_URL)")
+    parser.add_argument(
+        "--jaeger",
+        metavar="URL",
+        help="read the run from Jaeger's query API v3 at URL (e.g. http://localhost:16686); "
+        "the argument is then a run id or a trace id",
+    )
+    parser.add_argument(
+        "--service",
+        metavar="NAME",
+        help="with --jaeger: the service the run reported as (default: OTEL_SERVICE_NAME or ai-scientist)",
+    )
+    parser.add_argument(
+        "--jaeger-url",
+        metavar="URL",
+        help="Jaeger UI to link the run to (default: OTEL_AI_JAEGER_URL, else --jaeger)",
+    )
+    parser.add_argument(
+        "--grafana-url",
+        metavar="URL",
+        help="Grafana to link the run's logs to (default: OTEL_AI_GRAFANA_URL)",
+    )
 
 
 def links_for(view: RunView, args: argparse.Namespace) -> list[Link]:
@@ -70,7 +86,11 @@ def links_for(view: RunView, args: argparse.Namespace) -> list[Link]:
     (a bad value is a ConfigurationError naming the option's setting)."""
     settings = resolve(jaeger_url=args.jaeger_url, grafana_url=args.grafana_url)
     jaeger_url = settings.jaeger_url or (args.jaeger.rstrip("/") if args.jaeger else None)
-    end_ns = view.start_ns + int(view.duration_s * 1e9) if view.span is not None and view.duration_s is not None else None
+    end_ns = (
+        view.start_ns + int(view.duration_s * 1e9)
+        if view.span is not None and view.duration_s is not None
+        else None
+    )
     return run_links(
         run_id=view.run_id,
         trace_id=view.trace_id,

@@ -159,6 +159,8 @@ def _first_to_say(signal: str, endpoint: str) -> bool:
     except OSError:
         return True
     return True
+
+
 _said_total: Counter[tuple[str, str]] = Counter()
 _last_loss_warning: dict[str, float] = {}
 
@@ -176,7 +178,13 @@ def note_lost(signal: str, reason: str, items: int, detail: str = "") -> None:
     now = time.monotonic()
     if now - _last_loss_warning.get(reason, -_WARN_EVERY_S) >= _WARN_EVERY_S:
         _last_loss_warning[reason] = now
-        logger.warning("otel_ai: lost %d %s (%s%s); the total is reported at exit", items, signal, reason, f": {detail}" if detail else "")
+        logger.warning(
+            "otel_ai: lost %d %s (%s%s); the total is reported at exit",
+            items,
+            signal,
+            reason,
+            f": {detail}" if detail else "",
+        )
 
 
 def unreported_losses() -> str | None:
@@ -189,7 +197,10 @@ def unreported_losses() -> str | None:
         return None
     _said_total.update(fresh)
     parts = [f"{count} {signal} ({reason})" for (signal, reason), count in sorted(fresh.items())]
-    return f"otel_ai: lost {sum(fresh.values())} telemetry items that could not be exported or kept: " + ", ".join(parts)
+    return (
+        f"otel_ai: lost {sum(fresh.values())} telemetry items that could not be exported or kept: "
+        + ", ".join(parts)
+    )
 
 
 def schedule_delay_millis(sdk_variable: str) -> float | None:
@@ -228,7 +239,11 @@ class Outbox:
         self.max_request_bytes = settings.max_request_bytes
         self.max_spool_bytes = settings.spool_max_bytes
         # a URL may hold a password (user:password@host): not onto disk either
-        info = {"endpoints": {signal: default_redactor().redact(sender.endpoint) for signal, sender in senders.items()}}
+        info = {
+            "endpoints": {
+                signal: default_redactor().redact(sender.endpoint) for signal, sender in senders.items()
+            }
+        }
         self.spool = OwnSpool(settings.data_dir, info)
         self.disk_bytes = 0
         self._others_bytes: int | None = None
@@ -253,7 +268,9 @@ class Outbox:
         delivery = self.deliveries.get(signal)
         if delivery is None:
             return None
-        return {"traces": DurableSpanExporter, "logs": DurableLogExporter, "metrics": DurableMetricExporter}[signal](delivery)
+        return {"traces": DurableSpanExporter, "logs": DurableLogExporter, "metrics": DurableMetricExporter}[
+            signal
+        ](delivery)
 
     # -- the bound ----------------------------------------------------------------------
     def _others(self) -> int:
@@ -301,7 +318,9 @@ class Outbox:
         now = time.monotonic()
         if now - self._last_warning.get(reason, -_WARN_EVERY_S) >= _WARN_EVERY_S:
             self._last_warning[reason] = now
-            logger.warning("otel_ai: dropped %d %s (%s); reported once delivery resumes", items, signal, reason)
+            logger.warning(
+                "otel_ai: dropped %d %s (%s); reported once delivery resumes", items, signal, reason
+            )
 
     def note_refused(self, signal: str, items: int) -> None:
         """Count ``items`` of a signal the endpoint refuses for good: in the
@@ -473,7 +492,9 @@ class Delivery:
         lost = 0
         with self.cond:
             while self.memory_bytes > MEMORY_LIMIT_BYTES:
-                victim = next((e for e in self.pending if e.data is not None and e is not self.inflight), None)
+                victim = next(
+                    (e for e in self.pending if e.data is not None and e is not self.inflight), None
+                )
                 if victim is None:
                     break
                 self.pending.remove(victim)
@@ -651,7 +672,13 @@ class Delivery:
                 self.backoff = MIN_BACKOFF_S
                 self.retry_at = 0.0
             if result.rejected:
-                logger.warning("otel_ai: the collector refused %d of %d %s: %s", result.rejected, entry.items, self.signal, result.detail)
+                logger.warning(
+                    "otel_ai: the collector refused %d of %d %s: %s",
+                    result.rejected,
+                    entry.items,
+                    self.signal,
+                    result.detail,
+                )
                 self.drop(DROP_REJECTED, result.rejected)
             if resumed:
                 logger.info("otel_ai: %s delivery resumed", self.signal)
@@ -664,7 +691,9 @@ class Delivery:
             self._split(entry, data)
             return
         if not result.retryable:
-            logger.warning("otel_ai: the collector refused %d %s for good: %s", entry.items, self.signal, result.detail)
+            logger.warning(
+                "otel_ai: the collector refused %d %s for good: %s", entry.items, self.signal, result.detail
+            )
             path = self._remove(entry)
             if path is not None:
                 path.unlink(missing_ok=True)
@@ -765,7 +794,9 @@ class Delivery:
                 replacements.append(_Entry(key, items, path.stat().st_size, path=path))
         else:
             for index, part in enumerate(parts):
-                replacements.append(_Entry((*entry.key, index), items_in(self.signal, part), len(part), data=part))
+                replacements.append(
+                    _Entry((*entry.key, index), items_in(self.signal, part), len(part), data=part)
+                )
         with self.cond:
             if entry.removed:
                 return
@@ -842,10 +873,14 @@ class DurableMetricExporter(MetricExporter):
     def __init__(self, delivery: Delivery) -> None:
         # the temporality and aggregation the OTLP exporters would use
         # (OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE and friends)
-        super().__init__(preferred_temporality=_get_temporality(None), preferred_aggregation=_get_aggregation(None))
+        super().__init__(
+            preferred_temporality=_get_temporality(None), preferred_aggregation=_get_aggregation(None)
+        )
         self.delivery = delivery
 
-    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
         try:
             request = encode_metrics(metrics_data)
             items = count_items("metrics", request)

@@ -164,4 +164,3 @@ class JsonlMetricExporter(MetricExporter):
         exporter = self._file.opened()
         if exporter is not None:
             exporter.shutdown()
-

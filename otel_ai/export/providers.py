@@ -27,7 +27,11 @@ from opentelemetry.metrics import Meter, NoOpMeter
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter, LogRecordExporter
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricExporter, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricExporter,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
@@ -167,7 +171,8 @@ def _build(settings: Settings, previous: Pipeline | None = None) -> Pipeline:
     if metric_exporter is not None:
         readers.append(
             PeriodicExportingMetricReader(
-                RedactingMetricExporter(metric_exporter), export_interval_millis=settings.metric_export_interval
+                RedactingMetricExporter(metric_exporter),
+                export_interval_millis=settings.metric_export_interval,
             )
         )
     meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
@@ -234,7 +239,10 @@ def _after_fork_in_child() -> None:
         return
     try:
         _pipeline = _build(previous.settings, previous)
-        if isinstance(previous.tracer_provider, ProcessTracerProvider) and _pipeline.tracer_provider is not None:
+        if (
+            isinstance(previous.tracer_provider, ProcessTracerProvider)
+            and _pipeline.tracer_provider is not None
+        ):
             # tracers taken before the fork (module-level ones) move to the child's provider
             previous.tracer_provider.succeeded_by(_pipeline.tracer_provider)  # type: ignore[arg-type]
     except Exception as exc:  # noqa: BLE001 - the child must go on without telemetry
@@ -246,7 +254,9 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _disabled(settings: Settings) -> Pipeline:
-    return Pipeline(settings, None, None, None, None, NoOpTracer(), NoOpLogger("otel_ai"), NoOpMeter("otel_ai"))
+    return Pipeline(
+        settings, None, None, None, None, NoOpTracer(), NoOpLogger("otel_ai"), NoOpMeter("otel_ai")
+    )
 
 
 def _queue_size(settings: Settings, sdk_variable: str) -> int | None:
@@ -254,7 +264,9 @@ def _queue_size(settings: Settings, sdk_variable: str) -> int | None:
     return None if os.environ.get(sdk_variable) else settings.queue_size
 
 
-def _exporters(settings: Settings) -> tuple[SpanExporter | None, LogRecordExporter | None, MetricExporter | None]:
+def _exporters(
+    settings: Settings,
+) -> tuple[SpanExporter | None, LogRecordExporter | None, MetricExporter | None]:
     """Each signal's exporter: durable OTLP, the embedded default's files, the SDK's
     console exporter, or None when the signal is off (OTEL_{SIGNAL}_EXPORTER=none)."""
     directory = settings.data_dir

@@ -45,8 +45,7 @@ class RedactingSpanExporter(SpanExporter):
         attributes = r.redact_attributes(span.attributes)
         events = [self._redact_event(event) for event in span.events]
         links = [
-            link if (a := r.redact_attributes(link.attributes)) is link.attributes
-            else Link(link.context, a)
+            link if (a := r.redact_attributes(link.attributes)) is link.attributes else Link(link.context, a)
             for link in span.links
         ]
         description = span.status.description
@@ -54,8 +53,8 @@ class RedactingSpanExporter(SpanExporter):
         unchanged = (
             name == span.name
             and attributes is span.attributes
-            and all(new is old for new, old in zip(events, span.events))
-            and all(new is old for new, old in zip(links, span.links))
+            and all(new is old for new, old in zip(events, span.events, strict=False))
+            and all(new is old for new, old in zip(links, span.links, strict=False))
             and new_description == description
         )
         if unchanged:
@@ -104,7 +103,11 @@ class RedactingLogExporter(LogRecordExporter):
         for readable in batch:
             record = readable.log_record
             texts = _strings((record.attributes or {}).values())
-            texts += _strings([record.body]) if not isinstance(record.body, (dict, list, tuple)) else [repr(record.body)]
+            texts += (
+                _strings([record.body])
+                if not isinstance(record.body, (dict, list, tuple))
+                else [repr(record.body)]
+            )
             event_name = getattr(record, "event_name", None)
             if event_name:
                 texts.append(event_name)

@@ -221,7 +221,12 @@ def replay(
 
 
 def _replay_file(
-    file: Path, senders: Mapping[str, Sender], settings: Settings, force: bool, deadline: float, report: ReplayReport
+    file: Path,
+    senders: Mapping[str, Sender],
+    settings: Settings,
+    force: bool,
+    deadline: float,
+    report: ReplayReport,
 ) -> None:
     mark = file.with_name(file.name + MARK_SUFFIX)
     offset = 0 if force else _read_mark(mark)
@@ -279,11 +284,21 @@ def _replay_file(
             _write_mark(mark, offset, next(iter(senders.values())).endpoint)
 
 
-def _send(signal: str, data: bytes, sender: Sender, max_bytes: int, deadline: float, report: ReplayReport, where: str) -> bool:
+def _send(
+    signal: str,
+    data: bytes,
+    sender: Sender,
+    max_bytes: int,
+    deadline: float,
+    report: ReplayReport,
+    where: str,
+) -> bool:
     """Deliver one request (in parts if need be); False when the collector could not be
     reached before the deadline."""
     parts, oversized = split_to_fit(signal, data, max_bytes)
-    report.dropped_items += sum(count_items(signal, REQUEST_TYPES[signal].FromString(big)) for big in oversized)
+    report.dropped_items += sum(
+        count_items(signal, REQUEST_TYPES[signal].FromString(big)) for big in oversized
+    )
     queue = list(reversed(parts))
     backoff = 0.25
     while queue:
@@ -303,7 +318,9 @@ def _send(signal: str, data: bytes, sender: Sender, max_bytes: int, deadline: fl
             continue
         if result.refused:
             report.refusals[signal] = f"{sender.endpoint} ({result.detail})"
-            report.refused_items[signal] += sum(count_items(signal, REQUEST_TYPES[signal].FromString(p)) for p in queue)
+            report.refused_items[signal] += sum(
+                count_items(signal, REQUEST_TYPES[signal].FromString(p)) for p in queue
+            )
             return True
         report.errors[where] = result.detail
         if result.too_large:
@@ -316,7 +333,9 @@ def _send(signal: str, data: bytes, sender: Sender, max_bytes: int, deadline: fl
             queue.pop()
             report.dropped_items += count_items(signal, REQUEST_TYPES[signal].FromString(part))
             continue
-        wait = min(result.retry_after if result.retry_after is not None else backoff, deadline - time.monotonic())
+        wait = min(
+            result.retry_after if result.retry_after is not None else backoff, deadline - time.monotonic()
+        )
         if wait <= 0:
             return False
         time.sleep(wait)

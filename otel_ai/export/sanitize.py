@@ -127,7 +127,9 @@ def _clean_span(span: ReadableSpan) -> ReadableSpan:
         events=[Event(clean_text(e.name), _clean_attributes(e.attributes), e.timestamp) for e in span.events],
         links=[Link(link.context, _clean_attributes(link.attributes)) for link in span.links],
         kind=span.kind,
-        status=Status(span.status.status_code, clean_text(span.status.description) if span.status.description else None),
+        status=Status(
+            span.status.status_code, clean_text(span.status.description) if span.status.description else None
+        ),
         start_time=span.start_time,
         end_time=span.end_time,
         instrumentation_scope=span.instrumentation_scope,
@@ -164,7 +166,9 @@ class RedactingMetricExporter(MetricExporter):
     def redactor(self) -> Redactor:
         return self._redactor or default_redactor()
 
-    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
         return self.inner.export(self._redact(metrics_data), timeout_millis=timeout_millis, **kwargs)
 
     def _redact(self, data: MetricsData) -> MetricsData:
@@ -205,7 +209,9 @@ class RedactingMetricExporter(MetricExporter):
         for point in points:
             attributes = _clean_attributes(point.attributes)
             redacted = r.redact_attributes(attributes)
-            new_points.append(point if redacted is point.attributes else dataclasses.replace(point, attributes=redacted))
+            new_points.append(
+                point if redacted is point.attributes else dataclasses.replace(point, attributes=redacted)
+            )
         return dataclasses.replace(metric, data=dataclasses.replace(metric.data, data_points=new_points))
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:

@@ -186,7 +186,9 @@ class OwnSpool:
             self._dir, self._fd = final, fd
             return final
 
-    def write(self, signal: str, key: tuple[int, ...], items: int, data: bytes, *, fsync: bool = False) -> Path:
+    def write(
+        self, signal: str, key: tuple[int, ...], items: int, data: bytes, *, fsync: bool = False
+    ) -> Path:
         path = self._ensure() / signal / entry_name(key, items)
         write_atomically(path, data, fsync=fsync)
         return path
@@ -247,7 +249,9 @@ def directory_bytes(root: Path, *, exclude: Path | None = None) -> int:
     return total
 
 
-def replace_with_parts(path: Path, signal: str, key: tuple[int, ...], parts: list[bytes]) -> list[tuple[tuple[int, ...], int, Path]]:
+def replace_with_parts(
+    path: Path, signal: str, key: tuple[int, ...], parts: list[bytes]
+) -> list[tuple[tuple[int, ...], int, Path]]:
     """Write ``parts`` as the files that take the place of ``path``, then delete it."""
     written = []
     for index, part in enumerate(parts):
@@ -414,7 +418,9 @@ def deliver_pending(
     return report
 
 
-def _count_remaining(report: DeliveryReport, signal: str, queue: list[tuple[tuple[int, ...], int, Path]]) -> None:
+def _count_remaining(
+    report: DeliveryReport, signal: str, queue: list[tuple[tuple[int, ...], int, Path]]
+) -> None:
     report.remaining_requests[signal] += len(queue)
     report.remaining_items[signal] += sum(items for _, items, _ in queue)
 
@@ -476,12 +482,16 @@ def _deliver_signal(
             report.dropped_items[signal] += sum(items_in(signal, big) for big in halves[1])
             continue
         if not result.retryable:
-            logger.warning("otel_ai: the collector refused %d spooled %s for good: %s", items, signal, result.detail)
+            logger.warning(
+                "otel_ai: the collector refused %d spooled %s for good: %s", items, signal, result.detail
+            )
             pending.pop()
             path.unlink(missing_ok=True)
             report.dropped_items[signal] += items
             continue
-        wait = min(result.retry_after if result.retry_after is not None else backoff, deadline - time.monotonic())
+        wait = min(
+            result.retry_after if result.retry_after is not None else backoff, deadline - time.monotonic()
+        )
         if wait <= 0:
             break
         time.sleep(wait)

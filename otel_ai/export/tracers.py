@@ -42,7 +42,9 @@ class ProcessTracerProvider(TracerProvider):
     ``default_parent``: the span context a span with no parent gets (the wrapper's run).
     """
 
-    def __init__(self, *args: Any, default_parent: trace_api.SpanContext | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, default_parent: trace_api.SpanContext | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._default_parent: trace_api.Span | None = None
         self._default_context: Context | None = None
@@ -65,13 +67,21 @@ class ProcessTracerProvider(TracerProvider):
 class ProcessTracer(trace_api.Tracer):
     """Delegates to the SDK's tracer of the process's current provider."""
 
-    def __init__(self, provider: ProcessTracerProvider, tracer: trace_api.Tracer, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        provider: ProcessTracerProvider,
+        tracer: trace_api.Tracer,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
         self._provider = provider
         self._tracer = tracer
         self._args = args
         self._kwargs = kwargs
 
-    def start_span(self, name: str, context: Context | None = None, *args: Any, **kwargs: Any) -> trace_api.Span:
+    def start_span(
+        self, name: str, context: Context | None = None, *args: Any, **kwargs: Any
+    ) -> trace_api.Span:
         provider = self._provider
         if provider._successor is not None:  # forked since: the child's provider
             while provider._successor is not None:

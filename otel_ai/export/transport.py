@@ -72,7 +72,11 @@ _LAYOUT = {
     "metrics": ("resource_metrics", "scope_metrics", "metrics"),
 }
 _METRIC_DATA = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
-_REJECTED_FIELD = {"traces": "rejected_spans", "logs": "rejected_log_records", "metrics": "rejected_data_points"}
+_REJECTED_FIELD = {
+    "traces": "rejected_spans",
+    "logs": "rejected_log_records",
+    "metrics": "rejected_data_points",
+}
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,9 @@ def escape_controls(text: str, limit: int = MAX_DETAIL) -> str:
     ``\\xNN`` escapes, cut to ``limit`` characters."""
     text = text[: limit * 2]
     if not text.isprintable():
-        text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}" for c in text)
+        text = "".join(
+            c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}" for c in text
+        )
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -192,7 +198,11 @@ def target_for(
         url = shared if protocol == "grpc" or specific else shared.rstrip("/") + f"/v1/{signal}"
     headers = dict(settings.headers or {})
     found = _env(signal, "HEADERS", env)
-    if found is not None and found[0] != "OTEL_EXPORTER_OTLP_HEADERS" and settings.sources.get("headers") != "argument":
+    if (
+        found is not None
+        and found[0] != "OTEL_EXPORTER_OTLP_HEADERS"
+        and settings.sources.get("headers") != "argument"
+    ):
         headers = _parse_env_headers(*found)
     timeout = DEFAULT_TIMEOUT_S
     found = _env(signal, "TIMEOUT", env)
@@ -202,14 +212,18 @@ def target_for(
             if not timeout > 0:
                 raise ValueError
         except ValueError:
-            raise ConfigurationError(f"{found[0]}={found[1]!r} is not valid: expected a positive number of seconds") from None
+            raise ConfigurationError(
+                f"{found[0]}={found[1]!r} is not valid: expected a positive number of seconds"
+            ) from None
     compression = "none"
     found = _env(signal, "COMPRESSION", env)
     if found is not None:
         compression = found[1].lower()
         allowed = ("none", "gzip") if protocol == "grpc" else ("none", "gzip", "deflate")
         if compression not in allowed:
-            raise ConfigurationError(f"{found[0]}={found[1]!r} is not valid: expected one of {', '.join(allowed)}")
+            raise ConfigurationError(
+                f"{found[0]}={found[1]!r} is not valid: expected one of {', '.join(allowed)}"
+            )
     insecure = None
     found = _env(signal, "INSECURE", env)
     if found is not None:
@@ -310,7 +324,9 @@ class GrpcSender:
             ("grpc.max_reconnect_backoff_ms", 2000),
             ("grpc.enable_retries", 0),  # retrying is ours to decide
         ]
-        compression = grpc.Compression.Gzip if target.compression == "gzip" else grpc.Compression.NoCompression
+        compression = (
+            grpc.Compression.Gzip if target.compression == "gzip" else grpc.Compression.NoCompression
+        )
         if insecure:
             channel = grpc.insecure_channel(address, options=options, compression=compression)
         else:
@@ -346,7 +362,9 @@ class GrpcSender:
             if code == grpc.StatusCode.UNIMPLEMENTED:
                 # the server has no such service: it will never take this signal
                 return SendResult(False, retryable=False, refused=True, detail=detail, status=f"gRPC {name}")
-            if code == grpc.StatusCode.RESOURCE_EXHAUSTED and any(h in details.lower() for h in self._TOO_LARGE_HINTS):
+            if code == grpc.StatusCode.RESOURCE_EXHAUSTED and any(
+                h in details.lower() for h in self._TOO_LARGE_HINTS
+            ):
                 return SendResult(False, retryable=False, too_large=True, detail=detail)
             if code == grpc.StatusCode.INVALID_ARGUMENT:
                 return SendResult(False, retryable=False, detail=detail)
@@ -429,7 +447,9 @@ class HttpSender:
         if connection is not None:
             return connection, True
         if self._https:
-            return http.client.HTTPSConnection(self._host, self._port, timeout=timeout, context=self._ssl), False
+            return http.client.HTTPSConnection(
+                self._host, self._port, timeout=timeout, context=self._ssl
+            ), False
         return http.client.HTTPConnection(self._host, self._port, timeout=timeout), False
 
     def send(self, data: bytes, timeout: float | None = None) -> SendResult:
@@ -466,27 +486,42 @@ class HttpSender:
                     else:
                         connection.close()
             content_type = (response.getheader("Content-Type") or "").lower()
-            return self._result(response.status, response.reason, payload, response.getheader("Retry-After"), content_type)
+            return self._result(
+                response.status, response.reason, payload, response.getheader("Retry-After"), content_type
+            )
         return SendResult(False, detail="unreachable")  # pragma: no cover - the loop returns
 
-    def _result(self, status: int, reason: str, payload: bytes, retry_after: str | None, content_type: str = "") -> SendResult:
+    def _result(
+        self, status: int, reason: str, payload: bytes, retry_after: str | None, content_type: str = ""
+    ) -> SendResult:
         detail = f"HTTP {status} {reason}".strip()
         if 200 <= status < 300:
             if not _is_otlp_answer(self.signal, payload, content_type):
                 if "html" in content_type or payload.lstrip()[:1] == b"<":
                     # a web page (a UI, a login portal), not a collector: the data did not
                     # arrive; keep it and say so
-                    return SendResult(False, retryable=True, detail=f"{detail} with a web page, not an OTLP answer: "
-                                      f"is {self.endpoint} the collector's OTLP endpoint? {payload[:120]!r}")
+                    return SendResult(
+                        False,
+                        retryable=True,
+                        detail=f"{detail} with a web page, not an OTLP answer: "
+                        f"is {self.endpoint} the collector's OTLP endpoint? {payload[:120]!r}",
+                    )
                 if not self._odd_answer_said:
                     self._odd_answer_said = True
-                    logger.warning("otel_ai: %s answered %s with a body that is not an OTLP response (%s); counted as "
-                                   "delivered", self.endpoint, detail, escape_controls(repr(payload[:120])))
+                    logger.warning(
+                        "otel_ai: %s answered %s with a body that is not an OTLP response (%s); counted as "
+                        "delivered",
+                        self.endpoint,
+                        detail,
+                        escape_controls(repr(payload[:120])),
+                    )
             rejected, message = _rejected(self.signal, payload)
             return SendResult(True, rejected=rejected, detail=message, status=detail)
         if status in REFUSED_HTTP_STATUSES:
             # no such endpoint, or no POST on it: this backend does not take this signal
-            return SendResult(False, retryable=False, refused=True, detail=_with_body(detail, payload), status=detail)
+            return SendResult(
+                False, retryable=False, refused=True, detail=_with_body(detail, payload), status=detail
+            )
         if status == 413:
             return SendResult(False, retryable=False, too_large=True, detail=detail)
         if status == 400:
@@ -496,7 +531,13 @@ class HttpSender:
             # the body says what is wrong (MLflow's 422 names the header it misses)
             detail = _with_body(detail, payload)
         # 429, 5xx, and misconfiguration (401, 403, 422...): keep the data, try again later
-        return SendResult(False, retryable=True, retry_after=_retry_after(retry_after), detail=detail, status=f"HTTP {status} {reason}".strip())
+        return SendResult(
+            False,
+            retryable=True,
+            retry_after=_retry_after(retry_after),
+            detail=detail,
+            status=f"HTTP {status} {reason}".strip(),
+        )
 
     def close(self) -> None:
         self._closed = True
@@ -583,7 +624,10 @@ def split_request(signal: str, data: bytes) -> list[bytes] | None:
     if len(units) < 2:
         return None
     half = len(units) // 2
-    return [_rebuild(signal, units[:half]).SerializeToString(), _rebuild(signal, units[half:]).SerializeToString()]
+    return [
+        _rebuild(signal, units[:half]).SerializeToString(),
+        _rebuild(signal, units[half:]).SerializeToString(),
+    ]
 
 
 def _rebuild(signal: str, units: list[tuple[Any, Any, Any, Any]]) -> Message:
@@ -642,4 +686,3 @@ def items_in(signal: str, data: bytes) -> int:
         return count_items(signal, parse_request(signal, data))
     except (DecodeError, ValueError):
         return 0
-

@@ -91,7 +91,10 @@ class _Call:
         }
         if self.model is not None:
             attributes[semconv.GEN_AI_REQUEST_MODEL] = str(self.model)
-        for key, name in ((semconv.GEN_AI_REQUEST_TEMPERATURE, "temperature"), (semconv.GEN_AI_REQUEST_MAX_TOKENS, "max_tokens")):
+        for key, name in (
+            (semconv.GEN_AI_REQUEST_TEMPERATURE, "temperature"),
+            (semconv.GEN_AI_REQUEST_MAX_TOKENS, "max_tokens"),
+        ):
             value = kwargs.get(name)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 attributes[key] = value
@@ -104,7 +107,9 @@ class _Call:
                 attributes[semconv.SERVER_PORT] = int(port)
         if _capture_content():
             attributes.update(_input_content(kwargs) or {})
-        name = f"{semconv.GEN_AI_OPERATION_CHAT} {self.model}" if self.model else semconv.GEN_AI_OPERATION_CHAT
+        name = (
+            f"{semconv.GEN_AI_OPERATION_CHAT} {self.model}" if self.model else semconv.GEN_AI_OPERATION_CHAT
+        )
         tracer = provider.get_tracer(_SCOPE, __version__)
         self.span = tracer.start_span(name, context=parent, kind=SpanKind.CLIENT, attributes=attributes)
 
@@ -135,7 +140,10 @@ class _Call:
                 input_tokens = _count(getattr(usage, "prompt_tokens", None))
                 output_tokens = _count(getattr(usage, "completion_tokens", None))
             else:
-                parts = [getattr(usage, name, None) for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")]
+                parts = [
+                    getattr(usage, name, None)
+                    for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+                ]
                 counted = [_count(p) for p in parts if _count(p) is not None]
                 input_tokens = sum(counted) if counted else None  # type: ignore[arg-type]
                 output_tokens = _count(getattr(usage, "output_tokens", None))
@@ -169,14 +177,21 @@ class _Call:
         if node is not None:
             _tokens.add_node_tokens(node, input_tokens, output_tokens)
         span_context = (self.span or trace_api.get_current_span()).get_span_context()
-        trace_id = span_context.trace_id if span_context.is_valid else (owner.span_context.trace_id if owner is not None else 0)
-        ledger.append(trace_id, {
-            "k": "llm",
-            "s": None if stage is None else f"{stage.span_context.span_id:016x}",
-            "n": None if node is None else f"{node.span_context.span_id:016x}",
-            "i": input_tokens,
-            "o": output_tokens,
-        })
+        trace_id = (
+            span_context.trace_id
+            if span_context.is_valid
+            else (owner.span_context.trace_id if owner is not None else 0)
+        )
+        ledger.append(
+            trace_id,
+            {
+                "k": "llm",
+                "s": None if stage is None else f"{stage.span_context.span_id:016x}",
+                "n": None if node is None else f"{node.span_context.span_id:016x}",
+                "i": input_tokens,
+                "o": output_tokens,
+            },
+        )
         report(MSG_TOKENS, input=input_tokens, output=output_tokens)
         from ..metrics import record_token_usage
 
@@ -221,7 +236,11 @@ def _count(value: Any) -> int | None:
 
 def _finish_reasons(api: str, response: Any) -> list[str]:
     if api == "openai":
-        return [str(c.finish_reason) for c in (getattr(response, "choices", None) or ()) if getattr(c, "finish_reason", None)]
+        return [
+            str(c.finish_reason)
+            for c in (getattr(response, "choices", None) or ())
+            if getattr(c, "finish_reason", None)
+        ]
     reason = getattr(response, "stop_reason", None)
     return [str(reason)] if reason else []
 
@@ -237,7 +256,11 @@ def _input_content(kwargs: dict[str, Any]) -> dict[str, Any]:
 @never_raise()
 def _output_content(api: str, response: Any) -> dict[str, Any]:
     return _content_attributes(
-        (semconv.GEN_AI_OUTPUT_MESSAGES, semconv.LLM_OUTPUT_MESSAGES_OMITTED, _messages.output_messages(api, response)),
+        (
+            semconv.GEN_AI_OUTPUT_MESSAGES,
+            semconv.LLM_OUTPUT_MESSAGES_OMITTED,
+            _messages.output_messages(api, response),
+        ),
     )
 
 

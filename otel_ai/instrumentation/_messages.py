@@ -26,7 +26,12 @@ from ..redaction import Redactor, default_redactor
 MAX_JSON = 16384
 # the shortest a text part is cut to before whole messages are left out
 _MIN_TEXT = 64
-_ANTHROPIC_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_call"}
+_ANTHROPIC_FINISH = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_call",
+}
 _OPENAI_FINISH = {"tool_calls": "tool_call", "function_call": "tool_call"}
 
 
@@ -79,9 +84,18 @@ def _part(block: Any) -> dict[str, Any]:
     if kind == "thinking":
         return {"type": "reasoning", "content": _text(block.get("thinking", ""))}
     if kind == "tool_use":  # Anthropic's tool call
-        return {"type": "tool_call", "id": block.get("id"), "name": str(block.get("name") or ""), "arguments": _dump(block.get("input"))}
+        return {
+            "type": "tool_call",
+            "id": block.get("id"),
+            "name": str(block.get("name") or ""),
+            "arguments": _dump(block.get("input")),
+        }
     if kind == "tool_result":
-        return {"type": "tool_call_response", "id": block.get("tool_use_id"), "response": _content_text(block.get("content"))}
+        return {
+            "type": "tool_call_response",
+            "id": block.get("tool_use_id"),
+            "response": _content_text(block.get("content")),
+        }
     if kind in ("image_url", "image"):
         source = block.get("image_url") or block.get("source") or {}
         uri = _get(source, "url") if isinstance(source, Mapping) else source
@@ -114,8 +128,14 @@ def _tool_calls(calls: Any) -> list[dict[str, Any]]:
     for call in calls or ():
         call = _dump(call)
         function = _get(call, "function") or {}
-        parts.append({"type": "tool_call", "id": _get(call, "id"), "name": str(_get(function, "name") or ""),
-                      "arguments": _arguments(_get(function, "arguments"))})
+        parts.append(
+            {
+                "type": "tool_call",
+                "id": _get(call, "id"),
+                "name": str(_get(function, "name") or ""),
+                "arguments": _arguments(_get(function, "arguments")),
+            }
+        )
     return parts
 
 
@@ -125,13 +145,27 @@ def _message(message: Any) -> dict[str, Any]:
         return {"role": "user", "parts": _parts(message)}
     role = str(message.get("role") or "user")
     if role in ("tool", "function"):
-        return {"role": "tool", "parts": [{"type": "tool_call_response", "id": message.get("tool_call_id"),
-                                           "response": _content_text(message.get("content"))}]}
+        return {
+            "role": "tool",
+            "parts": [
+                {
+                    "type": "tool_call_response",
+                    "id": message.get("tool_call_id"),
+                    "response": _content_text(message.get("content")),
+                }
+            ],
+        }
     parts = _parts(message.get("content"))
     parts += _tool_calls(message.get("tool_calls"))
     if message.get("function_call"):
         call = message["function_call"]
-        parts.append({"type": "tool_call", "name": str(_get(call, "name") or ""), "arguments": _arguments(_get(call, "arguments"))})
+        parts.append(
+            {
+                "type": "tool_call",
+                "name": str(_get(call, "name") or ""),
+                "arguments": _arguments(_get(call, "arguments")),
+            }
+        )
     return {"role": role, "parts": parts}
 
 
@@ -160,8 +194,13 @@ def output_messages(api: str, response: Any) -> list[dict[str, Any]]:
             result.append(message)
         return result
     reason = str(getattr(response, "stop_reason", None) or "stop")
-    return [{"role": "assistant", "parts": _parts(list(getattr(response, "content", None) or ())),
-             "finish_reason": _ANTHROPIC_FINISH.get(reason, reason)}]
+    return [
+        {
+            "role": "assistant",
+            "parts": _parts(list(getattr(response, "content", None) or ())),
+            "finish_reason": _ANTHROPIC_FINISH.get(reason, reason),
+        }
+    ]
 
 
 # --- bounded, valid JSON -------------------------------------------------------------------
@@ -174,8 +213,10 @@ def _cut_strings(value: Any, limit: int) -> Any:
     if isinstance(value, str):
         return truncate(value, limit)
     if isinstance(value, Mapping):
-        return {k: _cut_strings(v, limit) if k not in ("type", "role", "id", "name", "finish_reason") else v
-                for k, v in value.items()}
+        return {
+            k: _cut_strings(v, limit) if k not in ("type", "role", "id", "name", "finish_reason") else v
+            for k, v in value.items()
+        }
     if isinstance(value, (list, tuple)):
         return [_cut_strings(v, limit) for v in value]
     return value

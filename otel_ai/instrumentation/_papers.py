@@ -20,7 +20,10 @@ def _pdf_of(base_folder: Any) -> str | None:
     if not base_folder:
         return None
     folder = os.fspath(base_folder)
-    for candidate in (os.path.join(folder, f"{os.path.basename(os.path.normpath(folder))}.pdf"), os.path.join(folder, "paper.pdf")):
+    for candidate in (
+        os.path.join(folder, f"{os.path.basename(os.path.normpath(folder))}.pdf"),
+        os.path.join(folder, "paper.pdf"),
+    ):
         if os.path.exists(candidate):
             return candidate
     return None
@@ -60,7 +63,11 @@ def review(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     bound = _search._bind(wrapped, args, kwargs)
     run = _search._safe("validation", _runs.ensure_run)
     model = _search._arg(bound, "model")
-    validation = _search._safe("validation", run.validation, None if model is None else str(model)) if run is not None else None
+    validation = (
+        _search._safe("validation", run.validation, None if model is None else str(model))
+        if run is not None
+        else None
+    )
     if validation is None:
         return wrapped(*args, **kwargs)
     result = _call_in(validation, wrapped, args, kwargs)

@@ -135,13 +135,17 @@ class Patcher:
                     try:
                         module = importlib.import_module(hook.module)
                     except Exception as exc:  # noqa: BLE001 - not installed, or broken
-                        result.append(HookStatus(hook.target, UNAVAILABLE, f"{type(exc).__name__}: {exc}"[:200]))
+                        result.append(
+                            HookStatus(hook.target, UNAVAILABLE, f"{type(exc).__name__}: {exc}"[:200])
+                        )
                         continue
                 if module is None:
                     status = HookStatus(hook.target, PENDING)
                 else:
                     found = _resolve(module, hook.path)
-                    status = HookStatus(hook.target, "found" if found else MISSING, "" if found else "not in this version")
+                    status = HookStatus(
+                        hook.target, "found" if found else MISSING, "" if found else "not in this version"
+                    )
             result.append(status)
         return result
 

@@ -62,7 +62,9 @@ def ensure_run() -> Run:
             return _owned
         _owned = run = Run(None)
         context = run.span_context
-        os.environ[RUN_ENV] = f"{run.run_id} {format_traceparent(context.trace_id, context.span_id, context.trace_flags.sampled)}"
+        os.environ[RUN_ENV] = (
+            f"{run.run_id} {format_traceparent(context.trace_id, context.span_id, context.trace_flags.sampled)}"
+        )
         _watch_failures()
         # registered after otel_ai's own exit hook, so it runs first (atexit is LIFO)
         atexit.register(_end_owned)

@@ -78,11 +78,17 @@ class _StageState:
         self.in_exit = False
 
 
-_current_task: contextvars.ContextVar[_Task | None] = contextvars.ContextVar("otel_ai_ai_scientist_task", default=None)
-_opening: contextvars.ContextVar[_StageState | None] = contextvars.ContextVar("otel_ai_ai_scientist_stage", default=None)
+_current_task: contextvars.ContextVar[_Task | None] = contextvars.ContextVar(
+    "otel_ai_ai_scientist_task", default=None
+)
+_opening: contextvars.ContextVar[_StageState | None] = contextvars.ContextVar(
+    "otel_ai_ai_scientist_stage", default=None
+)
 _lock = threading.Lock()
 _agents: weakref.WeakKeyDictionary[Any, _StageState] = weakref.WeakKeyDictionary()
-_journals: dict[int, tuple[Any, _StageState]] = {}  # id(journal) -> (weak ref, state): journals are unhashable
+_journals: dict[
+    int, tuple[Any, _StageState]
+] = {}  # id(journal) -> (weak ref, state): journals are unhashable
 _signatures: dict[Any, inspect.Signature] = {}
 
 
@@ -91,7 +97,9 @@ def current_task() -> _Task | None:
 
 
 # --- helpers ----------------------------------------------------------------------------
-def _bind(function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> inspect.BoundArguments | None:
+def _bind(
+    function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> inspect.BoundArguments | None:
     key = getattr(function, "__func__", function)
     try:
         signature = _signatures.get(key)
@@ -148,12 +156,19 @@ def _node_context(trace_id: int, stage: str | None, node_id: Any) -> SpanContext
 
 def _record_node(node: Node) -> None:
     context = node.span_context
-    ledger.append(context.trace_id, {"k": "node", "st": node.stage.name, "id": node.node_id, "sp": _hex(context.span_id)})
+    ledger.append(
+        context.trace_id,
+        {"k": "node", "st": node.stage.name, "id": node.node_id, "sp": _hex(context.span_id)},
+    )
 
 
 def _complete(node: Node, child: Any, result: Any = None) -> None:
     source: Any = child if child is not None else result
-    get = (lambda name: source.get(name)) if isinstance(source, dict) else (lambda name: getattr(source, name, None))
+    get = (
+        (lambda name: source.get(name))
+        if isinstance(source, dict)
+        else (lambda name: getattr(source, name, None))
+    )
     if child is not None and node.node_id is None:
         node.born(str(getattr(child, "id", "")) or None)
     elif child is None and isinstance(result, dict) and node.node_id is None and result.get("id"):
@@ -185,6 +200,7 @@ def _bind_journal(journal: Any, state: _StageState) -> None:
     if journal is None:
         return
     key = id(journal)
+
     def forget(_ref: Any, key: int = key) -> None:
         _journals.pop(key, None)
 
@@ -337,7 +353,13 @@ def _progress(info: Any, journal: Any) -> None:
 def _decision(scope: str) -> Callable[..., Any]:
     def check(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         result = wrapped(*args, **kwargs)
-        _safe("decision", _record_decision, scope, args[0] if args else kwargs.get("stage") or kwargs.get("current_substage"), result)
+        _safe(
+            "decision",
+            _record_decision,
+            scope,
+            args[0] if args else kwargs.get("stage") or kwargs.get("current_substage"),
+            result,
+        )
         return result
 
     return check
@@ -349,7 +371,9 @@ def _record_decision(scope: str, info: Any, result: Any) -> None:
     stage = run.stages.get(str(name)) if run is not None and name is not None else None
     if stage is None:
         return
-    complete, reason = (result[0], result[1]) if isinstance(result, tuple) and len(result) >= 2 else (result, None)
+    complete, reason = (
+        (result[0], result[1]) if isinstance(result, tuple) and len(result) >= 2 else (result, None)
+    )
     stage._event(
         semconv.STAGE_DECISION,
         {
@@ -476,7 +500,9 @@ def _join_stage(run: Run, name: str) -> Stage:
         return known
     span_id = ledger.find_span(run.span_context.trace_id, "stage", name)
     if span_id is not None:
-        return run.join_stage(name, SpanContext(run.span_context.trace_id, span_id, is_remote=True, trace_flags=TraceFlags(1)))
+        return run.join_stage(
+            name, SpanContext(run.span_context.trace_id, span_id, is_remote=True, trace_flags=TraceFlags(1))
+        )
     return run._get_stage(name)
 
 
@@ -501,7 +527,12 @@ def _born(task: _Task, child: Any, kind: str) -> None:
     context = None
     if parent_id is not None and node.parent_id is None:
         context = _node_context(node.span_context.trace_id, task.stage_name, parent_id)
-    node.born(str(child.id), kind=kind, parent_id=None if parent_id is None else str(parent_id), parent_context=context)
+    node.born(
+        str(child.id),
+        kind=kind,
+        parent_id=None if parent_id is None else str(parent_id),
+        parent_context=context,
+    )
     _record_node(node)
     code = getattr(child, "code", None)
     if code:
@@ -513,7 +544,12 @@ def plan_and_code_query(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> 
     result = wrapped(*args, **kwargs)
     task = _current_task.get()
     if task is not None and task.node.node_id is not None and isinstance(result, tuple) and len(result) == 2:
-        _safe("code", task.node.code_generated, result[1], **{semconv.NODE_EXEC_PURPOSE: semconv.EXEC_PURPOSE_METRICS})
+        _safe(
+            "code",
+            task.node.code_generated,
+            result[1],
+            **{semconv.NODE_EXEC_PURPOSE: semconv.EXEC_PURPOSE_METRICS},
+        )
     return result
 
 
@@ -553,7 +589,13 @@ def plot_aggregation(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any
     if state is not None and seeds:
         parent_id = getattr(base, "id", None)
         context = _node_context(state.stage.span_context.trace_id, state.stage.name, parent_id)
-        node = _safe("node", state.stage.unborn_node, "seed_agg", None if parent_id is None else str(parent_id), parent_context=context)
+        node = _safe(
+            "node",
+            state.stage.unborn_node,
+            "seed_agg",
+            None if parent_id is None else str(parent_id),
+            parent_context=context,
+        )
         task = _Task(node, state.stage.name) if node is not None else None
     if task is None:
         return in_stage(wrapped, instance, args, kwargs)
@@ -572,7 +614,9 @@ def aggregation_node(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any
         task.child = child
         parent = getattr(child, "parent", None)
         parent_id = getattr(parent, "id", None)
-        task.node.born(str(child.id), kind="seed_agg", parent_id=None if parent_id is None else str(parent_id))
+        task.node.born(
+            str(child.id), kind="seed_agg", parent_id=None if parent_id is None else str(parent_id)
+        )
         _record_node(task.node)
         code = getattr(child, "plot_code", None) or getattr(child, "code", None)
         if code:
@@ -595,7 +639,11 @@ def hooks() -> list[Hook]:
         Hook(AGENT_MANAGER, "AgentManager.run", manager_run),
         Hook(AGENT_MANAGER, "AgentManager._create_agent_for_stage", create_agent_for_stage),
         Hook(AGENT_MANAGER, "AgentManager._check_stage_completion", _decision(semconv.DECISION_SCOPE_STAGE)),
-        Hook(AGENT_MANAGER, "AgentManager._check_substage_completion", _decision(semconv.DECISION_SCOPE_SUBSTAGE)),
+        Hook(
+            AGENT_MANAGER,
+            "AgentManager._check_substage_completion",
+            _decision(semconv.DECISION_SCOPE_SUBSTAGE),
+        ),
         Hook(PARALLEL_AGENT, "ParallelAgent.__init__", agent_init),
         Hook(PARALLEL_AGENT, "ParallelAgent.step", in_stage),
         Hook(PARALLEL_AGENT, "ParallelAgent._run_multi_seed_evaluation", in_stage),
@@ -605,7 +653,9 @@ def hooks() -> list[Hook]:
         Hook(PARALLEL_AGENT, "ParallelAgent.__exit__", agent_exit),
         Hook(PARALLEL_AGENT, "ParallelAgent._process_node_wrapper", process_node_task, picklable=True),
     ]
-    result += [Hook(PARALLEL_AGENT, f"MinimalAgent.{name}", node_maker(kind)) for name, kind in NODE_MAKERS.items()]
+    result += [
+        Hook(PARALLEL_AGENT, f"MinimalAgent.{name}", node_maker(kind)) for name, kind in NODE_MAKERS.items()
+    ]
     result += [
         Hook(PARALLEL_AGENT, "MinimalAgent.plan_and_code_query", plan_and_code_query),
         Hook(INTERPRETER, "Interpreter.run", interpreter_run),

@@ -29,7 +29,11 @@ def node_totals(node: Node) -> dict[str, Any]:
         counts = _node_tokens.get(node)
     if not counts:
         return {semconv.LLM_INPUT_TOKENS: 0, semconv.LLM_OUTPUT_TOKENS: 0, semconv.LLM_CALLS: 0}
-    return {semconv.LLM_INPUT_TOKENS: counts[0], semconv.LLM_OUTPUT_TOKENS: counts[1], semconv.LLM_CALLS: counts[2]}
+    return {
+        semconv.LLM_INPUT_TOKENS: counts[0],
+        semconv.LLM_OUTPUT_TOKENS: counts[1],
+        semconv.LLM_CALLS: counts[2],
+    }
 
 
 @never_raise()
@@ -38,7 +42,9 @@ def set_stage_totals(stage: Stage) -> None:
     context = stage.span_context
     inputs, outputs, calls = ledger.token_totals(context.trace_id, context.span_id)
     if calls:
-        stage.span.set_attributes({semconv.LLM_INPUT_TOKENS: inputs, semconv.LLM_OUTPUT_TOKENS: outputs, semconv.LLM_CALLS: calls})
+        stage.span.set_attributes(
+            {semconv.LLM_INPUT_TOKENS: inputs, semconv.LLM_OUTPUT_TOKENS: outputs, semconv.LLM_CALLS: calls}
+        )
 
 
 @never_raise()
@@ -47,4 +53,6 @@ def set_run_totals(run: Run, data_dir: Any = None) -> None:
     context = run.span_context
     inputs, outputs, calls = ledger.token_totals(context.trace_id, data_dir=data_dir)
     if calls:
-        run.span.set_attributes({semconv.LLM_INPUT_TOKENS: inputs, semconv.LLM_OUTPUT_TOKENS: outputs, semconv.LLM_CALLS: calls})
+        run.span.set_attributes(
+            {semconv.LLM_INPUT_TOKENS: inputs, semconv.LLM_OUTPUT_TOKENS: outputs, semconv.LLM_CALLS: calls}
+        )

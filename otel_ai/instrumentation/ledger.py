@@ -167,7 +167,9 @@ def records(trace_id: int, data_dir: Path | None = None) -> Iterator[dict[str, A
         return
 
 
-def token_totals(trace_id: int, stage_span_id: int | None = None, data_dir: Path | None = None) -> tuple[int, int, int]:
+def token_totals(
+    trace_id: int, stage_span_id: int | None = None, data_dir: Path | None = None
+) -> tuple[int, int, int]:
     """(input tokens, output tokens, calls) of the LLM calls of the trace, or of one stage."""
     try:
         index = _index(trace_id, data_dir)
@@ -187,8 +189,9 @@ def find_span(trace_id: int, kind: str, stage: str | None, node_id: str | None =
     return None if found is None else found[0]
 
 
-def find(trace_id: int, kind: str, stage: str | None, node_id: str | None = None,
-         data_dir: Path | None = None) -> tuple[int, str | None] | None:
+def find(
+    trace_id: int, kind: str, stage: str | None, node_id: str | None = None, data_dir: Path | None = None
+) -> tuple[int, str | None] | None:
     """(span id, stage name) of the latest record of that kind that matches, or None."""
     try:
         index = _index(trace_id, data_dir)

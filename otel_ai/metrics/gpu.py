@@ -242,7 +242,13 @@ class GpuMetrics:
                 device.unsupported.add(what)
                 logger.debug("otel_ai: GPU %d does not report %s (%s)", device.info.index, what, exc)
             else:
-                self._log_limited(f"{device.info.index}:{what}", "otel_ai: GPU %d: reading %s failed: %s", device.info.index, what, exc)
+                self._log_limited(
+                    f"{device.info.index}:{what}",
+                    "otel_ai: GPU %d: reading %s failed: %s",
+                    device.info.index,
+                    what,
+                    exc,
+                )
             return None
 
     def _log_limited(self, key: str, message: str, *args: Any) -> None:

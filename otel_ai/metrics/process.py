@@ -140,7 +140,9 @@ class ProcessTree:
                 self._utilization = min((total - self._window[0]) / elapsed / self._cpus, 1.0)
                 self._window = (total, now)
         self._last_raw = (user, system)
-        return TreeSample(count, threads, rss, self._cumulative[0], self._cumulative[1], self._utilization, truncated)
+        return TreeSample(
+            count, threads, rss, self._cumulative[0], self._cumulative[1], self._utilization, truncated
+        )
 
 
 @dataclass(frozen=True)

@@ -26,16 +26,46 @@ from .process import DEFAULT_MAX_PROCESSES, ProcessTree, SystemReadings
 
 # (instrument kind, name, unit, description); the kinds follow the OTel semantic conventions
 _SYSTEM_INSTRUMENTS = (
-    ("gauge", semconv.METRIC_SYSTEM_CPU_UTILIZATION, "1", "Busy share of all CPUs of the machine since the previous sample"),
+    (
+        "gauge",
+        semconv.METRIC_SYSTEM_CPU_UTILIZATION,
+        "1",
+        "Busy share of all CPUs of the machine since the previous sample",
+    ),
     ("updown", semconv.METRIC_SYSTEM_CPU_LOGICAL_COUNT, "{cpu}", "Logical CPUs of the machine"),
-    ("updown", semconv.METRIC_SYSTEM_MEMORY_USAGE, "By", "Machine memory by state: used (total - available) and free (available)"),
+    (
+        "updown",
+        semconv.METRIC_SYSTEM_MEMORY_USAGE,
+        "By",
+        "Machine memory by state: used (total - available) and free (available)",
+    ),
     ("updown", semconv.METRIC_SYSTEM_MEMORY_LIMIT, "By", "Total memory of the machine"),
-    ("gauge", semconv.METRIC_SYSTEM_MEMORY_UTILIZATION, "1", "Share of the machine's memory used (total - available)"),
+    (
+        "gauge",
+        semconv.METRIC_SYSTEM_MEMORY_UTILIZATION,
+        "1",
+        "Share of the machine's memory used (total - available)",
+    ),
 )
 _PROCESS_INSTRUMENTS = (
-    ("counter", semconv.METRIC_PROCESS_CPU_TIME, "s", "CPU seconds of the experiment's process tree, children included"),
-    ("gauge", semconv.METRIC_PROCESS_CPU_UTILIZATION, "1", "CPU share of the experiment's process tree over the available CPUs"),
-    ("updown", semconv.METRIC_PROCESS_MEMORY_USAGE, "By", "Resident memory (RSS) summed over the experiment's process tree"),
+    (
+        "counter",
+        semconv.METRIC_PROCESS_CPU_TIME,
+        "s",
+        "CPU seconds of the experiment's process tree, children included",
+    ),
+    (
+        "gauge",
+        semconv.METRIC_PROCESS_CPU_UTILIZATION,
+        "1",
+        "CPU share of the experiment's process tree over the available CPUs",
+    ),
+    (
+        "updown",
+        semconv.METRIC_PROCESS_MEMORY_USAGE,
+        "By",
+        "Resident memory (RSS) summed over the experiment's process tree",
+    ),
     ("updown", semconv.METRIC_PROCESS_THREAD_COUNT, "{thread}", "Threads of the experiment's process tree"),
     ("updown", semconv.METRIC_PROCESS_COUNT, "{process}", "Processes in the experiment's process tree"),
 )
@@ -238,7 +268,11 @@ class Sampler:
         for reading in self._gpus.read():
             attrs = reading.attributes
             values: list[tuple[str, float | int | None, dict[str, str]]] = [
-                (semconv.METRIC_GPU_UTILIZATION, reading.utilization, {**attrs, semconv.HW_GPU_TASK: semconv.HW_GPU_TASK_GENERAL}),
+                (
+                    semconv.METRIC_GPU_UTILIZATION,
+                    reading.utilization,
+                    {**attrs, semconv.HW_GPU_TASK: semconv.HW_GPU_TASK_GENERAL},
+                ),
                 (semconv.METRIC_GPU_MEMORY_USAGE, reading.memory_used, attrs),
                 (semconv.METRIC_GPU_MEMORY_LIMIT, reading.memory_total, attrs),
                 (semconv.METRIC_HW_TEMPERATURE, reading.temperature, attrs),
@@ -246,7 +280,9 @@ class Sampler:
                 (semconv.METRIC_HW_ENERGY, reading.energy, attrs),
             ]
             if reading.memory_used is not None and reading.memory_total:
-                values.append((semconv.METRIC_GPU_MEMORY_UTILIZATION, reading.memory_used / reading.memory_total, attrs))
+                values.append(
+                    (semconv.METRIC_GPU_MEMORY_UTILIZATION, reading.memory_used / reading.memory_total, attrs)
+                )
             for name, value, attributes in values:
                 if value is not None:
                     snapshot.setdefault(name, []).append(Observation(value, attributes))

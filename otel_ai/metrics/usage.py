@@ -65,7 +65,12 @@ def points_of_run(
     by_resource: dict[tuple[Any, Any, Any], list[MetricPoint]] = defaultdict(list)
     seen: set[tuple[Any, ...]] = set()
     for point in points:
-        key = (point.name, tuple(sorted(point.attributes.items())), point.time_ns, resource_key(point.resource))
+        key = (
+            point.name,
+            tuple(sorted(point.attributes.items())),
+            point.time_ns,
+            resource_key(point.resource),
+        )
         if key in seen:
             continue
         seen.add(key)
@@ -151,7 +156,10 @@ def summarize(points: Sequence[MetricPoint]) -> ResourceUsage:
     by_gpu: dict[str, list[MetricPoint]] = defaultdict(list)
     for point in resource_points:
         hw_id = point.attributes.get(semconv.HW_ID)
-        if hw_id is not None and point.attributes.get(semconv.HW_TYPE, semconv.HW_TYPE_GPU) == semconv.HW_TYPE_GPU:
+        if (
+            hw_id is not None
+            and point.attributes.get(semconv.HW_TYPE, semconv.HW_TYPE_GPU) == semconv.HW_TYPE_GPU
+        ):
             by_gpu[str(hw_id)].append(point)
     for hw_id, gpu_points in by_gpu.items():
         first = gpu_points[0].attributes

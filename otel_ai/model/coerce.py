@@ -197,7 +197,9 @@ def coerce(value: Any, limit: int = MAX_STRING) -> AttributeValue | None:
     return to_text(value, limit)
 
 
-def _coerce_sequence(values: list[Any] | tuple[Any, ...], limit: int, total: int | None = None) -> AttributeValue:
+def _coerce_sequence(
+    values: list[Any] | tuple[Any, ...], limit: int, total: int | None = None
+) -> AttributeValue:
     total = len(values) if total is None else total
     items = [_scalar(v) for v in values[:MAX_SEQUENCE]]
     items = [v for v in items if v is not None]

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry._logs import SeverityNumber
-from opentelemetry.metrics import Meter, Observation
 from opentelemetry.context import Context
+from opentelemetry.metrics import Meter, Observation
 from opentelemetry.trace import Span
 from opentelemetry.util.types import AttributeValue
 
@@ -183,7 +183,9 @@ class EventBuffer:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._buckets: dict[str, tuple[list[tuple[str, dict[str, Any], int]], deque[tuple[str, dict[str, Any], int]]]] = {}
+        self._buckets: dict[
+            str, tuple[list[tuple[str, dict[str, Any], int]], deque[tuple[str, dict[str, Any], int]]]
+        ] = {}
         self.omitted: Counter[str] = Counter()
 
     def add(self, name: str, attributes: dict[str, Any], timestamp: int | None = None) -> None:
@@ -219,7 +221,8 @@ class EventBuffer:
         if total:
             span.set_attribute(semconv.SPAN_EVENTS_OMITTED, total)
             span.set_attribute(
-                semconv.SPAN_EVENTS_OMITTED_BY_NAME, [f"{name}={count}" for name, count in sorted(omitted.items())]
+                semconv.SPAN_EVENTS_OMITTED_BY_NAME,
+                [f"{name}={count}" for name, count in sorted(omitted.items())],
             )
 
 
@@ -232,7 +235,9 @@ class Instruments:
     """
 
     def __init__(self, meter: Meter) -> None:
-        self.nodes = meter.create_counter(semconv.METRIC_NODES, unit="{node}", description="Search-tree nodes completed")
+        self.nodes = meter.create_counter(
+            semconv.METRIC_NODES, unit="{node}", description="Search-tree nodes completed"
+        )
         self.node_duration = meter.create_histogram(
             semconv.METRIC_NODE_DURATION, unit="s", description="Node lifetime, creation to completion"
         )

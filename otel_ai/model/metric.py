@@ -78,12 +78,22 @@ def _structured(value: Mapping[str, Any]) -> list[_Metric] | None:
         data = []
         for point in entry.get("data") or ():
             if isinstance(point, Mapping):
-                data.append((to_text(point.get("dataset_name", ""), 128), _number(point.get("final_value")),
-                             _number(point.get("best_value"))))
+                data.append(
+                    (
+                        to_text(point.get("dataset_name", ""), 128),
+                        _number(point.get("final_value")),
+                        _number(point.get("best_value")),
+                    )
+                )
         description = entry.get("description")
-        metrics.append(_Metric(to_text(entry.get("metric_name") or "metric", 128),
-                               None if lower is None else bool(lower), data,
-                               None if description is None else to_text(description, 256)))
+        metrics.append(
+            _Metric(
+                to_text(entry.get("metric_name") or "metric", 128),
+                None if lower is None else bool(lower),
+                data,
+                None if description is None else to_text(description, 256),
+            )
+        )
     return metrics
 
 
@@ -109,7 +119,11 @@ def _headline(metrics: list[_Metric]) -> str:
         finals = [f for _, f, _ in metric.datasets if f is not None]
         text = f"{metric.name}{_arrow(metric.lower_is_better)} {_format(metric.mean_final())}"
         if len(metric.datasets) > 1:
-            text += f" (mean of {len(finals)} datasets)" if len(finals) > 1 else f" ({len(metric.datasets)} datasets)"
+            text += (
+                f" (mean of {len(finals)} datasets)"
+                if len(finals) > 1
+                else f" ({len(metric.datasets)} datasets)"
+            )
         pieces.append(text)
     headline = "; ".join(pieces)
     shown = len(pieces)
@@ -120,12 +134,15 @@ def _headline(metrics: list[_Metric]) -> str:
 
 
 def _metrics_json(metrics: list[_Metric]) -> tuple[str, int]:
-    entries = [{
-        "name": m.name,
-        "lower_is_better": m.lower_is_better,
-        **({"description": m.description} if m.description else {}),
-        "data": [{"dataset": d, "final": f, "best": b} for d, f, b in m.datasets],
-    } for m in metrics]
+    entries = [
+        {
+            "name": m.name,
+            "lower_is_better": m.lower_is_better,
+            **({"description": m.description} if m.description else {}),
+            "data": [{"dataset": d, "final": f, "best": b} for d, f, b in m.datasets],
+        }
+        for m in metrics
+    ]
     kept = len(entries)
     while True:
         text = json.dumps(entries[:kept], ensure_ascii=False, separators=(",", ":"))
@@ -150,7 +167,11 @@ def summarize(metric: Any) -> MetricSummary:
     elif isinstance(metric, Mapping):
         value, maximize, name, mean = metric, None, None, None
     elif hasattr(metric, "value") and not isinstance(metric, (str, bytes, int, float)):
-        value, maximize, name = getattr(metric, "value", None), getattr(metric, "maximize", None), getattr(metric, "name", None)
+        value, maximize, name = (
+            getattr(metric, "value", None),
+            getattr(metric, "maximize", None),
+            getattr(metric, "name", None),
+        )
         mean = getattr(metric, "get_mean_value", None)
     else:
         number = _number(metric)
@@ -184,4 +205,6 @@ def summarize(metric: Any) -> MetricSummary:
     attributes[semconv.NODE_METRICS] = text
     if omitted:
         attributes[semconv.NODE_METRICS_OMITTED] = omitted
-    return MetricSummary(_headline(metrics), number if number is not None and math.isfinite(number) else None, attributes)
+    return MetricSummary(
+        _headline(metrics), number if number is not None and math.isfinite(number) else None, attributes
+    )

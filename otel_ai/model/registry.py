@@ -12,7 +12,6 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
-
 if TYPE_CHECKING:
     from .spans import Run
 

@@ -32,7 +32,16 @@ from opentelemetry.trace import Link, Span, SpanContext, Status, StatusCode
 from .. import semconv
 from .._internal import never_raise, report_internal_error
 from ..export.providers import before_shutdown, get_pipeline
-from ..propagation import MSG_BEST, MSG_NODE, MSG_PROGRESS, MSG_RUN_END, MSG_RUN_IDEA, MSG_STAGE, MSG_STAGE_END, report
+from ..propagation import (
+    MSG_BEST,
+    MSG_NODE,
+    MSG_PROGRESS,
+    MSG_RUN_END,
+    MSG_RUN_IDEA,
+    MSG_STAGE,
+    MSG_STAGE_END,
+    report,
+)
 from .coerce import MAX_TEXT, as_float, coerce_attributes, identifier, is_finite, to_text, truncate
 from .events import ERROR, INFO, WARN, EventBuffer, emit_log, instruments, severity, summary
 from .metric import summarize
@@ -118,7 +127,9 @@ class _SpanOwner:
             return
         self._events.add(name, attributes)
 
-    def _event(self, name: str, attributes: Mapping[str, Any], level: tuple[Any, str] = INFO) -> dict[str, Any]:
+    def _event(
+        self, name: str, attributes: Mapping[str, Any], level: tuple[Any, str] = INFO
+    ) -> dict[str, Any]:
         """A lifecycle event as a span event on this span and as a log-based event."""
         attrs = coerce_attributes(attributes)
         late = self._ended
@@ -188,7 +199,9 @@ class _SpanOwner:
         return round(((end_ns or _now()) - self._start_ns) / 1e9, 6)
 
 
-def _exception_attributes(exc: BaseException | None, message: Any = None, stacktrace: Any = None, error_type: Any = None) -> dict[str, Any]:
+def _exception_attributes(
+    exc: BaseException | None, message: Any = None, stacktrace: Any = None, error_type: Any = None
+) -> dict[str, Any]:
     if exc is not None:
         error_type = error_type or type(exc).__qualname__
         message = str(exc) if message is None else message
@@ -301,7 +314,9 @@ class Run(_SpanOwner):
         self._attach()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._detach()
         self._exit(exc)
 
@@ -448,7 +463,9 @@ class Run(_SpanOwner):
         return owner.log_context, stage.name if isinstance(stage, Stage) else None
 
     @never_raise()
-    def artifact_detected(self, path: str, type: str | None = None, size_bytes: int | None = None, **attributes: Any) -> None:
+    def artifact_detected(
+        self, path: str, type: str | None = None, size_bytes: int | None = None, **attributes: Any
+    ) -> None:
         """``ai.artifact.detected`` on the current span."""
         attrs = {
             semconv.ARTIFACT_PATH: path,
@@ -500,14 +517,23 @@ class Run(_SpanOwner):
             report(MSG_RUN_IDEA, idea=text)
             return
         if not self._ended:
-            self._span.set_attributes({semconv.RUN_IDEA: text, semconv.INPUT_VALUE: text,
-                                       semconv.INPUT_MIME_TYPE: semconv.MIME_TEXT})
+            self._span.set_attributes(
+                {
+                    semconv.RUN_IDEA: text,
+                    semconv.INPUT_VALUE: text,
+                    semconv.INPUT_MIME_TYPE: semconv.MIME_TEXT,
+                }
+            )
 
     @never_raise()
     def note_best(self, stage: Any, node_id: Any, metric: Any = None, value: Any = None) -> None:
         """A stage's best node so far; the last one noted is the run's result (its output)."""
-        best = {"stage": to_text(stage, 256), "node_id": to_text(node_id, 256),
-                "metric": None if metric is None else to_text(metric, 256), "value": as_float(value)}
+        best = {
+            "stage": to_text(stage, 256),
+            "node_id": to_text(node_id, 256),
+            "metric": None if metric is None else to_text(metric, 256),
+            "value": as_float(value),
+        }
         self.best = best
         if self.attached:
             report(MSG_BEST, **best)
@@ -517,11 +543,18 @@ class Run(_SpanOwner):
         output: dict[str, Any] = {"outcome": outcome}
         if self.best is not None:
             output["best"] = {k: v for k, v in self.best.items() if v is not None}
-        for key, name in ((semconv.EXCEPTION_MESSAGE, "error"), (semconv.RUN_CANCEL_REASON, "reason"),
-                          (semconv.RUN_END_REASON, "reason"), (semconv.RUN_FAILED_STAGE, "failed_stage")):
+        for key, name in (
+            (semconv.EXCEPTION_MESSAGE, "error"),
+            (semconv.RUN_CANCEL_REASON, "reason"),
+            (semconv.RUN_END_REASON, "reason"),
+            (semconv.RUN_FAILED_STAGE, "failed_stage"),
+        ):
             if attributes.get(key) is not None:
                 output[name] = truncate(str(attributes[key]), 1024)
-        return {semconv.OUTPUT_VALUE: json.dumps(output, ensure_ascii=False), semconv.OUTPUT_MIME_TYPE: semconv.MIME_JSON}
+        return {
+            semconv.OUTPUT_VALUE: json.dumps(output, ensure_ascii=False),
+            semconv.OUTPUT_MIME_TYPE: semconv.MIME_JSON,
+        }
 
     # -- ending -----------------------------------------------------------------------
     @never_raise()
@@ -550,7 +583,11 @@ class Run(_SpanOwner):
         failed_stage = stage or self._failed_stage
         if failed_stage is None:
             current = self.current_stage
-            failed_stage = current.name if current is not None else (self._stage_order[-1].name if self._stage_order else None)
+            failed_stage = (
+                current.name
+                if current is not None
+                else (self._stage_order[-1].name if self._stage_order else None)
+            )
         error = _exception_attributes(exc, message, stacktrace, error_type)
         attrs = {
             semconv.RUN_FAILED_STAGE: failed_stage or "unknown",
@@ -560,7 +597,10 @@ class Run(_SpanOwner):
         self._end_run(
             semconv.OUTCOME_FAILED,
             semconv.RUN_FAILED,
-            Status(StatusCode.ERROR, truncate(f"{error[semconv.ERROR_TYPE]}: {error.get(semconv.EXCEPTION_MESSAGE, '')}", 1024)),
+            Status(
+                StatusCode.ERROR,
+                truncate(f"{error[semconv.ERROR_TYPE]}: {error.get(semconv.EXCEPTION_MESSAGE, '')}", 1024),
+            ),
             attrs,
             ERROR,
             exception=error,
@@ -621,7 +661,9 @@ class Run(_SpanOwner):
 
         registry.ended(self)
 
-    def _report_end(self, outcome: str, attributes: Mapping[str, Any], exception: Mapping[str, Any] | None) -> None:
+    def _report_end(
+        self, outcome: str, attributes: Mapping[str, Any], exception: Mapping[str, Any] | None
+    ) -> None:
         """Attached to the wrapper's run: end this process's open stages and tell the
         wrapper how the run ended here; the wrapper ends the ``ai.run`` span."""
         self._close_children(outcome, owned_only=True)
@@ -715,7 +757,9 @@ class Stage(_SpanOwner):
         self._attach()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._detach()
         self._exit(exc)
 
@@ -803,7 +847,15 @@ class Stage(_SpanOwner):
             node = self.nodes.get(to_text(node_id, 256)) if node_id is not None else None
         if node is not None:
             return node
-        node = Node(self, node_id if node_id is not None else uuid.uuid4().hex, None, "node", None, None, synthesized=True)
+        node = Node(
+            self,
+            node_id if node_id is not None else uuid.uuid4().hex,
+            None,
+            "node",
+            None,
+            None,
+            synthesized=True,
+        )
         with self._lock:
             self.nodes[node.node_id] = node
             self._add_node(node)
@@ -851,8 +903,15 @@ class Stage(_SpanOwner):
         if all(isinstance(c, int) for c in counts):
             self._reported_counts = counts  # type: ignore[assignment]
         self._event(semconv.STAGE_PROGRESS, attrs)
-        report(MSG_PROGRESS, stage=self.name, progress=value, good=good_nodes, buggy=buggy_nodes, total=total_nodes,
-               best=attrs[semconv.STAGE_BEST_METRIC])
+        report(
+            MSG_PROGRESS,
+            stage=self.name,
+            progress=value,
+            good=good_nodes,
+            buggy=buggy_nodes,
+            total=total_nodes,
+            best=attrs[semconv.STAGE_BEST_METRIC],
+        )
         tools = instruments()
         if value is not None and is_finite(value):
             tools.stage_progress(self.run.run_id, self.name, value)
@@ -873,8 +932,9 @@ class Stage(_SpanOwner):
         self._event(semconv.STAGE_METRIC, attrs)
 
     @never_raise()
-    def selected_best(self, node_id: str, metric: Any = None, *, node_context: SpanContext | None = None,
-                      **attributes: Any) -> None:
+    def selected_best(
+        self, node_id: str, metric: Any = None, *, node_context: SpanContext | None = None, **attributes: Any
+    ) -> None:
         """``ai.node.selected_best``: a span event on the stage and a link to the node
         (``node_context`` when the node's span lives in another process)."""
         node_id = to_text(node_id, 256)
@@ -894,7 +954,9 @@ class Stage(_SpanOwner):
         if node is not None:
             node_context = node.span_context
         if node_context is not None and node_context.is_valid and not self._ended:
-            self._span.add_link(node_context, {semconv.NODE_ID: node_id, semconv.LINK_TYPE: semconv.LINK_SELECTED_BEST})
+            self._span.add_link(
+                node_context, {semconv.NODE_ID: node_id, semconv.LINK_TYPE: semconv.LINK_SELECTED_BEST}
+            )
 
     # -- ending -----------------------------------------------------------------------
     @never_raise()
@@ -950,7 +1012,10 @@ class Stage(_SpanOwner):
         if exc is not None:
             error = _exception_attributes(exc)
             attrs.update(error)
-            status = Status(StatusCode.ERROR, truncate(f"{error[semconv.ERROR_TYPE]}: {error.get(semconv.EXCEPTION_MESSAGE, '')}", 1024))
+            status = Status(
+                StatusCode.ERROR,
+                truncate(f"{error[semconv.ERROR_TYPE]}: {error.get(semconv.EXCEPTION_MESSAGE, '')}", 1024),
+            )
             level = ERROR
         elif outcome in (semconv.OUTCOME_FAILED, semconv.OUTCOME_CANCELED, semconv.OUTCOME_ABANDONED):
             status = Status(StatusCode.ERROR, f"stage ended by its run: {outcome}")
@@ -1009,7 +1074,12 @@ class Node(_SpanOwner):
             if parent_node is not None:
                 parent_context = parent_node.span_context
         if parent_context is not None and parent_context.is_valid:
-            links.append(Link(parent_context, {semconv.NODE_ID: self.parent_id or "", semconv.LINK_TYPE: semconv.LINK_PARENT_NODE}))
+            links.append(
+                Link(
+                    parent_context,
+                    {semconv.NODE_ID: self.parent_id or "", semconv.LINK_TYPE: semconv.LINK_PARENT_NODE},
+                )
+            )
         start = _now()
         span = get_pipeline().tracer.start_span(
             f"{semconv.SPAN_NODE} {self.kind}",
@@ -1025,8 +1095,13 @@ class Node(_SpanOwner):
             self._log_event(semconv.NODE_CREATED, attrs)
 
     @never_raise()
-    def born(self, node_id: str, kind: str | None = None, parent_id: str | None = None,
-             parent_context: SpanContext | None = None) -> None:
+    def born(
+        self,
+        node_id: str,
+        kind: str | None = None,
+        parent_id: str | None = None,
+        parent_context: SpanContext | None = None,
+    ) -> None:
         """Give an unborn node (:meth:`Stage.unborn_node`) its id, and its kind and parent
         when they are only known now; emits ``ai.node.created``. Once only."""
         if self.node_id is not None or node_id is None:
@@ -1041,7 +1116,10 @@ class Node(_SpanOwner):
             self.parent_id = to_text(parent_id, 256)
             attrs[semconv.NODE_PARENT_ID] = self.parent_id
             if parent_context is not None and parent_context.is_valid:
-                self._span.add_link(parent_context, {semconv.NODE_ID: self.parent_id, semconv.LINK_TYPE: semconv.LINK_PARENT_NODE})
+                self._span.add_link(
+                    parent_context,
+                    {semconv.NODE_ID: self.parent_id, semconv.LINK_TYPE: semconv.LINK_PARENT_NODE},
+                )
         attrs = coerce_attributes(attrs)
         self._span.set_attributes(attrs)
         self._created_attrs = {**self._created_attrs, **attrs}
@@ -1067,7 +1145,9 @@ class Node(_SpanOwner):
         self._attach()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._detach()
         self._exit(exc)
 
@@ -1090,7 +1170,12 @@ class Node(_SpanOwner):
 
     @never_raise()
     def code_generated(
-        self, code: str | bytes | None = None, *, size_bytes: int | None = None, sha256: str | None = None, **attributes: Any
+        self,
+        code: str | bytes | None = None,
+        *,
+        size_bytes: int | None = None,
+        sha256: str | None = None,
+        **attributes: Any,
     ) -> None:
         """``ai.node.code_generated`` with the code's size and SHA-256 (not the code)."""
         if code is not None:
@@ -1102,7 +1187,12 @@ class Node(_SpanOwner):
                 data = to_text(code, 1 << 20).encode("utf-8", errors="replace")
             size_bytes = len(data) if size_bytes is None else size_bytes
             sha256 = sha256 or hashlib.sha256(data).hexdigest()
-        attrs = {**self._base_attrs(), semconv.NODE_CODE_SIZE: size_bytes, semconv.NODE_CODE_SHA256: sha256, **attributes}
+        attrs = {
+            **self._base_attrs(),
+            semconv.NODE_CODE_SIZE: size_bytes,
+            semconv.NODE_CODE_SHA256: sha256,
+            **attributes,
+        }
         self._event(semconv.NODE_CODE_GENERATED, attrs)
 
     @never_raise()
@@ -1186,7 +1276,13 @@ class Node(_SpanOwner):
         labels = {semconv.RUN_ID: self.run.run_id, semconv.STAGE_NAME: self.stage.name}
         tools = instruments()
         if buggy is not None:
-            tools.nodes.add(1, {**labels, semconv.NODE_STATUS: semconv.NODE_STATUS_BUGGY if buggy else semconv.NODE_STATUS_GOOD})
+            tools.nodes.add(
+                1,
+                {
+                    **labels,
+                    semconv.NODE_STATUS: semconv.NODE_STATUS_BUGGY if buggy else semconv.NODE_STATUS_GOOD,
+                },
+            )
         tools.node_duration.record(self._duration_s(end), labels)
         if exec_time is not None and is_finite(exec_time) and exec_time >= 0:
             tools.node_exec_time.record(exec_time, labels)
@@ -1229,7 +1325,9 @@ class Execution(_SpanOwner):
         self._attach()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._detach()
         self._exit(exc)
 
@@ -1243,12 +1341,17 @@ class Execution(_SpanOwner):
         if not self._claim_end():
             return
         status = None
-        attrs: dict[str, Any] = {semconv.NODE_EXEC_DURATION_S: exec_time_s if exec_time_s is not None else self._duration_s()}
+        attrs: dict[str, Any] = {
+            semconv.NODE_EXEC_DURATION_S: exec_time_s if exec_time_s is not None else self._duration_s()
+        }
         if exc is not None:
             error = _exception_attributes(exc)
             attrs.update(error)
             _record_exception(self._span, error)
-            status = Status(StatusCode.ERROR, truncate(f"{error[semconv.ERROR_TYPE]}: {error.get(semconv.EXCEPTION_MESSAGE, '')}", 1024))
+            status = Status(
+                StatusCode.ERROR,
+                truncate(f"{error[semconv.ERROR_TYPE]}: {error.get(semconv.EXCEPTION_MESSAGE, '')}", 1024),
+            )
         self._finish(status, attrs)
 
     def _close_by_parent(self, outcome: str) -> None:
@@ -1273,7 +1376,10 @@ class _Phase(_SpanOwner):
         attrs = coerce_attributes({semconv.RUN_ID: run.run_id, **attributes})
         start = _now()
         span = get_pipeline().tracer.start_span(
-            self.span_name, context=trace_api.set_span_in_context(run.span), attributes=attrs, start_time=start
+            self.span_name,
+            context=trace_api.set_span_in_context(run.span),
+            attributes=attrs,
+            start_time=start,
         )
         super().__init__(run, span, start)
         self._log_event(self.started_event, attrs)
@@ -1282,7 +1388,9 @@ class _Phase(_SpanOwner):
         self._attach()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._detach()
         self._exit(exc)
 
@@ -1358,7 +1466,13 @@ class Validation(_Phase):
         self.completed()
 
     @never_raise()
-    def completed(self, verdict: Any = None, scores: Mapping[str, Any] | None = None, notes: Any = None, **attributes: Any) -> None:
+    def completed(
+        self,
+        verdict: Any = None,
+        scores: Mapping[str, Any] | None = None,
+        notes: Any = None,
+        **attributes: Any,
+    ) -> None:
         """End the review with ``ai.validation.auto_completed``: verdict, one
         ``ai.validation.score.{name}`` double per score, notes (bounded)."""
         attrs: dict[str, Any] = {
@@ -1369,7 +1483,9 @@ class Validation(_Phase):
         }
         for name, value in _flat_scores(scores):
             number = as_float(value)
-            attrs[semconv.VALIDATION_SCORE_PREFIX + name] = number if number is not None else to_text(value, 256)
+            attrs[semconv.VALIDATION_SCORE_PREFIX + name] = (
+                number if number is not None else to_text(value, 256)
+            )
         self._complete(attrs)
 
 

@@ -64,7 +64,9 @@ def open_run(
     attributes: Mapping[str, Any] | None = None,
 ) -> Run:
     """A new run for the context-manager front door (the wrapper's, when wrapped)."""
-    return _wrapper_run(run_id) or Run(run_id, pod_id=pod_id, gpu=gpu, region=region, image=image, attributes=attributes)
+    return _wrapper_run(run_id) or Run(
+        run_id, pod_id=pod_id, gpu=gpu, region=region, image=image, attributes=attributes
+    )
 
 
 def find_run(run_id: str | None, *, pod_id: str | None = None) -> Run:
@@ -155,7 +157,9 @@ def _stage_progress(run: Run, data: dict[str, Any]) -> None:
 
 def _stage_metric(run: Run, data: dict[str, Any]) -> None:
     stage = run._get_stage(_stage_name(data))
-    stage.metric(str(_pop(data, "name", semconv.METRIC_NAME)), _pop(data, "value", semconv.METRIC_VALUE), **data)
+    stage.metric(
+        str(_pop(data, "name", semconv.METRIC_NAME)), _pop(data, "value", semconv.METRIC_VALUE), **data
+    )
     data.clear()
 
 
@@ -217,7 +221,9 @@ def _node_completed(run: Run, data: dict[str, Any]) -> None:
 
 def _node_selected_best(run: Run, data: dict[str, Any]) -> None:
     stage = run._get_stage(_stage_name(data))
-    stage.selected_best(str(_pop(data, "node_id", "id", semconv.NODE_ID)), _pop(data, "metric", semconv.NODE_METRIC), **data)
+    stage.selected_best(
+        str(_pop(data, "node_id", "id", semconv.NODE_ID)), _pop(data, "metric", semconv.NODE_METRIC), **data
+    )
     data.clear()
 
 
@@ -265,7 +271,10 @@ def _paper_generated(run: Run, data: dict[str, Any]) -> None:
 
 
 def _validation_started(run: Run, data: dict[str, Any]) -> None:
-    run.validation(_pop(data, "model", semconv.VALIDATION_MODEL), **_rename(data, {"rubric_version": semconv.VALIDATION_RUBRIC_VERSION}))
+    run.validation(
+        _pop(data, "model", semconv.VALIDATION_MODEL),
+        **_rename(data, {"rubric_version": semconv.VALIDATION_RUBRIC_VERSION}),
+    )
     data.clear()
 
 
@@ -312,7 +321,9 @@ HANDLERS: dict[str, _Handler] = {
 
 def dispatch(event_type: str, run_id: str | None, data: Mapping[str, Any] | None) -> Run:
     """Apply one dict event to the model; returns the run it concerned."""
-    payload: dict[str, Any] = dict(data) if isinstance(data, Mapping) else ({} if data is None else {"data": data})
+    payload: dict[str, Any] = (
+        dict(data) if isinstance(data, Mapping) else ({} if data is None else {"data": data})
+    )
     run_id = identifier(run_id) or identifier(payload.pop("run_id", None))
     payload.pop("run_id", None)
     event_type = event_type if type(event_type) is str else safe_str(event_type)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .. import semconv
@@ -29,14 +29,16 @@ MAX_INNER_BARS = 50
 _STATUS_GOOD, _STATUS_BUGGY, _STATUS_UNKNOWN = 0, 1, 2
 
 
-def report_data(view: RunView, *, links: Sequence[Link] = (), generated_at: datetime | None = None) -> dict[str, Any]:
+def report_data(
+    view: RunView, *, links: Sequence[Link] = (), generated_at: datetime | None = None
+) -> dict[str, Any]:
     """Everything the page draws, for one run."""
     t0 = view.start_ns
     builder = _Builder(view, t0)
     return {
         "format": 1,
         "generator": f"otel-ai {__version__}",
-        "generated": (generated_at or datetime.now(timezone.utc)).isoformat(timespec="seconds"),
+        "generated": (generated_at or datetime.now(UTC)).isoformat(timespec="seconds"),
         "run": builder.run_summary(),
         "links": [{"label": link.label, "url": link.url} for link in links],
         "stages": builder.stages(),
@@ -147,14 +149,18 @@ class _Builder:
         for lane, members in enumerate(lane_members):
             intervals = [(stages[s]["nodes"][n]["s"], stages[s]["nodes"][n]["e"]) for s, n in members]
             rows, count = pack_rows(intervals)
-            for (s, n), row in zip(members, rows):
+            for (s, n), row in zip(members, rows, strict=False):
                 stages[s]["nodes"][n]["r"] = row
-            self.lanes.append({"label": _lane_label(lane_resources[lane]), "rows": count, "nodes": len(members)})
+            self.lanes.append(
+                {"label": _lane_label(lane_resources[lane]), "rows": count, "nodes": len(members)}
+            )
         return stages
 
     def _stage_entry(self, stage: StageView, stage_index: int) -> dict[str, Any]:
         index_of = {id(node): i for i, node in enumerate(stage.nodes)}
-        children = [[index_of[id(child)] for child in node.children if id(child) in index_of] for node in stage.nodes]
+        children = [
+            [index_of[id(child)] for child in node.children if id(child) in index_of] for node in stage.nodes
+        ]
         roots = [index_of[id(root)] for root in stage.roots if id(root) in index_of]
         xs, depths, width, depth = layered_tree(children, roots)
         parent_of = [-1] * len(stage.nodes)
@@ -205,7 +211,9 @@ class _Builder:
         none here), pid the parent id when it is not in this stage, ps the stage it is
         in, gx/gy the tree position (slots, depth), ti/to tokens in/out, c LLM calls,
         n executions, et exception type, l/r timeline lane and row."""
-        status = _STATUS_UNKNOWN if node.is_buggy is None else (_STATUS_BUGGY if node.is_buggy else _STATUS_GOOD)
+        status = (
+            _STATUS_UNKNOWN if node.is_buggy is None else (_STATUS_BUGGY if node.is_buggy else _STATUS_GOOD)
+        )
         calls = self._llm_by_node.get(id(node), [])
         tokens_in = sum(_tokens(span, semconv.GEN_AI_USAGE_INPUT_TOKENS) for span in calls)
         tokens_out = sum(_tokens(span, semconv.GEN_AI_USAGE_OUTPUT_TOKENS) for span in calls)
@@ -246,8 +254,14 @@ class _Builder:
     def _inner_bars(self, node: NodeView, stage_index: int, node_index: int) -> None:
         """[stage, node, kind (0 execution, 1 LLM call), start, end, label] per bar."""
         bars = [
-            [stage_index, node_index, 0, self.t(span.start_ns), self.t(span.end_ns),
-             _text(span.attributes.get(semconv.NODE_EXEC_PURPOSE)) or "execute"]
+            [
+                stage_index,
+                node_index,
+                0,
+                self.t(span.start_ns),
+                self.t(span.end_ns),
+                _text(span.attributes.get(semconv.NODE_EXEC_PURPOSE)) or "execute",
+            ]
             for span in node.executions
         ]
         bars += [
@@ -264,7 +278,9 @@ class _Builder:
         if self.view.paper is not None:
             row.append([0, self.t(self.view.paper.start_ns), self.t(self.view.paper.end_ns), "paper"])
         if self.view.validation is not None:
-            row.append([1, self.t(self.view.validation.start_ns), self.t(self.view.validation.end_ns), "review"])
+            row.append(
+                [1, self.t(self.view.validation.start_ns), self.t(self.view.validation.end_ns), "review"]
+            )
         for span in self._llm_outside[:5000]:
             row.append([2, self.t(span.start_ns), self.t(span.end_ns), _llm_label(span)])
         return row
@@ -276,7 +292,10 @@ class _Builder:
         if calls:
             by_stage: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
             for stage_name, spans in (
-                *((stage_of_node.get(key, "(outside stages)"), spans) for key, spans in self._llm_by_node.items()),
+                *(
+                    (stage_of_node.get(key, "(outside stages)"), spans)
+                    for key, spans in self._llm_by_node.items()
+                ),
                 ("(outside stages)", self._llm_outside),
             ):
                 for span in spans:
@@ -292,7 +311,11 @@ class _Builder:
                 curve.append([self.t(span.end_ns), total_in, total_out])
             return {
                 "source": "spans",
-                "by_stage": [[name, *values] for name, values in by_stage.items() if name != "(outside stages)" or any(values)],
+                "by_stage": [
+                    [name, *values]
+                    for name, values in by_stage.items()
+                    if name != "(outside stages)" or any(values)
+                ],
                 "curve": _downsample(curve),
                 "calls": len(calls),
             }
@@ -307,7 +330,14 @@ class _Builder:
         reports on the wrapper's run span, which lives in another process, so its
         artifact events exist only as log records."""
         found = [
-            {"event": a.event, "path": a.path, "kind": a.kind, "size": a.size_bytes, "uri": a.uri, "key": a.key}
+            {
+                "event": a.event,
+                "path": a.path,
+                "kind": a.kind,
+                "size": a.size_bytes,
+                "uri": a.uri,
+                "key": a.key,
+            }
             for a in self.view.artifacts
         ]
         seen = {(a["event"], a["path"], a["key"], a["uri"]) for a in found}
@@ -333,7 +363,12 @@ class _Builder:
         failure = self.view.failure
         if failure is None:
             return None
-        return {"stage": failure.stage, "type": failure.error_type, "message": failure.message, "stacktrace": failure.stacktrace}
+        return {
+            "stage": failure.stage,
+            "type": failure.error_type,
+            "message": failure.message,
+            "stacktrace": failure.stacktrace,
+        }
 
     def review(self) -> dict[str, Any]:
         paper = self.view.paper
@@ -350,8 +385,11 @@ class _Builder:
             result["validation"] = {
                 "model": _text(a.get(semconv.VALIDATION_MODEL)),
                 "verdict": _text(a.get(semconv.VALIDATION_VERDICT)),
-                "scores": {k[len(semconv.VALIDATION_SCORE_PREFIX):]: v for k, v in sorted(a.items())
-                           if k.startswith(semconv.VALIDATION_SCORE_PREFIX) and isinstance(v, (int, float, str))},
+                "scores": {
+                    k[len(semconv.VALIDATION_SCORE_PREFIX) :]: v
+                    for k, v in sorted(a.items())
+                    if k.startswith(semconv.VALIDATION_SCORE_PREFIX) and isinstance(v, (int, float, str))
+                },
                 "notes": _text(a.get(semconv.VALIDATION_NOTES)),
                 "duration": round(validation.duration_s, 3),
             }
@@ -362,14 +400,26 @@ class _Builder:
 
 # (title, unit, [(series label, metric name, attribute filter)])
 _RESOURCE_CHARTS: tuple[tuple[str, str, tuple[tuple[str, str, Mapping[str, str]], ...]], ...] = (
-    ("CPU", "ratio", (
-        ("experiment process tree", semconv.METRIC_PROCESS_CPU_UTILIZATION, {}),
-        ("machine", semconv.METRIC_SYSTEM_CPU_UTILIZATION, {}),
-    )),
-    ("Memory", "bytes", (
-        ("experiment process tree (RSS)", semconv.METRIC_PROCESS_MEMORY_USAGE, {}),
-        ("machine, used", semconv.METRIC_SYSTEM_MEMORY_USAGE, {semconv.SYSTEM_MEMORY_STATE: semconv.MEMORY_STATE_USED}),
-    )),
+    (
+        "CPU",
+        "ratio",
+        (
+            ("experiment process tree", semconv.METRIC_PROCESS_CPU_UTILIZATION, {}),
+            ("machine", semconv.METRIC_SYSTEM_CPU_UTILIZATION, {}),
+        ),
+    ),
+    (
+        "Memory",
+        "bytes",
+        (
+            ("experiment process tree (RSS)", semconv.METRIC_PROCESS_MEMORY_USAGE, {}),
+            (
+                "machine, used",
+                semconv.METRIC_SYSTEM_MEMORY_USAGE,
+                {semconv.SYSTEM_MEMORY_STATE: semconv.MEMORY_STATE_USED},
+            ),
+        ),
+    ),
     ("GPU utilization", "ratio", (("", semconv.METRIC_GPU_UTILIZATION, {}),)),
     ("GPU memory", "bytes", (("", semconv.METRIC_GPU_MEMORY_USAGE, {}),)),
 )
@@ -445,7 +495,10 @@ def _llm_label(span: SpanRecord) -> str:
     a = span.attributes
     model = a.get(semconv.GEN_AI_RESPONSE_MODEL) or a.get(semconv.GEN_AI_REQUEST_MODEL)
     parts = [span.name if model is None or str(model) in span.name else f"{span.name} {model}"]
-    tokens_in, tokens_out = _tokens(span, semconv.GEN_AI_USAGE_INPUT_TOKENS), _tokens(span, semconv.GEN_AI_USAGE_OUTPUT_TOKENS)
+    tokens_in, tokens_out = (
+        _tokens(span, semconv.GEN_AI_USAGE_INPUT_TOKENS),
+        _tokens(span, semconv.GEN_AI_USAGE_OUTPUT_TOKENS),
+    )
     if tokens_in or tokens_out:
         parts.append(f"{tokens_in} in / {tokens_out} out tokens")
     return ", ".join(parts)

@@ -7,7 +7,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
-def layered_tree(children: Sequence[Sequence[int]], roots: Sequence[int]) -> tuple[list[float], list[int], float, int]:
+def layered_tree(
+    children: Sequence[Sequence[int]], roots: Sequence[int]
+) -> tuple[list[float], list[int], float, int]:
     """A layered ("tidy") layout of a forest: depth down, leaves side by side.
 
     ``children[i]`` are the indices of node ``i``'s children, in order; ``roots`` the

@@ -84,7 +84,12 @@ class LineSplitter:
 
 _LEVELS = (
     ("fatal", re.compile(r"\b(?:CRITICAL|FATAL|Fatal Python error|Segmentation fault|Killed)\b")),
-    ("error", re.compile(r"\b(?:ERROR|Error|Exception)\b[:\]]|\bERROR\b|^Traceback \(most recent call last\):|^\w+(?:Error|Exception): |\berror:")),
+    (
+        "error",
+        re.compile(
+            r"\b(?:ERROR|Error|Exception)\b[:\]]|\bERROR\b|^Traceback \(most recent call last\):|^\w+(?:Error|Exception): |\berror:"
+        ),
+    ),
     ("warning", re.compile(r"\bWARN(?:ING)?\b|\b\w*Warning: |\bwarning:")),
     ("debug", re.compile(r"\bDEBUG\b")),
 )

@@ -43,7 +43,10 @@ class RunState:
         """True while the process that wrote this state still runs (pid reuse aware)."""
         try:
             process = psutil.Process(self.wrapper_pid)
-            return abs(process.create_time() - self.wrapper_started) < 1.0 and process.status() != psutil.STATUS_ZOMBIE
+            return (
+                abs(process.create_time() - self.wrapper_started) < 1.0
+                and process.status() != psutil.STATUS_ZOMBIE
+            )
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             return False
 
@@ -163,8 +166,8 @@ class Recovered:
 def recover(data_dir: Path, *, only_run: str | None = None, reason: str = "wrapper died") -> list[Recovered]:
     """End every run whose wrapper died, as abandoned, with its original ids."""
     from .. import semconv
-    from ..export.providers import export_ended_span
     from .._internal import report_internal_error
+    from ..export.providers import export_ended_span
     from ..model.events import WARN, emit_log
 
     recovered = []
@@ -216,10 +219,14 @@ def _abandoned_span(state: RunState, reason: str) -> Any:
     from ..version import __version__
 
     end_ns = max(state.last_seen_ns, state.start_ns) or time.time_ns()
-    context = SpanContext(int(state.trace_id, 16), int(state.span_id, 16), is_remote=False, trace_flags=TraceFlags(1))
+    context = SpanContext(
+        int(state.trace_id, 16), int(state.span_id, 16), is_remote=False, trace_flags=TraceFlags(1)
+    )
     parent = None
     if state.parent_span_id:
-        parent = SpanContext(int(state.trace_id, 16), int(state.parent_span_id, 16), is_remote=True, trace_flags=TraceFlags(1))
+        parent = SpanContext(
+            int(state.trace_id, 16), int(state.parent_span_id, 16), is_remote=True, trace_flags=TraceFlags(1)
+        )
     attributes: Mapping[str, Any] = coerce_attributes(
         {
             **state.attributes,

@@ -61,7 +61,9 @@ class TerminalOut:
 class OutputPump:
     """Copies one pipe of the command to a :class:`TerminalOut` and feeds the sink."""
 
-    def __init__(self, name: str, pipe_fd: int, out: TerminalOut, sink: LogSink, on_activity: Callable[[], None]) -> None:
+    def __init__(
+        self, name: str, pipe_fd: int, out: TerminalOut, sink: LogSink, on_activity: Callable[[], None]
+    ) -> None:
         self.name = name
         self._fd = pipe_fd
         self._out = out

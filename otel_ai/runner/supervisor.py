@@ -27,7 +27,6 @@ from ..export.providers import configure, shutdown
 from ..export.spool import deliver_pending
 from ..links import run_links
 from ..metrics import observe_process_tree
-from ..watch import Watcher
 from ..model.spans import Run
 from ..propagation import (
     CHANNEL_ENV,
@@ -47,6 +46,7 @@ from ..propagation import (
     parent_span_context,
 )
 from ..redaction import redact
+from ..watch import Watcher
 from .channel import ChannelServer
 from .state import RunState, list_states, recover, remove_state, write_state
 from .status import Status, StatusLine
@@ -105,7 +105,13 @@ class _Progress:
             elif kind == MSG_PROGRESS:
                 self._progress_reported = True
                 self.status.stage = str(message.get("stage") or self.status.stage or "")
-                for key, attr in (("progress", "progress"), ("good", "good"), ("buggy", "buggy"), ("total", "total"), ("best", "best")):
+                for key, attr in (
+                    ("progress", "progress"),
+                    ("good", "good"),
+                    ("buggy", "buggy"),
+                    ("total", "total"),
+                    ("best", "best"),
+                ):
                     if message.get(key) is not None:
                         setattr(self.status, attr, message[key])
             elif kind == MSG_NODE:
@@ -135,7 +141,9 @@ class _Progress:
 
 def _remote_context(trace_id: Any, span_id: Any) -> Context | None:
     try:
-        context = SpanContext(int(str(trace_id), 16), int(str(span_id), 16), is_remote=True, trace_flags=TraceFlags(1))
+        context = SpanContext(
+            int(str(trace_id), 16), int(str(span_id), 16), is_remote=True, trace_flags=TraceFlags(1)
+        )
     except (TypeError, ValueError):
         return None
     if not context.is_valid:
@@ -163,8 +171,10 @@ class Supervisor:
         data_dir = settings.data_dir.resolve()
         # what an earlier, dead process of this data directory spooled: delivered meanwhile
         threading.Thread(
-            target=deliver_pending, args=(data_dir, settings, time.monotonic() + 300),
-            name="otel_ai-spool-recovery", daemon=True,
+            target=deliver_pending,
+            args=(data_dir, settings, time.monotonic() + 300),
+            name="otel_ai-spool-recovery",
+            daemon=True,
         ).start()
         run_id = self.options.run_id or settings.run_id or _new_run_id()
         attempt, previous = self._previous_attempt(data_dir, run_id)
@@ -202,7 +212,9 @@ class Supervisor:
             )
         _print_links(settings, run_id, state.trace_id, state.start_ns, None, "started")
         # the start event out now, not in 5 s: a run that dies early is still seen to start
-        threading.Thread(target=_flush_logs, args=(pipeline,), name="otel_ai-start-flush", daemon=True).start()
+        threading.Thread(
+            target=_flush_logs, args=(pipeline,), name="otel_ai-start-flush", daemon=True
+        ).start()
         status = Status(run_id)
         progress = _Progress(status, run.log_context)
         channel = ChannelServer(self._on_message_from(progress)).start()
@@ -210,12 +222,16 @@ class Supervisor:
         status_line = self._status_line(status)
         sink = LogSink(run_id, progress.log_context).start(("stdout", "stderr"))
         # log files and artifacts under the watched directories (started before the command)
-        watcher = None if self.options.no_watch else Watcher(
-            run,
-            roots=list(self.options.watch) or [Path.cwd()],
-            artifacts_uri=self.options.artifacts_uri,
-            log_context=progress.log_context,  # lines join the command's open stage
-        ).start()
+        watcher = (
+            None
+            if self.options.no_watch
+            else Watcher(
+                run,
+                roots=list(self.options.watch) or [Path.cwd()],
+                artifacts_uri=self.options.artifacts_uri,
+                log_context=progress.log_context,  # lines join the command's open stage
+            ).start()
+        )
         exit_code = 1
         try:
             exit_code = self._follow(run, settings, channel, sink, status_line)
@@ -238,7 +254,14 @@ class Supervisor:
             _print_links(settings, run_id, state.trace_id, state.start_ns, time.time_ns(), "ended")
         return exit_code
 
-    def _follow(self, run: Run, settings: Settings, channel: ChannelServer, sink: LogSink, status_line: StatusLine | None) -> int:
+    def _follow(
+        self,
+        run: Run,
+        settings: Settings,
+        channel: ChannelServer,
+        sink: LogSink,
+        status_line: StatusLine | None,
+    ) -> int:
         env = self._child_environment(run, settings, channel.path)
         try:
             self.process = subprocess.Popen(
@@ -251,18 +274,25 @@ class Supervisor:
             )
         except OSError as exc:
             self._launch_error = exc
-            os.write(stderr_fd(), f"otel-ai run: cannot start {self.options.command[0]!r}: {exc.strerror or exc}\n".encode())
+            os.write(
+                stderr_fd(),
+                f"otel-ai run: cannot start {self.options.command[0]!r}: {exc.strerror or exc}\n".encode(),
+            )
             return 127 if isinstance(exc, FileNotFoundError) else 126
         self._launch_error = None
         observe_process_tree(self.process.pid)  # the experiment's tree, not the wrapper
-        out = TerminalOut(stdout_fd(), status_line if status_line and status_line.shares_terminal(stdout_fd()) else None)
+        out = TerminalOut(
+            stdout_fd(), status_line if status_line and status_line.shares_terminal(stdout_fd()) else None
+        )
         err = TerminalOut(stderr_fd(), status_line)
         pumps = [
             OutputPump("stdout", self.process.stdout.fileno(), out, sink, self._activity).start(),  # type: ignore[union-attr]
             OutputPump("stderr", self.process.stderr.fileno(), err, sink, self._activity).start(),  # type: ignore[union-attr]
         ]
         previous_handlers = self._install_signal_handlers()
-        liveness = threading.Thread(target=self._liveness, args=(run, settings), name="otel_ai-liveness", daemon=True)
+        liveness = threading.Thread(
+            target=self._liveness, args=(run, settings), name="otel_ai-liveness", daemon=True
+        )
         liveness.start()
         try:
             returncode = self._wait()
@@ -389,7 +419,7 @@ class Supervisor:
                 next_state = now + _STATE_REFRESH_S
 
     def _refresh_state(self, data_dir: Path, run_id: str) -> None:
-        for path, state in list_states(data_dir):
+        for _path, state in list_states(data_dir):
             if state is not None and state.run_id == run_id and state.wrapper_pid == os.getpid():
                 state.last_seen_ns = time.time_ns()
                 try:
@@ -408,9 +438,16 @@ class Supervisor:
             recovered = recover(data_dir, only_run=run_id, reason="a new attempt started")
             if recovered:
                 previous = recovered[0]
-                context = SpanContext(int(previous.trace_id, 16), int(previous.span_id, 16), is_remote=True,
-                                      trace_flags=TraceFlags(1))
-                link = Link(context, {semconv.LINK_TYPE: semconv.LINK_PREVIOUS_ATTEMPT, semconv.RUN_ATTEMPT: previous.attempt})
+                context = SpanContext(
+                    int(previous.trace_id, 16),
+                    int(previous.span_id, 16),
+                    is_remote=True,
+                    trace_flags=TraceFlags(1),
+                )
+                link = Link(
+                    context,
+                    {semconv.LINK_TYPE: semconv.LINK_PREVIOUS_ATTEMPT, semconv.RUN_ATTEMPT: previous.attempt},
+                )
                 return previous.attempt + 1, link
         return 1, None
 
@@ -425,7 +462,9 @@ class Supervisor:
         returncode = getattr(self, "_returncode", None)
         reported = progress.run_end or {}
         attributes = reported.get("attributes") if isinstance(reported.get("attributes"), dict) else {}
-        stage = attributes.get(semconv.RUN_FAILED_STAGE) or (progress.stages_seen[-1] if progress.stages_seen else None)
+        stage = attributes.get(semconv.RUN_FAILED_STAGE) or (
+            progress.stages_seen[-1] if progress.stages_seen else None
+        )
         if self._signal_received is not None:
             name = signal.Signals(self._signal_received).name
             run.span.set_attribute(semconv.RUN_EXIT_CODE, exit_code)
@@ -442,8 +481,12 @@ class Supervisor:
             signame = _signal_name(-returncode)
             run.span.set_attribute(semconv.RUN_SIGNAL, signame)
             run.span.set_attribute(semconv.RUN_EXIT_CODE, exit_code)
-            run.fail(stage=stage, error_type=signame, message=f"killed by {signame}",
-                     stacktrace=attributes.get(semconv.EXCEPTION_STACKTRACE))
+            run.fail(
+                stage=stage,
+                error_type=signame,
+                message=f"killed by {signame}",
+                stacktrace=attributes.get(semconv.EXCEPTION_STACKTRACE),
+            )
             return
         run.span.set_attribute(semconv.RUN_EXIT_CODE, exit_code)
         if exit_code == 0:
@@ -452,7 +495,8 @@ class Supervisor:
         run.fail(
             stage=stage,
             error_type=attributes.get(semconv.ERROR_TYPE) or f"exit code {exit_code}",
-            message=attributes.get(semconv.EXCEPTION_MESSAGE) or f"{self.options.command[0]} exited with code {exit_code}",
+            message=attributes.get(semconv.EXCEPTION_MESSAGE)
+            or f"{self.options.command[0]} exited with code {exit_code}",
             stacktrace=attributes.get(semconv.EXCEPTION_STACKTRACE),
         )
 
@@ -502,12 +546,22 @@ def _say(line: str) -> None:
         pass
 
 
-def _print_links(settings: Settings, run_id: str, trace_id: str, start_ns: int, end_ns: int | None, when: str) -> None:
+def _print_links(
+    settings: Settings, run_id: str, trace_id: str, start_ns: int, end_ns: int | None, when: str
+) -> None:
     """The run's Jaeger and Grafana links on stderr (OTEL_AI_JAEGER_URL, OTEL_AI_GRAFANA_URL)."""
-    links = run_links(run_id=run_id, trace_id=trace_id, jaeger_url=settings.jaeger_url, grafana_url=settings.grafana_url,
-                      start_ns=start_ns, end_ns=end_ns)
+    links = run_links(
+        run_id=run_id,
+        trace_id=trace_id,
+        jaeger_url=settings.jaeger_url,
+        grafana_url=settings.grafana_url,
+        start_ns=start_ns,
+        end_ns=end_ns,
+    )
     if links:
-        lines = [f"otel-ai run: run {run_id} {when}, trace {trace_id}"] + [f"otel-ai run: {link.label}: {link.url}" for link in links]
+        lines = [f"otel-ai run: run {run_id} {when}, trace {trace_id}"] + [
+            f"otel-ai run: {link.label}: {link.url}" for link in links
+        ]
         try:
             os.write(stderr_fd(), ("\n".join(lines) + "\n").encode())
         except OSError as exc:  # a closed stderr must not end the run
@@ -538,5 +592,3 @@ def _new_run_id() -> str:
     from ..model.spans import new_run_id
 
     return new_run_id()
-
-

@@ -94,7 +94,8 @@ class ArtifactDetector:
         self._closed = False
         self.deadline: float | None = None
         self._threads = [
-            threading.Thread(target=self._work, name=f"otel_ai-artifacts-{i}", daemon=True) for i in range(max(int(workers), 1))
+            threading.Thread(target=self._work, name=f"otel_ai-artifacts-{i}", daemon=True)
+            for i in range(max(int(workers), 1))
         ]
         for thread in self._threads:
             thread.start()
@@ -144,7 +145,9 @@ class ArtifactDetector:
         current = self.candidates.get(path)
         if current is not None and (current.size, current.mtime_ns) == (st.st_size, st.st_mtime_ns):
             return
-        self.candidates[path] = Candidate(path, relative, root, display, kind, st.st_size, st.st_mtime_ns, time.monotonic())
+        self.candidates[path] = Candidate(
+            path, relative, root, display, kind, st.st_size, st.st_mtime_ns, time.monotonic()
+        )
 
     def gone(self, path: str) -> None:
         self.candidates.pop(path, None)
@@ -221,7 +224,10 @@ class ArtifactDetector:
         except TimeoutError:
             self._not_uploaded(job, None)
             return
-        if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or size != after.st_size:
+        if (before.st_size, before.st_mtime_ns) != (
+            after.st_size,
+            after.st_mtime_ns,
+        ) or size != after.st_size:
             self._recheck(job.path)  # still being written
             return
         with self._lock:
@@ -294,7 +300,9 @@ class ArtifactDetector:
             retryable=True,
             path=job.path,
         )
-        self.events.upload_failed(job.display, job.kind, error, size=job.size if size is None else size, version=None)
+        self.events.upload_failed(
+            job.display, job.kind, error, size=job.size if size is None else size, version=None
+        )
 
     # -- the end ----------------------------------------------------------------------
     def finish(self, deadline: float) -> None:

@@ -36,7 +36,9 @@ def _uploaded_counter() -> Counter:
     if cached is None or cached[0] is not meter:
         cached = (
             meter,
-            meter.create_counter(semconv.METRIC_ARTIFACT_UPLOADED, unit="By", description="Artifact bytes uploaded"),
+            meter.create_counter(
+                semconv.METRIC_ARTIFACT_UPLOADED, unit="By", description="Artifact bytes uploaded"
+            ),
         )
         _counter = cached
     return cached[1]
@@ -61,7 +63,9 @@ class WatchEvents:
             run.event(name, attributes, level)
             return
         attrs = coerce_attributes(attributes)
-        emit_log(None, self.run_id(), attrs, event_name=name, body=summary(name, attrs), level=severity(level))
+        emit_log(
+            None, self.run_id(), attrs, event_name=name, body=summary(name, attrs), level=severity(level)
+        )
 
     def detected(self, path: str, kind: str, size: int, sha256: str | None, version: int) -> None:
         extra = {semconv.ARTIFACT_SHA256: sha256, semconv.ARTIFACT_VERSION: version}
@@ -71,14 +75,25 @@ class WatchEvents:
         else:
             self._event(
                 semconv.ARTIFACT_DETECTED,
-                {semconv.ARTIFACT_PATH: path, semconv.ARTIFACT_TYPE: kind, semconv.ARTIFACT_SIZE: size, **extra},
+                {
+                    semconv.ARTIFACT_PATH: path,
+                    semconv.ARTIFACT_TYPE: kind,
+                    semconv.ARTIFACT_SIZE: size,
+                    **extra,
+                },
             )
 
     def registered(self, path: str, kind: str, stored: StoredArtifact, version: int) -> None:
-        extra = {semconv.ARTIFACT_PATH: path, semconv.ARTIFACT_VERSION: version, semconv.ARTIFACT_BUCKET: stored.bucket}
+        extra = {
+            semconv.ARTIFACT_PATH: path,
+            semconv.ARTIFACT_VERSION: version,
+            semconv.ARTIFACT_BUCKET: stored.bucket,
+        }
         run = self.run()
         if run is not None:
-            run.artifact_registered(stored.key, stored.size_bytes, stored.sha256, stored.content_type, kind, stored.uri, **extra)
+            run.artifact_registered(
+                stored.key, stored.size_bytes, stored.sha256, stored.content_type, kind, stored.uri, **extra
+            )
         else:
             self._event(
                 semconv.ARTIFACT_REGISTERED,
@@ -92,9 +107,13 @@ class WatchEvents:
                     **extra,
                 },
             )
-        _uploaded_counter().add(stored.size_bytes, {semconv.RUN_ID: self.run_id(), semconv.ARTIFACT_KIND: kind})
+        _uploaded_counter().add(
+            stored.size_bytes, {semconv.RUN_ID: self.run_id(), semconv.ARTIFACT_KIND: kind}
+        )
 
-    def upload_failed(self, path: str, kind: str, error: ArtifactUploadError, *, size: int | None, version: int | None) -> None:
+    def upload_failed(
+        self, path: str, kind: str, error: ArtifactUploadError, *, size: int | None, version: int | None
+    ) -> None:
         self._event(
             semconv.ARTIFACT_UPLOAD_FAILED,
             {

@@ -127,7 +127,9 @@ class ArtifactRules:
                     raise ConfigurationError(f"artifact rule {item!r} is not a (type, pattern) pair")
                 pairs.append((str(item[0]), str(item[1])))
         self.rules = tuple(pairs)
-        self._compiled = [(kind, re.compile(glob_to_regex(p) + "\\Z", re.IGNORECASE | re.DOTALL)) for kind, p in pairs]
+        self._compiled = [
+            (kind, re.compile(glob_to_regex(p) + "\\Z", re.IGNORECASE | re.DOTALL)) for kind, p in pairs
+        ]
         self._any = PathPatterns(p for _kind, p in pairs)
 
     def __bool__(self) -> bool:

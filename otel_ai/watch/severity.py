@@ -13,7 +13,9 @@ import re
 
 _HEAD = 240
 
-_UPPER = re.compile(r"(?<![A-Za-z0-9_])(CRITICAL|FATAL|ERROR|WARNING|WARN|INFO|NOTICE|DEBUG|TRACE)(?![A-Za-z0-9_])")
+_UPPER = re.compile(
+    r"(?<![A-Za-z0-9_])(CRITICAL|FATAL|ERROR|WARNING|WARN|INFO|NOTICE|DEBUG|TRACE)(?![A-Za-z0-9_])"
+)
 _BRACKETED = re.compile(
     r"(?:[\[<(|]\s*|\blevel(?:name)?\s*[=:]\s*\"?|\"level\"\s*:\s*\")"
     r"(critical|fatal|error|err|warning|warn|info|notice|debug|trace)\b",

@@ -86,7 +86,11 @@ class WatchState:
                 data = json.load(handle)
         except (OSError, ValueError):
             return Entries()
-        if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("files"), dict):
+        if (
+            not isinstance(data, dict)
+            or data.get("format") != FORMAT
+            or not isinstance(data.get("files"), dict)
+        ):
             return Entries()
         return Entries({str(k): v for k, v in data["files"].items() if isinstance(v, dict)})
 

@@ -128,7 +128,9 @@ class FileTail:
         if self.fd is not None:
             return True
         try:
-            fd = os.open(self.source.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
+            fd = os.open(
+                self.source.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+            )
         except OSError:
             return False
         st = os.fstat(fd)
@@ -402,7 +404,9 @@ class LogTailer:
             offset = start_offset(fd, st.st_size)
             size = min(FINGERPRINT, offset)
             fingerprint = os.pread(fd, size, offset - size) if size else b""
-        tail = FileTail(source, st.st_dev, st.st_ino, offset, max_line_bytes=self.max_line_bytes, fingerprint=fingerprint)
+        tail = FileTail(
+            source, st.st_dev, st.st_ino, offset, max_line_bytes=self.max_line_bytes, fingerprint=fingerprint
+        )
         tail.adopt_fd(fd)
         tail.last_mtime = st.st_mtime_ns
         self._add(tail)
@@ -418,7 +422,10 @@ class LogTailer:
         directory = os.path.dirname(source.path)
         try:
             with os.scandir(directory) as entries:
-                match = next((e.path for e in entries if e.inode() == key[1] and e.is_file(follow_symlinks=False)), None)
+                match = next(
+                    (e.path for e in entries if e.inode() == key[1] and e.is_file(follow_symlinks=False)),
+                    None,
+                )
         except OSError:
             return
         if match is None:
@@ -431,7 +438,14 @@ class LogTailer:
         if (st.st_dev, st.st_ino) != key or st.st_size < saved.offset:
             os.close(fd)
             return
-        tail = FileTail(source, st.st_dev, st.st_ino, saved.offset, max_line_bytes=self.max_line_bytes, fingerprint=saved.fingerprint)
+        tail = FileTail(
+            source,
+            st.st_dev,
+            st.st_ino,
+            saved.offset,
+            max_line_bytes=self.max_line_bytes,
+            fingerprint=saved.fingerprint,
+        )
         tail.adopt_fd(fd)
         tail.poll(self.sink, self.stats, budget=1 << 62)
         self._retire(tail)
@@ -579,7 +593,9 @@ class LogTailer:
             for tail in pending:
                 if tail.fd is None and not tail.open():
                     continue
-                if tail.poll(self.sink, self.stats, budget=4 * CHUNK) != DONE or not tail.flush_partial(self.sink, self.stats):
+                if tail.poll(self.sink, self.stats, budget=4 * CHUNK) != DONE or not tail.flush_partial(
+                    self.sink, self.stats
+                ):
                     waiting.append(tail)
             pending = waiting
             if pending and self.sink.room() <= 0:
@@ -616,7 +632,10 @@ class LogTailer:
         directory = os.path.dirname(tail.source.path)
         try:
             with os.scandir(directory) as entries:
-                match = next((e.path for e in entries if e.inode() == tail.ino and e.is_file(follow_symlinks=False)), None)
+                match = next(
+                    (e.path for e in entries if e.inode() == tail.ino and e.is_file(follow_symlinks=False)),
+                    None,
+                )
         except OSError:
             return False
         if match is None:
@@ -641,7 +660,9 @@ class LogTailer:
             return None
         self._make_room()
         try:
-            fd = os.open(source.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
+            fd = os.open(
+                source.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+            )
         except OSError:
             return None
         if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or device named *.log
@@ -652,7 +673,9 @@ class LogTailer:
     def _make_room(self) -> None:
         """Keep at most ``max_open_files`` descriptors: close the least recently active
         ones (they reopen by path, checking the inode, on their next event)."""
-        open_tails = [t for t in self.tails.values() if t.fd is not None and not t.has_pending and not t.backlog]
+        open_tails = [
+            t for t in self.tails.values() if t.fd is not None and not t.has_pending and not t.backlog
+        ]
         if len(open_tails) + len(self._retiring) < self.max_open_files:
             return
         open_tails.sort(key=lambda t: t.last_used)

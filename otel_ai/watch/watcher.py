@@ -48,12 +48,6 @@ from watchdog.observers.polling import PollingObserver
 
 from .. import semconv
 from .._internal import never_raise, report_internal_error
-
-# watchdog logs a harmless error when its inotify thread is stopped while events are
-# queued. In a process with no logging set up, Python's last-resort handler would print
-# it on stderr: under `otel-ai run` that is the experiment's stderr, which must reach the
-# terminal unchanged. The watcher reports its own problems as telemetry.
-logging.getLogger("watchdog").addHandler(logging.NullHandler())
 from ..artifacts import ArtifactStore, S3ArtifactStore, parse_s3_uri
 from ..config import ConfigurationError
 from ..export.providers import DEFAULT_SHUTDOWN_TIMEOUT_S, before_shutdown, get_pipeline
@@ -70,6 +64,12 @@ from .patterns import (
 from .sink import RunLogSink
 from .state import WatchState, stored_key
 from .tailer import DEFAULT_MAX_LINE_BYTES, LineSink, LogTailer, TailSource
+
+# watchdog logs a harmless error when its inotify thread is stopped while events are
+# queued. In a process with no logging set up, Python's last-resort handler would print
+# it on stderr: under `otel-ai run` that is the experiment's stderr, which must reach the
+# terminal unchanged. The watcher reports its own problems as telemetry.
+logging.getLogger("watchdog").addHandler(logging.NullHandler())
 
 _EVENT_TYPES: list[type[FileSystemEvent]] = [
     FileCreatedEvent,
@@ -291,7 +291,8 @@ class Watcher:
         *,
         from_beginning: bool = False,
         log_patterns: Sequence[str] = DEFAULT_LOG_PATTERNS,
-        artifact_patterns: Sequence[tuple[str, str]] | Mapping[str, Sequence[str] | str] = DEFAULT_ARTIFACT_PATTERNS,
+        artifact_patterns: Sequence[tuple[str, str]]
+        | Mapping[str, Sequence[str] | str] = DEFAULT_ARTIFACT_PATTERNS,
         exclude: Sequence[str] = DEFAULT_EXCLUDE,
         uploader: ArtifactStore | None = None,
         artifacts_uri: str | None = None,
@@ -313,7 +314,11 @@ class Watcher:
             raise ConfigurationError("Watcher needs at least one directory to watch")
         if max_line_bytes < 256:
             raise ConfigurationError(f"max_line_bytes={max_line_bytes} is too small (at least 256)")
-        for name, value in (("flush_timeout_s", flush_timeout_s), ("settle_s", settle_s), ("poll_interval_s", poll_interval_s)):
+        for name, value in (
+            ("flush_timeout_s", flush_timeout_s),
+            ("settle_s", settle_s),
+            ("poll_interval_s", poll_interval_s),
+        ):
             if not value > 0:
                 raise ConfigurationError(f"{name}={value!r} must be a positive number of seconds")
         if artifacts_uri is not None:
@@ -394,7 +399,11 @@ class Watcher:
             return
         settings = pipeline.settings
         self.store = self._make_store(settings.artifacts_uri)
-        state_dir = os.fspath(self._state_dir) if self._state_dir is not None else os.fspath(settings.data_dir / "watch")
+        state_dir = (
+            os.fspath(self._state_dir)
+            if self._state_dir is not None
+            else os.fspath(settings.data_dir / "watch")
+        )
         excluded = {os.path.abspath(os.fspath(settings.data_dir)), os.path.abspath(state_dir)}
         self._excluded_prefixes = tuple(p.rstrip(os.sep) + os.sep for p in excluded)
         current = self._events.run()
@@ -402,7 +411,11 @@ class Watcher:
         for root in self._roots:
             if run_id:
                 root.state = WatchState(state_dir, run_id, root.path)
-        sink = self._line_sink if self._line_sink is not None else RunLogSink(self._run, log_context=self._log_context)
+        sink = (
+            self._line_sink
+            if self._line_sink is not None
+            else RunLogSink(self._run, log_context=self._log_context)
+        )
         self._tailer = LogTailer(
             sink,
             max_line_bytes=self.max_line_bytes,
@@ -459,7 +472,11 @@ class Watcher:
                 _stop_quietly(observer)
             else:
                 self._observer = observer
-                self.observer_kind = semconv.WATCH_OBSERVER_POLLING if isinstance(observer, PollingObserver) else semconv.WATCH_OBSERVER_NATIVE
+                self.observer_kind = (
+                    semconv.WATCH_OBSERVER_POLLING
+                    if isinstance(observer, PollingObserver)
+                    else semconv.WATCH_OBSERVER_NATIVE
+                )
         if self._observer is None:
             observer = PollingObserver(timeout=self.poll_interval_s)
             for root in existing:
@@ -469,7 +486,8 @@ class Watcher:
             self.observer_kind = semconv.WATCH_OBSERVER_POLLING
             if reason is not None:
                 self._events.log(
-                    f"otel_ai: native file events unavailable ({reason}); polling every {self.poll_interval_s:g} s", "warning"
+                    f"otel_ai: native file events unavailable ({reason}); polling every {self.poll_interval_s:g} s",
+                    "warning",
                 )
         for root in existing:
             root.scheduled = True
@@ -543,7 +561,9 @@ class Watcher:
                         continue
                     try:
                         if entry.is_dir(follow_symlinks=False):
-                            if not (path + os.sep).startswith(excluded_prefixes) and not self._exclude.match(rel + "/"):
+                            if not (path + os.sep).startswith(excluded_prefixes) and not self._exclude.match(
+                                rel + "/"
+                            ):
                                 stack.append(path)
                             continue
                         if not self._wanted(rel) or path.startswith(excluded_prefixes):
@@ -555,7 +575,9 @@ class Watcher:
                         yield path, rel, st
 
     def _wanted(self, rel: str) -> bool:
-        return (self._logs.match(rel) or self._rules.type_of(rel) is not None) and not self._exclude.match(rel)
+        return (self._logs.match(rel) or self._rules.type_of(rel) is not None) and not self._exclude.match(
+            rel
+        )
 
     def _interesting(self, path: str) -> bool:
         """On watchdog's thread: is this path one of ours?"""
@@ -594,7 +616,10 @@ class Watcher:
             return
         self._refused_logs.add(source.path)
         self._summary.paths_refused += 1
-        self._events.log(f"otel_ai: not tailing {source.relative}: it resolves outside the watched root {source.root}", "warning")
+        self._events.log(
+            f"otel_ai: not tailing {source.relative}: it resolves outside the watched root {source.root}",
+            "warning",
+        )
 
     def _loop(self) -> None:
         try:
@@ -636,7 +661,14 @@ class Watcher:
         if tailer is None:
             return ()
         stats = tailer.stats
-        return (stats.lines, stats.files, stats.rotations, stats.partial, stats.empty, int(bool(detector and detector.dirty)))
+        return (
+            stats.lines,
+            stats.files,
+            stats.rotations,
+            stats.partial,
+            stats.empty,
+            int(bool(detector and detector.dirty)),
+        )
 
     @never_raise()
     def _cycle(self, *, safety: bool | None, deadline: float | None = None) -> None:
@@ -669,7 +701,9 @@ class Watcher:
             if found is not None:
                 self._changed(found[0], path, found[1])
         if safety is None:
-            interval = self.poll_interval_s * (_NATIVE_SAFETY_FACTOR if self.observer_kind == semconv.WATCH_OBSERVER_NATIVE else 1)
+            interval = self.poll_interval_s * (
+                _NATIVE_SAFETY_FACTOR if self.observer_kind == semconv.WATCH_OBSERVER_NATIVE else 1
+            )
             safety = now >= self._next_safety
             if safety:
                 self._next_safety = now + interval
@@ -696,7 +730,11 @@ class Watcher:
             if root.state is None:
                 continue
             try:
-                root.state.save_logs({s.relative: state for s, state in _for_root(tailer, root).items()} if len(self._roots) > 1 else logs)
+                root.state.save_logs(
+                    {s.relative: state for s, state in _for_root(tailer, root).items()}
+                    if len(self._roots) > 1
+                    else logs
+                )
                 if artifacts is not None:
                     prefix = root.display_prefix
                     root.state.save_artifacts({k: v for k, v in artifacts.items() if k.startswith(prefix)})
@@ -704,7 +742,8 @@ class Watcher:
                 if not self._state_unwritable:  # a full or read-only data directory: said once
                     self._state_unwritable = True
                     logging.getLogger("otel_ai").warning(
-                        "otel_ai: cannot save the watcher's positions (%s); a restarted run may repeat lines", exc
+                        "otel_ai: cannot save the watcher's positions (%s); a restarted run may repeat lines",
+                        exc,
                     )
 
     # -- stopping ---------------------------------------------------------------------
@@ -719,7 +758,9 @@ class Watcher:
             return self._summary
         self._stopped = True
         if deadline is None:
-            deadline = time.monotonic() + (DEFAULT_SHUTDOWN_TIMEOUT_S if timeout is None else max(float(timeout), 0.0))
+            deadline = time.monotonic() + (
+                DEFAULT_SHUTDOWN_TIMEOUT_S if timeout is None else max(float(timeout), 0.0)
+            )
         return self._stop(deadline) or self._summary
 
     @never_raise()
@@ -793,7 +834,9 @@ class Watcher:
 
 
 def _for_root(tailer: LogTailer, root: _Root) -> dict[TailSource, dict[str, Any]]:
-    return {tail.source: tail.state() for tail in list(tailer.tails.values()) if tail.source.root == root.path}
+    return {
+        tail.source: tail.state() for tail in list(tailer.tails.values()) if tail.source.root == root.path
+    }
 
 
 def _make_roots(roots: Sequence[str | os.PathLike[str]]) -> list[_Root]:

@@ -19,25 +19,25 @@ from typing import Any
 
 _TASK = re.compile(r"\[\[task:([a-z_]+)\]\]")
 
-EXPERIMENT = '''import json, os, random
+EXPERIMENT = """import json, os, random
 random.seed({seed})
 os.makedirs("working", exist_ok=True)
 accuracy = round(0.55 + random.random() * 0.4, 4)
 {bug}json.dump({{"validation accuracy": accuracy}}, open("working/experiment_data.json", "w"))
 print("epoch 1: loss 0.9")
 print("validation accuracy:", accuracy)
-'''
-METRICS = '''import json, os
+"""
+METRICS = """import json, os
 data = json.load(open(os.path.join("working", "experiment_data.json")))
 for name, value in data.items():
     print(f"{name}: {value}")
-'''
-PLOT = '''import os
+"""
+PLOT = """import os
 os.makedirs("working", exist_ok=True)
 with open(os.path.join("working", "{name}.png"), "wb") as f:
     f.write(b"\\x89PNG\\r\\n\\x1a\\n" + b"0" * 64)
 print("saved {name}.png")
-'''
+"""
 
 
 class Brain:
@@ -66,24 +66,41 @@ class Brain:
         match = _TASK.search(prompt)
         task = match.group(1) if match else "chat"
         if task == "code":
-            bug = "raise ValueError('simulated bug in generated code')\n" if self._rand() < self.bug_rate else ""
+            bug = (
+                "raise ValueError('simulated bug in generated code')\n"
+                if self._rand() < self.bug_rate
+                else ""
+            )
             seed = int(self._rand() * 1e6)
-            return f"Plan: train a small model and report validation accuracy.\n\n```python\n{EXPERIMENT.format(seed=seed, bug=bug)}```\n", None
+            return (
+                f"Plan: train a small model and report validation accuracy.\n\n```python\n{EXPERIMENT.format(seed=seed, bug=bug)}```\n",
+                None,
+            )
         if task == "metrics_code":
             return f"Plan: load the saved data and print the metrics.\n\n```python\n{METRICS}```\n", None
         if task == "plot_code":
             return f"Plan: plot the curves.\n\n```python\n{PLOT.format(name=self._name('plot'))}```\n", None
         if task == "review":
             buggy = "Traceback" in prompt or "Error" in prompt.split("Execution output", 1)[-1]
-            return None, {"is_bug": buggy, "summary": "The code raised an exception." if buggy else "Runs and reports accuracy."}
+            return None, {
+                "is_bug": buggy,
+                "summary": "The code raised an exception." if buggy else "Runs and reports accuracy.",
+            }
         if task == "metric_parse":
             found = re.findall(r"validation accuracy: ([0-9.]+)", prompt)
             if not found:
                 return None, {"valid_metrics_received": False, "metric_names": []}
             value = float(found[-1])
-            return None, {"valid_metrics_received": True, "metric_names": [{
-                "metric_name": "validation accuracy", "lower_is_better": False,
-                "data": [{"dataset_name": "synthetic", "final_value": value, "best_value": value}]}]}
+            return None, {
+                "valid_metrics_received": True,
+                "metric_names": [
+                    {
+                        "metric_name": "validation accuracy",
+                        "lower_is_better": False,
+                        "data": [{"dataset_name": "synthetic", "final_value": value, "best_value": value}],
+                    }
+                ],
+            }
         if task == "select_best":
             candidates = re.findall(r"ID: ([0-9a-f]+)\s+Metric: (?:[^\n]*?final=)?([0-9]+\.[0-9]+)", prompt)
             if not candidates:
@@ -94,16 +111,29 @@ class Brain:
             good = int((re.findall(r"Good nodes: (\d+)", prompt) or ["0"])[-1])
             first = "Sub-stage number: 1" in prompt
             complete = first and good >= 2
-            return None, {"is_complete": complete, "reasoning": f"{good} working implementations",
-                          "missing_criteria": [] if complete else ["more stable results"]}
+            return None, {
+                "is_complete": complete,
+                "reasoning": f"{good} working implementations",
+                "missing_criteria": [] if complete else ["more stable results"],
+            }
         if task == "substage_goal":
             return None, {"goals": "Tune the learning rate further.", "sub_stage_name": "refinement"}
         if task == "idea":
             return f"Name: {self._name('idea')}\nDescription: vary one component and compare.", None
         if task == "review_paper":
-            review = {"Summary": "A small study of simulated models.", "Originality": 2, "Quality": 3, "Clarity": 3,
-                      "Significance": 2, "Soundness": 3, "Presentation": 3, "Contribution": 2, "Overall": 5,
-                      "Confidence": 4, "Decision": "Reject"}
+            review = {
+                "Summary": "A small study of simulated models.",
+                "Originality": 2,
+                "Quality": 3,
+                "Clarity": 3,
+                "Significance": 2,
+                "Soundness": 3,
+                "Presentation": 3,
+                "Contribution": 2,
+                "Overall": 5,
+                "Confidence": 4,
+                "Decision": "Reject",
+            }
             return f"THOUGHT: fine.\n\nREVIEW JSON:\n```json\n{json.dumps(review)}\n```\n", None
         return "A short answer: the experiment is progressing as planned.", None
 
@@ -141,24 +171,43 @@ class _Handler(BaseHTTPRequestHandler):
         created = int(time.time())
         if self.path.rstrip("/").endswith("/messages"):
             reply: dict[str, Any] = {
-                "id": f"msg_{created}_{brain.calls}", "type": "message", "role": "assistant", "model": model,
-                "content": [{"type": "text", "text": text or json.dumps(arguments)}], "stop_reason": "end_turn",
-                "stop_sequence": None, "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+                "id": f"msg_{created}_{brain.calls}",
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [{"type": "text", "text": text or json.dumps(arguments)}],
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
             }
         else:
             message: dict[str, Any] = {"role": "assistant", "content": text}
             finish = "stop"
             if arguments is not None:
                 tools = body.get("tools") or [{"function": {"name": "respond"}}]
-                message["tool_calls"] = [{"id": "call_1", "type": "function", "function": {
-                    "name": tools[0]["function"]["name"], "arguments": json.dumps(arguments)}}]
+                message["tool_calls"] = [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {
+                            "name": tools[0]["function"]["name"],
+                            "arguments": json.dumps(arguments),
+                        },
+                    }
+                ]
                 finish = "tool_calls"
             reply = {
-                "id": f"chatcmpl-{created}-{brain.calls}", "object": "chat.completion", "created": created,
-                "model": f"{model}-2025-01-01", "system_fingerprint": "fp_stub",
+                "id": f"chatcmpl-{created}-{brain.calls}",
+                "object": "chat.completion",
+                "created": created,
+                "model": f"{model}-2025-01-01",
+                "system_fingerprint": "fp_stub",
                 "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-                "usage": {"prompt_tokens": input_tokens, "completion_tokens": output_tokens,
-                          "total_tokens": input_tokens + output_tokens},
+                "usage": {
+                    "prompt_tokens": input_tokens,
+                    "completion_tokens": output_tokens,
+                    "total_tokens": input_tokens + output_tokens,
+                },
             }
         data = json.dumps(reply).encode()
         self.send_response(200)

@@ -6,7 +6,7 @@ import sys
 
 def _otel_ai_debug(message):
     if os.environ.get("OTEL_AI_DEBUG"):
-        sys.stderr.write("otel_ai bootstrap: %s\n" % (message,))
+        sys.stderr.write(f"otel_ai bootstrap: {message}\n")
 
 
 def _otel_ai_chain():
@@ -26,7 +26,7 @@ def _otel_ai_chain():
 try:
     _otel_ai_chain()
 except Exception as exc:  # noqa: BLE001
-    _otel_ai_debug("the shadowed sitecustomize failed: %r" % (exc,))
+    _otel_ai_debug(f"the shadowed sitecustomize failed: {exc!r}")
 
 # Most children (the interpreter's runs of generated code) never import what otel_ai
 # hooks: they must not pay for importing otel_ai at all. This finder imports the real
@@ -35,7 +35,7 @@ except Exception as exc:  # noqa: BLE001
 _OTEL_AI_WATCHED = frozenset(("concurrent.futures.process", "ai_scientist", "opentelemetry.trace"))
 
 
-class _OtelAiTrigger(object):
+class _OtelAiTrigger:
     fired = False
 
     def find_spec(self, fullname, path=None, target=None):
@@ -48,7 +48,7 @@ class _OtelAiTrigger(object):
             startup.start()
             return startup._finder.find_spec(fullname, path, target)
         except Exception as exc:  # noqa: BLE001 - e.g. otel_ai not installed for this interpreter
-            _otel_ai_debug("not started: %r" % (exc,))
+            _otel_ai_debug(f"not started: {exc!r}")
             return None
 
 
@@ -59,6 +59,6 @@ if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() != "true":
 
             _otel_ai_start()
         except Exception as exc:  # noqa: BLE001
-            _otel_ai_debug("not started: %r" % (exc,))
+            _otel_ai_debug(f"not started: {exc!r}")
     else:
         sys.meta_path.insert(0, _OtelAiTrigger())

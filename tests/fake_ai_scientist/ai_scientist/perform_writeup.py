@@ -8,15 +8,29 @@ import os.path as osp
 from .llm import create_client, get_response_from_llm
 
 
-def perform_writeup(base_folder, no_writing=False, num_cite_rounds=20, small_model="gpt-4o-2024-05-13",
-                    big_model="o1-2024-12-17", n_writeup_reflections=3, page_limit=8, citations_text=None):
+def perform_writeup(
+    base_folder,
+    no_writing=False,
+    num_cite_rounds=20,
+    small_model="gpt-4o-2024-05-13",
+    big_model="o1-2024-12-17",
+    n_writeup_reflections=3,
+    page_limit=8,
+    citations_text=None,
+):
     client, model = create_client(big_model)
-    text, history = get_response_from_llm("[[task:writeup]] Write the paper in LaTeX.", client, model,
-                                          "You are an ambitious AI researcher.")
+    text, history = get_response_from_llm(
+        "[[task:writeup]] Write the paper in LaTeX.", client, model, "You are an ambitious AI researcher."
+    )
     for _ in range(min(n_writeup_reflections, 2)):
         client, model = create_client(big_model)
-        text, history = get_response_from_llm("[[task:writeup]] Reflect and improve the paper.", client, model,
-                                              "You are an ambitious AI researcher.", msg_history=history)
+        text, history = get_response_from_llm(
+            "[[task:writeup]] Reflect and improve the paper.",
+            client,
+            model,
+            "You are an ambitious AI researcher.",
+            msg_history=history,
+        )
     if no_writing:
         return True
     os.makedirs(base_folder, exist_ok=True)

@@ -13,15 +13,26 @@ from .journal import Journal, Node
 from .parallel_agent import ParallelAgent
 
 stage_completion_eval_spec = FunctionSpec(
-    name="evaluate_stage_completion", description="Is the stage complete?",
-    json_schema={"type": "object", "properties": {"is_complete": {"type": "boolean"}, "reasoning": {"type": "string"},
-                                                  "missing_criteria": {"type": "array"}},
-                 "required": ["is_complete", "reasoning", "missing_criteria"]},
+    name="evaluate_stage_completion",
+    description="Is the stage complete?",
+    json_schema={
+        "type": "object",
+        "properties": {
+            "is_complete": {"type": "boolean"},
+            "reasoning": {"type": "string"},
+            "missing_criteria": {"type": "array"},
+        },
+        "required": ["is_complete", "reasoning", "missing_criteria"],
+    },
 )
 substage_goal_spec = FunctionSpec(
-    name="generate_substage_goals", description="Goals of the next sub-stage",
-    json_schema={"type": "object", "properties": {"goals": {"type": "string"}, "sub_stage_name": {"type": "string"}},
-                 "required": ["goals", "sub_stage_name"]},
+    name="generate_substage_goals",
+    description="Goals of the next sub-stage",
+    json_schema={
+        "type": "object",
+        "properties": {"goals": {"type": "string"}, "sub_stage_name": {"type": "string"}},
+        "required": ["goals", "sub_stage_name"],
+    },
 )
 
 
@@ -44,7 +55,12 @@ class StageTransition:
 
 
 class AgentManager:
-    main_stage_dict = {1: "initial_implementation", 2: "baseline_tuning", 3: "creative_research", 4: "ablation_studies"}
+    main_stage_dict = {
+        1: "initial_implementation",
+        2: "baseline_tuning",
+        3: "creative_research",
+        4: "ablation_studies",
+    }
 
     def __init__(self, task_desc: str, cfg: Any, workspace_dir: Path, event_callback=None) -> None:
         self.task_desc = json.loads(task_desc)
@@ -54,8 +70,14 @@ class AgentManager:
         self.stages: list[Stage] = []
         self.journals: dict[str, Journal] = {}
         self.stage_history: list[StageTransition] = []
-        first = Stage("1_initial_implementation_1_preliminary", "preliminary", "Get working code.",
-                      self._get_max_iterations(1), cfg.agent.search.num_drafts, 1)
+        first = Stage(
+            "1_initial_implementation_1_preliminary",
+            "preliminary",
+            "Get working code.",
+            self._get_max_iterations(1),
+            cfg.agent.search.num_drafts,
+            1,
+        )
         self.stages.append(first)
         self.current_stage: Stage | None = first
         self.journals[first.name] = Journal(event_callback=event_callback)
@@ -68,14 +90,19 @@ class AgentManager:
         parts = stage_name.split("_")
         main = int(parts[0])
         index = next(i for i in range(1, len(parts)) if parts[i].isdigit())
-        return main, "_".join(parts[1:index]), int(parts[index]), "_".join(parts[index + 1:])
+        return main, "_".join(parts[1:index]), int(parts[index]), "_".join(parts[index + 1 :])
 
     def _create_agent_for_stage(self, stage: Stage) -> ParallelAgent:
         stage_cfg = self.cfg.copy()
         stage_cfg.agent.search.num_drafts = stage.num_drafts
         task = f"{self.task_desc['Title']}\n\nCurrent stage: {stage.name}\nGoals: {stage.goals}"
-        return ParallelAgent(task_desc=task, cfg=stage_cfg, journal=self.journals[stage.name], stage_name=stage.name,
-                             event_callback=self.event_callback)
+        return ParallelAgent(
+            task_desc=task,
+            cfg=stage_cfg,
+            journal=self.journals[stage.name],
+            stage_name=stage.name,
+            event_callback=self.event_callback,
+        )
 
     def _get_best_implementation(self, stage_name: str) -> Node | None:
         journal = self.journals.get(stage_name)
@@ -117,26 +144,54 @@ class AgentManager:
 
     def _evaluate(self, stage: Stage, journal: Journal) -> dict[str, Any]:
         _, _, sub_number, _ = self.parse_stage_names(stage.name)
-        prompt = {"Task": "[[task:stage_check]] Is this stage complete?", "Goals": stage.goals,
-                  "Evidence": f"Sub-stage number: {sub_number}\nGood nodes: {len(journal.good_nodes)}"}
-        return query(system_message=prompt, user_message=None, func_spec=stage_completion_eval_spec,
-                     model=self.cfg.agent.feedback.model, temperature=self.cfg.agent.feedback.temp)
+        prompt = {
+            "Task": "[[task:stage_check]] Is this stage complete?",
+            "Goals": stage.goals,
+            "Evidence": f"Sub-stage number: {sub_number}\nGood nodes: {len(journal.good_nodes)}",
+        }
+        return query(
+            system_message=prompt,
+            user_message=None,
+            func_spec=stage_completion_eval_spec,
+            model=self.cfg.agent.feedback.model,
+            temperature=self.cfg.agent.feedback.temp,
+        )
 
-    def _create_next_substage(self, current_substage: Stage, journal: Journal, substage_feedback: str) -> Stage | None:
+    def _create_next_substage(
+        self, current_substage: Stage, journal: Journal, substage_feedback: str
+    ) -> Stage | None:
         main, main_name, sub_number, _ = self.parse_stage_names(current_substage.name)
-        response = query(system_message={"Task": "[[task:substage_goal]] Goals of the next sub-stage.",
-                                         "Feedback": substage_feedback},
-                         user_message=None, func_spec=substage_goal_spec, model=self.cfg.agent.feedback.model,
-                         temperature=self.cfg.agent.feedback.temp)
-        return Stage(f"{main}_{main_name}_{sub_number + 1}_{response['sub_stage_name']}", response["sub_stage_name"],
-                     response["goals"], self._get_max_iterations(main), 0, current_substage.stage_number)
+        response = query(
+            system_message={
+                "Task": "[[task:substage_goal]] Goals of the next sub-stage.",
+                "Feedback": substage_feedback,
+            },
+            user_message=None,
+            func_spec=substage_goal_spec,
+            model=self.cfg.agent.feedback.model,
+            temperature=self.cfg.agent.feedback.temp,
+        )
+        return Stage(
+            f"{main}_{main_name}_{sub_number + 1}_{response['sub_stage_name']}",
+            response["sub_stage_name"],
+            response["goals"],
+            self._get_max_iterations(main),
+            0,
+            current_substage.stage_number,
+        )
 
     def _create_next_main_stage(self, current_substage: Stage, journal: Journal) -> Stage | None:
         main, _, _, _ = self.parse_stage_names(current_substage.name)
         if main == 4:
             return None
-        return Stage(f"{main + 1}_{self.main_stage_dict[main + 1]}_1_first_attempt", "first_attempt",
-                     f"Goals of stage {main + 1}.", self._get_max_iterations(main + 1), 0, main + 1)
+        return Stage(
+            f"{main + 1}_{self.main_stage_dict[main + 1]}_1_first_attempt",
+            "first_attempt",
+            f"Goals of stage {main + 1}.",
+            self._get_max_iterations(main + 1),
+            0,
+            main + 1,
+        )
 
     def run(self, exec_callback, step_callback=None) -> None:
         while self.current_stage:
@@ -165,10 +220,16 @@ class AgentManager:
                                     step_callback(substage, self.journals[substage.name])
                             substage = None
                             break
-                        sub_complete, sub_feedback = self._check_substage_completion(substage, self.journals[substage.name])
+                        sub_complete, sub_feedback = self._check_substage_completion(
+                            substage, self.journals[substage.name]
+                        )
                         if sub_complete:
-                            following = self._create_next_substage(substage, self.journals[substage.name], sub_feedback)
-                            self.stage_history.append(StageTransition(substage.name, following.name, sub_feedback, {}))
+                            following = self._create_next_substage(
+                                substage, self.journals[substage.name], sub_feedback
+                            )
+                            self.stage_history.append(
+                                StageTransition(substage.name, following.name, sub_feedback, {})
+                            )
                             self.stages.append(following)
                             self.journals[following.name] = Journal(event_callback=self.event_callback)
                             substage = following
@@ -180,7 +241,9 @@ class AgentManager:
             if following is None:
                 self.current_stage = None
                 break
-            self.stage_history.append(StageTransition(last.name, following.name, f"Moving to {following.description}", {}))
+            self.stage_history.append(
+                StageTransition(last.name, following.name, f"Moving to {following.description}", {})
+            )
             self.stages.append(following)
             self.journals[following.name] = Journal(event_callback=self.event_callback)
             self.current_stage = following

@@ -21,8 +21,14 @@ class ExecutionResult:
 
 
 class Interpreter:
-    def __init__(self, working_dir: str | Path, timeout: float = 3600, format_tb_ipython: bool = False,
-                 agent_file_name: str = "runfile.py", env_vars: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        working_dir: str | Path,
+        timeout: float = 3600,
+        format_tb_ipython: bool = False,
+        agent_file_name: str = "runfile.py",
+        env_vars: dict[str, str] | None = None,
+    ) -> None:
         self.working_dir = Path(working_dir).resolve()
         self.working_dir.mkdir(parents=True, exist_ok=True)
         self.timeout = timeout
@@ -38,8 +44,14 @@ class Interpreter:
         env = {**os.environ, **{k: v for k, v in self.env_vars.items() if v is not None}}
         started = time.time()
         try:
-            done = subprocess.run([sys.executable, str(path)], cwd=self.working_dir, capture_output=True, text=True,
-                                  timeout=self.timeout, env=env)
+            done = subprocess.run(
+                [sys.executable, str(path)],
+                cwd=self.working_dir,
+                capture_output=True,
+                text=True,
+                timeout=self.timeout,
+                env=env,
+            )
         except subprocess.TimeoutExpired:
             return ExecutionResult(["TimeoutError"], time.time() - started, "TimeoutError")
         elapsed = time.time() - started
@@ -47,5 +59,9 @@ class Interpreter:
         if done.returncode != 0:
             found = re.findall(r"^(\w+(?:Error|Exception|Interrupt)):", done.stderr, re.MULTILINE)
             exc_type = found[-1] if found else "RuntimeError"
-        return ExecutionResult((done.stdout + done.stderr).splitlines(keepends=True), elapsed, exc_type,
-                               {"returncode": done.returncode} if exc_type else None)
+        return ExecutionResult(
+            (done.stdout + done.stderr).splitlines(keepends=True),
+            elapsed,
+            exc_type,
+            {"returncode": done.returncode} if exc_type else None,
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from .backend import FunctionSpec, query
 from .utils.metric import MetricValue, WorstMetricValue
@@ -13,8 +13,11 @@ from .utils.metric import MetricValue, WorstMetricValue
 node_selection_spec = FunctionSpec(
     name="select_best_implementation",
     description="Select the best implementation",
-    json_schema={"type": "object", "properties": {"selected_id": {"type": "string"}, "reasoning": {"type": "string"}},
-                 "required": ["selected_id", "reasoning"]},
+    json_schema={
+        "type": "object",
+        "properties": {"selected_id": {"type": "string"}, "reasoning": {"type": "string"}},
+        "required": ["selected_id", "reasoning"],
+    },
 )
 
 
@@ -26,8 +29,8 @@ class Node:
     step: int | None = field(default=None, kw_only=True)
     id: str = field(default_factory=lambda: uuid.uuid4().hex, kw_only=True)
     ctime: float = field(default_factory=time.time, kw_only=True)
-    parent: Optional["Node"] = field(default=None, kw_only=True)
-    children: set["Node"] = field(default_factory=set, kw_only=True)
+    parent: Node | None = field(default=None, kw_only=True)
+    children: set[Node] = field(default_factory=set, kw_only=True)
     term_out: list[str] | None = field(default=None, kw_only=True)
     exec_time: float | None = field(default=None, kw_only=True)
     exc_type: str | None = field(default=None, kw_only=True)
@@ -61,21 +64,34 @@ class Node:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "plan": self.plan, "code": self.code, "plot_code": self.plot_code, "step": self.step, "id": self.id,
-            "ctime": self.ctime, "term_out": self.term_out, "exec_time": self.exec_time, "exc_type": self.exc_type,
-            "parse_metrics_code": self.parse_metrics_code, "analysis": self.analysis,
-            "metric": {"value": self.metric.value if self.metric else None,
-                       "maximize": self.metric.maximize if self.metric else None,
-                       "name": self.metric.name if self.metric else None,
-                       "description": self.metric.description if self.metric else None},
-            "is_buggy": self.is_buggy, "plots": self.plots, "hyperparam_name": self.hyperparam_name,
-            "ablation_name": self.ablation_name, "is_seed_node": self.is_seed_node,
+            "plan": self.plan,
+            "code": self.code,
+            "plot_code": self.plot_code,
+            "step": self.step,
+            "id": self.id,
+            "ctime": self.ctime,
+            "term_out": self.term_out,
+            "exec_time": self.exec_time,
+            "exc_type": self.exc_type,
+            "parse_metrics_code": self.parse_metrics_code,
+            "analysis": self.analysis,
+            "metric": {
+                "value": self.metric.value if self.metric else None,
+                "maximize": self.metric.maximize if self.metric else None,
+                "name": self.metric.name if self.metric else None,
+                "description": self.metric.description if self.metric else None,
+            },
+            "is_buggy": self.is_buggy,
+            "plots": self.plots,
+            "hyperparam_name": self.hyperparam_name,
+            "ablation_name": self.ablation_name,
+            "is_seed_node": self.is_seed_node,
             "is_seed_agg_node": self.is_seed_agg_node,
             "parent_id": None if self.parent is None else self.parent.id,
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], journal: Optional["Journal"] = None) -> "Node":
+    def from_dict(cls, data: dict[str, Any], journal: Journal | None = None) -> Node:
         data = dict(data)
         parent_id = data.pop("parent_id", None)
         metric = data.pop("metric", None)
@@ -135,8 +151,13 @@ class Journal:
         candidates = "".join(f"ID: {n.id}\nMetric: {n.metric}\n" for n in nodes if not n.is_seed_node)
         prompt = {"Task": "[[task:select_best]] Select the best implementation.", "Candidates": candidates}
         try:
-            selection = query(system_message=prompt, user_message=None, func_spec=node_selection_spec,
-                              model="gpt-4o-2024-11-20", temperature=1.0)
+            selection = query(
+                system_message=prompt,
+                user_message=None,
+                func_spec=node_selection_spec,
+                model="gpt-4o-2024-11-20",
+                temperature=1.0,
+            )
             chosen = next((n for n in nodes if n.id == selection["selected_id"]), None)
             if chosen is not None:
                 return chosen
@@ -147,6 +168,10 @@ class Journal:
     def generate_summary(self, include_code: bool = False) -> str:
         if not self.nodes:
             return ""
-        prompt = {"Task": "[[task:summary]] Summarize the experiments so far.",
-                  "Nodes": [f"{n.id[:8]} buggy={n.is_buggy} metric={n.metric}" for n in self.nodes]}
-        return str(query(system_message=prompt, user_message=None, model="gpt-4o-mini-2024-07-18", temperature=0.3))
+        prompt = {
+            "Task": "[[task:summary]] Summarize the experiments so far.",
+            "Nodes": [f"{n.id[:8]} buggy={n.is_buggy} metric={n.metric}" for n in self.nodes],
+        }
+        return str(
+            query(system_message=prompt, user_message=None, model="gpt-4o-mini-2024-07-18", temperature=0.3)
+        )

@@ -21,15 +21,22 @@ from .journal import Journal, Node
 from .utils.metric import MetricValue, WorstMetricValue
 
 review_func_spec = FunctionSpec(
-    name="submit_review", description="Review the execution",
-    json_schema={"type": "object", "properties": {"is_bug": {"type": "boolean"}, "summary": {"type": "string"}},
-                 "required": ["is_bug", "summary"]},
+    name="submit_review",
+    description="Review the execution",
+    json_schema={
+        "type": "object",
+        "properties": {"is_bug": {"type": "boolean"}, "summary": {"type": "string"}},
+        "required": ["is_bug", "summary"],
+    },
 )
 metric_parse_spec = FunctionSpec(
-    name="parse_metrics", description="Parse the metrics",
-    json_schema={"type": "object", "properties": {"valid_metrics_received": {"type": "boolean"},
-                                                  "metric_names": {"type": "array"}},
-                 "required": ["valid_metrics_received", "metric_names"]},
+    name="parse_metrics",
+    description="Parse the metrics",
+    json_schema={
+        "type": "object",
+        "properties": {"valid_metrics_received": {"type": "boolean"}, "metric_names": {"type": "array"}},
+        "required": ["valid_metrics_received", "metric_names"],
+    },
 )
 
 
@@ -63,7 +70,9 @@ def _idea(text: str) -> tuple[str, str]:
 class MinimalAgent:
     """What a worker needs to make one node."""
 
-    def __init__(self, task_desc, cfg, memory_summary=None, evaluation_metrics=None, stage=None, stage_name=None):
+    def __init__(
+        self, task_desc, cfg, memory_summary=None, evaluation_metrics=None, stage=None, stage_name=None
+    ):
         self.task_desc = task_desc
         self.cfg = cfg
         self.memory_summary = memory_summary
@@ -71,14 +80,20 @@ class MinimalAgent:
         self.stage_name = stage_name
 
     def _draft(self) -> Node:
-        prompt = {"Task": "[[task:code]] Write the first implementation.", "Research idea": self.task_desc,
-                  "Memory": self.memory_summary or ""}
+        prompt = {
+            "Task": "[[task:code]] Write the first implementation.",
+            "Research idea": self.task_desc,
+            "Memory": self.memory_summary or "",
+        }
         plan, code = self.plan_and_code_query(prompt)
         return Node(plan=plan, code=code)
 
     def _debug(self, parent_node: Node) -> Node:
-        prompt = {"Task": "[[task:code]] Fix the bug.", "Previous (buggy) implementation": parent_node.code,
-                  "Execution output": "".join(parent_node.term_out or [])}
+        prompt = {
+            "Task": "[[task:code]] Fix the bug.",
+            "Previous (buggy) implementation": parent_node.code,
+            "Execution output": "".join(parent_node.term_out or []),
+        }
         plan, code = self.plan_and_code_query(prompt)
         return Node(plan=plan, code=code, parent=parent_node)
 
@@ -90,8 +105,13 @@ class MinimalAgent:
     def _generate_seed_node(self, parent_node: Node) -> Node:
         return Node(plan="Seed node", code=parent_node.code, parent=parent_node, is_seed_node=True)
 
-    def _generate_hyperparam_tuning_node(self, parent_node: Node, hyperparam_idea: HyperparamTuningIdea) -> Node:
-        prompt = {"Task": f"[[task:code]] Tune hyperparameters: {hyperparam_idea.name}.", "Base code": parent_node.code}
+    def _generate_hyperparam_tuning_node(
+        self, parent_node: Node, hyperparam_idea: HyperparamTuningIdea
+    ) -> Node:
+        prompt = {
+            "Task": f"[[task:code]] Tune hyperparameters: {hyperparam_idea.name}.",
+            "Base code": parent_node.code,
+        }
         plan, code = self.plan_and_code_query(prompt)
         return Node(plan=plan, code=code, parent=parent_node, hyperparam_name=hyperparam_idea.name)
 
@@ -103,8 +123,12 @@ class MinimalAgent:
     def plan_and_code_query(self, prompt, retries=3) -> tuple[str, str]:
         text = ""
         for _ in range(retries):
-            text = query(system_message=prompt, user_message=None, model=self.cfg.agent.code.model,
-                         temperature=self.cfg.agent.code.temp)
+            text = query(
+                system_message=prompt,
+                user_message=None,
+                model=self.cfg.agent.code.model,
+                temperature=self.cfg.agent.code.temp,
+            )
             code, plan = _code_of(text), _plan_of(text)
             if code and plan:
                 return plan, code
@@ -113,14 +137,27 @@ class MinimalAgent:
 
     def parse_exec_result(self, node: Node, exec_result, workspace: str) -> None:
         node.absorb_exec_result(exec_result)
-        prompt = {"Task": "[[task:review]] Did the code run correctly?", "Implementation": node.code,
-                  "Execution output": "".join(node.term_out or [])}
-        response = cast(dict, query(system_message=prompt, user_message=None, func_spec=review_func_spec,
-                                    model=self.cfg.agent.feedback.model, temperature=self.cfg.agent.feedback.temp))
+        prompt = {
+            "Task": "[[task:review]] Did the code run correctly?",
+            "Implementation": node.code,
+            "Execution output": "".join(node.term_out or []),
+        }
+        response = cast(
+            dict,
+            query(
+                system_message=prompt,
+                user_message=None,
+                func_spec=review_func_spec,
+                model=self.cfg.agent.feedback.model,
+                temperature=self.cfg.agent.feedback.temp,
+            ),
+        )
         node.analysis = response["summary"]
         node.is_buggy = bool(response["is_bug"]) or node.exc_type is not None
 
-    def _generate_plotting_code(self, node: Node, working_dir: str, plot_code_from_prev_stage: str | None = None) -> str:
+    def _generate_plotting_code(
+        self, node: Node, working_dir: str, plot_code_from_prev_stage: str | None = None
+    ) -> str:
         prompt = {"Task": "[[task:plot_code]] Plot the results.", "Code": node.code}
         _, code = self.plan_and_code_query(prompt)
         node.plot_code = code
@@ -128,8 +165,17 @@ class MinimalAgent:
 
 
 class ParallelAgent:
-    def __init__(self, task_desc: str, cfg, journal: Journal, stage_name=None, best_stage3_node=None,
-                 best_stage2_node=None, best_stage1_node=None, event_callback=None):
+    def __init__(
+        self,
+        task_desc: str,
+        cfg,
+        journal: Journal,
+        stage_name=None,
+        best_stage3_node=None,
+        best_stage2_node=None,
+        best_stage1_node=None,
+        event_callback=None,
+    ):
         self.task_desc = task_desc
         self.cfg = cfg
         self.journal = journal
@@ -144,24 +190,43 @@ class ParallelAgent:
         if method is None:  # upstream: the platform default
             self.executor = ProcessPoolExecutor(max_workers=self.num_workers)
         else:  # the fork: spawn
-            self.executor = ProcessPoolExecutor(max_workers=self.num_workers, mp_context=multiprocessing.get_context(method))
+            self.executor = ProcessPoolExecutor(
+                max_workers=self.num_workers, mp_context=multiprocessing.get_context(method)
+            )
         self._is_shutdown = False
         self.evaluation_metrics = self._define_global_metrics()
         self._random = random.Random(len(stage_name or ""))
 
     def _define_global_metrics(self) -> str:
-        prompt = {"Task": "[[task:metric_define]] Propose an evaluation metric.", "Research idea": self.task_desc}
-        return str(query(system_message=prompt, user_message=None, model=self.cfg.agent.code.model,
-                         temperature=self.cfg.agent.code.temp))
+        prompt = {
+            "Task": "[[task:metric_define]] Propose an evaluation metric.",
+            "Research idea": self.task_desc,
+        }
+        return str(
+            query(
+                system_message=prompt,
+                user_message=None,
+                model=self.cfg.agent.code.model,
+                temperature=self.cfg.agent.code.temp,
+            )
+        )
 
     def _generate_hyperparam_tuning_idea(self) -> HyperparamTuningIdea:
-        text = query(system_message={"Task": "[[task:idea]] Propose a hyperparameter to tune."}, user_message=None,
-                     model=self.cfg.agent.code.model, temperature=self.cfg.agent.code.temp)
+        text = query(
+            system_message={"Task": "[[task:idea]] Propose a hyperparameter to tune."},
+            user_message=None,
+            model=self.cfg.agent.code.model,
+            temperature=self.cfg.agent.code.temp,
+        )
         return HyperparamTuningIdea(*_idea(text))
 
     def _generate_ablation_idea(self) -> AblationIdea:
-        text = query(system_message={"Task": "[[task:idea]] Propose an ablation."}, user_message=None,
-                     model=self.cfg.agent.code.model, temperature=self.cfg.agent.code.temp)
+        text = query(
+            system_message={"Task": "[[task:idea]] Propose an ablation."},
+            user_message=None,
+            model=self.cfg.agent.code.model,
+            temperature=self.cfg.agent.code.temp,
+        )
         return AblationIdea(*_idea(text))
 
     def _select_parallel_nodes(self) -> list[Node | None]:
@@ -173,8 +238,11 @@ class ParallelAgent:
                 chosen.append(None)
                 drafts += 1
                 continue
-            buggy_leaves = [n for n in self.journal.buggy_nodes if not n.children and n.debug_depth < search.max_debug_depth
-                            and n not in chosen]
+            buggy_leaves = [
+                n
+                for n in self.journal.buggy_nodes
+                if not n.children and n.debug_depth < search.max_debug_depth and n not in chosen
+            ]
             if buggy_leaves and self._random.random() < search.debug_prob:
                 chosen.append(self._random.choice(buggy_leaves))
                 continue
@@ -199,27 +267,60 @@ class ParallelAgent:
                     hyperparam_idea = self._generate_hyperparam_tuning_idea()
                 elif self.stage_name and self.stage_name.startswith("4_"):
                     ablation_idea = self._generate_ablation_idea()
-            futures.append(self.executor.submit(
-                self._process_node_wrapper, node_data, self.task_desc, self.cfg, None, memory_summary,
-                self.evaluation_metrics, self.stage_name, ablation_idea, hyperparam_idea, None, None, None, False,
-            ))
+            futures.append(
+                self.executor.submit(
+                    self._process_node_wrapper,
+                    node_data,
+                    self.task_desc,
+                    self.cfg,
+                    None,
+                    memory_summary,
+                    self.evaluation_metrics,
+                    self.stage_name,
+                    ablation_idea,
+                    hyperparam_idea,
+                    None,
+                    None,
+                    None,
+                    False,
+                )
+            )
         for future in futures:
             result = future.result(timeout=self.timeout)
             self.journal.append(Node.from_dict(result, self.journal))
 
     @staticmethod
-    def _process_node_wrapper(node_data, task_desc, cfg, gpu_id=None, memory_summary=None, evaluation_metrics=None,
-                              stage_name=None, new_ablation_idea=None, new_hyperparam_idea=None,
-                              best_stage3_plot_code=None, best_stage2_plot_code=None, best_stage1_plot_code=None,
-                              seed_eval=False, event_callback=None):
+    def _process_node_wrapper(
+        node_data,
+        task_desc,
+        cfg,
+        gpu_id=None,
+        memory_summary=None,
+        evaluation_metrics=None,
+        stage_name=None,
+        new_ablation_idea=None,
+        new_hyperparam_idea=None,
+        best_stage3_plot_code=None,
+        best_stage2_plot_code=None,
+        best_stage1_plot_code=None,
+        seed_eval=False,
+        event_callback=None,
+    ):
         """Runs in a pool worker: makes one child node of ``node_data`` (a draft when None)."""
         process_id = multiprocessing.current_process().name
         workspace = os.path.join(cfg.workspace_dir, f"process_{process_id}")
         working_dir = os.path.join(workspace, "working")
         os.makedirs(working_dir, exist_ok=True)
-        agent = MinimalAgent(task_desc=task_desc, cfg=cfg, memory_summary=memory_summary,
-                             evaluation_metrics=evaluation_metrics, stage_name=stage_name)
-        interpreter = Interpreter(working_dir=workspace, timeout=cfg.exec.timeout, agent_file_name=cfg.exec.agent_file_name)
+        agent = MinimalAgent(
+            task_desc=task_desc,
+            cfg=cfg,
+            memory_summary=memory_summary,
+            evaluation_metrics=evaluation_metrics,
+            stage_name=stage_name,
+        )
+        interpreter = Interpreter(
+            working_dir=workspace, timeout=cfg.exec.timeout, agent_file_name=cfg.exec.agent_file_name
+        )
         parent_node = Node.from_dict(node_data, journal=None) if node_data else None
         if seed_eval:
             child_node = agent._generate_seed_node(parent_node)
@@ -242,16 +343,29 @@ class ParallelAgent:
                 child_node.parse_metrics_code = parent_node.parse_metrics_code
             else:
                 _, child_node.parse_metrics_code = agent.plan_and_code_query(
-                    {"Task": "[[task:metrics_code]] Write code that prints the metrics.", "Code": child_node.code})
+                    {
+                        "Task": "[[task:metrics_code]] Write code that prints the metrics.",
+                        "Code": child_node.code,
+                    }
+                )
             metrics = interpreter.run(child_node.parse_metrics_code, True)
             if metrics.exc_type is None:
-                response = query(system_message={"Task": "[[task:metric_parse]] Parse the metrics.",
-                                                 "Execution Output": "".join(metrics.term_out)},
-                                 user_message=None, func_spec=metric_parse_spec, model=cfg.agent.feedback.model,
-                                 temperature=cfg.agent.feedback.temp)
+                response = query(
+                    system_message={
+                        "Task": "[[task:metric_parse]] Parse the metrics.",
+                        "Execution Output": "".join(metrics.term_out),
+                    },
+                    user_message=None,
+                    func_spec=metric_parse_spec,
+                    model=cfg.agent.feedback.model,
+                    temperature=cfg.agent.feedback.temp,
+                )
                 if response["valid_metrics_received"]:
-                    child_node.metric = MetricValue(value={"metric_names": response["metric_names"]}, maximize=True,
-                                                    name="validation accuracy")
+                    child_node.metric = MetricValue(
+                        value={"metric_names": response["metric_names"]},
+                        maximize=True,
+                        name="validation accuracy",
+                    )
                 else:
                     child_node.metric, child_node.is_buggy = WorstMetricValue(), True
             else:
@@ -260,8 +374,11 @@ class ParallelAgent:
         else:
             child_node.metric, child_node.is_buggy = WorstMetricValue(), True
         if not child_node.is_buggy:
-            plotting_code = parent_node.plot_code if seed_eval and parent_node.plot_code else \
-                agent._generate_plotting_code(child_node, working_dir)
+            plotting_code = (
+                parent_node.plot_code
+                if seed_eval and parent_node.plot_code
+                else agent._generate_plotting_code(child_node, working_dir)
+            )
             plot_result = interpreter.run(plotting_code, True)
             if plot_result.exc_type is None:
                 child_node.plots = sorted(f for f in os.listdir(working_dir) if f.endswith(".png"))
@@ -270,9 +387,22 @@ class ParallelAgent:
     def _run_multi_seed_evaluation(self, node: Node) -> list[Node]:
         node_data = node.to_dict()
         futures = [
-            self.executor.submit(self._process_node_wrapper, dict(node_data, code=f"# seed {seed}\n" + node.code),
-                                 self.task_desc, self.cfg, None, "", self.evaluation_metrics, self.stage_name,
-                                 None, None, None, None, None, True)
+            self.executor.submit(
+                self._process_node_wrapper,
+                dict(node_data, code=f"# seed {seed}\n" + node.code),
+                self.task_desc,
+                self.cfg,
+                None,
+                "",
+                self.evaluation_metrics,
+                self.stage_name,
+                None,
+                None,
+                None,
+                None,
+                None,
+                True,
+            )
             for seed in range(self.cfg.agent.multi_seed_eval.num_seeds)
         ]
         seeds = []
@@ -283,21 +413,39 @@ class ParallelAgent:
         return seeds
 
     def _aggregate_seed_eval_results(self, seed_nodes: list[Node], parent_node: Node) -> str:
-        prompt = {"Task": "[[task:plot_code]] Aggregate the seeds' results in one plot.",
-                  "Seeds": [str(n.metric) for n in seed_nodes]}
-        return _code_of(str(query(system_message=prompt, user_message=None, model=self.cfg.agent.code.model,
-                                  temperature=self.cfg.agent.code.temp)))
+        prompt = {
+            "Task": "[[task:plot_code]] Aggregate the seeds' results in one plot.",
+            "Seeds": [str(n.metric) for n in seed_nodes],
+        }
+        return _code_of(
+            str(
+                query(
+                    system_message=prompt,
+                    user_message=None,
+                    model=self.cfg.agent.code.model,
+                    temperature=self.cfg.agent.code.temp,
+                )
+            )
+        )
 
     def _generate_seed_eval_aggregation_node(self, node: Node, agg_plotting_code: str) -> Node:
-        return Node(plan="Aggregate results from multiple seeds", code="# plotting aggregation code",
-                    plot_code=agg_plotting_code, parent=node, is_seed_node=True, is_seed_agg_node=True)
+        return Node(
+            plan="Aggregate results from multiple seeds",
+            code="# plotting aggregation code",
+            plot_code=agg_plotting_code,
+            parent=node,
+            is_seed_node=True,
+            is_seed_agg_node=True,
+        )
 
     def _run_plot_aggregation(self, node: Node, seed_nodes: list[Node]) -> None:
         if not seed_nodes:
             return
         code = self._aggregate_seed_eval_results(seed_nodes, node)
         agg_node = self._generate_seed_eval_aggregation_node(node, code)
-        interpreter = Interpreter(working_dir=os.path.join(self.cfg.workspace_dir, "aggregation"), timeout=self.cfg.exec.timeout)
+        interpreter = Interpreter(
+            working_dir=os.path.join(self.cfg.workspace_dir, "aggregation"), timeout=self.cfg.exec.timeout
+        )
         result = interpreter.run(code, True)
         agg_node.absorb_exec_result(result)
         agg_node.is_buggy = result.exc_type is not None

@@ -11,8 +11,12 @@ import openai
 from .utils import FunctionSpec
 
 
-def query(system_message: str | None, user_message: str | None, func_spec: FunctionSpec | None = None,
-          **model_kwargs: Any) -> tuple[Any, float, int, int, dict[str, Any]]:
+def query(
+    system_message: str | None,
+    user_message: str | None,
+    func_spec: FunctionSpec | None = None,
+    **model_kwargs: Any,
+) -> tuple[Any, float, int, int, dict[str, Any]]:
     client = openai.OpenAI(max_retries=0)
     kwargs = {k: v for k, v in model_kwargs.items() if v is not None}
     messages = []

@@ -30,7 +30,10 @@ class FunctionSpec:
 
     @property
     def as_openai_tool_dict(self) -> dict[str, Any]:
-        return {"type": "function", "function": {"name": self.name, "description": self.description, "parameters": self.json_schema}}
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": self.json_schema},
+        }
 
     @property
     def openai_tool_choice_dict(self) -> dict[str, Any]:

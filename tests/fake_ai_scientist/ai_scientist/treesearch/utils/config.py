@@ -57,5 +57,5 @@ class Config:
     agent: AgentConfig = field(default_factory=AgentConfig)
     exec: ExecConfig = field(default_factory=ExecConfig)
 
-    def copy(self) -> "Config":
+    def copy(self) -> Config:
         return copy.deepcopy(self)

@@ -22,7 +22,12 @@ class MetricValue:
 
     def _finals(self) -> list[float]:
         if isinstance(self.value, dict) and "metric_names" in self.value:
-            return [d["final_value"] for m in self.value["metric_names"] for d in m["data"] if d["final_value"] is not None]
+            return [
+                d["final_value"]
+                for m in self.value["metric_names"]
+                for d in m["data"]
+                if d["final_value"] is not None
+            ]
         if isinstance(self.value, dict):
             return [v for v in self.value.values() if v is not None]
         return [] if self.value is None else [float(self.value)]
@@ -36,7 +41,7 @@ class MetricValue:
             return not self.value["metric_names"][0]["lower_is_better"]
         return bool(self.maximize)
 
-    def __gt__(self, other: "MetricValue") -> bool:
+    def __gt__(self, other: MetricValue) -> bool:
         if self.value is None:
             return False
         if other.value is None:
@@ -51,8 +56,10 @@ class MetricValue:
             pieces = []
             for metric in self.value["metric_names"]:
                 arrow = "↓" if metric.get("lower_is_better") else "↑"
-                values = ", ".join(f"{d['dataset_name']}:(final={d['final_value']:.4f}, best={d['best_value']:.4f})"
-                                   for d in metric["data"])
+                values = ", ".join(
+                    f"{d['dataset_name']}:(final={d['final_value']:.4f}, best={d['best_value']:.4f})"
+                    for d in metric["data"]
+                )
                 pieces.append(f"{metric['metric_name']}{arrow}[{values}]")
             return "Metrics(" + "; ".join(pieces) + ")"
         arrow = "?" if self.maximize is None else ("↑" if self.maximize else "↓")
