@@ -182,28 +182,6 @@ def _redact_aws_secrets(text: str) -> str:
     return "".join(out)
 
 
-def _sub_tokens(pattern: re.Pattern[str], text: str) -> str:
-    """Every match of ``pattern`` that starts where a token may start, redacted."""
-    out: list[str] = []
-    last = pos = 0
-    search = pattern.search
-    while True:
-        match = search(text, pos)
-        if match is None:
-            break
-        start = match.start()
-        if _token_may_start(text, start):
-            out.append(text[last:start])
-            out.append(REDACTED)
-            last = pos = match.end()
-        else:
-            pos = start + 1  # inside a word: a token may still start further on
-    if not out:
-        return text
-    out.append(text[last:])
-    return "".join(out)
-
-
 class Redactor:
     """Replaces secrets in strings; cheap when a string holds none."""
 
@@ -238,10 +216,10 @@ class Redactor:
             text = self._literals.sub(REDACTED, text)
         original = text
         text = _redact_aws_secrets(text)  # first: an AWS key id nearby tells it apart
-        text = _sub_tokens(self._tokens, text)
-        text = _sub_secret_groups(self._prefixed[0], text, boundary=True)  # Bearer / token
-        text = _sub_secret_groups(self._prefixed[1], text)  # user:password@
-        text = _sub_secret_groups(_ASSIGNMENT, text, names=_SECRET_NAME_RE)
+        text = _sub_matches(self._tokens, text, boundary=True)
+        text = _sub_matches(self._prefixed[0], text, boundary=True)  # Bearer / token
+        text = _sub_matches(self._prefixed[1], text)  # user:password@
+        text = _sub_matches(_ASSIGNMENT, text, names=_SECRET_NAME_RE)
         if len(text) > len(original) >= _KEEP_LENGTH_FROM:
             # "[REDACTED]" is longer than a short secret: a text already cut to its
             # bound stays within it (the excess goes from the middle)
@@ -269,7 +247,7 @@ class Redactor:
         """The same mapping when nothing changed, else a redacted copy."""
         if not attributes:
             return attributes
-        if not self.might_contain_secret("\n".join(_strings(attributes.values()))):
+        if not self.might_contain_secret("\n".join(strings_of(attributes.values()))):
             return attributes
         changed: dict[str, Any] | None = None
         for key, value in attributes.items():
@@ -287,7 +265,8 @@ def _encodings(value: str) -> set[str]:
     return {value, escaped, json.dumps(escaped, ensure_ascii=False)[1:-1], *quoted}
 
 
-def _strings(values: Any) -> list[str]:
+def strings_of(values: Any) -> list[str]:
+    """The strings among ``values`` and inside their list or tuple values."""
     out: list[str] = []
     for value in values:
         if isinstance(value, str):
@@ -297,11 +276,13 @@ def _strings(values: Any) -> list[str]:
     return out
 
 
-def _sub_secret_groups(
+def _sub_matches(
     pattern: re.Pattern[str], text: str, names: re.Pattern[str] | None = None, boundary: bool = False
 ) -> str:
-    """Group "secret" of every match of ``pattern`` redacted, where the match starts
-    where a token may start and (with ``names``) its group "name" says it holds a secret."""
+    """Every match of ``pattern`` redacted: its group "secret" when it has one, else the
+    whole match. With ``boundary`` only matches that start where a token may start count;
+    with ``names`` only those whose group "name" says they hold a secret."""
+    whole = "secret" not in pattern.groupindex
     out: list[str] = []
     last = pos = 0
     search = pattern.search
@@ -313,12 +294,12 @@ def _sub_secret_groups(
         if (names is None or names.fullmatch(match["name"])) and (
             not boundary or _token_may_start(text, start)
         ):
-            secret_start, secret_end = match.span("secret")
+            secret_start, secret_end = match.span() if whole else match.span("secret")
             out.append(text[last:secret_start])
             out.append(REDACTED)
             last = pos = secret_end
         else:
-            pos = start + 1  # a secret may still start inside (``x=api_key=...``)
+            pos = start + 1  # inside a word, a token may still start further on (``x=api_key=...``)
     if not out:
         return text
     out.append(text[last:])

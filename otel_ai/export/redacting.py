@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Link, Status
 
-from ..redaction import Redactor, _strings, default_redactor
+from ..redaction import Redactor, default_redactor, strings_of
 
 
 class RedactingSpanExporter(SpanExporter):
@@ -33,12 +33,12 @@ class RedactingSpanExporter(SpanExporter):
     def _redact_span(self, span: ReadableSpan) -> ReadableSpan:
         r = self.redactor
         texts = [span.name, span.status.description or ""]
-        texts += _strings((span.attributes or {}).values())
+        texts += strings_of((span.attributes or {}).values())
         for event in span.events:
             texts.append(event.name)
-            texts += _strings((event.attributes or {}).values())
+            texts += strings_of((event.attributes or {}).values())
         for link in span.links:
-            texts += _strings((link.attributes or {}).values())
+            texts += strings_of((link.attributes or {}).values())
         if not r.might_contain_secret("\n".join(texts)):
             return span
         name = r.redact(span.name)
@@ -102,9 +102,9 @@ class RedactingLogExporter(LogRecordExporter):
         r = self.redactor
         for readable in batch:
             record = readable.log_record
-            texts = _strings((record.attributes or {}).values())
+            texts = strings_of((record.attributes or {}).values())
             texts += (
-                _strings([record.body])
+                strings_of([record.body])
                 if not isinstance(record.body, (dict, list, tuple))
                 else [repr(record.body)]
             )
