@@ -52,14 +52,24 @@ if [[ "$what" == "check" ]]; then
   exit
 fi
 
-build_collector() {
-  local out="$bin_dir/otelcol-ai"
-  local hash; hash="$(collector_hash)"
+# build_once NAME HASH COMPILE: runs "COMPILE TMP" to make bin/NAME unless the binary there
+# is stamped with HASH already; the binary is moved into place and stamped only when the
+# compile succeeded, so a broken build never passes for a fresh one.
+build_once() {
+  local name="$1" hash="$2" compile="$3"
+  local out="$bin_dir/$name"
   if fresh "$out" "$hash"; then
-    echo "otelcol-ai is up to date ($hash)" >&2
+    echo "$name is up to date ($hash)" >&2
     return
   fi
   local start=$SECONDS
+  "$compile" "$out.tmp" "$hash"
+  mv "$out.tmp" "$out"
+  echo "$hash" >"$out.stamp"
+  echo "build.sh: $name built in $((SECONDS - start)) s" >&2
+}
+
+compile_collector() { # compile_collector OUT HASH
   # ocb itself, once per version
   local ocb="$work_root/tools/ocb-$OCB_VERSION"
   if [[ ! -x "$ocb" ]]; then
@@ -72,30 +82,20 @@ build_collector() {
   rm -rf "$work"
   mkdir -p "$work"
   cp "$here/otelcol-ai.manifest.yaml" "$work/manifest.yaml"
-  echo "build.sh: generating and fetching otelcol-ai sources ($hash)" >&2
+  echo "build.sh: generating and fetching otelcol-ai sources ($2)" >&2
   (cd "$work" && "$ocb" --skip-compilation --config manifest.yaml)
   echo "build.sh: compiling otelcol-ai" >&2
-  (cd "$work/_build" && go build -ldflags='-s -w' -o "$out.tmp" .)
-  mv "$out.tmp" "$out"
-  echo "$hash" >"$out.stamp"
-  echo "build.sh: otelcol-ai built in $((SECONDS - start)) s" >&2
+  (cd "$work/_build" && go build -ldflags='-s -w' -o "$1" .)
 }
 
-build_jaeger() {
-  local out="$bin_dir/jaeger"
-  local hash; hash="$(jaeger_hash)"
-  if fresh "$out" "$hash"; then
-    echo "jaeger is up to date ($hash)" >&2
-    return
-  fi
-  local start=$SECONDS
-  echo "build.sh: compiling jaeger ($hash)" >&2
-  (cd "$here/tools" && go build -mod=readonly -ldflags='-s -w' -o "$out.tmp" \
+compile_jaeger() { # compile_jaeger OUT HASH
+  echo "build.sh: compiling jaeger ($2)" >&2
+  (cd "$here/tools" && go build -mod=readonly -ldflags='-s -w' -o "$1" \
     github.com/jaegertracing/jaeger/cmd/jaeger)
-  mv "$out.tmp" "$out"
-  echo "$hash" >"$out.stamp"
-  echo "build.sh: jaeger built in $((SECONDS - start)) s" >&2
 }
+
+build_collector() { build_once otelcol-ai "$(collector_hash)" compile_collector; }
+build_jaeger() { build_once jaeger "$(jaeger_hash)" compile_jaeger; }
 
 case "$what" in
   collector) build_collector ;;
