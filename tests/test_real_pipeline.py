@@ -580,6 +580,21 @@ otel_ai.shutdown()
 """
 
 
+def run_buggy_stage(pipeline: Pipeline, work: Path, run_id: str) -> None:
+    """BUGGY_STAGE (a stage most of whose nodes are buggy) as run ``run_id``, sent to ``pipeline``."""
+    work.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", BUGGY_STAGE.format(run_id=run_id)],
+        cwd=work,
+        env=otel_ai_env(pipeline, work / "runs"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_tail_sampling_keeps_failed_runs_and_follows_the_policy_for_the_rest(
@@ -596,18 +611,7 @@ def test_tail_sampling_keeps_failed_runs_and_follows_the_policy_for_the_rest(
         assert failed.returncode == 3
         completed = wrapped(fleet, "policy-completed", "print('all good')")
         assert completed.returncode == 0
-        work = tmp_path / "buggy"
-        work.mkdir()
-        buggy = subprocess.run(
-            [sys.executable, "-c", BUGGY_STAGE.format(run_id="policy-buggy")],
-            cwd=work,
-            env=otel_ai_env(fleet, work / "runs"),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert buggy.returncode == 0, buggy.stderr
+        run_buggy_stage(fleet, tmp_path / "buggy", "policy-buggy")
         traces = {}
         for run_id in ("policy-failed", "policy-completed", "policy-buggy"):
             spans = wait_until(
@@ -807,18 +811,7 @@ def test_span_metrics_come_out_as_the_series_the_docs_promise(
         pipeline = Pipeline(
             agent.http_endpoint, agent, tmp_path / "agent-copy", jaeger_server, backend, [agent], tmp_path
         )
-        work = tmp_path / "buggy"
-        work.mkdir()
-        done = subprocess.run(
-            [sys.executable, "-c", BUGGY_STAGE.format(run_id="metrics-run")],
-            cwd=work,
-            env=otel_ai_env(pipeline, work / "runs"),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
+        run_buggy_stage(pipeline, tmp_path / "buggy", "metrics-run")
 
         def span_metrics(r: OTLPReceiver) -> list[Any]:
             return [m for m in r.metrics() if m.name.startswith("traces.span.metrics.")]
