@@ -220,10 +220,11 @@ def run_stage(
                 with node.executing("experiment"):
                     time.sleep(0.03 + 0.03 * rng.random())
                     if fail and stage_index == 1 and iteration == 4:
-                        # an uncaught error, unlike a buggy node's: the whole run dies
-                        raise DemoFailure(
-                            "experiment worker crashed: CUDA error: an illegal memory access was encountered"
-                        )
+                        # an uncaught error, unlike a buggy node's: the whole run dies (kept on
+                        # one long line: the run view must show a long traceback line whole)
+                        # fmt: off
+                        raise DemoFailure("experiment worker crashed: CUDA error: an illegal memory access was encountered")
+                        # fmt: on
                 if not is_buggy:
                     with node.executing("metrics"):
                         time.sleep(0.005)
