@@ -90,7 +90,7 @@ def _parse_ui_url(value: str) -> str:
 _S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
 
 
-def _parse_s3_uri(value: str) -> str:
+def check_s3_uri(value: str) -> str:
     value = value.strip()
     if not _S3_URI.match(value):
         raise ValueError("expected s3://bucket or s3://bucket/prefix with a valid bucket name")
@@ -232,7 +232,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "artifacts_uri",
         "OTEL_AI_ARTIFACTS_URI",
-        _parse_s3_uri,
+        check_s3_uri,
         None,
         "s3://bucket/prefix artifacts are uploaded to",
     ),

@@ -35,19 +35,7 @@ from opentelemetry.sdk.trace.export import (
 
 from .._internal import report_internal_error
 from .durable import Delivery
-from .losses import (  # noqa: F401 - dropped_totals, share_refusals_with: here for callers
-    DROP_REFUSED,
-    DROP_REJECTED,
-    DROP_SPOOL_FULL,
-    DROP_TOO_LARGE,
-    DROP_UNENCODABLE,
-    DROP_UNWRITABLE,
-    WARN_EVERY_S,
-    count_dropped,
-    dropped_totals,
-    first_to_say,
-    share_refusals_with,
-)
+from .losses import DROP_UNENCODABLE
 from .requests import count_items
 from .sanitize import clean_logs, clean_spans
 

@@ -14,19 +14,6 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 from .. import semconv
 from .._internal import report_internal_error
 from ..version import __version__
-from .losses import (  # noqa: F401 - dropped_totals, share_refusals_with: here for callers
-    DROP_REFUSED,
-    DROP_REJECTED,
-    DROP_SPOOL_FULL,
-    DROP_TOO_LARGE,
-    DROP_UNENCODABLE,
-    DROP_UNWRITABLE,
-    WARN_EVERY_S,
-    count_dropped,
-    dropped_totals,
-    first_to_say,
-    share_refusals_with,
-)
 
 # a run still open after this long gets its ai.run.live marker span
 LIVE_MARKER_DELAY_S = 2.0

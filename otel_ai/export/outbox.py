@@ -19,19 +19,7 @@ from ..config import SIGNALS, Settings
 from ..redaction import default_redactor
 from .delivering import DurableLogExporter, DurableMetricExporter, DurableSpanExporter
 from .durable import Delivery, Entry
-from .losses import (  # noqa: F401 - dropped_totals, share_refusals_with: here for callers
-    DROP_REFUSED,
-    DROP_REJECTED,
-    DROP_SPOOL_FULL,
-    DROP_TOO_LARGE,
-    DROP_UNENCODABLE,
-    DROP_UNWRITABLE,
-    WARN_EVERY_S,
-    count_dropped,
-    dropped_totals,
-    first_to_say,
-    share_refusals_with,
-)
+from .losses import DROP_REFUSED, DROP_SPOOL_FULL, WARN_EVERY_S, count_dropped
 from .spool import OwnSpool, directory_bytes
 from .transport import Sender, make_sender, target_for
 

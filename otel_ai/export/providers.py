@@ -403,13 +403,16 @@ def _shutdown_at_exit() -> None:
     shutdown(timeout)
 
 
-def _reset_for_tests() -> None:
+def reset_for_tests() -> None:
     """Shut down and forget the pipeline and the OTel globals (tests only)."""
     global _pipeline
     shutdown(5.0)
     with _lock:
         _pipeline = None
     _forget_globals("traces", "logs", "metrics")
+
+
+_reset_for_tests = reset_for_tests  # the name otel_ai.testing imports
 
 
 def log_backlog() -> float:
