@@ -62,7 +62,7 @@ class DurableSpanExporter(SpanExporter):
         try:
             data = encode_spans(clean_spans(spans)).SerializeToString()
         except Exception as exc:  # noqa: BLE001 - a span the encoder cannot take
-            report_internal_error("otel_ai.export.durable.encode_spans", exc)
+            report_internal_error("otel_ai.export.delivering.encode_spans", exc)
             self.delivery.drop(DROP_UNENCODABLE, len(spans))
             return SpanExportResult.FAILURE
         self.delivery.submit(data, len(spans))
@@ -88,7 +88,7 @@ class DurableLogExporter(LogRecordExporter):
         try:
             data = encode_logs(clean_logs(batch)).SerializeToString()
         except Exception as exc:  # noqa: BLE001
-            report_internal_error("otel_ai.export.durable.encode_logs", exc)
+            report_internal_error("otel_ai.export.delivering.encode_logs", exc)
             self.delivery.drop(DROP_UNENCODABLE, len(batch))
             return LogRecordExportResult.FAILURE
         self.delivery.submit(data, len(batch))
@@ -120,7 +120,7 @@ class DurableMetricExporter(MetricExporter):
             items = count_items("metrics", request)
             data = request.SerializeToString() if items else b""
         except Exception as exc:  # noqa: BLE001
-            report_internal_error("otel_ai.export.durable.encode_metrics", exc)
+            report_internal_error("otel_ai.export.delivering.encode_metrics", exc)
             return MetricExportResult.FAILURE
         if data:
             self.delivery.submit(data, items)

@@ -53,7 +53,7 @@ class LiveRunMarker(SpanProcessor):
                     self._thread.start()
                 self._cond.notify_all()
         except Exception as exc:  # noqa: BLE001 - never into the experiment
-            report_internal_error("otel_ai.export.durable.LiveRunMarker.on_start", exc)
+            report_internal_error("otel_ai.export.live.LiveRunMarker.on_start", exc)
 
     def on_end(self, span: ReadableSpan) -> None:
         if span.name != semconv.SPAN_RUN or not self._due:
@@ -81,7 +81,7 @@ class LiveRunMarker(SpanProcessor):
                     if span.end_time is None:
                         self._mark(span, attributes)
                 except Exception as exc:  # noqa: BLE001
-                    report_internal_error("otel_ai.export.durable.LiveRunMarker", exc)
+                    report_internal_error("otel_ai.export.live.LiveRunMarker", exc)
 
     def _mark(self, run_span: Span, attributes: Mapping[str, Any]) -> None:
         tracer = self._provider.get_tracer(semconv.SCOPE_NAME, __version__)

@@ -161,7 +161,7 @@ class Outbox:
                 description="Spans, log records and metric points otel_ai could not deliver",
             )
         except Exception as exc:  # noqa: BLE001 - counting must not stop delivery
-            report_internal_error("otel_ai.export.durable.observe_drops", exc)
+            report_internal_error("otel_ai.export.outbox.observe_drops", exc)
 
     def report_drops(self) -> None:
         """The ``ai.telemetry.dropped`` metric and WARN record for drops not yet reported."""
@@ -200,7 +200,7 @@ class Outbox:
                     event_name=semconv.TELEMETRY_DROPPED,
                 )
         except Exception as exc:  # noqa: BLE001 - reporting must not stop delivery
-            report_internal_error("otel_ai.export.durable.report_drops", exc)
+            report_internal_error("otel_ai.export.outbox.report_drops", exc)
 
     def _observe(self, options: CallbackOptions) -> list[Observation]:
         return [
