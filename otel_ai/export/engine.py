@@ -12,8 +12,8 @@ becomes of them; :func:`deliver` takes them oldest first, sends each with the qu
 - refused for good, HTTP 404/405 or gRPC UNIMPLEMENTED: the endpoint does not take the
   signal at all (``on_refused``: said once, the signal stops);
 - not taken now (down, hanging, 429, 503...: ``on_retry`` with the delay to wait, from
-  :class:`Backoff`): the live queue spools and waits, a recovery sleeps within its
-  deadline or stops.
+  :class:`Backoff`): the live queue spools and waits; spool recovery and replay sleep it
+  out within their :class:`Deadline`, or stop.
 
 The loop itself never sleeps, spools or counts: that is the queue's business, so the
 same decisions hold for a process's own telemetry and for what it delivers for others.
@@ -22,6 +22,7 @@ same decisions hold for a process's own telemetry and for what it delivers for o
 from __future__ import annotations
 
 import random
+import time
 from typing import Protocol, TypeVar
 
 from .requests import split_to_fit
@@ -60,6 +61,27 @@ class Backoff:
             delay = self.current_s * _random.uniform(1.0 - JITTER, 1.0)
         self.current_s = min(self.current_s * 2, self.cap_s)
         return delay
+
+
+class Deadline:
+    """For a queue delivered within a deadline (spool recovery, replay): each attempt
+    bounded by the time left, each retry slept out unless the deadline comes first."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline  # a time.monotonic() value
+
+    def attempt_timeout(self, limit: float) -> float | None:
+        """``limit`` or the time left, whichever is less; None once the deadline passed."""
+        remaining = self.deadline - time.monotonic()
+        return min(limit, remaining) if remaining > 0 else None
+
+    def wait(self, delay: float) -> bool:
+        """Sleep ``delay`` seconds; False (at once) when the deadline comes first."""
+        wait = min(delay, self.deadline - time.monotonic())
+        if wait <= 0:
+            return False
+        time.sleep(wait)
+        return True
 
 
 class Queue(Protocol[R]):

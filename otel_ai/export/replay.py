@@ -34,7 +34,7 @@ from google.protobuf.json_format import ParseDict, ParseError
 
 from ..config import SIGNALS, Settings, resolve
 from ..redaction import default_redactor
-from .engine import Backoff, deliver
+from .engine import Backoff, Deadline, deliver
 from .otlp_json import FILE_PATTERNS
 from .requests import REQUEST_TYPES, count_items, split_to_fit
 from .spool import try_lock, unlock, write_atomically
@@ -294,7 +294,7 @@ class _Parts:
     ) -> None:
         self.signal = signal
         self.sender = sender
-        self.deadline = deadline
+        self.deadline = Deadline(deadline)
         self.report = report
         self.where = where
         self.queue = list(reversed(parts))
@@ -309,11 +309,10 @@ class _Parts:
         return part
 
     def attempt_timeout(self) -> float | None:
-        remaining = self.deadline - time.monotonic()
-        if remaining <= 0:
+        timeout = self.deadline.attempt_timeout(self.sender.timeout)
+        if timeout is None:
             self.report.errors.setdefault(self.where, "deadline passed")
-            return None
-        return min(self.sender.timeout, remaining)
+        return timeout
 
     def settled(self, part: bytes) -> None:
         pass
@@ -342,11 +341,7 @@ class _Parts:
 
     def on_retry(self, part: bytes, result: SendResult, delay: float) -> bool:
         self.report.errors[self.where] = result.detail
-        wait = min(delay, self.deadline - time.monotonic())
-        if wait <= 0:
-            return False
-        time.sleep(wait)
-        return True
+        return self.deadline.wait(delay)
 
 
 def _send(

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import SIGNALS, Settings, resolve
-from .engine import Backoff, deliver
+from .engine import Backoff, Deadline, deliver
 from .requests import count_items, items_in, parse_request, split_to_fit
 from .transport import Sender, SendResult, senders_for
 
@@ -445,7 +445,7 @@ class _Recovery:
     ) -> None:
         self.signal = signal
         self.sender = sender
-        self.deadline = deadline
+        self.deadline = Deadline(deadline)
         self.max_bytes = max_bytes
         self.report = report
         self.pending = list(reversed(queue))  # pop() takes the oldest
@@ -474,8 +474,7 @@ class _Recovery:
         return data
 
     def attempt_timeout(self) -> float | None:
-        remaining = self.deadline - time.monotonic()
-        return min(self.sender.timeout, remaining) if remaining > 0 else None
+        return self.deadline.attempt_timeout(self.sender.timeout)
 
     def settled(self, request: _Spooled) -> None:
         pass
@@ -521,11 +520,7 @@ class _Recovery:
 
     def on_retry(self, request: _Spooled, result: SendResult, delay: float) -> bool:
         self.report.errors[self.signal] = result.detail
-        wait = min(delay, self.deadline - time.monotonic())
-        if wait <= 0:
-            return False
-        time.sleep(wait)
-        return True
+        return self.deadline.wait(delay)
 
 
 def _deliver_signal(
