@@ -90,7 +90,7 @@ def _parse_ui_url(value: str) -> str:
 _S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
 
 
-def _parse_s3_uri(value: str) -> str:
+def check_s3_uri(value: str) -> str:
     value = value.strip()
     if not _S3_URI.match(value):
         raise ValueError("expected s3://bucket or s3://bucket/prefix with a valid bucket name")
@@ -111,6 +111,31 @@ def parse_otlp_headers(value: str) -> dict[str, str]:
         if not sep or not name.strip():
             raise ValueError("expected key=value pairs separated by commas")
     return dict(parse_env_headers(value, liberal=True))
+
+
+COMPRESSIONS = ("none", "gzip", "deflate")  # deflate: OTLP/HTTP only
+
+
+def _parse_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0:
+        raise ValueError("expected a positive number of seconds")
+    return seconds
+
+
+def _parse_compression(value: str) -> str:
+    lowered = value.strip().lower()
+    if lowered not in COMPRESSIONS:
+        raise ValueError(f"expected one of {', '.join(COMPRESSIONS)} (deflate on OTLP/HTTP only)")
+    return lowered
+
+
+def _parse_insecure(value: str) -> bool:
+    # as the OpenTelemetry exporters read it: true (any case) means insecure, else not
+    return value.strip().lower() in ("true", "1", "yes", "on")
 
 
 def _parse_path(value: str) -> Path:
@@ -147,8 +172,10 @@ def _explicit(setting: Setting, value: Any) -> Any:
     if isinstance(value, str):
         return setting.parse(value)
     parse = setting.parse
-    if parse is _parse_bool and isinstance(value, bool):
+    if parse in (_parse_bool, _parse_insecure) and isinstance(value, bool):
         return value
+    if parse is _parse_seconds and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _parse_seconds(str(value))
     if parse is _parse_positive_int and isinstance(value, int) and not isinstance(value, bool):
         return _parse_positive_int(str(value))
     if parse is _parse_path and isinstance(value, os.PathLike):
@@ -157,12 +184,15 @@ def _explicit(setting: Setting, value: Any) -> Any:
         if not all(isinstance(k, str) and k.strip() and isinstance(v, str) for k, v in value.items()):
             raise ValueError("expected a mapping of header names to string values")
         return {k.strip().lower(): v for k, v in value.items()}
-    expected = {
+    names: dict[Callable[[str], Any], str] = {
         _parse_bool: "a bool",
+        _parse_insecure: "a bool",
+        _parse_seconds: "a number of seconds",
         _parse_positive_int: "a positive int",
         _parse_path: "a path",
         parse_otlp_headers: "a mapping of header names to values",
-    }.get(parse, "a str")
+    }
+    expected = names.get(parse, "a str")
     raise TypeError(f"expected {expected}, got {type(value).__name__}")
 
 
@@ -202,7 +232,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "artifacts_uri",
         "OTEL_AI_ARTIFACTS_URI",
-        _parse_s3_uri,
+        check_s3_uri,
         None,
         "s3://bucket/prefix artifacts are uploaded to",
     ),
@@ -355,6 +385,69 @@ SETTINGS: tuple[Setting, ...] = (
     ),
 )
 
+
+def _per_signal(
+    name: str, variable: str, parse: Callable[[str], Any], default: Any, doc: str
+) -> tuple[Setting, ...]:
+    """A transport setting: the shared row (OTEL_EXPORTER_OTLP_{variable}), then one per
+    signal (OTEL_EXPORTER_OTLP_{SIGNAL}_{variable}) that wins over it for that signal."""
+    shared = Setting(name, f"OTEL_EXPORTER_OTLP_{variable}", parse, default, doc)
+    return (
+        shared,
+        *(
+            Setting(
+                f"{signal}_{name}",
+                f"OTEL_EXPORTER_OTLP_{signal.upper()}_{variable}",
+                parse,
+                None,
+                f"{name} for {signal} (default: {name})",
+            )
+            for signal in SIGNALS
+        ),
+    )
+
+
+# the transport of OTLP delivery, read as the OpenTelemetry exporters read these variables
+TRANSPORT_SETTINGS: tuple[Setting, ...] = (
+    *_per_signal(
+        "timeout",
+        "TIMEOUT",
+        _parse_seconds,
+        10.0,
+        "seconds one delivery attempt may take before the request is spooled",
+    ),
+    *_per_signal(
+        "compression", "COMPRESSION", _parse_compression, "none", "none, gzip or deflate (HTTP only)"
+    ),
+    *_per_signal(
+        "certificate", "CERTIFICATE", _parse_str, None, "CA certificate file (PEM) for TLS to the collector"
+    ),
+    *_per_signal(
+        "client_key", "CLIENT_KEY", _parse_str, None, "client private key file (PEM) for mutual TLS"
+    ),
+    *_per_signal(
+        "client_certificate",
+        "CLIENT_CERTIFICATE",
+        _parse_str,
+        None,
+        "client certificate file (PEM) for mutual TLS",
+    ),
+    *_per_signal(
+        "insecure", "INSECURE", _parse_insecure, None, "gRPC without TLS (default: by the endpoint's scheme)"
+    ),
+    *(
+        Setting(
+            f"{signal}_headers",
+            f"OTEL_EXPORTER_OTLP_{signal.upper()}_HEADERS",
+            parse_otlp_headers,
+            None,
+            f"key=value,... for {signal} instead of headers (unless headers is an argument)",
+        )
+        for signal in SIGNALS
+    ),
+)
+SETTINGS = SETTINGS + TRANSPORT_SETTINGS
+
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
 
 
@@ -389,6 +482,33 @@ class Settings:
     max_request_bytes: int = 4 << 20
     jaeger_url: str | None = None
     grafana_url: str | None = None
+    timeout: float = 10.0
+    traces_timeout: float | None = None
+    logs_timeout: float | None = None
+    metrics_timeout: float | None = None
+    compression: str = "none"
+    traces_compression: str | None = None
+    logs_compression: str | None = None
+    metrics_compression: str | None = None
+    certificate: str | None = None
+    traces_certificate: str | None = None
+    logs_certificate: str | None = None
+    metrics_certificate: str | None = None
+    client_key: str | None = None
+    traces_client_key: str | None = None
+    logs_client_key: str | None = None
+    metrics_client_key: str | None = None
+    client_certificate: str | None = None
+    traces_client_certificate: str | None = None
+    logs_client_certificate: str | None = None
+    metrics_client_certificate: str | None = None
+    insecure: bool | None = None
+    traces_insecure: bool | None = None
+    logs_insecure: bool | None = None
+    metrics_insecure: bool | None = None
+    traces_headers: Mapping[str, str] | None = None
+    logs_headers: Mapping[str, str] | None = None
+    metrics_headers: Mapping[str, str] | None = None
     # where each value came from: "argument", the variable's name, or "default"
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -404,6 +524,26 @@ class Settings:
     def signal_protocol(self, signal: str) -> str:
         specific = getattr(self, f"{signal}_protocol")
         return specific if specific is not None else self.protocol
+
+    def signal_transport(self, signal: str, name: str) -> tuple[Any, str]:
+        """A transport setting (``timeout``, ``compression``...) for one signal: its own
+        value if set, else the shared one; and where that came from (a variable's name,
+        "argument" or "default")."""
+        for key in (f"{signal}_{name}", name):
+            value = getattr(self, key)
+            if value is not None:
+                return value, self.sources.get(key, "default")
+        return None, self.sources.get(name, "default")
+
+    def signal_headers(self, signal: str) -> Mapping[str, str]:
+        """The headers of one signal's requests: OTEL_EXPORTER_OTLP_{SIGNAL}_HEADERS
+        instead of the shared ones, unless ``headers`` was given as an argument."""
+        specific = getattr(self, f"{signal}_headers")
+        if specific is not None and (
+            self.sources.get(f"{signal}_headers") == "argument" or self.sources.get("headers") != "argument"
+        ):
+            return dict(specific)
+        return dict(self.headers or {})
 
     @property
     def uses_otlp(self) -> bool:

@@ -153,6 +153,21 @@ PRECEDENCE: list[tuple[str, str, str, Any, Any, Any]] = [
         "https://g.example/",
         "https://g.example",
     ),
+    # transport: shared rows here, the per-signal rows share their parsers
+    ("timeout", "OTEL_EXPORTER_OTLP_TIMEOUT", "2.5", 2.5, 7, 7.0),
+    ("compression", "OTEL_EXPORTER_OTLP_COMPRESSION", " GZIP ", "gzip", "deflate", "deflate"),
+    ("certificate", "OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/ca.pem", "/etc/ca.pem", "/ca.pem", "/ca.pem"),
+    ("client_key", "OTEL_EXPORTER_OTLP_CLIENT_KEY", "/etc/key.pem", "/etc/key.pem", "/k.pem", "/k.pem"),
+    (
+        "client_certificate",
+        "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+        "/etc/cert.pem",
+        "/etc/cert.pem",
+        "/c.pem",
+        "/c.pem",
+    ),
+    ("insecure", "OTEL_EXPORTER_OTLP_INSECURE", "TRUE", True, False, False),
+    ("traces_headers", "OTEL_EXPORTER_OTLP_TRACES_HEADERS", "A=1%202", {"a": "1 2"}, {"b": "2"}, {"b": "2"}),
 ]
 
 
@@ -166,6 +181,20 @@ def test_every_setting_of_the_table_is_covered() -> None:
         "metrics_protocol",
         "logs_exporter",
         "metrics_exporter",
+        "logs_headers",
+        "metrics_headers",
+        *(
+            f"{signal}_{name}"
+            for signal in ("traces", "logs", "metrics")
+            for name in (
+                "timeout",
+                "compression",
+                "certificate",
+                "client_key",
+                "client_certificate",
+                "insecure",
+            )
+        ),
     }
     assert {s.name for s in SETTINGS} - variants == covered
 
@@ -299,6 +328,10 @@ BAD_VARIABLES = [
     ("OTEL_AI_GRAFANA_URL", "grafana"),
     ("OTEL_LOGS_EXPORTER", "zipkin"),
     ("OTEL_METRICS_EXPORTER", "otlp,console"),
+    ("OTEL_EXPORTER_OTLP_TIMEOUT", "0"),
+    ("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "soon"),
+    ("OTEL_EXPORTER_OTLP_COMPRESSION", "brotli"),
+    ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "token"),
 ]
 
 
@@ -767,3 +800,38 @@ def test_configure_twice_with_other_settings_keeps_first_and_warns(
         assert other.received() == []
     assert {s.resource["service.name"] for s in otlp_receiver.spans()} == {"first"}
     assert len([s for s in otlp_receiver.spans() if s.name == "ai.run"]) == 1
+
+
+def test_transport_settings_per_signal_win_over_the_shared_ones_on_the_wire(
+    monkeypatch: pytest.MonkeyPatch, connect: Callable[..., OTLPReceiver]
+) -> None:
+    """The transport rows of the settings table reach the senders: traces gzip-compressed
+    with their own headers, the other signals as the shared variables say."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "none")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=shared")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-tenant=traces%20only")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "3")
+    receiver = connect(protocol="http/protobuf")
+    settings = resolve()
+    assert settings.signal_transport("traces", "timeout") == (3.0, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")
+    assert settings.signal_transport("logs", "timeout") == (10.0, "default")
+    _scenario()
+    _flush()
+    requests = receiver.received(transport="http")
+    assert {r.signal for r in requests} == {"traces", "logs", "metrics"}
+    for request in requests:
+        if request.signal == "traces":
+            assert request.headers.get("content-encoding") == "gzip", request.headers
+            assert request.headers.get("x-tenant") == "traces only"
+        else:
+            assert "content-encoding" not in request.headers, request.headers
+            assert request.headers.get("x-tenant") == "shared"
+
+
+def test_deflate_over_grpc_is_a_configuration_error_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, otlp_receiver: OTLPReceiver
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", "deflate")
+    with pytest.raises(ConfigurationError, match="OTEL_EXPORTER_OTLP_LOGS_COMPRESSION='deflate'"):
+        otel_ai.configure(endpoint=otlp_receiver.grpc_endpoint, protocol="grpc")

@@ -51,8 +51,9 @@ from otel_ai.export.otlp_json import (
     spans_from_request,
 )
 from otel_ai.export.providers import get_pipeline
+from otel_ai.export.requests import REQUEST_TYPES
 from otel_ai.export.spool import SPOOL_DIR, deliver_pending
-from otel_ai.export.transport import REQUEST_TYPES, RESPONSE_TYPES
+from otel_ai.export.transport import RESPONSE_TYPES
 
 PROTOCOLS = ["http/protobuf", "grpc"]
 

@@ -22,8 +22,8 @@ from otlp_receiver import OTLPReceiver
 
 import otel_ai
 import otel_ai.testing
+from otel_ai.export.requests import REQUEST_TYPES
 from otel_ai.export.spool import OwnSpool
-from otel_ai.export.transport import REQUEST_TYPES
 
 OTEL_AI = [sys.executable, "-m", "otel_ai"]
 

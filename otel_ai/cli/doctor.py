@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     for setting in config.SETTINGS:
         value = getattr(settings, setting.name)
         source = settings.sources.get(setting.name, "default")
-        if setting.name == "headers" and value:
+        if setting.name.endswith("headers") and value:
             shown = "{" + ", ".join(f"{k}=[REDACTED]" for k in value) + "}"
         else:
             shown = redact(str(effective(settings, setting.name, value)))

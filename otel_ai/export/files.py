@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from opentelemetry.exporter.otlp.common._aggregation import _get_aggregation, _get_temporality
 from opentelemetry.exporter.otlp.json.file import FileMetricExporter, FileSpanExporter
@@ -25,9 +25,15 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult,
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from .durable import DROP_UNWRITABLE, note_lost
+from .losses import DROP_UNWRITABLE, note_lost
 
-_E = TypeVar("_E")
+
+class _FileExporter(Protocol):
+    def shutdown(self) -> None: ...
+
+
+_E = TypeVar("_E", bound=_FileExporter)
+_R = TypeVar("_R")
 
 
 def _lost(signal: str, items: int, detail: str = "") -> None:
@@ -50,8 +56,9 @@ def signal_file_name(signal: str, pid: int | None = None) -> str:
     return f"{signal}-{stamp}-{host}-{os.getpid() if pid is None else pid}.jsonl"
 
 
-class _PerProcessFile(Generic[_E]):
-    """Opens the wrapped file exporter lazily, and anew in a forked child."""
+class _Writer(Generic[_E]):
+    """One signal's file, written by the wrapped file exporter: opened lazily, and anew in
+    a forked child; what cannot be written is counted, never raised."""
 
     def __init__(self, directory: Path, signal: str, factory: Callable[[Path], _E]) -> None:
         self._directory = directory
@@ -79,28 +86,40 @@ class _PerProcessFile(Generic[_E]):
     def opened(self) -> _E | None:
         return self._exporter if self._pid == os.getpid() else None
 
+    def export(self, write: Callable[[_E], _R], items: Callable[[], int], success: _R, failure: _R) -> _R:
+        """``write`` through the file exporter; ``items()`` of it are counted as lost when
+        the data directory cannot be written or the exporter fails."""
+        try:
+            result = write(self.get())
+        except OSError as exc:  # the data directory cannot be written: counted, not raised
+            _lost(self._signal, items(), str(exc))
+            return failure
+        if result is not success:
+            _lost(self._signal, items())
+        return result
+
+    def shutdown(self) -> None:
+        exporter = self.opened()
+        if exporter is not None:
+            exporter.shutdown()
+
 
 class JsonlSpanExporter(SpanExporter):
     """Spans to ``traces-*.jsonl`` in ``directory``."""
 
     def __init__(self, directory: Path) -> None:
-        self._file = _PerProcessFile(directory, "traces", FileSpanExporter)
+        self._file = _Writer(directory, "traces", FileSpanExporter)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        try:
-            result = self._file.get().export(spans)
-        except OSError as exc:  # the data directory cannot be written: counted, not raised
-            result, detail = SpanExportResult.FAILURE, str(exc)
-        else:
-            detail = ""
-        if result is not SpanExportResult.SUCCESS:
-            _lost("traces", len(spans), detail)
-        return result
+        return self._file.export(
+            lambda file: file.export(spans),
+            lambda: len(spans),
+            SpanExportResult.SUCCESS,
+            SpanExportResult.FAILURE,
+        )
 
     def shutdown(self) -> None:
-        exporter = self._file.opened()
-        if exporter is not None:
-            exporter.shutdown()
+        self._file.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
@@ -110,23 +129,18 @@ class JsonlLogExporter(LogRecordExporter):
     """Log records to ``logs-*.jsonl`` in ``directory``."""
 
     def __init__(self, directory: Path) -> None:
-        self._file = _PerProcessFile(directory, "logs", FileLogExporter)
+        self._file = _Writer(directory, "logs", FileLogExporter)
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        try:
-            result = self._file.get().export(batch)
-        except OSError as exc:
-            result, detail = LogRecordExportResult.FAILURE, str(exc)
-        else:
-            detail = ""
-        if result is not LogRecordExportResult.SUCCESS:
-            _lost("logs", len(batch), detail)
-        return result
+        return self._file.export(
+            lambda file: file.export(batch),
+            lambda: len(batch),
+            LogRecordExportResult.SUCCESS,
+            LogRecordExportResult.FAILURE,
+        )
 
     def shutdown(self) -> None:
-        exporter = self._file.opened()
-        if exporter is not None:
-            exporter.shutdown()
+        self._file.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
@@ -142,25 +156,20 @@ class JsonlMetricExporter(MetricExporter):
             preferred_temporality=_get_temporality(None),
             preferred_aggregation=_get_aggregation(None),
         )
-        self._file = _PerProcessFile(directory, "metrics", FileMetricExporter)
+        self._file = _Writer(directory, "metrics", FileMetricExporter)
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
-        try:
-            result = self._file.get().export(metrics_data, timeout_millis=timeout_millis)
-        except OSError as exc:
-            result, detail = MetricExportResult.FAILURE, str(exc)
-        else:
-            detail = ""
-        if result is not MetricExportResult.SUCCESS:
-            _lost("metrics", _points(metrics_data), detail)
-        return result
+        return self._file.export(
+            lambda file: file.export(metrics_data, timeout_millis=timeout_millis),
+            lambda: _points(metrics_data),
+            MetricExportResult.SUCCESS,
+            MetricExportResult.FAILURE,
+        )
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return True
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        exporter = self._file.opened()
-        if exporter is not None:
-            exporter.shutdown()
+        self._file.shutdown()

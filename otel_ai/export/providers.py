@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import opentelemetry._logs._internal as logs_internal
+import opentelemetry.metrics._internal as metrics_internal
 from opentelemetry import metrics as metrics_api
 from opentelemetry import trace as trace_api
 from opentelemetry._logs import Logger, NoOpLogger, get_logger_provider, set_logger_provider
@@ -36,22 +38,26 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import NoOpTracer, Tracer
+from opentelemetry.util._once import Once
 
 from .. import semconv
 from ..config import Settings, resolve
-from ..propagation import wrapped_run
+from ..metrics import start as start_metrics
+from ..metrics.gpu import detect_gpus
+from ..metrics.instruments import use_meter
+from ..propagation import CHANNEL_ENV, wrapped_run
 from ..version import __version__
-from .durable import (
+from .delivering import (
     DeliveringBatchLogRecordProcessor,
     DeliveringBatchSpanProcessor,
     DurableSpanExporter,
-    LiveRunMarker,
-    Outbox,
     schedule_delay_millis,
-    unreported_losses,
 )
 from .files import JsonlLogExporter, JsonlMetricExporter, JsonlSpanExporter
 from .ids import id_generator
+from .live import LiveRunMarker
+from .losses import unreported_losses
+from .outbox import Outbox
 from .redacting import RedactingLogExporter, RedactingSpanExporter
 from .resource import build_resource
 from .sanitize import RedactingMetricExporter
@@ -106,8 +112,6 @@ def configure(**settings: Any) -> Pipeline:
         _pipeline = _build(resolved)
         if resolved.system_metrics and not _pipeline.disabled and resolved.metrics_exporter != "none":
             # here, not in _build: a forked child does not sample its parent's tree again
-            from ..metrics import start as start_metrics  # not at import: metrics -> model -> here
-
             start_metrics(_pipeline.meter)
         if not _atexit_registered:
             atexit.register(_shutdown_at_exit)
@@ -125,6 +129,18 @@ def current_pipeline() -> Pipeline | None:
     return _pipeline
 
 
+# the metric instruments of otel_ai.metrics are made on this process's meter
+use_meter(lambda: get_pipeline().meter)
+
+
+def _own_telemetry() -> tuple[Meter, Logger] | None:
+    """The meter and logger the delivery reports its losses on (none once shut down)."""
+    pipeline = _pipeline
+    if pipeline is None or pipeline.disabled:
+        return None
+    return pipeline.meter, pipeline.logger
+
+
 def before_shutdown(hook: Callable[[], None]) -> None:
     """Run ``hook`` (once per registration) before the providers flush at shutdown."""
     with _lock:
@@ -135,7 +151,7 @@ def before_shutdown(hook: Callable[[], None]) -> None:
 def _build(settings: Settings, previous: Pipeline | None = None) -> Pipeline:
     if settings.disabled:
         return _disabled(settings)
-    resource = build_resource(settings)
+    resource = build_resource(settings, detect_gpus())
     span_exporter, log_exporter, metric_exporter = _exporters(settings)
     wrapped = wrapped_run()
     tracer_provider = ProcessTracerProvider(
@@ -212,19 +228,13 @@ def _install_globals(pipeline: Pipeline, previous: Pipeline | None) -> None:
 
 def _forget_globals(*signals: str) -> None:
     """Undo the OTel API's set-once guard (as the SDK's own test utilities do)."""
-    from opentelemetry.util._once import Once
-
     if "traces" in signals:
         trace_api._TRACER_PROVIDER_SET_ONCE = Once()
         trace_api._TRACER_PROVIDER = None
     if "logs" in signals:
-        import opentelemetry._logs._internal as logs_internal
-
         logs_internal._LOGGER_PROVIDER_SET_ONCE = Once()
         logs_internal._LOGGER_PROVIDER = None
     if "metrics" in signals:
-        import opentelemetry.metrics._internal as metrics_internal
-
         metrics_internal._METER_PROVIDER_SET_ONCE = Once()
         metrics_internal._METER_PROVIDER = None
 
@@ -295,7 +305,7 @@ def _console(signal: str) -> Any:
 def _otlp(settings: Settings) -> Outbox | None:
     """Durable OTLP delivery (spooled, never blocking) for the signals with an endpoint;
     None when no signal has one."""
-    return Outbox.for_settings(settings)
+    return Outbox.for_settings(settings, _own_telemetry, lambda: os.environ.get(CHANNEL_ENV))
 
 
 def force_flush(timeout: float = DEFAULT_SHUTDOWN_TIMEOUT_S) -> bool:
@@ -393,13 +403,16 @@ def _shutdown_at_exit() -> None:
     shutdown(timeout)
 
 
-def _reset_for_tests() -> None:
+def reset_for_tests() -> None:
     """Shut down and forget the pipeline and the OTel globals (tests only)."""
     global _pipeline
     shutdown(5.0)
     with _lock:
         _pipeline = None
     _forget_globals("traces", "logs", "metrics")
+
+
+_reset_for_tests = reset_for_tests  # the name otel_ai.testing imports
 
 
 def log_backlog() -> float:

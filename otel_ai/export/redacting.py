@@ -127,7 +127,7 @@ class RedactingLogExporter(LogRecordExporter):
         return self.inner.export(batch)
 
     def shutdown(self) -> None:
-        self.inner.shutdown()
+        self.inner.shutdown()  # type: ignore[no-untyped-call]
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.inner.force_flush(timeout_millis)

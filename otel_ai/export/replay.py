@@ -34,16 +34,11 @@ from google.protobuf.json_format import ParseDict, ParseError
 
 from ..config import SIGNALS, Settings, resolve
 from ..redaction import default_redactor
+from .engine import Backoff, Deadline, deliver
 from .otlp_json import FILE_PATTERNS
+from .requests import REQUEST_TYPES, count_items, split_to_fit
 from .spool import try_lock, unlock, write_atomically
-from .transport import (
-    REQUEST_TYPES,
-    Sender,
-    count_items,
-    make_sender,
-    split_to_fit,
-    target_for,
-)
+from .transport import Sender, SendResult, make_sender, target_for
 
 logger = logging.getLogger("otel_ai")
 
@@ -284,6 +279,71 @@ def _replay_file(
             _write_mark(mark, offset, next(iter(senders.values())).endpoint)
 
 
+class _Parts:
+    """The parts of one replayed request, as the delivery engine's queue
+    (:mod:`otel_ai.export.engine`)."""
+
+    def __init__(
+        self,
+        signal: str,
+        parts: list[bytes],
+        sender: Sender,
+        deadline: float,
+        report: ReplayReport,
+        where: str,
+    ) -> None:
+        self.signal = signal
+        self.sender = sender
+        self.deadline = Deadline(deadline)
+        self.report = report
+        self.where = where
+        self.queue = list(reversed(parts))
+
+    def _items(self, data: bytes) -> int:
+        return count_items(self.signal, REQUEST_TYPES[self.signal].FromString(data))
+
+    def take(self) -> bytes | None:
+        return self.queue[-1] if self.queue else None
+
+    def load(self, part: bytes) -> bytes:
+        return part
+
+    def attempt_timeout(self) -> float | None:
+        timeout = self.deadline.attempt_timeout(self.sender.timeout)
+        if timeout is None:
+            self.report.errors.setdefault(self.where, "deadline passed")
+        return timeout
+
+    def settled(self, part: bytes) -> None:
+        pass
+
+    def on_sent(self, part: bytes, result: SendResult) -> None:
+        self.queue.pop()
+        self.report.requests[self.signal] += 1
+        self.report.items[self.signal] += self._items(part) - result.rejected
+        self.report.dropped_items += result.rejected
+
+    def on_refused(self, part: bytes, result: SendResult) -> None:
+        self.report.refusals[self.signal] = f"{self.sender.endpoint} ({result.detail})"
+        self.report.refused_items[self.signal] += sum(self._items(p) for p in self.queue)
+        self.queue.clear()
+
+    def on_split(self, part: bytes, result: SendResult, halves: list[bytes], oversized: list[bytes]) -> None:
+        self.report.errors[self.where] = result.detail
+        self.queue.pop()
+        self.report.dropped_items += sum(self._items(big) for big in oversized)
+        self.queue.extend(reversed(halves))
+
+    def on_dropped(self, part: bytes, result: SendResult) -> None:
+        self.report.errors[self.where] = result.detail
+        self.queue.pop()
+        self.report.dropped_items += self._items(part)
+
+    def on_retry(self, part: bytes, result: SendResult, delay: float) -> bool:
+        self.report.errors[self.where] = result.detail
+        return self.deadline.wait(delay)
+
+
 def _send(
     signal: str,
     data: bytes,
@@ -299,48 +359,9 @@ def _send(
     report.dropped_items += sum(
         count_items(signal, REQUEST_TYPES[signal].FromString(big)) for big in oversized
     )
-    queue = list(reversed(parts))
-    backoff = 0.25
-    while queue:
-        part = queue[-1]
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            report.errors.setdefault(where, "deadline passed")
-            return False
-        result = sender.send(part, min(sender.timeout, remaining))
-        if result.ok:
-            queue.pop()
-            report.requests[signal] += 1
-            items = count_items(signal, REQUEST_TYPES[signal].FromString(part))
-            report.items[signal] += items - result.rejected
-            report.dropped_items += result.rejected
-            backoff = 0.25
-            continue
-        if result.refused:
-            report.refusals[signal] = f"{sender.endpoint} ({result.detail})"
-            report.refused_items[signal] += sum(
-                count_items(signal, REQUEST_TYPES[signal].FromString(p)) for p in queue
-            )
-            return True
-        report.errors[where] = result.detail
-        if result.too_large:
-            queue.pop()
-            halves, big = split_to_fit(signal, part, max(len(part) // 2, 1))
-            report.dropped_items += sum(count_items(signal, REQUEST_TYPES[signal].FromString(b)) for b in big)
-            queue.extend(reversed(halves))
-            continue
-        if not result.retryable:
-            queue.pop()
-            report.dropped_items += count_items(signal, REQUEST_TYPES[signal].FromString(part))
-            continue
-        wait = min(
-            result.retry_after if result.retry_after is not None else backoff, deadline - time.monotonic()
-        )
-        if wait <= 0:
-            return False
-        time.sleep(wait)
-        backoff = min(backoff * 2, 5.0)
-    return True
+    queue = _Parts(signal, parts, sender, deadline, report, where)
+    deliver(queue, Backoff())
+    return not queue.queue  # delivered, dropped or refused: settled
 
 
 __all__ = ["ReplayError", "ReplayReport", "files_under", "replay", "request_from_json"]

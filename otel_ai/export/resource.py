@@ -9,16 +9,15 @@ from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 
 from .. import semconv
 from ..config import Settings
-from ..metrics.gpu import detect_gpus
+from ..metrics.gpu import GpuInfo
 from ..redaction import default_redactor
 from ..version import __version__
 
 
-def build_resource(settings: Settings) -> Resource:
+def build_resource(settings: Settings, gpu: GpuInfo) -> Resource:
     """Our defaults, overridden by OTEL_RESOURCE_ATTRIBUTES / OTEL_SERVICE_NAME, then by
-    an explicit ``service_name`` argument."""
+    an explicit ``service_name`` argument. ``gpu``: what the pipeline detected."""
     host = socket.gethostname()
-    gpu = detect_gpus()
     ours: dict[str, str | int] = {
         semconv.SERVICE_NAME: semconv.DEFAULT_SERVICE_NAME,
         semconv.TELEMETRY_DISTRO_NAME: semconv.DISTRO_NAME,

@@ -43,7 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import SIGNALS, Settings, resolve
-from .transport import Sender, count_items, items_in, parse_request, senders_for, split_to_fit
+from .engine import Backoff, Deadline, deliver
+from .requests import count_items, items_in, parse_request, split_to_fit
+from .transport import Sender, SendResult, senders_for
 
 logger = logging.getLogger("otel_ai")
 
@@ -425,78 +427,113 @@ def _count_remaining(
     report.remaining_items[signal] += sum(items for _, items, _ in queue)
 
 
+_Spooled = tuple[tuple[int, ...], int, Path]  # (key, items, file) of one spooled request
+
+
+class _Recovery:
+    """The spooled requests of one signal of dead processes, as the delivery engine's
+    queue (:mod:`otel_ai.export.engine`): oldest first, until ``deadline``."""
+
+    def __init__(
+        self,
+        signal: str,
+        queue: list[_Spooled],
+        sender: Sender,
+        deadline: float,
+        max_bytes: int,
+        report: DeliveryReport,
+    ) -> None:
+        self.signal = signal
+        self.sender = sender
+        self.deadline = Deadline(deadline)
+        self.max_bytes = max_bytes
+        self.report = report
+        self.pending = list(reversed(queue))  # pop() takes the oldest
+        self.items = 0  # what really goes out of the request being sent
+
+    def take(self) -> _Spooled | None:
+        return self.pending[-1] if self.pending else None
+
+    def load(self, request: _Spooled) -> bytes | None:
+        key, items, path = request
+        try:
+            data = path.read_bytes()
+        except OSError:
+            self.pending.pop()  # gone (delivered by someone else, or removed by hand)
+            return None
+        found = _decoded_items(self.signal, data)
+        if found is None or (found == 0 and items > 0):
+            self.pending.pop()
+            self.report.corrupt.append(_set_aside(path, self.signal))
+            return None
+        self.items = found
+        if len(data) > self.max_bytes:
+            parts, oversized = split_to_fit(self.signal, data, self.max_bytes)
+            self._replace(request, parts, oversized)
+            return None
+        return data
+
+    def attempt_timeout(self) -> float | None:
+        return self.deadline.attempt_timeout(self.sender.timeout)
+
+    def settled(self, request: _Spooled) -> None:
+        pass
+
+    def on_sent(self, request: _Spooled, result: SendResult) -> None:
+        self.pending.pop()
+        request[2].unlink(missing_ok=True)
+        self.report.delivered_requests[self.signal] += 1
+        self.report.delivered_items[self.signal] += self.items - result.rejected
+        self.report.dropped_items[self.signal] += result.rejected
+
+    def on_refused(self, request: _Spooled, result: SendResult) -> None:
+        # this endpoint will never take the signal: what is spooled for it goes
+        self.report.refusals[self.signal] = f"{self.sender.endpoint} ({result.detail})"
+        for _, left, left_path in self.pending:
+            left_path.unlink(missing_ok=True)
+            self.report.refused_items[self.signal] += left
+        self.pending.clear()
+
+    def on_split(
+        self, request: _Spooled, result: SendResult, parts: list[bytes], oversized: list[bytes]
+    ) -> None:
+        self.report.errors[self.signal] = result.detail
+        self._replace(request, parts, oversized)
+
+    def _replace(self, request: _Spooled, parts: list[bytes], oversized: list[bytes]) -> None:
+        key, _, path = request
+        self.pending.pop()
+        self.pending.extend(reversed(replace_with_parts(path, self.signal, key, parts)))
+        self.report.dropped_items[self.signal] += sum(items_in(self.signal, big) for big in oversized)
+
+    def on_dropped(self, request: _Spooled, result: SendResult) -> None:
+        self.report.errors[self.signal] = result.detail
+        logger.warning(
+            "otel_ai: the collector refused %d spooled %s for good: %s",
+            self.items,
+            self.signal,
+            result.detail,
+        )
+        self.pending.pop()
+        request[2].unlink(missing_ok=True)
+        self.report.dropped_items[self.signal] += self.items
+
+    def on_retry(self, request: _Spooled, result: SendResult, delay: float) -> bool:
+        self.report.errors[self.signal] = result.detail
+        return self.deadline.wait(delay)
+
+
 def _deliver_signal(
     signal: str,
-    queue: list[tuple[tuple[int, ...], int, Path]],
+    queue: list[_Spooled],
     sender: Sender,
     deadline: float,
     max_bytes: int,
     report: DeliveryReport,
 ) -> None:
-    backoff = 0.25
-    pending = list(reversed(queue))  # pop() takes the oldest
-    while pending:
-        key, items, path = pending[-1]
-        try:
-            data = path.read_bytes()
-        except OSError:
-            pending.pop()  # gone (delivered by someone else, or removed by hand)
-            continue
-        found = _decoded_items(signal, data)
-        if found is None or (found == 0 and items > 0):
-            pending.pop()
-            report.corrupt.append(_set_aside(path, signal))
-            continue
-        items = found  # what really goes out
-        if len(data) > max_bytes:
-            parts, oversized = split_to_fit(signal, data, max_bytes)
-            pending.pop()
-            pending.extend(reversed(replace_with_parts(path, signal, key, parts)))
-            report.dropped_items[signal] += sum(items_in(signal, big) for big in oversized)
-            continue
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        result = sender.send(data, min(sender.timeout, remaining))
-        if result.ok:
-            pending.pop()
-            path.unlink(missing_ok=True)
-            report.delivered_requests[signal] += 1
-            report.delivered_items[signal] += items - result.rejected
-            report.dropped_items[signal] += result.rejected
-            backoff = 0.25
-            continue
-        if result.refused:
-            # this endpoint will never take the signal: what is spooled for it goes
-            report.refusals[signal] = f"{sender.endpoint} ({result.detail})"
-            for _, left, left_path in pending:
-                left_path.unlink(missing_ok=True)
-                report.refused_items[signal] += left
-            pending.clear()
-            break
-        report.errors[signal] = result.detail
-        if result.too_large:
-            halves = split_to_fit(signal, data, max(len(data) // 2, 1))
-            pending.pop()
-            pending.extend(reversed(replace_with_parts(path, signal, key, halves[0])))
-            report.dropped_items[signal] += sum(items_in(signal, big) for big in halves[1])
-            continue
-        if not result.retryable:
-            logger.warning(
-                "otel_ai: the collector refused %d spooled %s for good: %s", items, signal, result.detail
-            )
-            pending.pop()
-            path.unlink(missing_ok=True)
-            report.dropped_items[signal] += items
-            continue
-        wait = min(
-            result.retry_after if result.retry_after is not None else backoff, deadline - time.monotonic()
-        )
-        if wait <= 0:
-            break
-        time.sleep(wait)
-        backoff = min(backoff * 2, 5.0)
-    _count_remaining(report, signal, pending)
+    recovery = _Recovery(signal, queue, sender, deadline, max_bytes, report)
+    deliver(recovery, Backoff())
+    _count_remaining(report, signal, recovery.pending)
 
 
 def _decoded_items(signal: str, data: bytes) -> int | None:

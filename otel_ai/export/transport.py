@@ -5,14 +5,15 @@ The durable layer (:mod:`otel_ai.export.durable`), the spool recovery
 ``Export{Trace,Logs,Metrics}ServiceRequest`` with the same code: a sender POSTs the bytes
 (OTLP/HTTP) or calls the service's ``Export`` method with them (OTLP/gRPC, no re-parsing),
 with a hard time limit per attempt, and says what happened in a :class:`SendResult`.
-Retrying and spooling are the caller's business; a sender never retries except once on a
-stale keep-alive connection.
+Retrying and spooling are the delivery engine's (:mod:`otel_ai.export.engine`); a sender
+never retries except once on a stale keep-alive connection.
 
-Transport settings are read the way the OpenTelemetry exporters read them:
-OTEL_EXPORTER_OTLP_[SIGNAL_]TIMEOUT (seconds, as in the Python SDK),
-..._COMPRESSION (``gzip``; ``deflate`` on HTTP), ..._CERTIFICATE, ..._CLIENT_KEY,
-..._CLIENT_CERTIFICATE, ..._INSECURE (gRPC) and ..._HEADERS (per signal; the shared
-headers come from :class:`otel_ai.config.Settings`).
+Transport settings come from the settings table (:mod:`otel_ai.config`), read as the
+OpenTelemetry exporters read them: OTEL_EXPORTER_OTLP_[SIGNAL_]TIMEOUT (seconds, as in
+the Python SDK), ..._COMPRESSION (``gzip``; ``deflate`` on HTTP), ..._CERTIFICATE,
+..._CLIENT_KEY, ..._CLIENT_CERTIFICATE, ..._INSECURE (gRPC) and ..._HEADERS
+(percent-decoded by the SDK's parser). Encoded requests are handled by
+:mod:`otel_ai.export.requests`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import http.client
 import json
 import logging
 import math
-import os
 import ssl
 import threading
 import time
@@ -34,11 +34,12 @@ from typing import Any, Protocol
 from urllib.parse import urlparse
 
 from google.protobuf.message import DecodeError, Message
+from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from ..config import SIGNALS, ConfigurationError, Settings, parse_otlp_headers
+from ..config import SIGNALS, ConfigurationError, Settings
 from ..version import __version__
 
 logger = logging.getLogger("otel_ai")
@@ -50,11 +51,6 @@ REFUSED_HTTP_STATUSES = frozenset({404, 405})
 MAX_ECHOED_BODY = 512
 USER_AGENT = f"otel-ai/{__version__}"
 
-REQUEST_TYPES: dict[str, type[Message]] = {
-    "traces": trace_service_pb2.ExportTraceServiceRequest,
-    "logs": logs_service_pb2.ExportLogsServiceRequest,
-    "metrics": metrics_service_pb2.ExportMetricsServiceRequest,
-}
 RESPONSE_TYPES: dict[str, type[Message]] = {
     "traces": trace_service_pb2.ExportTraceServiceResponse,
     "logs": logs_service_pb2.ExportLogsServiceResponse,
@@ -65,13 +61,6 @@ GRPC_METHODS = {
     "logs": "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
     "metrics": "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
 }
-# the (resource list, scope list, item list) field names of each request
-_LAYOUT = {
-    "traces": ("resource_spans", "scope_spans", "spans"),
-    "logs": ("resource_logs", "scope_logs", "log_records"),
-    "metrics": ("resource_metrics", "scope_metrics", "metrics"),
-}
-_METRIC_DATA = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
 _REJECTED_FIELD = {
     "traces": "rejected_spans",
     "logs": "rejected_log_records",
@@ -150,39 +139,21 @@ class Target:
     insecure: bool | None = None
 
 
-def _env(signal: str, name: str, environ: Mapping[str, str]) -> tuple[str, str] | None:
-    """The per-signal variable if set, else the shared one: (variable, value)."""
-    for variable in (f"OTEL_EXPORTER_OTLP_{signal.upper()}_{name}", f"OTEL_EXPORTER_OTLP_{name}"):
-        value = environ.get(variable)
-        if value is not None and value.strip():
-            return variable, value.strip()
-    return None
-
-
-def _parse_env_headers(variable: str, raw: str) -> dict[str, str]:
-    try:
-        return parse_otlp_headers(raw)
-    except ValueError as exc:
-        raise ConfigurationError(f"{variable}={raw!r} is not valid: {exc}") from None
-
-
 def target_for(
     signal: str,
     settings: Settings,
     *,
     endpoint: str | None = None,
     protocol: str | None = None,
-    environ: Mapping[str, str] | None = None,
 ) -> Target | None:
-    """The delivery target of ``signal`` from ``settings`` and the OTEL_EXPORTER_OTLP_*
-    transport variables; None when the signal has no OTLP endpoint (embedded default) or
-    its exporter is not ``otlp`` (OTEL_{SIGNAL}_EXPORTER).
+    """The delivery target of ``signal`` from ``settings`` (its transport rows: timeout,
+    compression, certificates, insecure, headers); None when the signal has no OTLP
+    endpoint (embedded default) or its exporter is not ``otlp`` (OTEL_{SIGNAL}_EXPORTER).
 
     ``endpoint`` / ``protocol`` override the settings (``otel-ai replay --endpoint``): an
     explicit endpoint is a base URL to which HTTP appends ``/v1/{signal}`` unless it
     already ends with it.
     """
-    env = os.environ if environ is None else environ
     if settings.signal_exporter(signal) != "otlp":
         return None  # OTEL_{SIGNAL}_EXPORTER=none (or console): not sent over OTLP
     protocol = protocol or settings.signal_protocol(signal)
@@ -196,54 +167,23 @@ def target_for(
         specific = getattr(settings, f"{signal}_endpoint")
         # a signal's own endpoint is used as given; the shared one gets /v1/{signal}
         url = shared if protocol == "grpc" or specific else shared.rstrip("/") + f"/v1/{signal}"
-    headers = dict(settings.headers or {})
-    found = _env(signal, "HEADERS", env)
-    if (
-        found is not None
-        and found[0] != "OTEL_EXPORTER_OTLP_HEADERS"
-        and settings.sources.get("headers") != "argument"
-    ):
-        headers = _parse_env_headers(*found)
-    timeout = DEFAULT_TIMEOUT_S
-    found = _env(signal, "TIMEOUT", env)
-    if found is not None:
-        try:
-            timeout = float(found[1])
-            if not timeout > 0:
-                raise ValueError
-        except ValueError:
-            raise ConfigurationError(
-                f"{found[0]}={found[1]!r} is not valid: expected a positive number of seconds"
-            ) from None
-    compression = "none"
-    found = _env(signal, "COMPRESSION", env)
-    if found is not None:
-        compression = found[1].lower()
-        allowed = ("none", "gzip") if protocol == "grpc" else ("none", "gzip", "deflate")
-        if compression not in allowed:
-            raise ConfigurationError(
-                f"{found[0]}={found[1]!r} is not valid: expected one of {', '.join(allowed)}"
-            )
-    insecure = None
-    found = _env(signal, "INSECURE", env)
-    if found is not None:
-        insecure = found[1].lower() in ("true", "1", "yes", "on")
-
-    def path(name: str) -> str | None:
-        hit = _env(signal, name, env)
-        return hit[1] if hit else None
-
+    compression, source = settings.signal_transport(signal, "compression")
+    if protocol == "grpc" and compression not in ("none", "gzip"):
+        given = (
+            f"configure(compression={compression!r})" if source == "argument" else f"{source}={compression!r}"
+        )
+        raise ConfigurationError(f"{given} is not valid: expected one of none, gzip (over gRPC)")
     return Target(
         signal=signal,
         protocol=protocol,
         endpoint=url,
-        headers=headers,
-        timeout=timeout,
-        compression=compression,
-        certificate=path("CERTIFICATE"),
-        client_key=path("CLIENT_KEY"),
-        client_certificate=path("CLIENT_CERTIFICATE"),
-        insecure=insecure,
+        headers=settings.signal_headers(signal),
+        timeout=float(settings.signal_transport(signal, "timeout")[0]),
+        compression=str(compression),
+        certificate=settings.signal_transport(signal, "certificate")[0],
+        client_key=settings.signal_transport(signal, "client_key")[0],
+        client_certificate=settings.signal_transport(signal, "client_certificate")[0],
+        insecure=settings.signal_transport(signal, "insecure")[0],
     )
 
 
@@ -291,8 +231,8 @@ def _rejected(signal: str, payload: bytes) -> tuple[int, str]:
         return 0, ""
     if not response.HasField("partial_success"):
         return 0, ""
-    partial = response.partial_success
-    return int(getattr(partial, _REJECTED_FIELD[signal])), partial.error_message
+    partial = getattr(response, "partial_success")  # noqa: B009 - one field of three message types
+    return int(getattr(partial, _REJECTED_FIELD[signal])), str(partial.error_message)
 
 
 # --------------------------------------------------------------------------- gRPC
@@ -368,7 +308,13 @@ class GrpcSender:
                 return SendResult(False, retryable=False, too_large=True, detail=detail)
             if code == grpc.StatusCode.INVALID_ARGUMENT:
                 return SendResult(False, retryable=False, detail=detail)
-            return SendResult(False, retryable=True, detail=detail)
+            return SendResult(
+                False,
+                retryable=True,
+                retry_after=_grpc_retry_after(error),
+                detail=detail,
+                status=f"gRPC {name}",
+            )
         except Exception as error:  # noqa: BLE001 - a transport failure of any kind
             return SendResult(False, retryable=True, detail=f"{type(error).__name__}: {error}")
         finally:
@@ -388,6 +334,30 @@ class GrpcSender:
             self._channel.close()
         except Exception as exc:  # noqa: BLE001 - closing is best effort
             logger.debug("otel_ai: closing the gRPC channel: %s", exc)
+
+
+def _grpc_retry_after(error: Any) -> float | None:
+    """The delay a gRPC server asked for: a ``google.rpc.RetryInfo`` in the status details
+    of the trailing metadata (what the OTLP specification has servers send with
+    UNAVAILABLE or RESOURCE_EXHAUSTED), None without one."""
+    try:
+        metadata = error.trailing_metadata() or ()
+    except Exception:  # noqa: BLE001 - an error without metadata
+        return None
+    for key, value in metadata:
+        if key != "grpc-status-details-bin" or not isinstance(value, bytes):
+            continue
+        try:
+            status = status_pb2.Status.FromString(value)
+        except DecodeError:
+            return None
+        for detail in status.details:
+            if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                info = error_details_pb2.RetryInfo()
+                detail.Unpack(info)
+                delay = info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+                return delay if math.isfinite(delay) and delay >= 0 else None
+    return None
 
 
 def _read(path: str | None) -> bytes | None:
@@ -577,112 +547,3 @@ def _retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(when.timestamp() - time.time(), 0.0)
-
-
-# --------------------------------------------------------------------------- requests
-
-
-def count_items(signal: str, request: Message) -> int:
-    """Spans, log records or metric data points in a request."""
-    resources, scopes, items = _LAYOUT[signal]
-    total = 0
-    for resource in getattr(request, resources):
-        for scope in getattr(resource, scopes):
-            if signal != "metrics":
-                total += len(getattr(scope, items))
-                continue
-            for metric in scope.metrics:
-                kind = metric.WhichOneof("data")
-                if kind is not None:
-                    total += len(getattr(metric, kind).data_points)
-    return total
-
-
-def parse_request(signal: str, data: bytes) -> Message:
-    request = REQUEST_TYPES[signal]()
-    request.ParseFromString(data)
-    return request
-
-
-def split_request(signal: str, data: bytes) -> list[bytes] | None:
-    """The request in two halves (by items; metrics by data points), each a complete
-    request with its resource and scope; None when it holds a single item."""
-    request = parse_request(signal, data)
-    resources_field, scopes_field, items_field = _LAYOUT[signal]
-    units: list[tuple[Any, Any, Any, Any]] = []  # (resource, scope, item or metric, point)
-    for resource in getattr(request, resources_field):
-        for scope in getattr(resource, scopes_field):
-            if signal != "metrics":
-                units.extend((resource, scope, item, None) for item in getattr(scope, items_field))
-                continue
-            for metric in scope.metrics:
-                kind = metric.WhichOneof("data")
-                points = getattr(metric, kind).data_points if kind is not None else []
-                if not points:
-                    units.append((resource, scope, metric, None))
-                units.extend((resource, scope, metric, point) for point in points)
-    if len(units) < 2:
-        return None
-    half = len(units) // 2
-    return [
-        _rebuild(signal, units[:half]).SerializeToString(),
-        _rebuild(signal, units[half:]).SerializeToString(),
-    ]
-
-
-def _rebuild(signal: str, units: list[tuple[Any, Any, Any, Any]]) -> Message:
-    resources_field, scopes_field, items_field = _LAYOUT[signal]
-    request = REQUEST_TYPES[signal]()
-    last: tuple[int, int, int] | None = None
-    resource_out: Any = None
-    scope_out: Any = None
-    metric_out: Any = None
-    for resource, scope, item, point in units:
-        if last is None or last[0] != id(resource):
-            resource_out = getattr(request, resources_field).add()
-            resource_out.resource.CopyFrom(resource.resource)
-            resource_out.schema_url = resource.schema_url
-            last = (id(resource), 0, 0)
-        if last[1] != id(scope):
-            scope_out = getattr(resource_out, scopes_field).add()
-            scope_out.scope.CopyFrom(scope.scope)
-            scope_out.schema_url = scope.schema_url
-            last = (last[0], id(scope), 0)
-            metric_out = None
-        if signal != "metrics":
-            getattr(scope_out, items_field).add().CopyFrom(item)
-            continue
-        if metric_out is None or last[2] != id(item):
-            metric_out = scope_out.metrics.add()
-            metric_out.CopyFrom(item)
-            kind = item.WhichOneof("data")
-            if kind is not None:
-                getattr(metric_out, kind).ClearField("data_points")
-            last = (last[0], last[1], id(item))
-        if point is not None:
-            getattr(metric_out, item.WhichOneof("data")).data_points.add().CopyFrom(point)
-    return request
-
-
-def split_to_fit(signal: str, data: bytes, max_bytes: int) -> tuple[list[bytes], list[bytes]]:
-    """Split ``data`` until every part is at most ``max_bytes``: (parts in order, the
-    single-item parts that are still too large)."""
-    if len(data) <= max_bytes:
-        return [data], []
-    halves = split_request(signal, data)
-    if halves is None:
-        return [], [data]
-    fitting: list[bytes] = []
-    oversized: list[bytes] = []
-    for half in halves:
-        parts, big = split_to_fit(signal, half, max_bytes)
-        fitting.extend(parts)
-        oversized.extend(big)
-    return fitting, oversized
-
-
-def items_in(signal: str, data: bytes) -> int:
-    try:
-        return count_items(signal, parse_request(signal, data))
-    except (DecodeError, ValueError):
-        return 0

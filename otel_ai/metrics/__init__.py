@@ -1,15 +1,16 @@
 """Metrics: search progress, system, process tree and GPU (SPEC section 4).
 
 - The search metrics (``ai.stage.progress``, ``ai.nodes``, ``ai.node.duration``...) are
-  fed by the model's own events (:class:`otel_ai.model.events.Instruments`);
+  fed by the model's own events (:class:`otel_ai.metrics.instruments.Instruments`);
   :func:`record_token_usage` and :func:`record_artifact_uploaded` are the entry points
   for the LLM instrumentation and the artifact uploader.
 - :func:`start` registers the system, process-tree and GPU metrics on a meter: pulled by
   the metric reader at each collection (OTEL_METRIC_EXPORT_INTERVAL, 15 s by default in
   otel_ai), on the reader's thread, one bounded pass per collection.
 
-Nothing here imports the exporters at import time: the resource imports
-:mod:`otel_ai.metrics.gpu` while the providers are being built.
+Nothing here imports the pipeline: it hands its meter down
+(:func:`otel_ai.metrics.instruments.use_meter`) and passes the detected GPUs to the
+resource.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from opentelemetry.metrics import Meter
 
 from .genai import record_artifact_uploaded, record_token_usage
 from .gpu import GpuInfo, detect_gpus
+from .instruments import current_meter
 from .process import DEFAULT_MAX_PROCESSES
 from .sampler import Sampler
 
@@ -97,11 +99,7 @@ def observe_process_tree(root_pid: int) -> Sampler:
     """
     sampler = current()
     if sampler is None:
-        from ..export.providers import (
-            get_pipeline,  # not at import: see the module docstring
-        )
-
-        sampler = start(get_pipeline().meter, root_pid=root_pid)
+        sampler = start(current_meter(), root_pid=root_pid)
     else:
         sampler.observe_process_tree(root_pid)
     return sampler

@@ -16,6 +16,7 @@ from opentelemetry import trace as trace_api
 
 from .. import semconv
 from .._internal import never_raise
+from .instruments import instruments
 
 
 def _count(value: Any) -> int | None:
@@ -64,8 +65,6 @@ def record_token_usage(
     and ``stage`` default to the active span's ``ai.run.id`` / ``ai.stage.name``, else the
     run open in this process. Never raises.
     """
-    from ..model.events import instruments  # not at import: see otel_ai.metrics
-
     run, stage_name = _run_and_stage(run_id, stage)
     attributes: dict[str, str] = {semconv.GEN_AI_OPERATION_NAME: str(operation)}
     for key, value in (
@@ -91,8 +90,6 @@ def record_token_usage(
 def record_artifact_uploaded(size_bytes: Any, *, run_id: str | None = None, kind: str | None = None) -> None:
     """Add an uploaded artifact's bytes to ``ai.artifact.uploaded`` (``ai.run.id``,
     ``ai.artifact.kind``). ``run_id`` defaults as for :func:`record_token_usage`."""
-    from ..model.events import instruments
-
     count = _count(size_bytes)
     if count is None:
         return

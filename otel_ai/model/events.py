@@ -1,4 +1,4 @@
-"""Log-based events, the per-process sequence, bounded span events and search metrics.
+"""Log-based events, the per-process sequence and bounded span events.
 
 Every lifecycle event is emitted twice: as structure in the trace (by
 :mod:`otel_ai.model.spans`) and as an OTel LogRecord whose ``event_name`` is the event's
@@ -18,12 +18,12 @@ from typing import Any
 
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.context import Context
-from opentelemetry.metrics import Meter, Observation
 from opentelemetry.trace import Span
 from opentelemetry.util.types import AttributeValue
 
 from .. import semconv
 from ..export.providers import get_pipeline
+from ..metrics.instruments import Instruments, instruments  # noqa: F401 - re-exported for the model
 from .coerce import safe_str
 
 # --- the per-process sequence -----------------------------------------------------------
@@ -224,73 +224,3 @@ class EventBuffer:
                 semconv.SPAN_EVENTS_OMITTED_BY_NAME,
                 [f"{name}={count}" for name, count in sorted(omitted.items())],
             )
-
-
-# --- search metrics ---------------------------------------------------------------------
-class Instruments:
-    """The search metrics of SPEC section 4, fed by the model's own events.
-
-    Gauges are observable: an event only stores the latest value (a dict assignment on
-    the experiment's thread); the metric reader's thread reports it at collection.
-    """
-
-    def __init__(self, meter: Meter) -> None:
-        self.nodes = meter.create_counter(
-            semconv.METRIC_NODES, unit="{node}", description="Search-tree nodes completed"
-        )
-        self.node_duration = meter.create_histogram(
-            semconv.METRIC_NODE_DURATION, unit="s", description="Node lifetime, creation to completion"
-        )
-        self.node_exec_time = meter.create_histogram(
-            semconv.METRIC_NODE_EXEC_TIME, unit="s", description="Execution time of a node's code"
-        )
-        self._progress: dict[tuple[str, str], float] = {}
-        self._best: dict[tuple[str, str], float] = {}
-        meter.create_observable_gauge(
-            semconv.METRIC_STAGE_PROGRESS,
-            callbacks=[lambda options: _observe(self._progress)],
-            unit="1",
-            description="Stage progress, 0..1",
-        )
-        meter.create_observable_gauge(
-            semconv.METRIC_STAGE_BEST_METRIC,
-            callbacks=[lambda options: _observe(self._best)],
-            unit="1",
-            description="Best node metric of the stage so far",
-        )
-        self.artifact_uploaded = meter.create_counter(
-            semconv.METRIC_ARTIFACT_UPLOADED, unit="By", description="Bytes of artifacts uploaded"
-        )
-        self.token_usage = meter.create_histogram(
-            semconv.METRIC_GEN_AI_TOKEN_USAGE,
-            unit="{token}",
-            description="Number of input and output tokens used",
-            # the GenAI semantic conventions' advised boundaries: 1, 4, 16 ... 4**13
-            explicit_bucket_boundaries_advisory=[float(4**i) for i in range(14)],
-        )
-
-    def stage_progress(self, run_id: str, stage: str, value: float) -> None:
-        self._progress[(run_id, stage)] = value
-
-    def best_metric(self, run_id: str, stage: str, value: float) -> None:
-        self._best[(run_id, stage)] = value
-
-
-def _observe(latest: dict[tuple[str, str], float]) -> list[Observation]:
-    return [
-        Observation(value, {semconv.RUN_ID: run_id, semconv.STAGE_NAME: stage})
-        for (run_id, stage), value in list(latest.items())
-    ]
-
-
-_instruments: tuple[Meter, Instruments] | None = None
-
-
-def instruments() -> Instruments:
-    global _instruments
-    meter = get_pipeline().meter
-    cached = _instruments
-    if cached is None or cached[0] is not meter:
-        cached = (meter, Instruments(meter))
-        _instruments = cached
-    return cached[1]
