@@ -38,7 +38,7 @@ def _stage_name(data: dict[str, Any]) -> str | None:
     return identifier(_pop(data, "stage", "stage_name", semconv.STAGE_NAME))
 
 
-def _wrapper_run(run_id: str | None) -> Run | None:
+def wrapper_run(run_id: str | None) -> Run | None:
     """Under ``otel-ai run``, the wrapper's run (attached once per process) when
     ``run_id`` names it or names nothing."""
     wrapped = wrapped_run()
@@ -65,7 +65,7 @@ def open_run(
     attributes: Mapping[str, Any] | None = None,
 ) -> Run:
     """A new run for the context-manager front door (the wrapper's, when wrapped)."""
-    return _wrapper_run(run_id) or Run(
+    return wrapper_run(run_id) or Run(
         run_id, pod_id=pod_id, gpu=gpu, region=region, image=image, attributes=attributes
     )
 
@@ -73,7 +73,7 @@ def open_run(
 def find_run(run_id: str | None, *, pod_id: str | None = None) -> Run:
     """The run of that id (or the current one); started implicitly when unknown, so an
     event for a run never started is still recorded, under a synthesized run span."""
-    wrapper = _wrapper_run(run_id)
+    wrapper = wrapper_run(run_id)
     if wrapper is not None:
         return wrapper
     run_id = identifier(run_id)
@@ -98,7 +98,7 @@ def start_run(
     attributes: Mapping[str, Any] | None = None,
 ) -> Run:
     """``ai.run.started`` by id: a new run, or a duplicate recorded on the open one."""
-    wrapper = _wrapper_run(run_id)
+    wrapper = wrapper_run(run_id)
     if wrapper is not None:
         return wrapper
     run_id = identifier(run_id)
