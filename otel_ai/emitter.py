@@ -259,19 +259,19 @@ class EventEmitter:
         best_metric: Any = None,
         eta_s: float | None = None,
     ) -> bool:
-        find_run(run_id)._get_stage(stage).progress(
+        find_run(run_id).find_stage(stage).progress(
             iteration, max_iterations, good_nodes, buggy_nodes, total_nodes, best_metric, eta_s, progress
         )
         return True
 
     @_seed_method(semconv.STAGE_COMPLETED)
     def stage_completed(self, run_id: str, stage: str, duration_s: float | None = None) -> bool:
-        find_run(run_id)._get_stage(stage).complete(duration_s)
+        find_run(run_id).find_stage(stage).complete(duration_s)
         return True
 
     @_seed_method(semconv.STAGE_METRIC)
     def metric_computed(self, run_id: str, stage: str, name: str, value: Any) -> bool:
-        find_run(run_id)._get_stage(stage).metric(name, value)
+        find_run(run_id).find_stage(stage).metric(name, value)
         return True
 
     # -- nodes ------------------------------------------------------------------------
@@ -279,19 +279,19 @@ class EventEmitter:
     def node_created(
         self, run_id: str, stage: str, node_id: str, parent_id: str | None = None, kind: str | None = None
     ) -> bool:
-        find_run(run_id)._get_stage(stage).node(node_id, parent_id, kind)
+        find_run(run_id).find_stage(stage).node(node_id, parent_id, kind)
         return True
 
     @_seed_method(semconv.NODE_CODE_GENERATED)
     def node_code_generated(
         self, run_id: str, stage: str, node_id: str, code_size: int | None = None, code: str | None = None
     ) -> bool:
-        find_run(run_id)._get_stage(stage)._get_node(node_id).code_generated(code, size_bytes=code_size)
+        find_run(run_id).find_stage(stage).find_node(node_id).code_generated(code, size_bytes=code_size)
         return True
 
     @_seed_method(semconv.NODE_EXECUTING)
     def node_executing(self, run_id: str, stage: str, node_id: str) -> bool:
-        find_run(run_id)._get_stage(stage)._get_node(node_id).executing()
+        find_run(run_id).find_stage(stage).find_node(node_id).executing()
         return True
 
     @_seed_method(semconv.NODE_COMPLETED)
@@ -305,14 +305,14 @@ class EventEmitter:
         exec_time_s: float | None,
         exc_type: str | None = None,
     ) -> bool:
-        find_run(run_id)._get_stage(stage)._get_node(node_id).completed(
+        find_run(run_id).find_stage(stage).find_node(node_id).completed(
             is_buggy, metric, exec_time_s, exc_type
         )
         return True
 
     @_seed_method(semconv.NODE_SELECTED_BEST)
     def node_selected_best(self, run_id: str, stage: str, node_id: str, metric: Any = None) -> bool:
-        find_run(run_id)._get_stage(stage).selected_best(node_id, metric)
+        find_run(run_id).find_stage(stage).selected_best(node_id, metric)
         return True
 
     # -- logs and artifacts -----------------------------------------------------------

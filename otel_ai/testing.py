@@ -7,7 +7,7 @@ import sys
 
 from .bootstrap.startup import forget as forget_import_hook
 from .export.providers import _reset_for_tests
-from .model.events import _reset_seq
+from .model.events import reset_seq
 from .model.registry import registry
 from .propagation import INSTRUMENTED_RUN_ENV
 from .propagation import reset as reset_propagation
@@ -22,7 +22,7 @@ def reset() -> None:
     The next front-door call or :func:`otel_ai.configure` starts afresh."""
     _reset_for_tests()
     registry.clear()
-    _reset_seq()
+    reset_seq()
     reset_default_redactor()
     reset_propagation()
     forget_import_hook("ai_scientist")

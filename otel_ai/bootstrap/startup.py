@@ -41,6 +41,7 @@ def start() -> None:
     when_imported("ai_scientist", _on_ai_scientist)
     if os.environ.get("OTEL_AI_CHANNEL"):
         when_imported("opentelemetry.trace", _on_opentelemetry_trace)
+        when_imported("otel_ai.model.listeners", _on_model)
 
 
 class _HookLoader:
@@ -125,6 +126,12 @@ def _on_process_pool(module: ModuleType) -> None:
 
 def _on_opentelemetry_trace(module: ModuleType) -> None:
     from .lazy import install
+
+    install()
+
+
+def _on_model(module: ModuleType) -> None:
+    from .channel import install  # the model's news to the wrapper (imports the model)
 
     install()
 

@@ -31,7 +31,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from .. import semconv
 from .._internal import never_raise
 from ..model.coerce import truncate
-from ..model.spans import Execution, Node, Stage, _SpanOwner
+from ..model.spans import Execution, Node, SpanOwner, Stage
 from ..propagation import MSG_TOKENS, report
 from ..version import __version__
 from . import _messages, _runs, _search, _tokens, ledger
@@ -207,20 +207,20 @@ class _Call:
         )
 
 
-def _serving_owner() -> tuple[_SpanOwner | None, Any]:
+def _serving_owner() -> tuple[SpanOwner | None, Any]:
     """(our span the call serves, the parent context for its span: None = the current one)."""
     task = _search.current_task()
     current = trace_api.get_current_span().get_span_context()
     run = _runs.current_run()
-    owner: _SpanOwner | None = None
+    owner: SpanOwner | None = None
     if run is not None and current.is_valid:
-        owner = run._owners.get(current.span_id)
+        owner = run.owner_of(current.span_id)
     if owner is None and task is not None:
         owner = task.node
     if current.is_valid:
         return owner, None
     if owner is None and run is not None:
-        owner = run._current_owner()
+        owner = run.current_owner()
     return owner, (owner.log_context if owner is not None else None)
 
 

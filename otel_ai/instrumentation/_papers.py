@@ -53,7 +53,7 @@ def writeup(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     bound = _search._bind(wrapped, args, kwargs)
     pdf = _pdf_of(_search._arg(bound, "base_folder"))
     if result is False or (result is None and pdf is None):
-        _search._safe("paper", paper._end_failed, None)
+        _search._safe("paper", paper.failed, None)
     else:
         _search._safe("paper", paper.generated, pdf)
     return result

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..model.registry import registry
 from ..model.spans import Run
+from ..model.vocabulary import wrapper_run
 from ..propagation import INSTRUMENTED_RUN_ENV, format_traceparent, parent_span_context, wrapped_run
 
 RUN_ENV = INSTRUMENTED_RUN_ENV
@@ -33,9 +34,7 @@ def current_run() -> Run | None:
     """The run this process reports to, or None (nothing is started here)."""
     wrapped = wrapped_run()
     if wrapped is not None:
-        from ..model.vocabulary import _wrapper_run
-
-        return _wrapper_run(None)
+        return wrapper_run(None)
     run = registry.current()
     if run is not None:
         return run

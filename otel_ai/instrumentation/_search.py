@@ -26,7 +26,7 @@ from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
 
 from .. import semconv
 from .._internal import report_internal_error
-from ..model.spans import Node, Run, Stage, _SpanOwner
+from ..model.spans import Node, Run, SpanOwner, Stage
 from . import _runs, _tokens, ledger
 from ._patching import Hook
 
@@ -115,7 +115,7 @@ def _arg(bound: inspect.BoundArguments | None, name: str, default: Any = None) -
 
 
 @contextlib.contextmanager
-def _current(owner: _SpanOwner | None) -> Iterator[None]:
+def _current(owner: SpanOwner | None) -> Iterator[None]:
     """Make ``owner``'s span the current one (what the LLM calls and pool tasks see)."""
     if owner is None:
         yield
@@ -374,7 +374,7 @@ def _record_decision(scope: str, info: Any, result: Any) -> None:
     complete, reason = (
         (result[0], result[1]) if isinstance(result, tuple) and len(result) >= 2 else (result, None)
     )
-    stage._event(
+    stage.record_event(
         semconv.STAGE_DECISION,
         {
             semconv.STAGE_NAME: stage.name,
@@ -503,7 +503,7 @@ def _join_stage(run: Run, name: str) -> Stage:
         return run.join_stage(
             name, SpanContext(run.span_context.trace_id, span_id, is_remote=True, trace_flags=TraceFlags(1))
         )
-    return run._get_stage(name)
+    return run.find_stage(name)
 
 
 def node_maker(kind: str) -> Callable[..., Any]:

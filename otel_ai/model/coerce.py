@@ -174,9 +174,10 @@ def coerce(value: Any, limit: int = MAX_STRING) -> AttributeValue | None:
         return None
     kind = type(value)
     if kind is str:
-        return value if len(value) <= limit else truncate(value, limit)
+        text: str = value
+        return text if len(text) <= limit else truncate(text, limit)
     if kind is bool or kind is float:
-        return value
+        return value  # type: ignore[no-any-return]
     if kind is int:
         return value if _INT64_MIN <= value <= _INT64_MAX else str(value)
     if _is_array(value) and getattr(value, "ndim", 0) >= 1 and _array_size(value) > MAX_SEQUENCE:

@@ -60,14 +60,14 @@ def set_seq(last: int) -> int:
         return current
 
 
-def _reset_seq() -> None:
+def reset_seq() -> None:
     """Start the sequence afresh (a forked child; tests)."""
     global _seq, _seq_lock
     _seq_lock = threading.Lock()  # another thread may have held it at the fork
     _seq = itertools.count(1)
 
 
-os.register_at_fork(after_in_child=_reset_seq)
+os.register_at_fork(after_in_child=reset_seq)
 
 # --- severity ---------------------------------------------------------------------------
 _LEVELS: dict[str, tuple[SeverityNumber, str]] = {

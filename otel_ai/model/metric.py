@@ -105,7 +105,9 @@ def _metrics_of(value: Any, maximize: Any, name: Any) -> list[_Metric] | None:
         structured = _structured(value)
         if structured is not None:
             return structured
-        data = [(to_text(k, 128), _number(v), None) for k, v in value.items()]
+        data: list[tuple[str, float | None, float | None]] = [
+            (to_text(k, 128), _number(v), None) for k, v in value.items()
+        ]
         return [_Metric(label, lower, data)]
     number = _number(value)
     if number is not None:

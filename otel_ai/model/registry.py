@@ -13,7 +13,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .spans import Run
+    from .run import Run
 
 _KEEP_ENDED = 16
 

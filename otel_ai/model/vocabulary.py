@@ -16,8 +16,9 @@ from typing import Any
 from .. import semconv
 from ..propagation import wrapped_run
 from .coerce import identifier, safe_str
+from .phases import Paper, Validation
 from .registry import registry
-from .spans import Run
+from .run import Run
 
 _Handler = Callable[[Run, dict[str, Any]], None]
 
@@ -37,7 +38,7 @@ def _stage_name(data: dict[str, Any]) -> str | None:
     return identifier(_pop(data, "stage", "stage_name", semconv.STAGE_NAME))
 
 
-def _wrapper_run(run_id: str | None) -> Run | None:
+def wrapper_run(run_id: str | None) -> Run | None:
     """Under ``otel-ai run``, the wrapper's run (attached once per process) when
     ``run_id`` names it or names nothing."""
     wrapped = wrapped_run()
@@ -64,7 +65,7 @@ def open_run(
     attributes: Mapping[str, Any] | None = None,
 ) -> Run:
     """A new run for the context-manager front door (the wrapper's, when wrapped)."""
-    return _wrapper_run(run_id) or Run(
+    return wrapper_run(run_id) or Run(
         run_id, pod_id=pod_id, gpu=gpu, region=region, image=image, attributes=attributes
     )
 
@@ -72,7 +73,7 @@ def open_run(
 def find_run(run_id: str | None, *, pod_id: str | None = None) -> Run:
     """The run of that id (or the current one); started implicitly when unknown, so an
     event for a run never started is still recorded, under a synthesized run span."""
-    wrapper = _wrapper_run(run_id)
+    wrapper = wrapper_run(run_id)
     if wrapper is not None:
         return wrapper
     run_id = identifier(run_id)
@@ -97,7 +98,7 @@ def start_run(
     attributes: Mapping[str, Any] | None = None,
 ) -> Run:
     """``ai.run.started`` by id: a new run, or a duplicate recorded on the open one."""
-    wrapper = _wrapper_run(run_id)
+    wrapper = wrapper_run(run_id)
     if wrapper is not None:
         return wrapper
     run_id = identifier(run_id)
@@ -129,9 +130,7 @@ def _run_failed(run: Run, data: dict[str, Any]) -> None:
 
 def _run_canceled(run: Run, data: dict[str, Any]) -> None:
     stage = _stage_name(data)
-    if stage:
-        run._failed_stage = stage
-    run.cancel(_pop(data, "reason", "cancel_reason", semconv.RUN_CANCEL_REASON))
+    run.cancel(_pop(data, "reason", "cancel_reason", semconv.RUN_CANCEL_REASON), stage=stage)
 
 
 def _stage_started(run: Run, data: dict[str, Any]) -> None:
@@ -140,7 +139,7 @@ def _stage_started(run: Run, data: dict[str, Any]) -> None:
 
 
 def _stage_progress(run: Run, data: dict[str, Any]) -> None:
-    stage = run._get_stage(_stage_name(data))
+    stage = run.find_stage(_stage_name(data))
     stage.progress(
         iteration=_pop(data, "iteration", semconv.STAGE_ITERATION),
         max_iterations=_pop(data, "max_iterations", semconv.STAGE_MAX_ITERATIONS),
@@ -156,7 +155,7 @@ def _stage_progress(run: Run, data: dict[str, Any]) -> None:
 
 
 def _stage_metric(run: Run, data: dict[str, Any]) -> None:
-    stage = run._get_stage(_stage_name(data))
+    stage = run.find_stage(_stage_name(data))
     stage.metric(
         str(_pop(data, "name", semconv.METRIC_NAME)), _pop(data, "value", semconv.METRIC_VALUE), **data
     )
@@ -164,16 +163,16 @@ def _stage_metric(run: Run, data: dict[str, Any]) -> None:
 
 
 def _stage_completed(run: Run, data: dict[str, Any]) -> None:
-    run._get_stage(_stage_name(data)).complete(_pop(data, "duration_s", semconv.STAGE_DURATION_S))
+    run.find_stage(_stage_name(data)).complete(_pop(data, "duration_s", semconv.STAGE_DURATION_S))
 
 
 def _node(run: Run, data: dict[str, Any]) -> Any:
-    stage = run._get_stage(_stage_name(data))
-    return stage._get_node(_pop(data, "node_id", "id", semconv.NODE_ID))
+    stage = run.find_stage(_stage_name(data))
+    return stage.find_node(_pop(data, "node_id", "id", semconv.NODE_ID))
 
 
 def _node_created(run: Run, data: dict[str, Any]) -> None:
-    stage = run._get_stage(_stage_name(data))
+    stage = run.find_stage(_stage_name(data))
     stage.node(
         _pop(data, "node_id", "id", semconv.NODE_ID),
         parent_id=_pop(data, "parent_id", semconv.NODE_PARENT_ID),
@@ -220,7 +219,7 @@ def _node_completed(run: Run, data: dict[str, Any]) -> None:
 
 
 def _node_selected_best(run: Run, data: dict[str, Any]) -> None:
-    stage = run._get_stage(_stage_name(data))
+    stage = run.find_stage(_stage_name(data))
     stage.selected_best(
         str(_pop(data, "node_id", "id", semconv.NODE_ID)), _pop(data, "metric", semconv.NODE_METRIC), **data
     )
@@ -263,10 +262,8 @@ def _paper_started(run: Run, data: dict[str, Any]) -> None:
 
 
 def _paper_generated(run: Run, data: dict[str, Any]) -> None:
-    from .spans import Paper
-
-    paper = run._open_child(Paper) or run.paper()
-    paper.generated(_pop(data, "artifact_key", semconv.ARTIFACT_KEY), **data)  # type: ignore[union-attr]
+    paper = run.open_child(Paper) or run.paper()
+    paper.generated(_pop(data, "artifact_key", semconv.ARTIFACT_KEY), **data)
     data.clear()
 
 
@@ -279,10 +276,8 @@ def _validation_started(run: Run, data: dict[str, Any]) -> None:
 
 
 def _validation_completed(run: Run, data: dict[str, Any]) -> None:
-    from .spans import Validation
-
-    validation = run._open_child(Validation) or run.validation(_pop(data, "model", semconv.VALIDATION_MODEL))
-    validation.completed(  # type: ignore[union-attr]
+    validation = run.open_child(Validation) or run.validation(_pop(data, "model", semconv.VALIDATION_MODEL))
+    validation.completed(
         _pop(data, "verdict", semconv.VALIDATION_VERDICT),
         _pop(data, "scores"),
         _pop(data, "notes", semconv.VALIDATION_NOTES),

@@ -193,7 +193,7 @@ class Supervisor:
             trace_id=f"{span_context.trace_id:032x}",
             span_id=f"{span_context.span_id:016x}",
             parent_span_id=_parent_span_id(run),
-            start_ns=run._start_ns,
+            start_ns=run.start_ns,
             wrapper_pid=os.getpid(),
             wrapper_started=psutil.Process().create_time(),
             attempt=attempt,
@@ -470,8 +470,7 @@ class Supervisor:
             run.span.set_attribute(semconv.RUN_EXIT_CODE, exit_code)
             if returncode is not None and returncode < 0:
                 run.span.set_attribute(semconv.RUN_SIGNAL, signal.Signals(-returncode).name)
-            run._failed_stage = stage
-            run.cancel(f"{name} received by otel-ai run")
+            run.cancel(f"{name} received by otel-ai run", stage=stage)
             return
         launch_error = getattr(self, "_launch_error", None)
         if launch_error is not None:
