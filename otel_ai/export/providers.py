@@ -39,6 +39,7 @@ from opentelemetry.trace import NoOpTracer, Tracer
 
 from .. import semconv
 from ..config import Settings, resolve
+from ..metrics.genai import TokenUsageProcessor
 from ..propagation import wrapped_run
 from ..version import __version__
 from .durable import (
@@ -158,6 +159,7 @@ def _build(settings: Settings, previous: Pipeline | None = None) -> Pipeline:
         )
     if isinstance(span_exporter, DurableSpanExporter):
         tracer_provider.add_span_processor(LiveRunMarker(tracer_provider))  # runs in progress, in Jaeger
+    tracer_provider.add_span_processor(TokenUsageProcessor())  # gen_ai.usage.* of any span: metric, totals
     logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
     if log_exporter is not None:
         logger_provider.add_log_record_processor(

@@ -20,7 +20,9 @@ from typing import Any
 
 from ..model.registry import registry
 from ..model.spans import Run
+from ..model.vocabulary import _wrapper_run
 from ..propagation import INSTRUMENTED_RUN_ENV, format_traceparent, parent_span_context, wrapped_run
+from .tokens import set_run_totals
 
 RUN_ENV = INSTRUMENTED_RUN_ENV
 
@@ -33,8 +35,6 @@ def current_run() -> Run | None:
     """The run this process reports to, or None (nothing is started here)."""
     wrapped = wrapped_run()
     if wrapped is not None:
-        from ..model.vocabulary import _wrapper_run
-
         return _wrapper_run(None)
     run = registry.current()
     if run is not None:
@@ -90,8 +90,6 @@ def _end_owned() -> None:
     run = _owned
     if run is None or run.ended or not run.owned_here:
         return
-    from ._tokens import set_run_totals
-
     set_run_totals(run)
     if isinstance(_failure, KeyboardInterrupt):
         run.cancel("KeyboardInterrupt")

@@ -24,7 +24,9 @@ from opentelemetry.util.types import AttributeValue
 
 from .. import semconv
 from ..export.providers import get_pipeline
+from ..metrics import genai
 from .coerce import safe_str
+from .registry import registry
 
 # --- the per-process sequence -----------------------------------------------------------
 # Strictly increasing per process (SPEC section 2): it only ever moves forward, so a
@@ -294,3 +296,11 @@ def instruments() -> Instruments:
         cached = (meter, Instruments(meter))
         _instruments = cached
     return cached[1]
+
+
+def _current_run_id() -> str | None:
+    run = registry.current()
+    return None if run is None else run.run_id
+
+
+genai.provide(instruments, _current_run_id)  # the instruments behind otel_ai.metrics.record_*

@@ -40,6 +40,7 @@ from ..propagation import (
     MSG_RUN_IDEA,
     MSG_STAGE,
     MSG_STAGE_END,
+    add_exit_hook,
     report,
 )
 from .coerce import MAX_TEXT, as_float, coerce_attributes, identifier, is_finite, to_text, truncate
@@ -1539,3 +1540,4 @@ def _locks_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_locks_after_fork)
+add_exit_hook(end_open_spans)  # a pool worker ends its open spans before its last flush
