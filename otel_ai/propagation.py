@@ -200,6 +200,11 @@ def add_task_hook(hook: TaskHook) -> None:
         _task_hooks.append(hook)
 
 
+def remove_task_hook(hook: TaskHook) -> None:
+    if hook in _task_hooks:
+        _task_hooks.remove(hook)
+
+
 def task_carrier() -> Mapping[str, str]:
     """What the running pool task was submitted with (empty outside a pool task)."""
     return _task_carrier.get() or {}
