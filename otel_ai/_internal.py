@@ -7,13 +7,14 @@ that promise either: under pytest (``PYTEST_VERSION`` set) or with
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, cast
 
 logger = logging.getLogger("otel_ai")
@@ -58,6 +59,30 @@ def report_internal_error(where: str, exc: BaseException) -> None:
     )
 
 
+@contextlib.contextmanager
+def handle_internal_errors(where: str) -> Iterator[None]:
+    """The one handler of telemetry's own errors: an exception raised in the block is
+    reported (:func:`report_internal_error`) and swallowed, so the experiment carries on;
+    under tests (or ``OTEL_AI_RAISE_INTERNAL_ERRORS=1``) it propagates so bugs are seen::
+
+        with handle_internal_errors("ai_scientist.node"):
+            record_the_node()
+    """
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - the point of this handler
+        report_internal_error(where, exc)
+        if _should_raise():
+            raise
+
+
+def call_safely(where: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` under :func:`handle_internal_errors`; None when it failed."""
+    with handle_internal_errors(where):
+        return fn(*args, **kwargs)
+    return None
+
+
 def never_raise(default: Any = None) -> Callable[[_F], _F]:
     """Decorate a telemetry entry point so that it cannot raise into its caller.
 
@@ -70,13 +95,9 @@ def never_raise(default: Any = None) -> Callable[[_F], _F]:
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            try:
+            with handle_internal_errors(where):
                 return fn(*args, **kwargs)
-            except Exception as exc:  # noqa: BLE001 - the point of this wrapper
-                report_internal_error(where, exc)
-                if _should_raise():
-                    raise
-                return default
+            return default
 
         return cast(_F, wrapper)
 

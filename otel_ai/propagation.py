@@ -12,15 +12,23 @@
   returns, and flushes what is left when it exits or is killed with SIGTERM (as a pool's
   workers are when a stage ends).
 
-Nothing here imports the OpenTelemetry SDK at import time: the bootstrap of every Python
-child imports this module.
+Nothing here imports OpenTelemetry at import time: the bootstrap of every Python child
+imports this module, and ``opentelemetry.trace`` alone costs a child ~50 ms of start-up
+(``python -X importtime``). The OpenTelemetry API is imported where a pool task or a
+trace context first needs it, by which time the process uses OpenTelemetry anyway.
+
+What must happen before a worker's last flush (ending the spans still open) is a hook
+registered by the layer that owns those spans (:func:`add_exit_hook`).
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
+import signal
 import socket
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -164,8 +172,6 @@ def reset() -> None:
 # --- process pools -----------------------------------------------------------------------
 def _current_carrier() -> dict[str, str] | None:
     """The trace context of the submitting code, if OpenTelemetry is in use here."""
-    import sys
-
     if "opentelemetry.context" not in sys.modules:
         return None  # nothing traced in this process yet: the worker inherits TRACEPARENT
     from opentelemetry import trace
@@ -178,6 +184,45 @@ def _current_carrier() -> dict[str, str] | None:
     return carrier or None
 
 
+TaskHook = Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], Mapping[str, str] | None]
+_task_hooks: list[TaskHook] = []
+_task_carrier: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
+    "otel_ai_task_carrier", default=None
+)
+
+
+def add_task_hook(hook: TaskHook) -> None:
+    """Carry more context with each pool task: ``hook(fn, args, kwargs)`` runs in the
+    submitting process and returns entries (strings) that travel with the task, next
+    to its ``traceparent``; the task reads them with :func:`task_carrier`. Registered
+    once; a failing hook adds nothing."""
+    if hook not in _task_hooks:
+        _task_hooks.append(hook)
+
+
+def remove_task_hook(hook: TaskHook) -> None:
+    if hook in _task_hooks:
+        _task_hooks.remove(hook)
+
+
+def task_carrier() -> Mapping[str, str]:
+    """What the running pool task was submitted with (empty outside a pool task)."""
+    return _task_carrier.get() or {}
+
+
+def _with_task_context(
+    carrier: dict[str, str] | None, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> dict[str, str] | None:
+    for hook in list(_task_hooks):
+        try:
+            extra = hook(fn, args, kwargs)
+        except Exception:  # noqa: BLE001 - the task is submitted regardless
+            continue
+        if extra:
+            carrier = {**(carrier or {}), **{str(k): str(v) for k, v in extra.items()}}
+    return carrier
+
+
 def call_in_context(
     carrier: dict[str, str] | None, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
@@ -187,7 +232,7 @@ def call_in_context(
     A module-level function, so it pickles for spawn workers as well as fork ones.
     """
     token = None
-    _flush_on_sigterm()
+    flush_on_sigterm()
     if carrier:
         try:
             from opentelemetry import context
@@ -196,9 +241,11 @@ def call_in_context(
             token = context.attach(TraceContextTextMapPropagator().extract(carrier))
         except Exception:  # noqa: BLE001 - the task runs regardless
             token = None
+    carried = _task_carrier.set(carrier)
     try:
         return fn(*args, **kwargs)
     finally:
+        _task_carrier.reset(carried)
         if token is not None:
             from opentelemetry import context
 
@@ -213,8 +260,6 @@ def _flush_worker() -> None:
     then: at its normal exit (multiprocessing's exit finalizers, fork and spawn alike) or
     when the pool kills it with SIGTERM (open spans ended as closed by shutdown first).
     """
-    import sys
-
     providers = sys.modules.get("otel_ai.export.providers")
     if providers is None or providers.current_pipeline() is None:
         return  # this worker emitted nothing
@@ -240,18 +285,28 @@ def _flush_timeout() -> float:
         return 5.0
 
 
-def _flush_now(timeout: float) -> None:
-    import sys
+_exit_hooks: list[Callable[[], None]] = []
 
+
+def add_exit_hook(hook: Callable[[], None]) -> None:
+    """Call ``hook()`` before a pool worker's last flush (at its exit, or when it is
+    killed with SIGTERM), e.g. to end the spans it still has open. Registered once;
+    a failing hook is skipped."""
+    if hook not in _exit_hooks:
+        _exit_hooks.append(hook)
+
+
+def _flush_now(timeout: float) -> None:
+    # sys.modules, not an import: a worker that never configured telemetry has nothing
+    # to flush and must not import the SDK now
     providers = sys.modules.get("otel_ai.export.providers")
     if providers is None or providers.current_pipeline() is None:
         return
-    try:
-        from .model.spans import end_open_spans
-
-        end_open_spans()
-    except Exception:  # noqa: BLE001
-        pass
+    for hook in list(_exit_hooks):
+        try:
+            hook()
+        except Exception:  # noqa: BLE001
+            pass
     try:
         providers.force_flush(timeout)
     except Exception:  # noqa: BLE001
@@ -267,20 +322,19 @@ class _WorkerFlusher:
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="otel_ai-worker-flush", daemon=True)
         self._thread.start()
+        # a pool worker has imported it; importing it here would cost other processes ~10 ms
+        util = sys.modules.get("multiprocessing.util")
         try:
-            from multiprocessing import util
-
-            util.Finalize(None, self.at_exit, exitpriority=100)  # before the pool's own (<= 10)
+            if util is not None:
+                util.Finalize(None, self.at_exit, exitpriority=100)  # before the pool's own (<= 10)
         except Exception:  # noqa: BLE001
             pass
-        _flush_on_sigterm()
+        flush_on_sigterm()
 
     def nudge(self) -> None:
         self._wake.set()
 
     def _loop(self) -> None:
-        import sys
-
         while True:
             self._wake.wait()
             self._wake.clear()
@@ -323,13 +377,11 @@ def _reset_after_fork() -> None:
 os.register_at_fork(after_in_child=_reset_after_fork)
 
 
-def _flush_on_sigterm() -> None:
+def flush_on_sigterm() -> None:
     """A stage's end kills its pool workers with SIGTERM (AI-Scientist-v2 terminates
     them). A worker ends its open spans (as closed by shutdown) and flushes, then dies
     by the signal as it would have. A worker that handles SIGTERM itself is left alone."""
     global _sigterm_pid
-    import signal
-
     if _sigterm_pid == os.getpid() or threading.current_thread() is not threading.main_thread():
         return
     _sigterm_pid = os.getpid()
@@ -370,6 +422,7 @@ def instrument_process_pool(module: Any) -> None:
             carrier = _current_carrier()
         except Exception:  # noqa: BLE001
             carrier = None
+        carrier = _with_task_context(carrier, fn, args, kwargs)
         if carrier is None and not os.environ.get(CHANNEL_ENV):
             return original(self, fn, *args, **kwargs)
         return original(self, call_in_context, carrier, fn, args, kwargs)

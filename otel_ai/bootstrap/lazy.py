@@ -10,6 +10,7 @@ otel_ai then installs its real provider as the global one.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +19,10 @@ from opentelemetry import trace
 try:  # like the SDK's: also decorates async functions, ending the span when they do
     from opentelemetry.util._decorator import _agnosticcontextmanager as _context_manager
 except ImportError:  # pragma: no cover - an older API
-    from contextlib import contextmanager as _context_manager
+    from contextlib import contextmanager as _context_manager  # type: ignore[assignment]
+
+# loaded by name on the first span: importing it imports and configures the SDK
+PROVIDERS = "otel_ai.export.providers"
 
 
 class LazyTracerProvider(trace.TracerProvider):
@@ -36,9 +40,7 @@ class _LazyTracer(trace.Tracer):
 
     def _tracer(self) -> trace.Tracer:
         if self._real is None:
-            from ..export.providers import get_pipeline
-
-            provider = get_pipeline().tracer_provider
+            provider = importlib.import_module(PROVIDERS).get_pipeline().tracer_provider
             if provider is None:  # telemetry disabled
                 return trace.NoOpTracer()
             self._real = provider.get_tracer(*self._args, **self._kwargs)

@@ -7,127 +7,47 @@
 - ``opentelemetry.trace`` (under ``otel-ai run``): a global tracer provider that
   configures otel_ai on the first span (:mod:`otel_ai.bootstrap.lazy`).
 
-The post-import hooks are a small meta-path finder of our own rather than wrapt's
-``register_post_import_hook``: importing wrapt costs 30-90 ms (it imports asyncio), and
-every Python process the experiment starts pays the bootstrap. wrapt is used where the
-patching happens, once the target is imported.
+The hooks themselves are :mod:`otel_ai.bootstrap.importhook`'s. The instrumentation and
+the lazy provider are loaded by name when their hook fires (``importlib.import_module``):
+they import the OpenTelemetry API, which a child that never emits must not pay for.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
-import sys
-import threading
-from collections.abc import Callable
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-    from importlib.machinery import ModuleSpec
+from ..propagation import instrument_process_pool
+from .importhook import finder, forget, when_imported
 
-Hook = Callable[[ModuleType], None]
+__all__ = ["finder", "forget", "instrument_ai_scientist_on_import", "start", "when_imported"]
+
+INSTRUMENTATION = "otel_ai.instrumentation"
+LAZY_PROVIDER = "otel_ai.bootstrap.lazy"
 
 _started = False
+
+
+def _disabled() -> bool:
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
 
 
 def start() -> None:
     """Install the hooks (once per process). Never raises."""
     global _started
-    if _started or os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+    if _started or _disabled():
         return
     _started = True
-    when_imported("concurrent.futures.process", _on_process_pool)
+    when_imported("concurrent.futures.process", instrument_process_pool)
     when_imported("ai_scientist", _on_ai_scientist)
     if os.environ.get("OTEL_AI_CHANNEL"):
         when_imported("opentelemetry.trace", _on_opentelemetry_trace)
         when_imported("otel_ai.model.listeners", _on_model)
 
 
-class _HookLoader:
-    """The real loader, then the hook on the loaded module."""
-
-    def __init__(self, loader: Any, hook: Hook) -> None:
-        self._loader = loader
-        self._hook = hook
-
-    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
-        return self._loader.create_module(spec)  # type: ignore[no-any-return]
-
-    def exec_module(self, module: ModuleType) -> None:
-        self._loader.exec_module(module)
-        _run_hook(self._hook, module)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._loader, name)
-
-
-class _PostImportFinder:
-    def __init__(self) -> None:
-        self.hooks: dict[str, Hook] = {}
-        self._local = threading.local()
-
-    def find_spec(
-        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
-    ) -> ModuleSpec | None:
-        hook = self.hooks.get(fullname)
-        if hook is None or getattr(self._local, "busy", False):
-            return None
-        self._local.busy = True
-        try:
-            for finder in sys.meta_path:
-                if finder is self or not hasattr(finder, "find_spec"):
-                    continue
-                spec = finder.find_spec(fullname, path, target)
-                if spec is not None:
-                    break
-            else:
-                return None
-        finally:
-            self._local.busy = False
-        if spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return spec
-        spec.loader = _HookLoader(spec.loader, hook)  # type: ignore[assignment]
-        return spec
-
-
-_finder = _PostImportFinder()
-
-
-def when_imported(name: str, hook: Hook) -> None:
-    """Call ``hook(module)`` once ``name`` is imported (at once if it already is)."""
-    module = sys.modules.get(name)
-    if module is not None:
-        _run_hook(hook, module)
-        return
-    _finder.hooks[name] = hook
-    if _finder not in sys.meta_path:
-        sys.meta_path.insert(0, _finder)
-
-
-def forget(name: str) -> None:
-    """Drop the pending hook for ``name`` (tests)."""
-    _finder.hooks.pop(name, None)
-
-
-def _run_hook(hook: Hook, module: ModuleType) -> None:
-    _finder.hooks.pop(module.__name__, None)
-    try:
-        hook(module)
-    except Exception as exc:  # noqa: BLE001 - a hook must never break the import
-        _debug(f"hook for {module.__name__} failed: {exc!r}")
-
-
-def _on_process_pool(module: ModuleType) -> None:
-    from ..propagation import instrument_process_pool
-
-    instrument_process_pool(module)
-
-
 def _on_opentelemetry_trace(module: ModuleType) -> None:
-    from .lazy import install
-
-    install()
+    importlib.import_module(LAZY_PROVIDER).install()
 
 
 def _on_model(module: ModuleType) -> None:
@@ -139,23 +59,16 @@ def _on_model(module: ModuleType) -> None:
 def instrument_ai_scientist_on_import() -> None:
     """Instrument AI-Scientist-v2 when ``ai_scientist`` is imported (at once if it is),
     unless OTEL_SDK_DISABLED is true. Never raises."""
-    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+    if _disabled():
         return
     when_imported("ai_scientist", _on_ai_scientist)
 
 
 def _on_ai_scientist(module: ModuleType) -> None:
     try:
-        from importlib import import_module
-
-        instrumentation = import_module("otel_ai.instrumentation")
+        instrumentation = importlib.import_module(INSTRUMENTATION)
     except ImportError:
         return
     instrumentor = instrumentation.AIScientistInstrumentor()
     if not instrumentor.is_instrumented_by_opentelemetry:  # opentelemetry-instrument may have done it
         instrumentor.instrument()
-
-
-def _debug(message: str) -> None:
-    if os.environ.get("OTEL_AI_DEBUG"):
-        sys.stderr.write(f"otel_ai bootstrap: {message}\n")

@@ -43,6 +43,7 @@ from opentelemetry.util._once import Once
 from .. import semconv
 from ..config import Settings, resolve
 from ..metrics import start as start_metrics
+from ..metrics.genai import TokenUsageProcessor
 from ..metrics.gpu import detect_gpus
 from ..metrics.instruments import use_meter
 from ..propagation import CHANNEL_ENV, wrapped_run
@@ -174,6 +175,7 @@ def _build(settings: Settings, previous: Pipeline | None = None) -> Pipeline:
         )
     if isinstance(span_exporter, DurableSpanExporter):
         tracer_provider.add_span_processor(LiveRunMarker(tracer_provider))  # runs in progress, in Jaeger
+    tracer_provider.add_span_processor(TokenUsageProcessor())  # gen_ai.usage.* of any span: metric, totals
     logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
     if log_exporter is not None:
         logger_provider.add_log_record_processor(

@@ -26,20 +26,26 @@ Every hook is optional: what this version of AI-Scientist lacks is skipped and l
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Collection
 from typing import Any
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
+from ..bootstrap.importhook import when_imported
+from ..propagation import add_task_hook, instrument_process_pool, uninstrument_process_pool
 from ..version import __version__
+from . import _llm, _papers, _search
+from ._nodes import task_context
 from ._patching import Hook, HookStatus, Patcher
+from .tokens import set_run_totals
 
-__all__ = ["AIScientistInstrumentor", "HookStatus", "hook_report"]
+__all__ = ["AIScientistInstrumentor", "HookStatus", "hook_report", "set_run_totals"]
+
+POOL_MODULE = "concurrent.futures.process"
 
 
 def _hooks() -> list[Hook]:
-    from . import _llm, _papers, _search
-
     return [*_search.hooks(), *_llm.hooks(), *_papers.hooks()]
 
 
@@ -63,15 +69,12 @@ class AIScientistInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return ()
 
     def _instrument(self, **kwargs: Any) -> None:
-        from ..bootstrap.startup import when_imported
-
         self._patcher = Patcher(_hooks())
         self._patcher.start()
-        when_imported("concurrent.futures.process", self._instrument_pool)
+        add_task_hook(task_context)  # a node task carries its stage and parent node
+        when_imported(POOL_MODULE, self._instrument_pool)
 
     def _instrument_pool(self, module: Any) -> None:
-        from ..propagation import instrument_process_pool
-
         executor = getattr(module, "ProcessPoolExecutor", None)
         if executor is None or getattr(executor.submit, "_otel_ai_wrapped", False):
             return  # otel-ai run's bootstrap did it already
@@ -82,11 +85,8 @@ class AIScientistInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         patcher, self._patcher = self._patcher, None
         if patcher is not None:
             patcher.stop()
-        if self._pool_patched:
-            import concurrent.futures.process as pool
-
-            from ..propagation import uninstrument_process_pool
-
+        pool = sys.modules.get(POOL_MODULE)
+        if self._pool_patched and pool is not None:  # patched, so imported
             uninstrument_process_pool(pool)
             self._pool_patched = False
 

@@ -11,11 +11,11 @@ resource classes, so every client is covered. Each call is one span:
 - ``gen_ai.operation.name``, ``gen_ai.provider.name``, request and response model, input
   and output tokens, response id and finish reasons, ``server.address``/``server.port``;
   message content only with OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true;
-- its tokens go to the node (in this process), the ledger (the stage and run totals,
-  across processes), ``gen_ai.client.token.usage`` and the wrapper's status line.
+- its ``gen_ai.usage.*`` tokens are rolled up onto node, stage and run like any LLM
+  span's (:mod:`otel_ai.instrumentation.tokens`).
 
 When the official ``opentelemetry-instrumentation-openai-v2`` is instrumenting OpenAI,
-it makes the span (never two spans for one call): this hook only rolls the tokens up.
+it makes the span (never two spans for one call) and this hook does nothing.
 """
 
 from __future__ import annotations
@@ -29,12 +29,11 @@ from opentelemetry import trace as trace_api
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .. import semconv
-from .._internal import never_raise
+from .._internal import handle_internal_errors, never_raise
+from ..export.providers import get_pipeline
 from ..model.coerce import truncate
-from ..model.spans import Execution, Node, SpanOwner, Stage
-from ..propagation import MSG_TOKENS, report
 from ..version import __version__
-from . import _messages, _runs, _search, _tokens, ledger
+from . import _messages, _nodes, _runs
 from ._patching import Hook
 
 CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
@@ -75,13 +74,11 @@ class _Call:
         self.model = kwargs.get("model")
         self.provider = _provider(api, instance)
         self.stream = bool(kwargs.get("stream"))
-        self.owner, parent = _serving_owner()
         self.token: object | None = None
         self.span: Any = None
         if _official_openai_active() and api == "openai":
             return
-        from ..export.providers import get_pipeline
-
+        parent = _parent_context()
         provider = get_pipeline().tracer_provider
         if provider is None:
             return
@@ -166,62 +163,19 @@ class _Call:
                 attributes.update(_output_content(self.api, response) or {})
             span.set_attributes(attributes)
             span.end()
-        if input_tokens is None and output_tokens is None:
-            return
-        self._account(input_tokens or 0, output_tokens or 0, response_model)
-
-    def _account(self, input_tokens: int, output_tokens: int, response_model: Any) -> None:
-        owner = self.owner
-        node = owner.node if isinstance(owner, Execution) else owner if isinstance(owner, Node) else None
-        stage = node.stage if node is not None else owner if isinstance(owner, Stage) else None
-        if node is not None:
-            _tokens.add_node_tokens(node, input_tokens, output_tokens)
-        span_context = (self.span or trace_api.get_current_span()).get_span_context()
-        trace_id = (
-            span_context.trace_id
-            if span_context.is_valid
-            else (owner.span_context.trace_id if owner is not None else 0)
-        )
-        ledger.append(
-            trace_id,
-            {
-                "k": "llm",
-                "s": None if stage is None else f"{stage.span_context.span_id:016x}",
-                "n": None if node is None else f"{node.span_context.span_id:016x}",
-                "i": input_tokens,
-                "o": output_tokens,
-            },
-        )
-        report(MSG_TOKENS, input=input_tokens, output=output_tokens)
-        from ..metrics import record_token_usage
-
-        run = owner.run if owner is not None else None
-        record_token_usage(
-            input_tokens,
-            output_tokens,
-            provider=self.provider,
-            request_model=None if self.model is None else str(self.model),
-            response_model=None if response_model is None else str(response_model),
-            run_id=None if run is None else run.run_id,
-            stage=None if stage is None else stage.name,
-        )
 
 
-def _serving_owner() -> tuple[SpanOwner | None, Any]:
-    """(our span the call serves, the parent context for its span: None = the current one)."""
-    task = _search.current_task()
-    current = trace_api.get_current_span().get_span_context()
+def _parent_context() -> Any:
+    """The parent of the call's span: None (the current span) when one is current; else
+    (a thread the context did not follow) the innermost open node, stage, paper or review
+    of the run, else the run."""
+    if trace_api.get_current_span().get_span_context().is_valid:
+        return None
+    task = _nodes.current_task()
+    if task is not None:
+        return task.node.log_context
     run = _runs.current_run()
-    owner: SpanOwner | None = None
-    if run is not None and current.is_valid:
-        owner = run.owner_of(current.span_id)
-    if owner is None and task is not None:
-        owner = task.node
-    if current.is_valid:
-        return owner, None
-    if owner is None and run is not None:
-        owner = run.current_owner()
-    return owner, (owner.log_context if owner is not None else None)
+    return None if run is None else run.current_owner().log_context
 
 
 def _count(value: Any) -> int | None:
@@ -281,14 +235,10 @@ def _wrapper(api: str) -> Any:
     def call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         if context_api.get_value(context_api._SUPPRESS_INSTRUMENTATION_KEY):
             return wrapped(*args, **kwargs)
-        try:
+        llm = None
+        with handle_internal_errors("ai_scientist.llm"):
             llm = _Call(api, instance, kwargs)
-        except Exception as exc:
-            from .._internal import _should_raise, report_internal_error
-
-            report_internal_error("ai_scientist.llm", exc)
-            if _should_raise():
-                raise
+        if llm is None:
             return wrapped(*args, **kwargs)
         llm.enter()
         try:

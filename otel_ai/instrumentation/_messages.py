@@ -109,7 +109,7 @@ def _content_text(content: Any) -> str:
     if isinstance(content, (list, tuple)):
         texts = [_get(_dump(b), "text") for b in content]
         if all(isinstance(t, str) for t in texts):
-            return "".join(texts)  # type: ignore[arg-type]
+            return "".join(texts)
     return _text(content)
 
 

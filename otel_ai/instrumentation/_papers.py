@@ -9,7 +9,8 @@ from typing import Any
 from opentelemetry import context as context_api
 from opentelemetry import trace as trace_api
 
-from . import _runs, _search
+from . import _runs
+from ._calls import arg, bind, safe
 from ._patching import Hook
 
 WRITEUP_MODULES = ("ai_scientist.perform_writeup", "ai_scientist.perform_icbinb_writeup")
@@ -31,47 +32,45 @@ def _pdf_of(base_folder: Any) -> str | None:
 
 def _call_in(owner: Any, wrapped: Any, args: Any, kwargs: Any) -> Any:
     """Call ``wrapped`` with ``owner``'s span current; an escaping exception ends it."""
-    token = context_api.attach(trace_api.set_span_in_context(owner.span))
+    token: object | None = context_api.attach(trace_api.set_span_in_context(owner.span))
     try:
         return wrapped(*args, **kwargs)
     except BaseException as exc:
-        context_api.detach(token)
+        context_api.detach(token)  # type: ignore[arg-type]
         token = None
         owner.__exit__(type(exc), exc, exc.__traceback__)
         raise
     finally:
         if token is not None:
-            context_api.detach(token)
+            context_api.detach(token)  # type: ignore[arg-type]
 
 
 def writeup(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    run = _search._safe("paper", _runs.ensure_run)
-    paper = _search._safe("paper", run.paper) if run is not None else None
+    run = safe("paper", _runs.ensure_run)
+    paper = safe("paper", run.paper) if run is not None else None
     if paper is None:
         return wrapped(*args, **kwargs)
     result = _call_in(paper, wrapped, args, kwargs)
-    bound = _search._bind(wrapped, args, kwargs)
-    pdf = _pdf_of(_search._arg(bound, "base_folder"))
+    bound = bind(wrapped, args, kwargs)
+    pdf = _pdf_of(arg(bound, "base_folder"))
     if result is False or (result is None and pdf is None):
-        _search._safe("paper", paper.failed, None)
+        safe("paper", paper.failed, None)
     else:
-        _search._safe("paper", paper.generated, pdf)
+        safe("paper", paper.generated, pdf)
     return result
 
 
 def review(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    bound = _search._bind(wrapped, args, kwargs)
-    run = _search._safe("validation", _runs.ensure_run)
-    model = _search._arg(bound, "model")
+    bound = bind(wrapped, args, kwargs)
+    run = safe("validation", _runs.ensure_run)
+    model = arg(bound, "model")
     validation = (
-        _search._safe("validation", run.validation, None if model is None else str(model))
-        if run is not None
-        else None
+        safe("validation", run.validation, None if model is None else str(model)) if run is not None else None
     )
     if validation is None:
         return wrapped(*args, **kwargs)
     result = _call_in(validation, wrapped, args, kwargs)
-    _search._safe("validation", _completed, validation, result)
+    safe("validation", _completed, validation, result)
     return result
 
 

@@ -1,7 +1,7 @@
 """Hooks: what to patch where, applied when the target module is imported, undone exactly.
 
 Every hook is optional. A module not imported yet is patched at its import (a post-import
-hook, :func:`otel_ai.bootstrap.startup.when_imported`); a class or method missing in this
+hook, :func:`otel_ai.bootstrap.importhook.when_imported`); a class or method missing in this
 version of the target is skipped and reported (``otel-ai doctor``).
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any
 
 import wrapt
 
-from ..bootstrap.startup import when_imported
+from ..bootstrap.importhook import when_imported
 
 Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
 
@@ -124,8 +125,6 @@ class Patcher:
     def report(self, probe: bool = False) -> list[HookStatus]:
         """Where each hook stands; ``probe`` imports target modules not imported yet and
         checks their attributes without patching (for ``otel-ai doctor``)."""
-        import sys
-
         result = []
         for hook in self.hooks:
             status = self._status.get(hook.target)

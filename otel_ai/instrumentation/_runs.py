@@ -22,6 +22,7 @@ from ..model.registry import registry
 from ..model.spans import Run
 from ..model.vocabulary import wrapper_run
 from ..propagation import INSTRUMENTED_RUN_ENV, format_traceparent, parent_span_context, wrapped_run
+from .tokens import set_run_totals
 
 RUN_ENV = INSTRUMENTED_RUN_ENV
 
@@ -89,8 +90,6 @@ def _end_owned() -> None:
     run = _owned
     if run is None or run.ended or not run.owned_here:
         return
-    from ._tokens import set_run_totals
-
     set_run_totals(run)
     if isinstance(_failure, KeyboardInterrupt):
         run.cancel("KeyboardInterrupt")

@@ -8,8 +8,11 @@ process appends one JSON line per fact to ``OTEL_AI_DATA_DIR/ledger/{trace id}.j
   LLM call, summed by whoever ends the stage (the stage's process) and the run (the
   ``otel-ai run`` wrapper, or the process that started the run);
 - ``{"k": "node", "st": stage, "id": node id, "sp": span id}``: where a node's span is,
-  so a node born in another worker can link to its parent, and the stage to its best node;
-- ``{"k": "stage", "st": stage, "sp": span id}``: where a stage's span is.
+  so the process that submits a later node task can send its parent's context with it,
+  and the stage can link to its best node.
+
+(A stage's span travels with each pool task instead: nothing about it must outlive a
+process. Records of kind ``stage`` from older versions are still read.)
 
 A line is written with one ``write`` to a file opened with ``O_APPEND`` (atomic for lines
 this short on a local file system); failures are counted, never raised.
@@ -24,6 +27,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..export.providers import get_pipeline
+
 LEDGER_DIR = "ledger"
 _MAX_LINE = 2048
 
@@ -37,8 +42,6 @@ def path_for(data_dir: Path | str, trace_id: int) -> Path:
 
 
 def _data_dir() -> Path | None:
-    from ..export.providers import get_pipeline
-
     pipeline = get_pipeline()
     return None if pipeline.disabled else pipeline.settings.data_dir
 

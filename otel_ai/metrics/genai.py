@@ -6,17 +6,40 @@ in ``{token}``, one measurement per token type per call, with
 ``gen_ai.response.model`` and ``gen_ai.token.type``), plus ``ai.run.id`` and
 ``ai.stage.name`` so a run's and a stage's spend can be summed. No node ids: metric
 attributes stay low-cardinality.
+
+:class:`TokenUsageProcessor` records it for every span that ends with
+``gen_ai.usage.input_tokens`` / ``gen_ai.usage.output_tokens``, whoever made it (the
+maintained ``opentelemetry-instrumentation-openai-v2`` / ``-anthropic``, streams
+included, or otel_ai's own LLM hooks), with the run, stage and node it ran under (the
+nearest ``ai.node`` / ``ai.stage`` / ``ai.run`` span above it in this process), and hands
+the counts to the listeners registered with :func:`on_usage` (the token totals of nodes,
+stages and runs).
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace as trace_api
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from .. import semconv
-from .._internal import never_raise
+from .._internal import call_safely, never_raise
 from .instruments import instruments
+
+# The run open in this process (the fallback run id): registered by the layer that owns
+# runs (the model), never imported from here.
+_current_run_id: Callable[[], str | None] | None = None
+
+
+def provide_current_run(current_run_id: Callable[[], str | None]) -> None:
+    """Register where the run open in this process comes from (the fallback run id)."""
+    global _current_run_id
+    _current_run_id = current_run_id
 
 
 def _count(value: Any) -> int | None:
@@ -37,11 +60,8 @@ def _run_and_stage(run_id: str | None, stage: str | None) -> tuple[str | None, s
     attributes = getattr(trace_api.get_current_span(), "attributes", None) or {}
     run_id = run_id if run_id is not None else attributes.get(semconv.RUN_ID)
     stage = stage if stage is not None else attributes.get(semconv.STAGE_NAME)
-    if run_id is None:
-        from ..model.registry import registry
-
-        run = registry.current()
-        run_id = run.run_id if run is not None else None
+    if run_id is None and _current_run_id is not None:
+        run_id = _current_run_id()
     return (None if run_id is None else str(run_id)), (None if stage is None else str(stage))
 
 
@@ -98,3 +118,115 @@ def record_artifact_uploaded(size_bytes: Any, *, run_id: str | None = None, kind
     if run is not None:
         attributes[semconv.RUN_ID] = run
     instruments().artifact_uploaded.add(count, attributes)
+
+
+@dataclass(frozen=True)
+class UsageScope:
+    """The run, stage and node an LLM span ran under (span ids in its trace)."""
+
+    run_id: str | None
+    stage_name: str | None = None
+    stage_span_id: int | None = None
+    node_span_id: int | None = None
+
+
+UsageListener = Callable[[int, "UsageScope | None", int, int], None]
+_listeners: list[UsageListener] = []
+_STAGE_PREFIX = semconv.SPAN_STAGE + " "
+_NODE_PREFIX = semconv.SPAN_NODE + " "
+
+
+def on_usage(listener: UsageListener) -> None:
+    """Call ``listener(trace_id, scope, input_tokens, output_tokens)`` for each span that
+    ends with token usage (``scope`` None: under no run, stage or node span of ours)."""
+    if listener not in _listeners:
+        _listeners.append(listener)
+
+
+def _own_scope(span: Any) -> UsageScope | None:
+    """The scope a run, stage or node span of ours opens (None for any other span)."""
+    attributes = getattr(span, "attributes", None)
+    name = getattr(span, "name", None)
+    if not attributes or not isinstance(name, str) or semconv.RUN_ID not in attributes:
+        return None
+    run_id = str(attributes[semconv.RUN_ID])
+    stage_name = attributes.get(semconv.STAGE_NAME)
+    context = span.get_span_context()
+    if name.startswith(_NODE_PREFIX):
+        parent = getattr(span, "parent", None)
+        return UsageScope(
+            run_id,
+            None if stage_name is None else str(stage_name),
+            None if parent is None else parent.span_id,
+            context.span_id,
+        )
+    if name.startswith(_STAGE_PREFIX):
+        return UsageScope(run_id, None if stage_name is None else str(stage_name), context.span_id)
+    if name == semconv.SPAN_RUN:
+        return UsageScope(run_id)
+    return None
+
+
+class TokenUsageProcessor(SpanProcessor):
+    """Token usage of every LLM span, whoever made it: ``gen_ai.client.token.usage``
+    and the :func:`on_usage` listeners (see the module docs). Keeps one entry per open
+    span under a run of ours."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._scopes: dict[int, UsageScope] = {}  # open span id -> what it runs under
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        scope = _own_scope(span)
+        if scope is None:
+            parent = trace_api.get_current_span(parent_context)
+            parent_id = parent.get_span_context().span_id
+            with self._lock:
+                scope = self._scopes.get(parent_id)
+            if scope is None:
+                scope = _own_scope(parent)
+        if scope is not None:
+            with self._lock:
+                self._scopes[span.get_span_context().span_id] = scope
+
+    def on_end(self, span: ReadableSpan) -> None:
+        context = span.context
+        if context is None:
+            return
+        with self._lock:
+            scope = self._scopes.pop(context.span_id, None)
+        attributes = span.attributes or {}
+        input_tokens = _count(attributes.get(semconv.GEN_AI_USAGE_INPUT_TOKENS))
+        output_tokens = _count(attributes.get(semconv.GEN_AI_USAGE_OUTPUT_TOKENS))
+        if input_tokens is None and output_tokens is None:
+            return
+        provider = attributes.get(semconv.GEN_AI_PROVIDER_NAME) or attributes.get("gen_ai.system")
+        request_model = attributes.get(semconv.GEN_AI_REQUEST_MODEL)
+        response_model = attributes.get(semconv.GEN_AI_RESPONSE_MODEL)
+        operation = attributes.get(semconv.GEN_AI_OPERATION_NAME) or semconv.GEN_AI_OPERATION_CHAT
+        record_token_usage(
+            input_tokens,
+            output_tokens,
+            provider=None if provider is None else str(provider),
+            request_model=None if request_model is None else str(request_model),
+            response_model=None if response_model is None else str(response_model),
+            operation=str(operation),
+            run_id=None if scope is None else scope.run_id,
+            stage=None if scope is None else scope.stage_name,
+        )
+        for listener in list(_listeners):
+            call_safely(
+                "TokenUsageProcessor.listener",
+                listener,
+                context.trace_id,
+                scope,
+                input_tokens or 0,
+                output_tokens or 0,
+            )
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._scopes.clear()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True

@@ -23,8 +23,10 @@ from opentelemetry.util.types import AttributeValue
 
 from .. import semconv
 from ..export.providers import get_pipeline
+from ..metrics import genai
 from ..metrics.instruments import Instruments, instruments  # noqa: F401 - re-exported for the model
 from .coerce import safe_str
+from .registry import registry
 
 # --- the per-process sequence -----------------------------------------------------------
 # Strictly increasing per process (SPEC section 2): it only ever moves forward, so a
@@ -224,3 +226,11 @@ class EventBuffer:
                 semconv.SPAN_EVENTS_OMITTED_BY_NAME,
                 [f"{name}={count}" for name, count in sorted(omitted.items())],
             )
+
+
+def _current_run_id() -> str | None:
+    run = registry.current()
+    return None if run is None else run.run_id
+
+
+genai.provide_current_run(_current_run_id)  # the fallback run of otel_ai.metrics.record_*

@@ -23,6 +23,7 @@ from opentelemetry.trace import Span, SpanContext, Status, StatusCode
 from .. import semconv
 from .._internal import never_raise, report_internal_error
 from ..export.providers import before_shutdown
+from ..propagation import add_exit_hook
 from .coerce import MAX_TEXT, coerce_attributes, to_text, truncate
 from .events import INFO, WARN, EventBuffer, emit_log, severity, summary
 from .registry import registry
@@ -299,3 +300,4 @@ def _locks_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_locks_after_fork)
+add_exit_hook(end_open_spans)  # a pool worker ends its open spans before its last flush

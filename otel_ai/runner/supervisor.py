@@ -524,7 +524,7 @@ def _set_token_totals(run: Run) -> None:
     """The LLM tokens of the whole run (``ai.llm.*``), from the ledger its children's
     AI-Scientist instrumentation wrote (absent when they made no LLM call)."""
     try:
-        from ..instrumentation._tokens import set_run_totals
+        from ..instrumentation import set_run_totals
     except ImportError:  # opentelemetry-instrumentation not installed
         return
     set_run_totals(run)

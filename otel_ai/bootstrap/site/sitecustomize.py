@@ -1,15 +1,26 @@
 # otel_ai bootstrap for Python children of `otel-ai run` (see otel_ai/bootstrap/__init__.py).
 # It must never break the child: every failure is swallowed (shown with OTEL_AI_DEBUG=1).
+# It runs in every child, under whatever Python the experiment uses: standard library
+# only, nothing imported that the interpreter has not imported already, no syntax newer
+# than the oldest Python a child may run (annotations are never evaluated).
+from __future__ import annotations
+
 import os
 import sys
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from importlib.machinery import ModuleSpec
+    from types import ModuleType
 
-def _otel_ai_debug(message):
+
+def _otel_ai_debug(message: str) -> None:
     if os.environ.get("OTEL_AI_DEBUG"):
         sys.stderr.write(f"otel_ai bootstrap: {message}\n")
 
 
-def _otel_ai_chain():
+def _otel_ai_chain() -> None:
     # run the sitecustomize this one shadows, as Python would have without us
     import importlib.machinery
     import importlib.util
@@ -38,7 +49,9 @@ _OTEL_AI_WATCHED = frozenset(("concurrent.futures.process", "ai_scientist", "ope
 class _OtelAiTrigger:
     fired = False
 
-    def find_spec(self, fullname, path=None, target=None):
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None = None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
         if self.fired or fullname not in _OTEL_AI_WATCHED:
             return None
         self.fired = True  # stays in sys.meta_path: removing it mid-import would skip a finder
@@ -46,7 +59,7 @@ class _OtelAiTrigger:
             from otel_ai.bootstrap import startup
 
             startup.start()
-            return startup._finder.find_spec(fullname, path, target)
+            return startup.finder.find_spec(fullname, path, target)
         except Exception as exc:  # noqa: BLE001 - e.g. otel_ai not installed for this interpreter
             _otel_ai_debug(f"not started: {exc!r}")
             return None
