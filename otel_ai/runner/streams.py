@@ -22,8 +22,9 @@ from opentelemetry.context import Context
 
 from .. import semconv
 from ..export.providers import log_backlog
-from ..model.events import emit_log, severity
-from .lines import DEFAULT_MAX_LINE, Line, LineSplitter, TracebackGrouper, detect_severity
+from ..model.events import emit_log
+from ..model.lines import Line, line_severity
+from .lines import DEFAULT_MAX_LINE, LineSplitter, TracebackGrouper
 
 _READ_SIZE = 65536
 
@@ -171,10 +172,10 @@ class LogSink:
         attrs: dict[str, Any] = {semconv.LOG_IOSTREAM: stream, semconv.LOG_SOURCE: stream}
         if stage:
             attrs[semconv.STAGE_NAME] = stage
-        if line.truncated:
+        if line.cut:
             attrs[semconv.LOG_TRUNCATED] = True
-        level = line.level if line.level != "info" else detect_severity(line.text)
-        emit_log(context, self._run_id, attrs, event_name=None, body=line.text, level=severity(level))
+        text = line.text
+        emit_log(context, self._run_id, attrs, event_name=None, body=text, level=line_severity(text))
         self.records += 1
 
     def _wait_for_room(self) -> None:

@@ -30,7 +30,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
+
+from ..model.lines import Line
 
 CHUNK = 256 * 1024
 FINGERPRINT = 32
@@ -39,14 +41,6 @@ DEFAULT_MAX_LINE_BYTES = 64 * 1024
 _MARKER_ROOM = 64
 # what FileTail.poll found
 DONE, MORE, BLOCKED = 0, 1, 2
-
-
-class Line(NamedTuple):
-    """One line of a log file as read: bytes without the newline."""
-
-    data: bytes
-    cut: int = 0  # bytes of an over-long line left out after the head kept in ``data``
-    partial: bool = False  # delivered without its newline (flush timeout, end of run)
 
 
 @dataclass(frozen=True)
