@@ -157,12 +157,13 @@ def _explicit(setting: Setting, value: Any) -> Any:
         if not all(isinstance(k, str) and k.strip() and isinstance(v, str) for k, v in value.items()):
             raise ValueError("expected a mapping of header names to string values")
         return {k.strip().lower(): v for k, v in value.items()}
-    expected = {
+    kinds: dict[Callable[[str], Any], str] = {
         _parse_bool: "a bool",
         _parse_positive_int: "a positive int",
         _parse_path: "a path",
         parse_otlp_headers: "a mapping of header names to values",
-    }.get(parse, "a str")
+    }
+    expected = kinds.get(parse, "a str")
     raise TypeError(f"expected {expected}, got {type(value).__name__}")
 
 

@@ -22,9 +22,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from opentelemetry import context
+
 from .. import config, semconv
 from ..config import Settings
 from ..export.transport import make_sender, printable, target_for
+from ..instrumentation import hook_report
 from ..metrics.gpu import detect_gpus
 from ..redaction import redact
 
@@ -112,8 +115,6 @@ def effective(settings: Settings, name: str, value: Any) -> Any:
 
 def print_hooks() -> None:
     """Which AI-Scientist-v2 hooks this installation finds (version skew is normal)."""
-    from ..instrumentation import hook_report
-
     hooks = hook_report(probe=True)
     print("  AI-Scientist and LLM client hooks:")
     unavailable: dict[str, int] = {}
@@ -173,9 +174,8 @@ def check_artifacts(settings: Settings) -> Result:
     if not settings.artifacts_uri:
         return "artifact store", None, "OTEL_AI_ARTIFACTS_URI not set; artifacts are reported, not uploaded"
     bucket = urlparse(settings.artifacts_uri).netloc
-    import boto3
+    import boto3  # heavy: only when an artifacts URI is set
     from botocore.config import Config
-    from opentelemetry import context
 
     token = context.attach(context.set_value(context._SUPPRESS_INSTRUMENTATION_KEY, True))  # our own traffic
     try:

@@ -153,8 +153,8 @@ class LogSink:
                         self._ready.wait(self.IDLE_S)
                 if not self._queue:
                     for name, grouper in self._groupers.items():
-                        for line in grouper.idle():
-                            self._emit(name, line)
+                        for released in grouper.idle():
+                            self._emit(name, released)
                     continue
             stream, line = self._queue.popleft()
             grouper = self._groupers[stream]
