@@ -90,7 +90,9 @@ def _parse_ui_url(value: str) -> str:
 _S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
 
 
-def _parse_s3_uri(value: str) -> str:
+def check_s3_uri(value: str) -> str:
+    """An artifact store URI (s3://bucket[/prefix]) without its trailing slash; ValueError
+    saying why when it is not one."""
     value = value.strip()
     if not _S3_URI.match(value):
         raise ValueError("expected s3://bucket or s3://bucket/prefix with a valid bucket name")
@@ -185,7 +187,7 @@ SETTINGS: tuple[Setting, ...] = (
     # where the embedded default writes its OTLP/JSON files
     Setting("data_dir", "OTEL_AI_DATA_DIR", _parse_path),
     # s3://bucket/prefix artifacts are uploaded to
-    Setting("artifacts_uri", "OTEL_AI_ARTIFACTS_URI", _parse_s3_uri),
+    Setting("artifacts_uri", "OTEL_AI_ARTIFACTS_URI", check_s3_uri),
     # OTLP endpoint for every signal; unset means the embedded default
     Setting("endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", _parse_endpoint),
     # OTLP endpoint for traces (full URL, with /v1/traces for HTTP)

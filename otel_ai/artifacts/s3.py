@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 from opentelemetry import context as context_api
 
 from .. import semconv
-from ..config import ConfigurationError, _parse_s3_uri
+from ..config import ConfigurationError, check_s3_uri
 from .content import content_type_for
 from .store import (
     CONTENT_CHANGED,
@@ -99,7 +99,7 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     """``s3://bucket/some/prefix`` -> ``("bucket", "some/prefix")``; raises
     :class:`ConfigurationError` for anything else."""
     try:
-        clean = _parse_s3_uri(uri)
+        clean = check_s3_uri(uri)
     except ValueError as exc:
         raise ConfigurationError(f"artifacts URI {uri!r} is not valid: {exc}") from None
     bucket, _, prefix = clean[len("s3://") :].partition("/")

@@ -33,8 +33,6 @@ class ChannelServer:
         self._sock.bind(self.path)
         self._sock.settimeout(0.2)
         self._stopped = threading.Event()
-        self.received = 0
-        self.malformed = 0
         self._thread = threading.Thread(target=self._serve, name="otel_ai-channel", daemon=True)
 
     def start(self) -> ChannelServer:
@@ -55,12 +53,9 @@ class ChannelServer:
         try:
             message = json.loads(data)
         except ValueError:
-            self.malformed += 1
             return
         if not isinstance(message, dict):
-            self.malformed += 1
             return
-        self.received += 1
         try:
             self._on_message(message)
         except Exception as exc:  # noqa: BLE001 - one bad message must not stop the channel

@@ -64,10 +64,6 @@ class LineSplitter:
             raw = raw.rsplit(b"\r", 1)[1] or raw.rstrip(b"\r").rsplit(b"\r", 1)[-1]
         return Line(raw, cut, partial)
 
-    @property
-    def has_partial(self) -> bool:
-        return bool(self._pending)
-
     def flush(self) -> Line | None:
         """The partial line held so far (at the end of the stream, or after a timeout)."""
         if not self._pending:

@@ -71,7 +71,6 @@ class OutputPump:
         self._sink = sink
         self._on_activity = on_activity
         self._splitter = LineSplitter(DEFAULT_MAX_LINE)
-        self.bytes = 0
         self._thread = threading.Thread(target=self._pump, name=f"otel_ai-{name}", daemon=True)
 
     def start(self) -> OutputPump:
@@ -89,7 +88,6 @@ class OutputPump:
                     break
                 if not data:
                     break
-                self.bytes += len(data)
                 self._out.write(data)
                 self._on_activity()
                 for line in self._splitter.feed(data):
@@ -124,8 +122,7 @@ class LogSink:
         self._ready = threading.Condition()
         self._groupers: dict[str, TracebackGrouper] = {}
         self._open_streams: set[str] = set()
-        self.records = 0
-        self.dropped = 0
+        self.dropped = 0  # lines not recorded: more than MAX_PENDING were waiting
         self._stopped = False
         self._thread = threading.Thread(target=self._drain, name="otel_ai-log-lines", daemon=True)
 
@@ -176,7 +173,6 @@ class LogSink:
             attrs[semconv.LOG_TRUNCATED] = True
         text = line.text
         emit_log(context, self._run_id, attrs, event_name=None, body=text, level=line_severity(text))
-        self.records += 1
 
     def _wait_for_room(self) -> None:
         # this thread is ours: it may wait for the exporter, the command never does

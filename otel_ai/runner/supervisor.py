@@ -242,6 +242,10 @@ class Supervisor:
                 status_line.stop()
             deadline = time.monotonic() + self.options.shutdown_timeout_s
             sink.stop(max(deadline - time.monotonic(), 0.1) / 2)
+            if sink.dropped:
+                _say(
+                    f"otel-ai run: {sink.dropped} output lines were not recorded (too many waiting for export)"
+                )
             if watcher is not None:  # the final sweep, leaving time for the flush
                 watcher.stop(deadline=deadline - min(2.0, self.options.shutdown_timeout_s / 4))
             channel.stop()
