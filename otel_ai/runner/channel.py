@@ -33,6 +33,7 @@ class ChannelServer:
         self._sock.bind(self.path)
         self._sock.settimeout(0.2)
         self._stopped = threading.Event()
+        self.malformed = 0  # datagrams that were not a JSON object: ignored
         self._thread = threading.Thread(target=self._serve, name="otel_ai-channel", daemon=True)
 
     def start(self) -> ChannelServer:
@@ -53,8 +54,10 @@ class ChannelServer:
         try:
             message = json.loads(data)
         except ValueError:
+            self.malformed += 1
             return
         if not isinstance(message, dict):
+            self.malformed += 1
             return
         try:
             self._on_message(message)
