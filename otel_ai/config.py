@@ -91,6 +91,8 @@ _S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(?
 
 
 def check_s3_uri(value: str) -> str:
+    """An artifact store URI (s3://bucket[/prefix]) without its trailing slash; ValueError
+    saying why when it is not one."""
     value = value.strip()
     if not _S3_URI.match(value):
         raise ValueError("expected s3://bucket or s3://bucket/prefix with a valid bucket name")
@@ -111,31 +113,6 @@ def parse_otlp_headers(value: str) -> dict[str, str]:
         if not sep or not name.strip():
             raise ValueError("expected key=value pairs separated by commas")
     return dict(parse_env_headers(value, liberal=True))
-
-
-COMPRESSIONS = ("none", "gzip", "deflate")  # deflate: OTLP/HTTP only
-
-
-def _parse_seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = float("nan")
-    if not seconds > 0:
-        raise ValueError("expected a positive number of seconds")
-    return seconds
-
-
-def _parse_compression(value: str) -> str:
-    lowered = value.strip().lower()
-    if lowered not in COMPRESSIONS:
-        raise ValueError(f"expected one of {', '.join(COMPRESSIONS)} (deflate on OTLP/HTTP only)")
-    return lowered
-
-
-def _parse_insecure(value: str) -> bool:
-    # as the OpenTelemetry exporters read it: true (any case) means insecure, else not
-    return value.strip().lower() in ("true", "1", "yes", "on")
 
 
 def _parse_path(value: str) -> Path:
@@ -167,6 +144,31 @@ def _parse_positive_int(value: str) -> int:
     return number
 
 
+COMPRESSIONS = ("none", "gzip", "deflate")  # deflate: OTLP/HTTP only
+
+
+def _parse_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0:
+        raise ValueError("expected a positive number of seconds")
+    return seconds
+
+
+def _parse_compression(value: str) -> str:
+    lowered = value.strip().lower()
+    if lowered not in COMPRESSIONS:
+        raise ValueError(f"expected one of {', '.join(COMPRESSIONS)} (deflate on OTLP/HTTP only)")
+    return lowered
+
+
+def _parse_insecure(value: str) -> bool:
+    # as the OpenTelemetry exporters read it: true (any case) means insecure, else not
+    return value.strip().lower() in ("true", "1", "yes", "on")
+
+
 def _explicit(setting: Setting, value: Any) -> Any:
     """An explicit argument checked as strictly as the variable would be."""
     if isinstance(value, str):
@@ -185,9 +187,9 @@ def _explicit(setting: Setting, value: Any) -> Any:
             raise ValueError("expected a mapping of header names to string values")
         return {k.strip().lower(): v for k, v in value.items()}
     names: dict[Callable[[str], Any], str] = {
-        _parse_bool: "a bool",
         _parse_insecure: "a bool",
         _parse_seconds: "a number of seconds",
+        _parse_bool: "a bool",
         _parse_positive_int: "a positive int",
         _parse_path: "a path",
         parse_otlp_headers: "a mapping of header names to values",
@@ -198,210 +200,81 @@ def _explicit(setting: Setting, value: Any) -> Any:
 
 @dataclass(frozen=True)
 class Setting:
-    """One row of the table: the argument name, its variable, parser and default."""
+    """One row of the table: the argument name, its variable and parser (the default is
+    the field's in :class:`Settings`)."""
 
     name: str
     env: str | None
     parse: Callable[[str], Any]
-    default: Any
-    doc: str
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting(
-        "service_name",
-        "OTEL_SERVICE_NAME",
-        _parse_str,
-        None,
-        "service.name of the resource (default ai-scientist)",
-    ),
-    Setting(
-        "run_id",
-        "OTEL_AI_RUN_ID",
-        _parse_str,
-        None,
-        "the run this process reports for, when the code does not name one",
-    ),
-    Setting(
-        "data_dir",
-        "OTEL_AI_DATA_DIR",
-        _parse_path,
-        Path("otel-ai-runs"),
-        "where the embedded default writes its OTLP/JSON files",
-    ),
-    Setting(
-        "artifacts_uri",
-        "OTEL_AI_ARTIFACTS_URI",
-        check_s3_uri,
-        None,
-        "s3://bucket/prefix artifacts are uploaded to",
-    ),
-    Setting(
-        "endpoint",
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-        _parse_endpoint,
-        None,
-        "OTLP endpoint for every signal; unset means the embedded default",
-    ),
-    Setting(
-        "traces_endpoint",
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-        _parse_endpoint,
-        None,
-        "OTLP endpoint for traces (full URL, with /v1/traces for HTTP)",
-    ),
-    Setting(
-        "logs_endpoint",
-        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
-        _parse_endpoint,
-        None,
-        "OTLP endpoint for logs (full URL, with /v1/logs for HTTP)",
-    ),
-    Setting(
-        "metrics_endpoint",
-        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
-        _parse_endpoint,
-        None,
-        "OTLP endpoint for metrics (full URL, with /v1/metrics for HTTP)",
-    ),
-    Setting(
-        "protocol", "OTEL_EXPORTER_OTLP_PROTOCOL", _parse_protocol, "http/protobuf", "grpc or http/protobuf"
-    ),
-    Setting(
-        "traces_protocol",
-        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-        _parse_protocol,
-        None,
-        "protocol for traces (default: protocol)",
-    ),
-    Setting(
-        "logs_protocol",
-        "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
-        _parse_protocol,
-        None,
-        "protocol for logs (default: protocol)",
-    ),
-    Setting(
-        "metrics_protocol",
-        "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
-        _parse_protocol,
-        None,
-        "protocol for metrics (default: protocol)",
-    ),
-    Setting(
-        "traces_exporter",
-        "OTEL_TRACES_EXPORTER",
-        _parse_exporter,
-        "otlp",
-        "otlp (OTLP, or the embedded default without an endpoint), console (stdout) or none (no spans exported)",
-    ),
-    Setting(
-        "logs_exporter",
-        "OTEL_LOGS_EXPORTER",
-        _parse_exporter,
-        "otlp",
-        "otlp, console or none (no log records exported)",
-    ),
-    Setting(
-        "metrics_exporter",
-        "OTEL_METRICS_EXPORTER",
-        _parse_exporter,
-        "otlp",
-        "otlp, console or none (no metrics exported)",
-    ),
-    Setting(
-        "headers",
-        "OTEL_EXPORTER_OTLP_HEADERS",
-        parse_otlp_headers,
-        None,
-        "key=value,... sent with every OTLP request",
-    ),
-    Setting(
-        "id_generator",
-        "OTEL_PYTHON_ID_GENERATOR",
-        _parse_id_generator,
-        OUR_ID_GENERATOR,
-        "trace and span ids: otel_ai draws them from os.urandom; another installed generator (random, xray...) by name",
-    ),
-    Setting(
-        "disabled",
-        "OTEL_SDK_DISABLED",
-        _parse_bool,
-        False,
-        "true: the experiment runs and nothing is exported",
-    ),
-    Setting(
-        "pod_id", "RUNPOD_POD_ID", _parse_str, None, "ai.pod.id of the resource (default: the host name)"
-    ),
-    Setting("region", "RUNPOD_DATACENTER", _parse_str, None, "cloud.region of the resource"),
-    Setting(
-        "queue_size",
-        "OTEL_AI_QUEUE_SIZE",
-        _parse_positive_int,
-        131072,
-        "in-memory queue of spans and of log records awaiting export",
-    ),
-    Setting(
-        "metric_export_interval",
-        "OTEL_METRIC_EXPORT_INTERVAL",
-        _parse_positive_int,
-        15000,
-        "milliseconds between metric collections; system, process and GPU metrics are sampled at each",
-    ),
-    Setting(
-        "system_metrics",
-        "OTEL_AI_SYSTEM_METRICS",
-        _parse_bool,
-        True,
-        "sample system, process-tree and GPU metrics in this process (otel-ai run turns it off in its command)",
-    ),
-    Setting(
-        "spool_max_bytes",
-        "OTEL_AI_SPOOL_MAX_BYTES",
-        _parse_positive_int,
-        1 << 30,
-        "bytes of undeliverable OTLP requests kept under OTEL_AI_DATA_DIR/spool; beyond, the oldest go",
-    ),
-    Setting(
-        "max_request_bytes",
-        "OTEL_AI_MAX_REQUEST_BYTES",
-        _parse_positive_int,
-        4 << 20,
-        "OTLP requests larger than this are split before sending (the collector's gRPC default is 4 MiB)",
-    ),
-    Setting(
-        "jaeger_url",
-        "OTEL_AI_JAEGER_URL",
-        _parse_ui_url,
-        None,
-        "Jaeger UI base URL, e.g. http://localhost:16686: otel-ai run, show and report print the run's trace link",
-    ),
-    Setting(
-        "grafana_url",
-        "OTEL_AI_GRAFANA_URL",
-        _parse_ui_url,
-        None,
-        "Grafana base URL, e.g. http://localhost:3000: otel-ai run, show and report print an Explore link to the run's logs in Loki",
-    ),
+    # service.name of the resource (default ai-scientist)
+    Setting("service_name", "OTEL_SERVICE_NAME", _parse_str),
+    # the run this process reports for, when the code does not name one
+    Setting("run_id", "OTEL_AI_RUN_ID", _parse_str),
+    # where the embedded default writes its OTLP/JSON files
+    Setting("data_dir", "OTEL_AI_DATA_DIR", _parse_path),
+    # s3://bucket/prefix artifacts are uploaded to
+    Setting("artifacts_uri", "OTEL_AI_ARTIFACTS_URI", check_s3_uri),
+    # OTLP endpoint for every signal; unset means the embedded default
+    Setting("endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", _parse_endpoint),
+    # OTLP endpoint for traces (full URL, with /v1/traces for HTTP)
+    Setting("traces_endpoint", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", _parse_endpoint),
+    # OTLP endpoint for logs (full URL, with /v1/logs for HTTP)
+    Setting("logs_endpoint", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", _parse_endpoint),
+    # OTLP endpoint for metrics (full URL, with /v1/metrics for HTTP)
+    Setting("metrics_endpoint", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", _parse_endpoint),
+    # grpc or http/protobuf
+    Setting("protocol", "OTEL_EXPORTER_OTLP_PROTOCOL", _parse_protocol),
+    # protocol for traces (default: protocol)
+    Setting("traces_protocol", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", _parse_protocol),
+    # protocol for logs (default: protocol)
+    Setting("logs_protocol", "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", _parse_protocol),
+    # protocol for metrics (default: protocol)
+    Setting("metrics_protocol", "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", _parse_protocol),
+    # otlp (OTLP, or the embedded default without an endpoint), console (stdout) or none (no spans exported)
+    Setting("traces_exporter", "OTEL_TRACES_EXPORTER", _parse_exporter),
+    # otlp, console or none (no log records exported)
+    Setting("logs_exporter", "OTEL_LOGS_EXPORTER", _parse_exporter),
+    # otlp, console or none (no metrics exported)
+    Setting("metrics_exporter", "OTEL_METRICS_EXPORTER", _parse_exporter),
+    # key=value,... sent with every OTLP request
+    Setting("headers", "OTEL_EXPORTER_OTLP_HEADERS", parse_otlp_headers),
+    # trace and span ids: otel_ai draws them from os.urandom; another installed generator
+    # (random, xray...) by name
+    Setting("id_generator", "OTEL_PYTHON_ID_GENERATOR", _parse_id_generator),
+    # true: the experiment runs and nothing is exported
+    Setting("disabled", "OTEL_SDK_DISABLED", _parse_bool),
+    # ai.pod.id of the resource (default: the host name)
+    Setting("pod_id", "RUNPOD_POD_ID", _parse_str),
+    # cloud.region of the resource
+    Setting("region", "RUNPOD_DATACENTER", _parse_str),
+    # in-memory queue of spans and of log records awaiting export
+    Setting("queue_size", "OTEL_AI_QUEUE_SIZE", _parse_positive_int),
+    # milliseconds between metric collections; system, process and GPU metrics are sampled at each
+    Setting("metric_export_interval", "OTEL_METRIC_EXPORT_INTERVAL", _parse_positive_int),
+    # sample system, process-tree and GPU metrics in this process (otel-ai run turns it off in its command)
+    Setting("system_metrics", "OTEL_AI_SYSTEM_METRICS", _parse_bool),
+    # bytes of undeliverable OTLP requests kept under OTEL_AI_DATA_DIR/spool; beyond, the oldest go
+    Setting("spool_max_bytes", "OTEL_AI_SPOOL_MAX_BYTES", _parse_positive_int),
+    # OTLP requests larger than this are split before sending (the collector's gRPC default is 4 MiB)
+    Setting("max_request_bytes", "OTEL_AI_MAX_REQUEST_BYTES", _parse_positive_int),
+    # Jaeger UI base URL, e.g. http://localhost:16686: otel-ai run, show and report print the run's trace link
+    Setting("jaeger_url", "OTEL_AI_JAEGER_URL", _parse_ui_url),
+    # Grafana base URL, e.g. http://localhost:3000: otel-ai run, show and report print an
+    # Explore link to the run's logs in Loki
+    Setting("grafana_url", "OTEL_AI_GRAFANA_URL", _parse_ui_url),
 )
 
 
-def _per_signal(
-    name: str, variable: str, parse: Callable[[str], Any], default: Any, doc: str
-) -> tuple[Setting, ...]:
+def _per_signal(name: str, variable: str, parse: Callable[[str], Any]) -> tuple[Setting, ...]:
     """A transport setting: the shared row (OTEL_EXPORTER_OTLP_{variable}), then one per
     signal (OTEL_EXPORTER_OTLP_{SIGNAL}_{variable}) that wins over it for that signal."""
-    shared = Setting(name, f"OTEL_EXPORTER_OTLP_{variable}", parse, default, doc)
     return (
-        shared,
+        Setting(name, f"OTEL_EXPORTER_OTLP_{variable}", parse),
         *(
-            Setting(
-                f"{signal}_{name}",
-                f"OTEL_EXPORTER_OTLP_{signal.upper()}_{variable}",
-                parse,
-                None,
-                f"{name} for {signal} (default: {name})",
-            )
+            Setting(f"{signal}_{name}", f"OTEL_EXPORTER_OTLP_{signal.upper()}_{variable}", parse)
             for signal in SIGNALS
         ),
     )
@@ -409,40 +282,20 @@ def _per_signal(
 
 # the transport of OTLP delivery, read as the OpenTelemetry exporters read these variables
 TRANSPORT_SETTINGS: tuple[Setting, ...] = (
-    *_per_signal(
-        "timeout",
-        "TIMEOUT",
-        _parse_seconds,
-        10.0,
-        "seconds one delivery attempt may take before the request is spooled",
-    ),
-    *_per_signal(
-        "compression", "COMPRESSION", _parse_compression, "none", "none, gzip or deflate (HTTP only)"
-    ),
-    *_per_signal(
-        "certificate", "CERTIFICATE", _parse_str, None, "CA certificate file (PEM) for TLS to the collector"
-    ),
-    *_per_signal(
-        "client_key", "CLIENT_KEY", _parse_str, None, "client private key file (PEM) for mutual TLS"
-    ),
-    *_per_signal(
-        "client_certificate",
-        "CLIENT_CERTIFICATE",
-        _parse_str,
-        None,
-        "client certificate file (PEM) for mutual TLS",
-    ),
-    *_per_signal(
-        "insecure", "INSECURE", _parse_insecure, None, "gRPC without TLS (default: by the endpoint's scheme)"
-    ),
+    # seconds one delivery attempt may take before the request is spooled (default 10)
+    *_per_signal("timeout", "TIMEOUT", _parse_seconds),
+    # none, gzip or deflate (HTTP only); default none
+    *_per_signal("compression", "COMPRESSION", _parse_compression),
+    # CA certificate file (PEM) for TLS to the collector
+    *_per_signal("certificate", "CERTIFICATE", _parse_str),
+    # client private key and client certificate files (PEM) for mutual TLS
+    *_per_signal("client_key", "CLIENT_KEY", _parse_str),
+    *_per_signal("client_certificate", "CLIENT_CERTIFICATE", _parse_str),
+    # gRPC without TLS (default: by the endpoint's scheme)
+    *_per_signal("insecure", "INSECURE", _parse_insecure),
+    # key=value,... for one signal instead of headers (unless headers is an argument)
     *(
-        Setting(
-            f"{signal}_headers",
-            f"OTEL_EXPORTER_OTLP_{signal.upper()}_HEADERS",
-            parse_otlp_headers,
-            None,
-            f"key=value,... for {signal} instead of headers (unless headers is an argument)",
-        )
+        Setting(f"{signal}_headers", f"OTEL_EXPORTER_OTLP_{signal.upper()}_HEADERS", parse_otlp_headers)
         for signal in SIGNALS
     ),
 )

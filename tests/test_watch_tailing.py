@@ -170,15 +170,12 @@ def test_a_million_lines_written_while_tailing_arrive_once_each_in_order(tmp_pat
                 handle.writelines(block[piece : piece + 65_521] for piece in range(0, len(block), 65_521))
 
     writer = threading.Thread(target=write)
-    started = time.monotonic()
     writer.start()
     writer.join()
     summary = watcher.stop(30)
-    elapsed = time.monotonic() - started
     assert sink.wrong == []
     assert sink.count == total
     assert summary.lines == total and summary.bytes_undelivered == 0 and summary.complete
-    assert elapsed < 60
 
 
 def test_deleted_files_deliver_what_was_written_before(tmp_path: Path) -> None:

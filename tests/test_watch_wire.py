@@ -16,7 +16,7 @@ import otel_ai
 import otel_ai.testing
 from otel_ai import semconv
 from otel_ai.watch import Watcher
-from otel_ai.watch import watcher as watcher_module
+from otel_ai.watch import observing as observing_module
 
 
 def _lines(records: list, source: str) -> list:
@@ -101,7 +101,7 @@ def test_without_native_events_it_polls_and_says_so(
         def stop(self) -> None:
             pass
 
-    monkeypatch.setattr(watcher_module, "Observer", NoInotify)
+    monkeypatch.setattr(observing_module, "Observer", NoInotify)
     with otel_ai.run("polling") as run:
         watcher = Watcher(run, [tmp_path], artifact_patterns=(), poll_interval_s=0.1).start()
         append(tmp_path / "x.log", "still delivered\n")

@@ -10,8 +10,6 @@ from __future__ import annotations
 import mimetypes
 from pathlib import PurePosixPath
 
-from .. import semconv
-
 OCTET_STREAM = "application/octet-stream"
 
 _BY_SUFFIX: dict[str, str] = {
@@ -58,12 +56,3 @@ def content_type_for(name: str) -> str:
         return known
     guessed, _encoding = _builtin.guess_type(lowered, strict=True)
     return guessed or OCTET_STREAM
-
-
-ARTIFACT_TYPES = (
-    semconv.ARTIFACT_TYPE_PLOT,
-    semconv.ARTIFACT_TYPE_PAPER,
-    semconv.ARTIFACT_TYPE_CHECKPOINT,
-    semconv.ARTIFACT_TYPE_DATA,
-    semconv.ARTIFACT_TYPE_CODE,
-)

@@ -171,8 +171,8 @@ class S3ArtifactStore:
         return client
 
     def _new_client(self) -> Any:
-        import boto3  # type: ignore[import-untyped]
-        from botocore.config import Config  # type: ignore[import-untyped]
+        import boto3
+        from botocore.config import Config
 
         custom_endpoint = bool(os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"))
         config = Config(
@@ -416,7 +416,7 @@ class S3ArtifactStore:
 
     # -- the seam: their exceptions become ours ----------------------------------------
     def _map(self, exc: BaseException, key: str, path: str | None) -> ArtifactUploadError:
-        from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+        from botocore.exceptions import BotoCoreError, ClientError
 
         where = f"s3://{self.bucket}/{key}"
         if isinstance(exc, ArtifactUploadError):

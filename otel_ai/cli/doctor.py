@@ -22,9 +22,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from opentelemetry import context
+
 from .. import config, semconv
 from ..config import Settings
 from ..export.transport import make_sender, printable, target_for
+from ..instrumentation import hook_report
 from ..metrics.gpu import detect_gpus
 from ..redaction import redact
 
@@ -42,6 +45,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def run(args: argparse.Namespace) -> int:
     settings = config.resolve()
     print("otel-ai configuration (argument > variable > default):")
+    width = max(len(setting.name) for setting in config.SETTINGS)
     for setting in config.SETTINGS:
         value = getattr(settings, setting.name)
         source = settings.sources.get(setting.name, "default")
@@ -49,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
             shown = "{" + ", ".join(f"{k}=[REDACTED]" for k in value) + "}"
         else:
             shown = redact(str(effective(settings, setting.name, value)))
-        print(f"  {setting.name:<18} {shown:<40} ({source})")
+        print(f"  {setting.name:<{width}} {shown:<40} ({source})")
     if settings.uses_otlp or any(settings.signal_exporter(s) != "otlp" for s in config.SIGNALS):
         for signal in config.SIGNALS:
             exporter = settings.signal_exporter(signal)
@@ -88,32 +92,42 @@ def _endpoint_of(settings: Settings, signal: str) -> str | None:
     return target.endpoint if target is not None else None
 
 
+# what leaving these unset means
+_UNSET = {
+    "run_id": "(not set: a new id per run)",
+    "artifacts_uri": "(not set: none uploaded)",
+    "endpoint": "(none: the embedded default's files)",
+    "headers": "(none)",
+}
+
+
 def effective(settings: Settings, name: str, value: Any) -> Any:
-    """What an unset setting amounts to, rather than ``None``."""
+    """What an unset setting amounts to, rather than ``None``: a signal's own setting
+    falls back to the shared one, a derived default is computed."""
     if value is not None:
         return value
     if name == "service_name":
         return semconv.DEFAULT_SERVICE_NAME
     if name == "pod_id":
         return f"{socket.gethostname()} (the host name)"
-    if name.endswith("_protocol"):
-        return settings.signal_protocol(name.removesuffix("_protocol"))
     if name.endswith("_endpoint"):
         signal = name.removesuffix("_endpoint")
         if settings.signal_exporter(signal) != "otlp":
             return f"(not used: OTEL_{signal.upper()}_EXPORTER={settings.signal_exporter(signal)})"
         if settings.signal_endpoint(signal):
-            return _endpoint_of(settings, signal)
-        return "(none: the embedded default's files)"
-    if name == "headers":
-        return "(none)"
-    return "(not set)"
+            return _endpoint_of(settings, signal) or settings.signal_endpoint(signal)
+        return _UNSET["endpoint"]
+    signal, _, shared = name.partition("_")
+    if signal in config.SIGNALS and shared in _SETTING_NAMES:  # e.g. traces_protocol: protocol's
+        return effective(settings, shared, getattr(settings, shared))
+    return _UNSET.get(name, "(not set)")
+
+
+_SETTING_NAMES = frozenset(setting.name for setting in config.SETTINGS)
 
 
 def print_hooks() -> None:
     """Which AI-Scientist-v2 hooks this installation finds (version skew is normal)."""
-    from ..instrumentation import hook_report
-
     hooks = hook_report(probe=True)
     print("  AI-Scientist and LLM client hooks:")
     unavailable: dict[str, int] = {}
@@ -173,9 +187,8 @@ def check_artifacts(settings: Settings) -> Result:
     if not settings.artifacts_uri:
         return "artifact store", None, "OTEL_AI_ARTIFACTS_URI not set; artifacts are reported, not uploaded"
     bucket = urlparse(settings.artifacts_uri).netloc
-    import boto3
+    import boto3  # heavy: only when an artifacts URI is set
     from botocore.config import Config
-    from opentelemetry import context
 
     token = context.attach(context.set_value(context._SUPPRESS_INSTRUMENTATION_KEY, True))  # our own traffic
     try:

@@ -8,6 +8,9 @@ import time
 from pathlib import Path
 
 from ..config import resolve
+from ..export.providers import configure, shutdown
+from ..export.spool import deliver_pending
+from ..runner.state import damaged_states, list_states, recover
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -29,10 +32,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..export.providers import configure, shutdown
-    from ..export.spool import deliver_pending
-    from ..runner.state import damaged_states, list_states, recover
-
     overrides = {"data_dir": args.data_dir} if args.data_dir else {}
     settings = resolve(**overrides)
     data_dir = Path(settings.data_dir).resolve()

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..config import ConfigurationError, resolve
+from ..runner.supervisor import RunAlreadyRunning, RunOptions, Supervisor
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -79,8 +80,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..runner.supervisor import RunAlreadyRunning, RunOptions, Supervisor
-
     command = list(args.cmd)
     if command and command[0] == "--":
         command = command[1:]

@@ -33,8 +33,7 @@ class ChannelServer:
         self._sock.bind(self.path)
         self._sock.settimeout(0.2)
         self._stopped = threading.Event()
-        self.received = 0
-        self.malformed = 0
+        self.malformed = 0  # datagrams that were not a JSON object: ignored
         self._thread = threading.Thread(target=self._serve, name="otel_ai-channel", daemon=True)
 
     def start(self) -> ChannelServer:
@@ -60,7 +59,6 @@ class ChannelServer:
         if not isinstance(message, dict):
             self.malformed += 1
             return
-        self.received += 1
         try:
             self._on_message(message)
         except Exception as exc:  # noqa: BLE001 - one bad message must not stop the channel

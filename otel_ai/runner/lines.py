@@ -1,10 +1,9 @@
 """Bytes of an output stream into log lines: split, bounded, classified, tracebacks kept.
 
-- :class:`LineSplitter` cuts a byte stream at newlines; a carriage-return progress bar
-  keeps only its last state; a line over the bound is truncated and flagged; invalid
-  UTF-8 is replaced, never fatal.
-- :func:`detect_severity` reads a level from the text (``ERROR``, ``Traceback``,
-  ``UserWarning:``...).
+- :class:`LineSplitter` cuts a byte stream at newlines into :class:`~otel_ai.model.lines.Line`
+  (the one line type, whose severity :func:`~otel_ai.model.lines.line_severity` reads);
+  a carriage-return progress bar keeps only its last state; a line over the bound is
+  truncated and the bytes left out counted; invalid UTF-8 is replaced, never fatal.
 - :class:`TracebackGrouper` keeps a Python traceback (chained ones included) together as
   one ERROR record.
 """
@@ -14,16 +13,10 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+
+from ..model.lines import TRACEBACK_START, Line
 
 DEFAULT_MAX_LINE = 64 * 1024
-
-
-@dataclass(frozen=True)
-class Line:
-    text: str
-    truncated: bool = False
-    level: str = "info"
 
 
 class LineSplitter:
@@ -32,7 +25,7 @@ class LineSplitter:
     def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
         self._max = max_line
         self._pending = bytearray()
-        self._truncated = False
+        self._cut = 0
 
     def feed(self, data: bytes) -> Iterator[Line]:
         start = 0
@@ -56,55 +49,28 @@ class LineSplitter:
                 self._pending = bytearray(chunk[last_cr:])
                 return
             self._pending += chunk[: max(room, 0)]
-            self._truncated = True
+            self._cut += len(chunk) - max(room, 0)
             return
         self._pending += chunk
 
-    def _take(self) -> Line:
+    def _take(self, partial: bool = False) -> Line:
         raw = bytes(self._pending)
-        truncated = self._truncated
+        cut = self._cut
         self._pending.clear()
-        self._truncated = False
+        self._cut = 0
         if raw.endswith(b"\r"):
             raw = raw[:-1]  # CRLF
         if b"\r" in raw:
             raw = raw.rsplit(b"\r", 1)[1] or raw.rstrip(b"\r").rsplit(b"\r", 1)[-1]
-        return Line(raw.decode("utf-8", errors="replace"), truncated)
-
-    @property
-    def has_partial(self) -> bool:
-        return bool(self._pending)
+        return Line(raw, cut, partial)
 
     def flush(self) -> Line | None:
         """The partial line held so far (at the end of the stream, or after a timeout)."""
         if not self._pending:
             return None
-        return self._take()
+        return self._take(partial=True)
 
 
-_LEVELS = (
-    ("fatal", re.compile(r"\b(?:CRITICAL|FATAL|Fatal Python error|Segmentation fault|Killed)\b")),
-    (
-        "error",
-        re.compile(
-            r"\b(?:ERROR|Error|Exception)\b[:\]]|\bERROR\b|^Traceback \(most recent call last\):|^\w+(?:Error|Exception): |\berror:"
-        ),
-    ),
-    ("warning", re.compile(r"\bWARN(?:ING)?\b|\b\w*Warning: |\bwarning:")),
-    ("debug", re.compile(r"\bDEBUG\b")),
-)
-
-
-def detect_severity(text: str, default: str = "info") -> str:
-    """A level name read from a log line's text."""
-    head = text[:512]
-    for level, pattern in _LEVELS:
-        if pattern.search(head):
-            return level
-    return default
-
-
-_TRACEBACK_START = "Traceback (most recent call last):"
 _CHAIN_LINES = (
     "During handling of the above exception, another exception occurred:",
     "The above exception was the direct cause of the following exception:",
@@ -128,37 +94,39 @@ class TracebackGrouper:
     TAIL_LINES = 64
 
     def __init__(self) -> None:
-        self._group: list[Line] = []  # the head
-        self._tail: deque[Line] = deque()
+        self._group: list[str] = []  # the head
+        self._tail: deque[str] = deque()
+        self._cut = 0  # left out of the lines grouped so far
         self._head_chars = 0
         self._lines = 0
         self._omitted_lines = 0
         self._omitted_chars = 0
         self._state = "none"  # none | frames | after_exception
 
-    def _add(self, line: Line) -> None:
+    def _add(self, line: Line, text: str) -> None:
         self._lines += 1
-        if not self._tail and self._head_chars + len(line.text) <= self.HEAD_CHARS:
-            self._group.append(line)
-            self._head_chars += len(line.text) + 1
+        self._cut += line.cut
+        if not self._tail and self._head_chars + len(text) <= self.HEAD_CHARS:
+            self._group.append(text)
+            self._head_chars += len(text) + 1
             return
         if len(self._tail) >= self.TAIL_LINES:
             dropped = self._tail.popleft()
             self._omitted_lines += 1
-            self._omitted_chars += len(dropped.text) + 1
-        self._tail.append(line)
+            self._omitted_chars += len(dropped) + 1
+        self._tail.append(text)
 
     def feed(self, line: Line) -> Iterator[Line]:
         text = line.text
         if self._state == "none":
-            if text.startswith(_TRACEBACK_START):
-                self._add(line)
+            if text.startswith(TRACEBACK_START):
+                self._add(line, text)
                 self._state = "frames"
             else:
                 yield line
             return
         if self._state == "frames":
-            self._add(line)
+            self._add(line, text)
             if not text.startswith((" ", "\t")) and text.strip() and _EXCEPTION_LINE.match(text):
                 self._state = "after_exception"
             if self._lines >= self.MAX_LINES:
@@ -166,13 +134,13 @@ class TracebackGrouper:
             return
         # after the exception line: a chained traceback continues the group
         stripped = text.strip()
-        if not stripped or stripped in _CHAIN_LINES or text.startswith(_TRACEBACK_START):
-            self._add(line)
-            if text.startswith(_TRACEBACK_START):
+        if not stripped or stripped in _CHAIN_LINES or text.startswith(TRACEBACK_START):
+            self._add(line, text)
+            if text.startswith(TRACEBACK_START):
                 self._state = "frames"
             return
         if text.startswith((" ", "\t")):  # e.g. a multi-line exception message
-            self._add(line)
+            self._add(line, text)
             return
         yield from self.flush()
         yield from self.feed(line)
@@ -182,38 +150,39 @@ class TracebackGrouper:
             yield from self.flush()
 
     def flush(self) -> Iterator[Line]:
+        """The traceback grouped so far as one line (its text starts with the traceback
+        header, so its severity is ERROR); ``cut`` is non-zero when it was bounded."""
         if not self._group and not self._tail:
             self._state = "none"
             return
         head, tail = self._group, list(self._tail)
-        omitted_lines, omitted_chars = self._omitted_lines, self._omitted_chars
+        omitted_lines, omitted_chars, cut = self._omitted_lines, self._omitted_chars, self._cut
         self._group, self._tail = [], deque()
-        self._head_chars = self._lines = self._omitted_lines = self._omitted_chars = 0
+        self._head_chars = self._lines = self._omitted_lines = self._omitted_chars = self._cut = 0
         self._state = "none"
         lines = tail if tail else head
-        while len(lines) > 1 and not lines[-1].text.strip():
+        while len(lines) > 1 and not lines[-1].strip():
             lines.pop()  # blank lines after the exception line belong to no one
-        truncated = any(line.truncated for line in head) or any(line.truncated for line in tail)
         # the tail within the bound, the exception line (the last) always kept
-        room = self.MAX_CHARS - sum(len(line.text) + 1 for line in head)
+        room = self.MAX_CHARS - sum(len(text) + 1 for text in head)
         kept: list[str] = []
-        for line in reversed(tail):
-            if len(line.text) + 1 > room:
+        for text in reversed(tail):
+            if len(text) + 1 > room:
                 if not kept:  # one enormous exception line: its beginning
-                    truncated = True
-                    cut = len(line.text) - max(room - 64, 0)
-                    kept.append(line.text[: max(room - 64, 0)] + f"…[truncated {cut} chars]")
+                    left_out = len(text) - max(room - 64, 0)
+                    cut += left_out
+                    kept.append(text[: max(room - 64, 0)] + f"…[truncated {left_out} chars]")
                     room = 0
                     continue
                 omitted_lines += 1
-                omitted_chars += len(line.text) + 1
+                omitted_chars += len(text) + 1
                 continue
-            kept.append(line.text)
-            room -= len(line.text) + 1
+            kept.append(text)
+            room -= len(text) + 1
         kept.reverse()
-        parts = [line.text for line in head]
+        parts = list(head)
         if omitted_lines:
             parts.append(f"…[truncated {omitted_lines} lines, {omitted_chars} chars]…")
-            truncated = True
+            cut += omitted_chars
         parts.extend(kept)
-        yield Line("\n".join(parts), truncated, "error")
+        yield Line("\n".join(parts).encode(), cut)

@@ -20,6 +20,19 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from opentelemetry import trace as trace_api
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+from .. import semconv
+from .._internal import report_internal_error
+from ..export.providers import export_ended_span
+from ..model.coerce import coerce_attributes
+from ..model.events import WARN, emit_log
+from ..version import __version__
 
 STATE_DIR = "state"
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -43,7 +56,7 @@ class RunState:
         """True while the process that wrote this state still runs (pid reuse aware)."""
         try:
             process = psutil.Process(self.wrapper_pid)
-            return (
+            return bool(
                 abs(process.create_time() - self.wrapper_started) < 1.0
                 and process.status() != psutil.STATUS_ZOMBIE
             )
@@ -107,7 +120,7 @@ def load_state(path: Path) -> RunState:
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             raise DamagedState(f"field {name!r} is a {type(value).__name__}")
         width = _HEX_IDS.get(name)
-        if width is not None and value is not None:
+        if width is not None and isinstance(value, str):
             try:
                 valid = len(value) == width and int(value, 16) != 0
             except ValueError:
@@ -165,11 +178,6 @@ class Recovered:
 
 def recover(data_dir: Path, *, only_run: str | None = None, reason: str = "wrapper died") -> list[Recovered]:
     """End every run whose wrapper died, as abandoned, with its original ids."""
-    from .. import semconv
-    from .._internal import report_internal_error
-    from ..export.providers import export_ended_span
-    from ..model.events import WARN, emit_log
-
     recovered = []
     for path, state in list_states(data_dir):
         if state is None:
@@ -202,22 +210,12 @@ def recover(data_dir: Path, *, only_run: str | None = None, reason: str = "wrapp
     return recovered
 
 
-def _context_of(span: Any) -> Any:
-    from opentelemetry import trace as trace_api
-
+def _context_of(span: ReadableSpan) -> Context:
+    assert span.context is not None
     return trace_api.set_span_in_context(trace_api.NonRecordingSpan(span.context))
 
 
-def _abandoned_span(state: RunState, reason: str) -> Any:
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import ReadableSpan
-    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-    from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
-
-    from .. import semconv
-    from ..model.coerce import coerce_attributes
-    from ..version import __version__
-
+def _abandoned_span(state: RunState, reason: str) -> ReadableSpan:
     end_ns = max(state.last_seen_ns, state.start_ns) or time.time_ns()
     context = SpanContext(
         int(state.trace_id, 16), int(state.span_id, 16), is_remote=False, trace_flags=TraceFlags(1)

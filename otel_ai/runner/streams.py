@@ -22,8 +22,9 @@ from opentelemetry.context import Context
 
 from .. import semconv
 from ..export.providers import log_backlog
-from ..model.events import emit_log, severity
-from .lines import DEFAULT_MAX_LINE, Line, LineSplitter, TracebackGrouper, detect_severity
+from ..model.events import emit_log
+from ..model.lines import Line, line_severity
+from .lines import DEFAULT_MAX_LINE, LineSplitter, TracebackGrouper
 
 _READ_SIZE = 65536
 
@@ -70,7 +71,6 @@ class OutputPump:
         self._sink = sink
         self._on_activity = on_activity
         self._splitter = LineSplitter(DEFAULT_MAX_LINE)
-        self.bytes = 0
         self._thread = threading.Thread(target=self._pump, name=f"otel_ai-{name}", daemon=True)
 
     def start(self) -> OutputPump:
@@ -88,7 +88,6 @@ class OutputPump:
                     break
                 if not data:
                     break
-                self.bytes += len(data)
                 self._out.write(data)
                 self._on_activity()
                 for line in self._splitter.feed(data):
@@ -123,8 +122,7 @@ class LogSink:
         self._ready = threading.Condition()
         self._groupers: dict[str, TracebackGrouper] = {}
         self._open_streams: set[str] = set()
-        self.records = 0
-        self.dropped = 0
+        self.dropped = 0  # lines not recorded: more than MAX_PENDING were waiting
         self._stopped = False
         self._thread = threading.Thread(target=self._drain, name="otel_ai-log-lines", daemon=True)
 
@@ -152,8 +150,8 @@ class LogSink:
                         self._ready.wait(self.IDLE_S)
                 if not self._queue:
                     for name, grouper in self._groupers.items():
-                        for line in grouper.idle():
-                            self._emit(name, line)
+                        for released in grouper.idle():
+                            self._emit(name, released)
                     continue
             stream, line = self._queue.popleft()
             grouper = self._groupers[stream]
@@ -171,11 +169,10 @@ class LogSink:
         attrs: dict[str, Any] = {semconv.LOG_IOSTREAM: stream, semconv.LOG_SOURCE: stream}
         if stage:
             attrs[semconv.STAGE_NAME] = stage
-        if line.truncated:
+        if line.cut:
             attrs[semconv.LOG_TRUNCATED] = True
-        level = line.level if line.level != "info" else detect_severity(line.text)
-        emit_log(context, self._run_id, attrs, event_name=None, body=line.text, level=severity(level))
-        self.records += 1
+        text = line.text
+        emit_log(context, self._run_id, attrs, event_name=None, body=text, level=line_severity(text))
 
     def _wait_for_room(self) -> None:
         # this thread is ours: it may wait for the exporter, the command never does

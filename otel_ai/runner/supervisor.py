@@ -27,6 +27,7 @@ from ..export.providers import configure, shutdown
 from ..export.spool import deliver_pending
 from ..links import run_links
 from ..metrics import observe_process_tree
+from ..model import new_run_id
 from ..model.spans import Run
 from ..propagation import (
     CHANNEL_ENV,
@@ -176,7 +177,7 @@ class Supervisor:
             name="otel_ai-spool-recovery",
             daemon=True,
         ).start()
-        run_id = self.options.run_id or settings.run_id or _new_run_id()
+        run_id = self.options.run_id or settings.run_id or new_run_id()
         attempt, previous = self._previous_attempt(data_dir, run_id)
         run = Run(
             run_id,
@@ -241,6 +242,10 @@ class Supervisor:
                 status_line.stop()
             deadline = time.monotonic() + self.options.shutdown_timeout_s
             sink.stop(max(deadline - time.monotonic(), 0.1) / 2)
+            if sink.dropped:
+                _say(
+                    f"otel-ai run: {sink.dropped} output lines were not recorded (too many waiting for export)"
+                )
             if watcher is not None:  # the final sweep, leaving time for the flush
                 watcher.stop(deadline=deadline - min(2.0, self.options.shutdown_timeout_s / 4))
             channel.stop()
@@ -273,7 +278,7 @@ class Supervisor:
                 start_new_session=True,
             )
         except OSError as exc:
-            self._launch_error = exc
+            self._launch_error: OSError | None = exc
             os.write(
                 stderr_fd(),
                 f"otel-ai run: cannot start {self.options.command[0]!r}: {exc.strerror or exc}\n".encode(),
@@ -461,7 +466,8 @@ class Supervisor:
             run.note_best(**best)
         returncode = getattr(self, "_returncode", None)
         reported = progress.run_end or {}
-        attributes = reported.get("attributes") if isinstance(reported.get("attributes"), dict) else {}
+        found = reported.get("attributes")
+        attributes: dict[str, Any] = found if isinstance(found, dict) else {}
         stage = attributes.get(semconv.RUN_FAILED_STAGE) or (
             progress.stages_seen[-1] if progress.stages_seen else None
         )
@@ -585,9 +591,3 @@ def _signal_name(signum: int) -> str:
         return signal.Signals(signum).name
     except ValueError:
         return f"signal {signum}"
-
-
-def _new_run_id() -> str:
-    from ..model.spans import new_run_id
-
-    return new_run_id()

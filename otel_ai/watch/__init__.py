@@ -15,6 +15,7 @@ events once their size settles, and are uploaded when an artifacts URI is set. S
 
 from __future__ import annotations
 
+from ..model.lines import Line, detect_level
 from .patterns import (
     DEFAULT_ARTIFACT_PATTERNS,
     DEFAULT_EXCLUDE,
@@ -22,9 +23,8 @@ from .patterns import (
     ArtifactRules,
     PathPatterns,
 )
-from .severity import detect_level
 from .sink import LogQueueGate, RunLogSink
-from .tailer import Line, LineSink, LogTailer, TailSource
+from .tailer import LineSink, LogTailer, TailSource
 from .watcher import Watcher, WatchSummary
 
 __all__ = [

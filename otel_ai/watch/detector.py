@@ -10,7 +10,7 @@ store, the worker then uploads it: ``ai.artifact.registered`` or an ERROR
 ``ai.artifact.upload_failed``.
 
 Hashing and uploading run on ``workers`` threads fed by a bounded queue; when the queue
-is full, candidates simply wait their turn (counted in ``deferred``). At the end of a run
+is full, candidates simply wait their turn. At the end of a run
 every candidate counts as settled (its writer is gone); what the deadline leaves
 unfinished is reported as not uploaded.
 """
@@ -63,7 +63,6 @@ class DetectorStats:
     failed: int = 0
     not_uploaded: int = 0
     refused: int = 0
-    deferred: int = 0
 
 
 class ArtifactDetector:
@@ -168,7 +167,6 @@ class ArtifactDetector:
                 else:
                     self._queue.put(candidate, timeout=max(deadline - time.monotonic(), 0.001))
             except queue.Full:
-                self.stats.deferred += 1
                 return now + 0.2
             self._jobs.release()
             del self.candidates[path]

@@ -17,22 +17,18 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from opentelemetry._logs import SeverityNumber
 from opentelemetry.context import Context
 
 from .. import semconv
 from .._internal import report_internal_error
 from ..export.providers import get_pipeline, log_backlog
 from ..model import Run
-from ..model.events import emit_log, severity
+from ..model.events import emit_log
+from ..model.lines import Line, line_severity
 from ..model.registry import registry
-from .severity import detect_level
-from .tailer import Line, TailSource
+from .tailer import TailSource
 
 _UNBOUNDED = 1 << 20
-_LEVELS: dict[str, tuple[SeverityNumber, str]] = {
-    name: severity(name) for name in ("critical", "error", "warning", "info", "debug", "trace")
-}
 
 
 class LogQueueGate:
@@ -104,10 +100,8 @@ class RunLogSink:
                 report_internal_error("RunLogSink.log_context", exc)
         if stage_name is not None:
             base[semconv.STAGE_NAME] = stage_name
-        levels = _LEVELS
-        for data, cut, partial in lines:
-            text = data.decode("utf-8", "replace")
-            text = text.removesuffix("\r")
+        for line in lines:
+            text, cut, partial = line.text, line.cut, line.partial
             attrs = base
             if cut or partial:
                 attrs = dict(base)
@@ -116,4 +110,4 @@ class RunLogSink:
                     attrs[semconv.LOG_TRUNCATED] = True
                 if partial:
                     attrs[semconv.LOG_PARTIAL] = True
-            emit_log(context, run_id, attrs, event_name=None, body=text, level=levels[detect_level(text)])
+            emit_log(context, run_id, attrs, event_name=None, body=text, level=line_severity(text))

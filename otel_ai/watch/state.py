@@ -47,7 +47,7 @@ def _redacted(value: Any) -> Any:
 class Entries(dict[str, dict[str, Any]]):
     """Saved entries, found by the real path or name though stored redacted."""
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         return super().get(stored_key(key), default)
 
     def __contains__(self, key: object) -> bool:

@@ -20,40 +20,24 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 import threading
 import time
-import warnings
 import weakref
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.context import Context
-from watchdog.events import (
-    DirCreatedEvent,
-    DirDeletedEvent,
-    DirMovedEvent,
-    FileClosedEvent,
-    FileCreatedEvent,
-    FileDeletedEvent,
-    FileModifiedEvent,
-    FileMovedEvent,
-    FileSystemEvent,
-    FileSystemEventHandler,
-)
-from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
-from watchdog.observers.polling import PollingObserver
 
 from .. import semconv
-from .._internal import never_raise, report_internal_error
+from .._internal import never_raise
 from ..artifacts import ArtifactStore, S3ArtifactStore, parse_s3_uri
 from ..config import ConfigurationError
 from ..export.providers import DEFAULT_SHUTDOWN_TIMEOUT_S, before_shutdown, get_pipeline
 from ..model import Run
 from .detector import ArtifactDetector
 from .events import WatchEvents
+from .observing import EventHandler, Inbox, schedule_late, start_observer, stop_quietly
 from .patterns import (
     DEFAULT_ARTIFACT_PATTERNS,
     DEFAULT_EXCLUDE,
@@ -61,181 +45,16 @@ from .patterns import (
     ArtifactRules,
     PathPatterns,
 )
+from .roots import Root, Scope, make_roots
 from .sink import RunLogSink
 from .state import WatchState, stored_key
+from .summary import WatchSummary
 from .tailer import DEFAULT_MAX_LINE_BYTES, LineSink, LogTailer, TailSource
 
-# watchdog logs a harmless error when its inotify thread is stopped while events are
-# queued. In a process with no logging set up, Python's last-resort handler would print
-# it on stderr: under `otel-ai run` that is the experiment's stderr, which must reach the
-# terminal unchanged. The watcher reports its own problems as telemetry.
-logging.getLogger("watchdog").addHandler(logging.NullHandler())
-
-_EVENT_TYPES: list[type[FileSystemEvent]] = [
-    FileCreatedEvent,
-    FileModifiedEvent,
-    FileDeletedEvent,
-    FileMovedEvent,
-    FileClosedEvent,
-    DirCreatedEvent,
-    DirDeletedEvent,
-    DirMovedEvent,
-]
 _STATE_EVERY_S = 1.0
-_WATCHDOG_BENIGN = r"Callback with id .* already exists for watch"
 _NATIVE_SAFETY_FACTOR = 5  # with native events, the fstat insurance runs 5x less often
 
 _running: weakref.WeakSet[Watcher] = weakref.WeakSet()
-
-
-@dataclass
-class WatchSummary:
-    """What a watcher did; also the attributes of its ``ai.watch.stopped`` event."""
-
-    observer: str = ""
-    roots: tuple[str, ...] = ()
-    files_tailed: int = 0
-    lines: int = 0
-    lines_truncated: int = 0
-    lines_partial: int = 0
-    bytes_undelivered: int = 0
-    rotations: int = 0
-    events_overflowed: int = 0
-    paths_refused: int = 0
-    artifacts_detected: int = 0
-    artifacts_uploaded: int = 0
-    artifacts_failed: int = 0
-    artifacts_not_uploaded: int = 0
-    complete: bool = False  # the final sweep finished within the deadline
-
-    def attributes(self) -> dict[str, Any]:
-        return {
-            semconv.WATCH_OBSERVER: self.observer,
-            semconv.WATCH_ROOTS: list(self.roots),
-            semconv.WATCH_FILES_TAILED: self.files_tailed,
-            semconv.WATCH_LINES: self.lines,
-            semconv.WATCH_LINES_TRUNCATED: self.lines_truncated,
-            semconv.WATCH_LINES_PARTIAL: self.lines_partial,
-            semconv.WATCH_BYTES_UNDELIVERED: self.bytes_undelivered,
-            semconv.WATCH_ROTATIONS: self.rotations,
-            semconv.WATCH_EVENTS_OVERFLOWED: self.events_overflowed,
-            semconv.WATCH_PATHS_REFUSED: self.paths_refused,
-            semconv.WATCH_ARTIFACTS_DETECTED: self.artifacts_detected,
-            semconv.WATCH_ARTIFACTS_UPLOADED: self.artifacts_uploaded,
-            semconv.WATCH_ARTIFACTS_FAILED: self.artifacts_failed,
-            semconv.WATCH_ARTIFACTS_NOT_UPLOADED: self.artifacts_not_uploaded,
-            semconv.WATCH_COMPLETE: self.complete,
-        }
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class _Root:
-    def __init__(self, path: str, display_prefix: str) -> None:
-        self.path = path
-        self.prefix = path.rstrip(os.sep) + os.sep
-        self.display_prefix = display_prefix
-        self.state: WatchState | None = None
-        self.scheduled = False
-        self.resumed = False
-
-    def relative(self, path: str) -> str | None:
-        if not path.startswith(self.prefix):
-            return None
-        rel = path[len(self.prefix) :]
-        return rel.replace(os.sep, "/") if os.sep != "/" else rel
-
-    def display(self, rel: str) -> str:
-        return self.display_prefix + rel
-
-
-class _Inbox:
-    """Paths that changed since the watcher last looked: coalesced and bounded."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.lock = threading.Lock()
-        self.wake = threading.Event()
-        self.files: dict[str, None] = {}
-        self.dirs: dict[str, None] = {}
-        self.gone_dirs: dict[str, None] = {}
-        self.moves: dict[str, str] = {}
-        self.rescan = False
-        self.overflowed = 0
-
-    def _add(self, bucket: dict[str, None], path: str) -> None:
-        with self.lock:
-            if path not in bucket:
-                if len(self.files) + len(self.dirs) + len(self.gone_dirs) + len(self.moves) >= self.limit:
-                    self.overflowed += 1
-                    self.rescan = True
-                else:
-                    bucket[path] = None
-        self.wake.set()
-
-    def file(self, path: str) -> None:
-        self._add(self.files, path)
-
-    def dir(self, path: str) -> None:
-        self._add(self.dirs, path)
-
-    def gone_dir(self, path: str) -> None:
-        self._add(self.gone_dirs, path)
-
-    def moved(self, src: str, dest: str) -> None:
-        with self.lock:
-            if len(self.files) + len(self.dirs) + len(self.gone_dirs) + len(self.moves) >= self.limit:
-                self.overflowed += 1
-                self.rescan = True
-            else:
-                self.moves[src] = dest
-        self.wake.set()
-
-    def take(self) -> tuple[list[tuple[str, str]], list[str], list[str], list[str], bool]:
-        with self.lock:
-            moves = list(self.moves.items())
-            files, dirs, gone = list(self.files), list(self.dirs), list(self.gone_dirs)
-            rescan = self.rescan
-            self.moves.clear()
-            self.files.clear()
-            self.dirs.clear()
-            self.gone_dirs.clear()
-            self.rescan = False
-        return moves, files, dirs, gone, rescan
-
-
-class _Handler(FileSystemEventHandler):
-    """Runs on watchdog's thread: notes paths, nothing more."""
-
-    def __init__(self, watcher: Watcher) -> None:
-        self._watcher = weakref.proxy(watcher)
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        try:
-            watcher = self._watcher
-            src = os.fsdecode(event.src_path)
-            dest = os.fsdecode(event.dest_path) if event.dest_path else ""
-            inbox = watcher._inbox
-            if event.is_directory:
-                if event.event_type == "created":
-                    inbox.dir(src)
-                elif event.event_type == "deleted":
-                    inbox.gone_dir(src)
-                elif event.event_type == "moved":
-                    inbox.gone_dir(src)
-                    if dest:
-                        inbox.dir(dest)
-                return
-            if event.event_type == "moved" and dest:
-                inbox.moved(src, dest)  # handled first: a tailed file keeps its position
-            for path in (src, dest):
-                if path and watcher._interesting(path):
-                    inbox.file(path)
-        except ReferenceError:
-            pass
-        except Exception as exc:  # noqa: BLE001 - watchdog's thread must go on
-            report_internal_error("Watcher.on_any_event", exc)
 
 
 class Watcher:
@@ -324,11 +143,11 @@ class Watcher:
         if artifacts_uri is not None:
             parse_s3_uri(artifacts_uri)  # a bad URI is a clear error now, not at the first upload
         self._run = run
-        self._roots = _make_roots(roots)
+        self._roots = make_roots(roots)
         self.from_beginning = bool(from_beginning)
         self._logs = PathPatterns(log_patterns)
         self._rules = ArtifactRules(artifact_patterns)
-        self._exclude = PathPatterns(exclude)
+        self._scope = Scope(self._roots, self._logs, self._rules, PathPatterns(exclude))
         self._uploader = uploader
         self._artifacts_uri = artifacts_uri
         self._upload = bool(upload)
@@ -341,12 +160,11 @@ class Watcher:
         self._upload_workers = int(upload_workers)
         self._line_sink = line_sink
         self._log_context = log_context
-        self._inbox = _Inbox(max(int(inbox_limit), 16))
+        self._inbox = Inbox(max(int(inbox_limit), 16))
         self._events = WatchEvents(run)
-        self._excluded_prefixes: tuple[str, ...] = ()
         self._observer: BaseObserver | None = None
         self._extra_observers: list[BaseObserver] = []
-        self._handler = _Handler(self)
+        self._handler = EventHandler(self._inbox, self._scope.interesting)
         self.observer_kind = ""
         self.store: ArtifactStore | None = None
         self._owns_store = False
@@ -405,7 +223,7 @@ class Watcher:
             else os.fspath(settings.data_dir / "watch")
         )
         excluded = {os.path.abspath(os.fspath(settings.data_dir)), os.path.abspath(state_dir)}
-        self._excluded_prefixes = tuple(p.rstrip(os.sep) + os.sep for p in excluded)
+        self._scope.excluded_prefixes = tuple(p.rstrip(os.sep) + os.sep for p in excluded)
         current = self._events.run()
         run_id = current.run_id if current is not None else settings.run_id
         for root in self._roots:
@@ -456,58 +274,33 @@ class Watcher:
 
     def _start_observer(self) -> None:
         existing = [root for root in self._roots if os.path.isdir(root.path)]
-        reason = None
-        if self._polling is not True:
-            # watchdog warns, on its own thread, when nested directories appear faster than
-            # it adds their watches (os.makedirs); harmless, but under -W error the warning
-            # would be raised inside its event thread and end event delivery
-            warnings.filterwarnings("ignore", message=_WATCHDOG_BENIGN, category=RuntimeWarning)
-            observer: BaseObserver = Observer()
-            try:
-                for root in existing:
-                    observer.schedule(self._handler, root.path, recursive=True, event_filter=_EVENT_TYPES)
-                observer.start()
-            except Exception as exc:  # noqa: BLE001 - inotify limits, unsupported filesystems...
-                reason = f"{type(exc).__name__}: {exc}"
-                _stop_quietly(observer)
-            else:
-                self._observer = observer
-                self.observer_kind = (
-                    semconv.WATCH_OBSERVER_POLLING
-                    if isinstance(observer, PollingObserver)
-                    else semconv.WATCH_OBSERVER_NATIVE
-                )
-        if self._observer is None:
-            observer = PollingObserver(timeout=self.poll_interval_s)
-            for root in existing:
-                observer.schedule(self._handler, root.path, recursive=True, event_filter=_EVENT_TYPES)
-            observer.start()
-            self._observer = observer
-            self.observer_kind = semconv.WATCH_OBSERVER_POLLING
-            if reason is not None:
-                self._events.log(
-                    f"otel_ai: native file events unavailable ({reason}); polling every {self.poll_interval_s:g} s",
-                    "warning",
-                )
+        self._observer, self.observer_kind, reason = start_observer(
+            self._handler,
+            [root.path for root in existing],
+            polling=self._polling,
+            poll_interval_s=self.poll_interval_s,
+        )
+        if reason is not None:
+            self._events.log(
+                f"otel_ai: native file events unavailable ({reason}); polling every {self.poll_interval_s:g} s",
+                "warning",
+            )
         for root in existing:
             root.scheduled = True
 
-    def _schedule_late_root(self, root: _Root) -> None:
+    def _schedule_late_root(self, root: Root) -> None:
         """A root that did not exist at start appeared: watch it and read it all."""
-        observer = self._observer
-        try:
-            assert observer is not None
-            observer.schedule(self._handler, root.path, recursive=True, event_filter=_EVENT_TYPES)
-        except Exception:  # noqa: BLE001 - e.g. inotify watch limit: poll this root
-            fallback = PollingObserver(timeout=self.poll_interval_s)
-            fallback.schedule(self._handler, root.path, recursive=True, event_filter=_EVENT_TYPES)
-            fallback.start()
+        assert self._observer is not None
+        fallback = schedule_late(
+            self._observer, self._handler, root.path, poll_interval_s=self.poll_interval_s
+        )
+        if fallback is not None:
             self._extra_observers.append(fallback)
         root.scheduled = True
         self._scan(root)
 
     # -- scanning ---------------------------------------------------------------------
-    def _initial_scan(self, root: _Root) -> None:
+    def _initial_scan(self, root: Root) -> None:
         tailer = self._tailer
         assert tailer is not None
         saved_logs = root.state.load_logs() if root.state is not None else {}
@@ -535,73 +328,18 @@ class Watcher:
             if rel not in seen_keys:  # renamed or deleted while nobody watched
                 tailer.recover_renamed(TailSource(os.path.join(root.path, rel), rel, root.path), entry)
 
-    def _scan(self, root: _Root, *, under: str | None = None, deadline: float | None = None) -> None:
+    def _scan(self, root: Root, *, under: str | None = None, deadline: float | None = None) -> None:
         for path, rel, _st in self._walk(root, under=under, deadline=deadline):
             self._changed(root, path, rel)
 
-    def _walk(self, root: _Root, *, under: str | None = None, deadline: float | None = None) -> Any:
-        """(path, relative path, stat) of every interesting file below ``under``."""
-        stack = [under or root.path]
-        excluded_prefixes = self._excluded_prefixes
-        while stack:
-            if deadline is not None and time.monotonic() > deadline:
-                return
-            if deadline is None and self._stop_requested.is_set():
-                return  # the final sweep scans again, within its deadline
-            directory = stack.pop()
-            try:
-                entries = os.scandir(directory)
-            except OSError:
-                continue
-            with entries:
-                for entry in entries:
-                    path = entry.path
-                    rel = root.relative(path)
-                    if rel is None:
-                        continue
-                    try:
-                        if entry.is_dir(follow_symlinks=False):
-                            if not (path + os.sep).startswith(excluded_prefixes) and not self._exclude.match(
-                                rel + "/"
-                            ):
-                                stack.append(path)
-                            continue
-                        if not self._wanted(rel) or path.startswith(excluded_prefixes):
-                            continue
-                        st = entry.stat()  # follows a symlink: the escape check judges it
-                    except OSError:
-                        continue
-                    if stat.S_ISREG(st.st_mode):
-                        yield path, rel, st
-
-    def _wanted(self, rel: str) -> bool:
-        return (self._logs.match(rel) or self._rules.type_of(rel) is not None) and not self._exclude.match(
-            rel
-        )
-
-    def _interesting(self, path: str) -> bool:
-        """On watchdog's thread: is this path one of ours?"""
-        if path.startswith(self._excluded_prefixes):
-            return False
-        for root in self._roots:
-            rel = root.relative(path)
-            if rel is not None:
-                return self._wanted(rel)
-        return False
-
-    def _root_of(self, path: str) -> tuple[_Root, str] | None:
-        for root in self._roots:
-            rel = root.relative(path)
-            if rel is not None:
-                return root, rel
-        return None
+    def _walk(
+        self, root: Root, *, under: str | None = None, deadline: float | None = None
+    ) -> Iterator[tuple[str, str, os.stat_result]]:
+        return self._scope.walk(root, under=under, deadline=deadline, stopping=self._stop_requested)
 
     # -- reacting ---------------------------------------------------------------------
-    def _excluded(self, path: str, rel: str) -> bool:
-        return path.startswith(self._excluded_prefixes) or self._exclude.match(rel)
-
-    def _changed(self, root: _Root, path: str, rel: str) -> None:
-        if self._excluded(path, rel):
+    def _changed(self, root: Root, path: str, rel: str) -> None:
+        if self._scope.excluded(path, rel):
             return
         if self._logs.match(rel):
             assert self._tailer is not None
@@ -677,9 +415,9 @@ class Watcher:
         moves, files, dirs, gone_dirs, rescan = self._inbox.take()
         now = time.monotonic()
         for src, dest in moves:
-            found = self._root_of(dest)
+            found = self._scope.root_of(dest)
             target = None
-            if found is not None and self._logs.match(found[1]) and not self._excluded(dest, found[1]):
+            if found is not None and self._logs.match(found[1]) and not self._scope.excluded(dest, found[1]):
                 target = TailSource(dest, found[1], found[0].path)
             tailer.renamed(src, target)
         if rescan:
@@ -693,11 +431,11 @@ class Watcher:
                 for path in [p for p in detector.candidates if p.startswith(prefix)]:
                     detector.gone(path)
         for directory in dirs:
-            found = self._root_of(directory)
+            found = self._scope.root_of(directory)
             if found is not None:
                 self._scan(found[0], under=directory, deadline=deadline)
         for path in files:
-            found = self._root_of(path)
+            found = self._scope.root_of(path)
             if found is not None:
                 self._changed(found[0], path, found[1])
         if safety is None:
@@ -767,7 +505,7 @@ class Watcher:
     def _stop(self, deadline: float) -> WatchSummary:
         for observer in [self._observer, *self._extra_observers]:
             if observer is not None:
-                _stop_quietly(observer, join=max(min(deadline - time.monotonic(), 1.0), 0.0))
+                stop_quietly(observer, join=max(min(deadline - time.monotonic(), 1.0), 0.0))
         self._stop_deadline = deadline
         self._stop_requested.set()
         self._inbox.wake.set()
@@ -781,36 +519,35 @@ class Watcher:
 
     def _final_sweep(self, deadline: float) -> None:
         """On the worker thread, after the observer stopped."""
-        tailer, detector = self._tailer, self._detector
+        tailer = self._tailer
         if tailer is None:
             return
         try:
-            self._cycle(safety=True, deadline=deadline)
-            for root in self._roots:
-                if not root.scheduled and os.path.isdir(root.path):
-                    root.scheduled = True
-                if root.scheduled:
-                    # whatever appeared after the last event we processed
-                    self._scan(root, deadline=deadline)
-            log_deadline = deadline
-            if detector is not None and detector.pending:
-                log_deadline = time.monotonic() + (deadline - time.monotonic()) / 2
-            complete = tailer.drain(log_deadline)
-            if detector is not None:
-                detector.finish(deadline)
-            self._save_state()
-            self._summary.complete = complete and time.monotonic() <= deadline
-        except Exception as exc:
-            report_internal_error("Watcher._final_sweep", exc)
-            from .._internal import _should_raise
-
-            if _should_raise():
-                raise
+            self._sweep(tailer, deadline)
         finally:
             self._summary.bytes_undelivered = tailer.undelivered_bytes()
             tailer.close()
             if self._owns_store and isinstance(self.store, S3ArtifactStore):
                 self.store.close()
+
+    @never_raise()
+    def _sweep(self, tailer: LogTailer, deadline: float) -> None:
+        detector = self._detector
+        self._cycle(safety=True, deadline=deadline)
+        for root in self._roots:
+            if not root.scheduled and os.path.isdir(root.path):
+                root.scheduled = True
+            if root.scheduled:
+                # whatever appeared after the last event we processed
+                self._scan(root, deadline=deadline)
+        log_deadline = deadline
+        if detector is not None and detector.pending:
+            log_deadline = time.monotonic() + (deadline - time.monotonic()) / 2
+        complete = tailer.drain(log_deadline)
+        if detector is not None:
+            detector.finish(deadline)
+        self._save_state()
+        self._summary.complete = complete and time.monotonic() <= deadline
 
     def summary(self) -> WatchSummary:
         """The counts so far (final once :meth:`stop` returned)."""
@@ -833,40 +570,10 @@ class Watcher:
         return summary
 
 
-def _for_root(tailer: LogTailer, root: _Root) -> dict[TailSource, dict[str, Any]]:
+def _for_root(tailer: LogTailer, root: Root) -> dict[TailSource, dict[str, Any]]:
     return {
         tail.source: tail.state() for tail in list(tailer.tails.values()) if tail.source.root == root.path
     }
-
-
-def _make_roots(roots: Sequence[str | os.PathLike[str]]) -> list[_Root]:
-    paths: list[str] = []
-    for raw in roots:
-        path = os.path.abspath(os.fspath(raw))
-        if os.path.exists(path) and not os.path.isdir(path):
-            raise ConfigurationError(f"cannot watch {path}: not a directory")
-        if path not in paths:
-            paths.append(path)
-    # a root inside another is already watched by it
-    kept = [p for p in paths if not any(p != q and p.startswith(q.rstrip(os.sep) + os.sep) for q in paths)]
-    if len(kept) == 1:
-        return [_Root(kept[0], "")]
-    names: dict[str, int] = {}
-    made = []
-    for path in kept:
-        name = os.path.basename(path.rstrip(os.sep)) or "root"
-        names[name] = names.get(name, 0) + 1
-        made.append(_Root(path, f"{name}/" if names[name] == 1 else f"{name}-{names[name]}/"))
-    return made
-
-
-def _stop_quietly(observer: BaseObserver, join: float = 0.0) -> None:
-    try:
-        observer.stop()
-        if join > 0 and observer.is_alive():
-            observer.join(join)
-    except Exception:  # noqa: BLE001, S110 - stopping a half-started observer
-        pass
 
 
 def _stop_running_watchers() -> None:
