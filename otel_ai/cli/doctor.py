@@ -17,7 +17,7 @@ import argparse
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -49,10 +49,13 @@ def run(args: argparse.Namespace) -> int:
     for setting in config.SETTINGS:
         value = getattr(settings, setting.name)
         source = settings.sources.get(setting.name, "default")
-        if setting.name.endswith("headers") and value:
+        value = effective(settings, setting.name, value)
+        if setting.name.endswith("headers") and isinstance(value, Mapping):
+            # header values are credentials: a per-signal row inheriting the shared
+            # headers hides them just the same
             shown = "{" + ", ".join(f"{k}=[REDACTED]" for k in value) + "}"
         else:
-            shown = redact(str(effective(settings, setting.name, value)))
+            shown = redact(str(value))
         print(f"  {setting.name:<{width}} {shown:<40} ({source})")
     if settings.uses_otlp or any(settings.signal_exporter(s) != "otlp" for s in config.SIGNALS):
         for signal in config.SIGNALS:
