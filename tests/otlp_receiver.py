@@ -13,7 +13,7 @@ Every accepted request is stored as its decoded protobuf message.  The
 accessors :meth:`OTLPReceiver.spans`, :meth:`OTLPReceiver.logs` and
 :meth:`OTLPReceiver.metrics` convert them with
 ``google.protobuf.json_format.MessageToDict`` and decode them with the same
-functions that read OTLP/JSON files (:mod:`otel_ai.export.otlp_json`), so wire
+functions that read OTLP/JSON files (:mod:`otel_ai.read`), so wire
 data and file data are compared with one decoder.
 
 Set :attr:`OTLPReceiver.mode` to make the receiver misbehave:
@@ -53,7 +53,7 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-from otel_ai.export.otlp_json import (
+from otel_ai.read import (
     LogRecordData,
     MetricPoint,
     SpanRecord,
@@ -228,7 +228,7 @@ class OTLPReceiver:
         return [item.message for item in self.received(signal, transport)]
 
     def spans(self, transport: Transport | None = None) -> list[SpanRecord]:
-        """All received spans, decoded by :func:`otel_ai.export.otlp_json.spans_from_request`."""
+        """All received spans, decoded by :func:`otel_ai.read.spans_from_request`."""
         return [
             rec for item in self.received("traces", transport) for rec in spans_from_request(item.as_dict())
         ]

@@ -33,8 +33,8 @@ from typing import Any
 from google.protobuf.json_format import ParseDict, ParseError
 
 from ..config import SIGNALS, Settings, resolve
+from ..read.files import FILE_PATTERNS
 from ..redaction import default_redactor
-from .otlp_json import FILE_PATTERNS
 from .spool import try_lock, unlock, write_atomically
 from .transport import (
     REQUEST_TYPES,

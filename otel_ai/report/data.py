@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .. import semconv
-from ..cli.runview import NodeView, RunView, StageView
-from ..export.otlp_json import MetricPoint, SpanRecord
 from ..links import Link
-from ..metrics.usage import is_resource_metric, resource_key
+from ..read.records import MetricPoint, SpanRecord
+from ..read.runview import NodeView, RunView, StageView
+from ..read.usage import is_resource_metric, resource_key
 from ..version import __version__
 from .layout import layered_tree, pack_rows
 
