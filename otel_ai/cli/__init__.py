@@ -8,14 +8,13 @@ from collections.abc import Sequence
 
 from ..config import ConfigurationError
 from ..version import __version__
+from . import doctor, recover, replay, report, run, show
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="otel-ai", description="OpenTelemetry for AI-scientist runs.")
     parser.add_argument("--version", action="version", version=f"otel-ai {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from . import doctor, recover, replay, report, run, show
-
     run.add_parser(commands)
     show.add_parser(commands)
     report.add_parser(commands)

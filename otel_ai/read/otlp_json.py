@@ -224,6 +224,7 @@ def _merge(obj: Any, message: Message) -> bool:
         except _PARSE_ERRORS:
             if fd.message_type is None:
                 continue  # a scalar that is not one: left out
+            part.Clear()  # what the failed parse left half made
             target = getattr(part, fd.name)
             if not hasattr(target, "add"):  # one message
                 if not _merge(value, target):

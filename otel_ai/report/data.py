@@ -253,7 +253,7 @@ class _Builder:
 
     def _inner_bars(self, node: NodeView, stage_index: int, node_index: int) -> None:
         """[stage, node, kind (0 execution, 1 LLM call), start, end, label] per bar."""
-        bars = [
+        bars: list[list[Any]] = [
             [
                 stage_index,
                 node_index,
@@ -329,7 +329,7 @@ class _Builder:
         """From span events and from log-based events: a child process of ``otel-ai run``
         reports on the wrapper's run span, which lives in another process, so its
         artifact events exist only as log records."""
-        found = [
+        found: list[dict[str, Any]] = [
             {
                 "event": a.event,
                 "path": a.path,
@@ -345,7 +345,7 @@ class _Builder:
             if record.event_name not in (semconv.ARTIFACT_DETECTED, semconv.ARTIFACT_REGISTERED):
                 continue
             a = record.attributes
-            entry = {
+            entry: dict[str, Any] = {
                 "event": record.event_name,
                 "path": _text(a.get(semconv.ARTIFACT_PATH)),
                 "kind": _text(a.get(semconv.ARTIFACT_TYPE) or a.get(semconv.ARTIFACT_KIND)),
