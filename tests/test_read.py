@@ -9,7 +9,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
 from google.protobuf.json_format import MessageToDict
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from opentelemetry.exporter.otlp.json.file import FileMetricExporter
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -18,7 +21,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from test_otlp_receiver import emit_telemetry, exporters_for, hex_span, hex_trace
 
-from otel_ai.read import load_directory, parse_request, spans_from_message, spans_from_request
+from otel_ai.read import Telemetry, load_directory, parse_request, spans_from_message, spans_from_request
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
@@ -90,3 +93,51 @@ def test_a_corrupt_piece_of_a_line_costs_only_itself(tmp_path: Path) -> None:
     assert read.spans[1] == replace(good[1], attributes={"broken": None})
     assert read.spans[2] == good[2]
     assert len(read.spans) == 3
+
+
+def _places(obj: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path to a value inside ``obj``."""
+    inside: list[Any] = list(obj.items()) if isinstance(obj, dict) else list(enumerate(obj))
+    found = [path] if path else []
+    for key, value in inside:
+        found += _places(value, (*path, key)) if isinstance(value, (dict, list)) else [(*path, key)]
+    return found
+
+
+@pytest.fixture(scope="module")
+def real_lines(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    directory = tmp_path_factory.mktemp("lines")
+    emit_telemetry([exporters_for("file", directory=directory)])
+    return [line for name in ("traces", "logs", "metrics") for line in _lines(directory / f"{name}-1.jsonl")]
+
+
+JUNK = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(),
+    st.text(max_size=40),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=12), st.integers() | st.text(max_size=5), max_size=3),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_damage_to_a_real_line_reads_without_raising(
+    real_lines: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    line = json.loads(json.dumps(real_lines[data.draw(st.integers(0, len(real_lines) - 1))]))
+    places = _places(line)
+    for _ in range(data.draw(st.integers(1, 4))):
+        *parents, last = data.draw(st.sampled_from(places))
+        target: Any = line
+        try:
+            for key in parents:
+                target = target[key]
+            target[last] = data.draw(JUNK)
+        except (KeyError, IndexError, TypeError):
+            continue  # an earlier damage removed the place
+    telemetry = Telemetry()
+    telemetry.add_request(line)
+    assert len(telemetry.spans) + len(telemetry.logs) <= 3
