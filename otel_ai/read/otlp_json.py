@@ -157,26 +157,24 @@ def _bridges(message: Descriptor) -> dict[str, tuple[str, Any]]:
     """The JSON keys of ``message`` that need bridging before the JSON mapping reads
     them, directly or inside: ``("id", size)``, ``("enum", descriptor)`` or
     ``("message", descriptor)``. Messages holding no id and no enum are not entered."""
+    return _plan(message, frozenset())
+
+
+def _plan(message: Descriptor, outer: frozenset[str]) -> dict[str, tuple[str, Any]]:
     plan: dict[str, tuple[str, Any]] = {}
-    _bridges_pending.add(message.full_name)
-    try:
-        for fd in message.fields:
-            step: tuple[str, Any] | None = None
-            if fd.type == FieldDescriptor.TYPE_BYTES and fd.name.endswith("_id"):
-                step = ("id", 16 if fd.name == "trace_id" else 8)
-            elif fd.enum_type is not None:
-                step = ("enum", fd.enum_type)
-            elif fd.message_type is not None and fd.message_type.full_name not in _bridges_pending:
-                if _bridges(fd.message_type):
-                    step = ("message", fd.message_type)
-            if step is not None:
-                plan[fd.json_name] = plan[fd.name] = step
-    finally:
-        _bridges_pending.discard(message.full_name)
+    inside = outer | {message.full_name}  # a message within itself (AnyValue) ends the walk
+    for fd in message.fields:
+        step: tuple[str, Any] | None = None
+        if fd.type == FieldDescriptor.TYPE_BYTES and fd.name.endswith("_id"):
+            step = ("id", 16 if fd.name == "trace_id" else 8)
+        elif fd.enum_type is not None:
+            step = ("enum", fd.enum_type)
+        elif fd.message_type is not None and fd.message_type.full_name not in inside:
+            if _plan(fd.message_type, inside):
+                step = ("message", fd.message_type)
+        if step is not None:
+            plan[fd.json_name] = plan[fd.name] = step
     return plan
-
-
-_bridges_pending: set[str] = set()
 
 
 def _bridge(obj: Any, message: Any) -> Any:
