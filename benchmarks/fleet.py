@@ -69,8 +69,11 @@ from otlp_receiver import OTLPReceiver  # noqa: E402
 from real_pipeline import Binaries, Collector, Jaeger, Process, binaries, collector, jaeger, wait_until  # noqa: E402
 
 from otel_ai import semconv  # noqa: E402
-from otel_ai.cli.sources import load_path  # noqa: E402
-from otel_ai.export.otlp_json import SpanRecord, Telemetry  # noqa: E402
+from otel_ai.read import (  # noqa: E402
+    SpanRecord,
+    Telemetry,
+    load_path,  # noqa: E402
+)
 
 EXAMPLE = ROOT / "examples" / "simulated_bfts.py"
 FAULTS = ("none", "sampling-kill", "sampling-restart", "upstream-cut", "jaeger-restart")

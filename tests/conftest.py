@@ -30,7 +30,7 @@ from dataclasses import dataclass  # noqa: E402
 
 import otel_ai  # noqa: E402
 import otel_ai.testing  # noqa: E402
-from otel_ai.export.otlp_json import LogRecordData, MetricPoint, SpanRecord  # noqa: E402
+from otel_ai.read import LogRecordData, MetricPoint, SpanRecord  # noqa: E402
 
 _OUR_PREFIXES = ("OTEL_", "RUNPOD_")
 

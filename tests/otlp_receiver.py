@@ -11,10 +11,9 @@
 
 Every accepted request is stored as its decoded protobuf message.  The
 accessors :meth:`OTLPReceiver.spans`, :meth:`OTLPReceiver.logs` and
-:meth:`OTLPReceiver.metrics` convert them with
-``google.protobuf.json_format.MessageToDict`` and decode them with the same
-functions that read OTLP/JSON files (:mod:`otel_ai.export.otlp_json`), so wire
-data and file data are compared with one decoder.
+:meth:`OTLPReceiver.metrics` make records of them with the same functions that
+read OTLP/JSON files (:mod:`otel_ai.read`, which parses each line into these
+messages first), so wire data and file data are compared with one decoder.
 
 Set :attr:`OTLPReceiver.mode` to make the receiver misbehave:
 
@@ -53,13 +52,13 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-from otel_ai.export.otlp_json import (
+from otel_ai.read import (
     LogRecordData,
     MetricPoint,
     SpanRecord,
-    logs_from_request,
-    metrics_from_request,
-    spans_from_request,
+    logs_from_message,
+    metrics_from_message,
+    spans_from_message,
 )
 
 __all__ = ["Mode", "OTLPReceiver", "ReceivedRequest", "Signal", "Transport"]
@@ -228,21 +227,19 @@ class OTLPReceiver:
         return [item.message for item in self.received(signal, transport)]
 
     def spans(self, transport: Transport | None = None) -> list[SpanRecord]:
-        """All received spans, decoded by :func:`otel_ai.export.otlp_json.spans_from_request`."""
+        """All received spans, decoded by :func:`otel_ai.read.spans_from_message`."""
         return [
-            rec for item in self.received("traces", transport) for rec in spans_from_request(item.as_dict())
+            rec for item in self.received("traces", transport) for rec in spans_from_message(item.message)
         ]
 
     def logs(self, transport: Transport | None = None) -> list[LogRecordData]:
-        """All received log records, decoded by ``logs_from_request``."""
-        return [rec for item in self.received("logs", transport) for rec in logs_from_request(item.as_dict())]
+        """All received log records, decoded by ``logs_from_message``."""
+        return [rec for item in self.received("logs", transport) for rec in logs_from_message(item.message)]
 
     def metrics(self, transport: Transport | None = None) -> list[MetricPoint]:
-        """All received metric points, decoded by ``metrics_from_request``."""
+        """All received metric points, decoded by ``metrics_from_message``."""
         return [
-            rec
-            for item in self.received("metrics", transport)
-            for rec in metrics_from_request(item.as_dict())
+            rec for item in self.received("metrics", transport) for rec in metrics_from_message(item.message)
         ]
 
     def rejected(self, signal: Signal | None = None, transport: Transport | None = None) -> int:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from otel_ai import semconv
-from otel_ai.export.otlp_json import SpanRecord
+from otel_ai.read import SpanRecord
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "examples" / "pod_worker_demo.py"

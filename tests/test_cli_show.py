@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from otel_ai.cli import main as cli_main
-from otel_ai.export.otlp_json import load_directory
+from otel_ai.read import load_directory
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "examples" / "pod_worker_demo.py"

@@ -24,7 +24,7 @@ import otel_ai.testing
 from otel_ai import ConfigurationError
 from otel_ai.cli import main as cli_main
 from otel_ai.config import SETTINGS, resolve
-from otel_ai.export.otlp_json import SpanRecord
+from otel_ai.read import SpanRecord
 
 # --------------------------------------------------------------------------- helpers
 

@@ -42,7 +42,11 @@ import otel_ai.testing
 from otel_ai import semconv
 from otel_ai.config import resolve
 from otel_ai.export import durable
-from otel_ai.export.otlp_json import (
+from otel_ai.export.providers import get_pipeline
+from otel_ai.export.requests import REQUEST_TYPES
+from otel_ai.export.spool import SPOOL_DIR, deliver_pending
+from otel_ai.export.transport import RESPONSE_TYPES
+from otel_ai.read import (
     LogRecordData,
     MetricPoint,
     SpanRecord,
@@ -50,10 +54,6 @@ from otel_ai.export.otlp_json import (
     metrics_from_request,
     spans_from_request,
 )
-from otel_ai.export.providers import get_pipeline
-from otel_ai.export.requests import REQUEST_TYPES
-from otel_ai.export.spool import SPOOL_DIR, deliver_pending
-from otel_ai.export.transport import RESPONSE_TYPES
 
 PROTOCOLS = ["http/protobuf", "grpc"]
 

@@ -3,7 +3,7 @@ under OTEL_AI_DATA_DIR, one per signal per process; and the promises around it (
 section 7): OTEL_SDK_DISABLED, fork, a hanging collector at shutdown, and a process that
 exits without ending its run.
 
-Files are read back with :func:`otel_ai.export.otlp_json.load_directory`; the same scenario
+Files are read back with :func:`otel_ai.read.load_directory`; the same scenario
 sent to the in-test OTLP receiver is the reference they are compared with.
 """
 
@@ -27,7 +27,7 @@ from otlp_receiver import OTLPReceiver
 
 import otel_ai
 import otel_ai.testing
-from otel_ai.export.otlp_json import (
+from otel_ai.read import (
     LogRecordData,
     SpanRecord,
     Telemetry,

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from conftest import Wire
 
-from otel_ai.export.otlp_json import SpanRecord, load_directory
 from otel_ai.propagation import parse_traceparent
+from otel_ai.read import SpanRecord, load_directory
 
 OTEL_AI = [sys.executable, "-m", "otel_ai"]
 

@@ -13,7 +13,7 @@ from conftest import Wire
 
 import otel_ai
 from otel_ai import semconv
-from otel_ai.export.otlp_json import LogRecordData, SpanRecord
+from otel_ai.read import LogRecordData, SpanRecord
 
 STAGE = "1_initial_implementation"
 CODE = "import torch\nprint('training')\n"

@@ -18,8 +18,8 @@ from otlp_receiver import OTLPReceiver
 import otel_ai
 from otel_ai.config import ConfigurationError
 from otel_ai.export.ids import OsRandomIdGenerator
-from otel_ai.export.otlp_json import SpanRecord, load_directory
 from otel_ai.export.providers import get_pipeline
+from otel_ai.read import SpanRecord, load_directory
 
 OTEL_AI = [sys.executable, "-m", "otel_ai"]
 

@@ -19,7 +19,6 @@ import pytest
 
 import otel_ai
 from otel_ai import semconv
-from otel_ai.export.otlp_json import load_directory
 from otel_ai.instrumentation import (
     AIScientistInstrumentor,
     _runs,
@@ -27,6 +26,7 @@ from otel_ai.instrumentation import (
     hook_report,
     ledger,
 )
+from otel_ai.read import load_directory
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE = ROOT / "tests" / "fake_ai_scientist"

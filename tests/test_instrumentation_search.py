@@ -14,7 +14,7 @@ import pytest
 from test_run_wrapper import wrapper_env
 
 from otel_ai import semconv
-from otel_ai.export.otlp_json import SpanRecord, load_directory
+from otel_ai.read import SpanRecord, load_directory
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "simulated_bfts.py"

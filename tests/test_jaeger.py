@@ -28,8 +28,8 @@ from report_runs import OTEL_AI, clean_env, demo_run
 
 from otel_ai import semconv
 from otel_ai.cli import main as cli_main
-from otel_ai.cli.jaeger import load_from_jaeger
-from otel_ai.export.otlp_json import load_directory, read_jsonl
+from otel_ai.read import load_directory, read_jsonl
+from otel_ai.read.jaeger import load_from_jaeger
 
 NODE_LINE = re.compile(r"[├└]── [●✗★○] .*$")
 

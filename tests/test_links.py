@@ -19,9 +19,9 @@ from report_runs import OTEL_AI, clean_env
 
 from otel_ai import semconv
 from otel_ai.cli import main as cli_main
-from otel_ai.cli.runview import build_runs
-from otel_ai.export.otlp_json import load_directory
 from otel_ai.links import grafana_logs_url, jaeger_trace_url, logql_run_query, loki_name, run_links
+from otel_ai.read import load_directory
+from otel_ai.read.runview import build_runs
 
 REPO = Path(__file__).resolve().parent.parent
 JAEGER = "http://jaeger.example:16686"

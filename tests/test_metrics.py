@@ -23,8 +23,8 @@ from conftest import Wire
 import otel_ai
 import otel_ai.metrics
 from otel_ai._internal import internal_error_counts
-from otel_ai.export.otlp_json import MetricPoint
 from otel_ai.export.providers import get_pipeline
+from otel_ai.read import MetricPoint
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = (ROOT / "docs" / "semconv.md").read_text(encoding="utf-8")

@@ -24,9 +24,9 @@ from conftest import Wire
 import otel_ai
 import otel_ai.metrics
 from otel_ai._internal import internal_error_counts
-from otel_ai.export.otlp_json import MetricPoint, load_directory
 from otel_ai.export.providers import get_pipeline
 from otel_ai.metrics.gpu import GpuMetrics, detect_gpus, load_nvml, probe
+from otel_ai.read import MetricPoint, load_directory
 
 GiB = 1024**3
 

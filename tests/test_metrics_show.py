@@ -20,9 +20,9 @@ import otel_ai
 import otel_ai.metrics
 import otel_ai.testing
 from otel_ai.cli import main as cli_main
-from otel_ai.cli.runview import build_runs
-from otel_ai.export.otlp_json import load_directory
 from otel_ai.export.providers import get_pipeline
+from otel_ai.read import load_directory
+from otel_ai.read.runview import build_runs
 
 MiB = 1024 * 1024
 RESOURCES = re.compile(

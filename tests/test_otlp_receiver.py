@@ -42,7 +42,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
 from otlp_receiver import OTLPReceiver, Transport
 
-from otel_ai.export.otlp_json import (
+from otel_ai.read import (
     LogRecordData,
     MetricPoint,
     SpanRecord,

@@ -26,7 +26,7 @@ from otlp_receiver import OTLPReceiver
 
 import otel_ai
 from otel_ai import semconv
-from otel_ai.export.otlp_json import LogRecordData, SpanRecord
+from otel_ai.read import LogRecordData, SpanRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 PROGRAM = ROOT / "tests" / "pod_worker_program.py"

@@ -41,8 +41,7 @@ from otlp_receiver import OTLPReceiver
 from real_pipeline import CONFIG_DIR, Binaries, Collector, Jaeger, binaries, collector, jaeger, wait_until
 
 from otel_ai import semconv
-from otel_ai.cli.sources import load_path
-from otel_ai.export.otlp_json import SpanRecord, Telemetry
+from otel_ai.read import SpanRecord, Telemetry, load_path
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "simulated_bfts.py"
@@ -641,7 +640,7 @@ def test_tail_sampling_keeps_failed_runs_and_follows_the_policy_for_the_rest(
 # --- 4. live run ------------------------------------------------------------------------------
 @pytest.mark.timeout(300)
 def test_a_live_run_is_in_jaeger_within_10_s_of_its_start(direct: Pipeline) -> None:
-    from otel_ai.cli.jaeger import JaegerError, load_from_jaeger
+    from otel_ai.read.jaeger import JaegerError, load_from_jaeger
 
     started = time.monotonic()
     proc = wrapped(direct, "live-run", "import time; time.sleep(40)", wait=False)
@@ -837,7 +836,7 @@ def assert_search_whole_in_jaeger(
 ) -> list[SpanRecord]:
     """The run's trace in Jaeger is complete: every parent and link target there, no span
     twice, every LLM call the stub answered a span (an independent count of what happened)."""
-    from otel_ai.cli.jaeger import JaegerError, load_from_jaeger
+    from otel_ai.read.jaeger import JaegerError, load_from_jaeger
 
     calls = stub_calls(stdout)
 

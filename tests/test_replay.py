@@ -18,8 +18,8 @@ import otel_ai.testing
 from otel_ai import semconv
 from otel_ai.cli import main
 from otel_ai.config import resolve
-from otel_ai.export.otlp_json import Telemetry, load_directory
 from otel_ai.export.replay import MARK_SUFFIX, ReplayError, replay
+from otel_ai.read import Telemetry, load_directory
 
 ROOT = Path(__file__).resolve().parents[1]
 

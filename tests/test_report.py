@@ -25,8 +25,8 @@ from report_runs import OTEL_AI, clean_env, demo_run, span_record, synthetic_run
 import otel_ai
 from otel_ai import semconv
 from otel_ai.cli import main as cli_main
-from otel_ai.cli.runview import build_runs
-from otel_ai.export.otlp_json import MetricPoint, SpanRecord, Telemetry, load_directory
+from otel_ai.read import MetricPoint, SpanRecord, Telemetry, load_directory
+from otel_ai.read.runview import build_runs
 from otel_ai.report import render_html, report_data
 from otel_ai.report.data import resource_charts
 from otel_ai.report.layout import layered_tree, pack_rows

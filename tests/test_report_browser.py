@@ -26,7 +26,7 @@ from report_runs import SIMULATED_BFTS, demo_run, simulated_search, span_record,
 
 from otel_ai import semconv
 from otel_ai.cli import main as cli_main
-from otel_ai.export.otlp_json import load_directory
+from otel_ai.read import load_directory
 
 REPO = Path(__file__).resolve().parent.parent
 SCREENSHOTS = REPO / "test-output" / "report"
@@ -266,8 +266,8 @@ def test_the_recording_sees_a_page_that_asks_the_network(browser: Browser, tmp_p
 
 def test_a_run_whose_process_died(browser: Browser, tmp_path: Path) -> None:
     """No run span, a stage never ended, a node never finished: drawn, and said so."""
-    from otel_ai.cli.runview import build_runs
-    from otel_ai.export.otlp_json import Telemetry
+    from otel_ai.read import Telemetry
+    from otel_ai.read.runview import build_runs
     from otel_ai.report import render_html
 
     stage = {semconv.STAGE_NAME: "1_initial_implementation"}

@@ -17,7 +17,7 @@ import pytest
 from s3_server import S3Env, moto_server_fixture, s3_fixture  # noqa: F401 - fixtures
 
 from otel_ai import semconv
-from otel_ai.export.otlp_json import SpanRecord, Telemetry, load_directory
+from otel_ai.read import SpanRecord, Telemetry, load_directory
 
 OTEL_AI = [sys.executable, "-m", "otel_ai"]
 

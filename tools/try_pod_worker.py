@@ -502,7 +502,7 @@ def check(
     data_dir: Path, output: str, state: dict[str, Any], counts: dict[str, int]
 ) -> list[tuple[bool, str]]:
     from otel_ai import semconv
-    from otel_ai.export.otlp_json import load_directory
+    from otel_ai.read import load_directory
 
     telemetry = load_directory(data_dir)
     spans, logs = telemetry.spans, telemetry.logs

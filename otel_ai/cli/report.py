@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from ..config import resolve
-from .show import ShowError, find_run
+from ..read.sources import RunNotFound, find_run
+from ..report import render_html
 from .sources import add_source_arguments, links_for, service_name
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -50,13 +51,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..report import render_html
-
     started = time.monotonic()
     data_dir = Path(args.data_dir) if args.data_dir else resolve().data_dir
     try:
         view, _runs = find_run(args.target, data_dir, jaeger=args.jaeger, service=service_name(args))
-    except ShowError as exc:
+    except RunNotFound as exc:
         print(f"otel-ai report: {exc}", file=sys.stderr)
         return 1
     page = render_html(view, links=links_for(view, args))

@@ -19,9 +19,9 @@ from rich.tree import Tree
 
 from .. import semconv
 from ..config import resolve
-from ..export.otlp_json import Telemetry
-from .runview import NodeView, RunView, StageView, build_runs
-from .sources import add_source_arguments, links_for, load_path, runs_from_jaeger, service_name
+from ..read.runview import NodeView, RunView, StageView
+from ..read.sources import RunNotFound, find_run
+from .sources import add_source_arguments, links_for, service_name
 
 _SPARK = "▁▂▃▄▅▆▇█"
 
@@ -41,50 +41,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.set_defaults(handler=run)
 
 
-class ShowError(Exception):
-    pass
-
-
-def find_run(
-    target: str | None,
-    data_dir: Path,
-    *,
-    jaeger: str | None = None,
-    service: str = semconv.DEFAULT_SERVICE_NAME,
-) -> tuple[RunView, list[RunView]]:
-    """The run named by ``target`` (a run id, trace id, directory or file); the latest
-    one when ``target`` is None. Returns it and every run of the same source.
-    With ``jaeger`` (a URL), the run is read from Jaeger's query API instead."""
-    if jaeger is not None:
-        return runs_from_jaeger(jaeger, target, service)
-    source = data_dir
-    run_id = None
-    if target is not None:
-        path = Path(target)
-        if path.exists():
-            source = path
-        else:
-            run_id = target
-    if not source.exists():
-        raise ShowError(f"no telemetry at {source} (set OTEL_AI_DATA_DIR or pass a path)")
-    telemetry: Telemetry = load_path(source)
-    runs = build_runs(telemetry)
-    if not runs:
-        raise ShowError(f"no run found in {source}")
-    if run_id is None:
-        return runs[-1], runs
-    matches = [r for r in runs if r.run_id == run_id or r.trace_id == run_id.lower()]
-    if not matches:
-        known = ", ".join(r.run_id for r in runs[-10:])
-        raise ShowError(f"no run {run_id!r} in {source}; runs there: {known}")
-    return matches[-1], runs
-
-
 def run(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir) if args.data_dir else resolve().data_dir
     try:
         view, runs = find_run(args.target, data_dir, jaeger=args.jaeger, service=service_name(args))
-    except ShowError as exc:
+    except RunNotFound as exc:
         print(f"otel-ai show: {exc}", file=sys.stderr)
         return 1
     render(view, sys.stdout, color=args.color, other_runs=[r for r in runs if r is not view])

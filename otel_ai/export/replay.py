@@ -33,9 +33,9 @@ from typing import Any
 from google.protobuf.json_format import ParseDict, ParseError
 
 from ..config import SIGNALS, Settings, resolve
+from ..read.files import FILE_PATTERNS
 from ..redaction import default_redactor
 from .engine import Backoff, Deadline, deliver
-from .otlp_json import FILE_PATTERNS
 from .requests import REQUEST_TYPES, count_items, split_to_fit
 from .spool import try_lock, unlock, write_atomically
 from .transport import Sender, SendResult, make_sender, target_for

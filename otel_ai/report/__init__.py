@@ -21,8 +21,8 @@ from datetime import datetime
 from importlib import resources
 from typing import Any
 
-from ..cli.runview import RunView
 from ..links import Link
+from ..read.runview import RunView
 from ..version import __version__
 from .data import report_data
 

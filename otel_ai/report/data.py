@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .. import semconv
-from ..cli.runview import NodeView, RunView, StageView
-from ..export.otlp_json import MetricPoint, SpanRecord
 from ..links import Link
-from ..metrics.usage import is_resource_metric, resource_key
+from ..read.records import MetricPoint, SpanRecord
+from ..read.runview import NodeView, RunView, StageView
+from ..read.usage import is_resource_metric, resource_key
 from ..version import __version__
 from .layout import layered_tree, pack_rows
 
@@ -253,7 +253,7 @@ class _Builder:
 
     def _inner_bars(self, node: NodeView, stage_index: int, node_index: int) -> None:
         """[stage, node, kind (0 execution, 1 LLM call), start, end, label] per bar."""
-        bars = [
+        bars: list[list[Any]] = [
             [
                 stage_index,
                 node_index,
@@ -329,7 +329,7 @@ class _Builder:
         """From span events and from log-based events: a child process of ``otel-ai run``
         reports on the wrapper's run span, which lives in another process, so its
         artifact events exist only as log records."""
-        found = [
+        found: list[dict[str, Any]] = [
             {
                 "event": a.event,
                 "path": a.path,
@@ -345,7 +345,7 @@ class _Builder:
             if record.event_name not in (semconv.ARTIFACT_DETECTED, semconv.ARTIFACT_REGISTERED):
                 continue
             a = record.attributes
-            entry = {
+            entry: dict[str, Any] = {
                 "event": record.event_name,
                 "path": _text(a.get(semconv.ARTIFACT_PATH)),
                 "kind": _text(a.get(semconv.ARTIFACT_TYPE) or a.get(semconv.ARTIFACT_KIND)),

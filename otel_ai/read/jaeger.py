@@ -10,7 +10,7 @@ api_v3 query service, which answers in OTLP/JSON:
   earlier versions ignore it, which is why every answer is checked here for the run id).
 
 Both answer 404 with ``{"error": {"httpCode": 404, "message": ...}}`` when nothing
-matches. The spans decode with :mod:`otel_ai.export.otlp_json`, as files do.
+matches. The spans decode with :mod:`otel_ai.read.otlp_json`, as files do.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .. import semconv
-from ..export.otlp_json import SpanRecord, Telemetry
+from .otlp_json import Telemetry
+from .records import SpanRecord
 
 __all__ = ["DEFAULT_LOOKBACK", "JaegerError", "JaegerReader", "load_from_jaeger"]
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import semconv
-from ..export.otlp_json import MetricPoint
+from .records import MetricPoint
 
 # points collected this long after a run's end still describe it (the shutdown flush)
 END_GRACE_NS = 10_000_000_000

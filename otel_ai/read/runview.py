@@ -1,6 +1,6 @@
 """A run rebuilt from its telemetry: stages, the node tree, outcome, artifacts, failure.
 
-Reads what any source decoded into :class:`otel_ai.export.otlp_json.Telemetry` (the
+Reads what any source decoded into :class:`otel_ai.read.otlp_json.Telemetry` (the
 embedded-default files, a collector's file exporter, an OTLP receiver) and groups it by
 run. Spans that lost their run span (a process that died) still form a run, flagged so.
 """
@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import semconv
-from ..export.otlp_json import LogRecordData, MetricPoint, SpanRecord, Telemetry
-from ..metrics.usage import (
+from .otlp_json import Telemetry
+from .records import LogRecordData, MetricPoint, SpanRecord
+from .usage import (
     ResourceUsage,
     points_of_run,
     resource_key,
@@ -107,7 +108,7 @@ class RunView:
     failure: FailureView | None
     logs: list[LogRecordData]
     spans: list[SpanRecord]
-    # the run's metric points (otel_ai.metrics.usage.points_of_run says which)
+    # the run's metric points (otel_ai.read.usage.points_of_run says which)
     metrics: list[MetricPoint] = field(default_factory=list)
 
     def usage(self) -> ResourceUsage:
