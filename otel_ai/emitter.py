@@ -76,7 +76,11 @@ def _seed_method(event_type: str, *, handed_off: bool = False) -> Callable[[_F],
 
             @functools.wraps(fn)
             def hand_off(*args: Any, **kwargs: Any) -> Any:
-                handoff.submit(wrapper, args, kwargs)
+                try:
+                    get_pipeline()  # configured here once: its exit flush is registered
+                    handoff.submit(wrapper, args, kwargs)
+                except Exception:  # noqa: BLE001 - no thread (interpreter exit): record it here
+                    return wrapper(*args, **kwargs)
                 return True
 
             return cast(_F, hand_off)

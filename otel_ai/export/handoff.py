@@ -49,6 +49,7 @@ class Handoff:
         self._idle = True
         self._pid = os.getpid()
         self._thread: threading.Thread | None = None
+        self._ident: int | None = None  # the handoff thread's
         self._start_lock = threading.Lock()
 
     # -- the caller's side: as little as possible -----------------------------------------
@@ -58,9 +59,9 @@ class Handoff:
         if len(queue) >= self.capacity and not self._make_room():
             self.dropped += 1
             return False
-        queue.append((context_api.get_current(), fn, args, kwargs))
         if self._thread is None or self._pid != os.getpid():
-            self._start()
+            self._start()  # before queueing: a thread that cannot start raises, nothing queued
+        queue.append((context_api.get_current(), fn, args, kwargs))
         if self._idle:
             self._wake.set()
         return True
@@ -69,7 +70,7 @@ class Handoff:
         """A burst larger than the queue goes at the speed of recording it, as it would
         without the handoff: wait for the thread to catch up (at most FULL_WAIT_S, then
         drop and count)."""
-        if threading.current_thread() is self._thread:
+        if threading.get_ident() == self._ident:
             return True  # a handed-off call handing off another: never wait for ourselves
         if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
             self._start()
@@ -87,7 +88,7 @@ class Handoff:
     def drain(self, timeout: float = 5.0) -> bool:
         """Wait (up to ``timeout`` s) until every call submitted so far has run. From the
         handoff thread itself (a call that flushes) it returns at once."""
-        if not self._queue or threading.current_thread() is self._thread:
+        if not self._queue or threading.get_ident() == self._ident:
             return True
         if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
             self._start()
@@ -113,10 +114,11 @@ class Handoff:
             self._wake = threading.Event()
             self._idle = True
             thread = threading.Thread(target=self._run, name="otel_ai-handoff", daemon=True)
-            self._thread = thread
             thread.start()
+            self._thread = thread
 
     def _run(self) -> None:
+        self._ident = threading.get_ident()  # first: a call it runs may drain (returns at once)
         queue = self._queue
         while True:
             self._idle = True
@@ -140,6 +142,7 @@ class Handoff:
         # drained before the fork (see _before_fork); anything left is the parent's
         self._queue.clear()
         self._thread = None
+        self._ident = None
         self._start_lock = threading.Lock()
         self._pid = os.getpid()
 
