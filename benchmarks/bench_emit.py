@@ -17,6 +17,18 @@ seed
     a child process answering 200. The seed used ``requests.post``; this uses
     ``urllib.request`` (also a new connection per event, no dependency).
 
+``--event artifact_detected`` times the pod worker's ``artifact_detected(run_id, path,
+type, size)`` instead (also one span event and one log record per call, on the stage span
+here since no node is open).
+
+otel_ai hands each event to a thread of its own (:mod:`otel_ai.export.handoff`): the
+caller's thread only queues it. Back to back (the default) that thread competes with the
+caller for the GIL during the timed block; ``--pace-us N`` leaves N microseconds of
+untimed pause after each call (the caller's own work between events, e.g. waiting for an
+LLM), as the pod worker's calls come. ``CPU us/event`` is the process's CPU time (every
+thread, the export included) over the block and its flush, per event: what an event costs
+in all, wherever it is paid (the seed's server runs in another process, not counted).
+
 What is timed is the calling thread only: ``time.perf_counter_ns()`` around each call.
 Export happens on the batch processors' worker threads, which still share the GIL with
 the caller. With ``--exporter noop`` (default) both OTel pipelines end in exporters
@@ -33,6 +45,7 @@ all timed events. The raw SDK does not set otel_ai's two progress gauges; otel_a
 number includes them (they are part of what its event does).
 
     python benchmarks/bench_emit.py --events 20000
+    python benchmarks/bench_emit.py --events 20000 --event artifact_detected --pace-us 200
 """
 
 from __future__ import annotations
