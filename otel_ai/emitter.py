@@ -23,6 +23,7 @@ from typing import Any, TypeVar, cast
 from . import semconv
 from ._internal import _should_raise, never_raise, report_internal_error
 from .bootstrap.startup import instrument_ai_scientist_on_import
+from .export import handoff
 from .export.providers import force_flush, get_pipeline
 from .model.events import last_seq, set_seq
 from .model.spans import Run
@@ -40,11 +41,15 @@ def _binds(signature: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str
     return True
 
 
-def _seed_method(event_type: str) -> Callable[[_F], _F]:
+def _seed_method(event_type: str, *, handed_off: bool = False) -> Callable[[_F], _F]:
     """A drop-in method: never raises into the caller (internal errors are reported, as
     :func:`otel_ai._internal.never_raise` does), and a call of a shape the method does not
     take is neither raised nor lost: it is warned about once a minute and recorded as
-    ``event_type`` with the arguments it was given, named by position."""
+    ``event_type`` with the arguments it was given, named by position.
+
+    ``handed_off``: the caller's thread only queues the call (:mod:`otel_ai.export.handoff`)
+    and gets True at once; the handoff thread records it, in order. The other methods run
+    on the caller's thread once what was handed off before them has run."""
 
     def decorate(fn: _F) -> _F:
         where = fn.__qualname__
@@ -67,7 +72,25 @@ def _seed_method(event_type: str) -> Callable[[_F], _F]:
                     raise
                 return True
 
-        return cast(_F, wrapper)
+        if handed_off:
+
+            @functools.wraps(fn)
+            def hand_off(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    get_pipeline()  # configured here once: its exit flush is registered
+                    handoff.submit(wrapper, args, kwargs)
+                except Exception:  # noqa: BLE001 - no thread (interpreter exit): record it here
+                    return wrapper(*args, **kwargs)
+                return True
+
+            return cast(_F, hand_off)
+
+        @functools.wraps(fn)
+        def in_order(*args: Any, **kwargs: Any) -> Any:
+            handoff.drain()
+            return wrapper(*args, **kwargs)
+
+        return cast(_F, in_order)
 
     return decorate
 
@@ -148,6 +171,7 @@ class EventEmitter:
         """The ``ai.event.seq`` of the last event this process emitted (0 before the first).
 
         Assigning it is :meth:`set_seq_counter`: the sequence only moves forward."""
+        handoff.drain()  # the events handed off so far have their numbers
         return last_seq()
 
     @seq_counter.setter
@@ -159,6 +183,7 @@ class EventEmitter:
         gets ``seq + 1``). A ``seq`` behind the sequence changes nothing: ``ai.event.seq``
         never repeats in a process; read :attr:`seq_counter` for where it is."""
         try:
+            handoff.drain()  # the events handed off before keep their numbers
             set_seq(int(seq))
         except (TypeError, ValueError, OverflowError) as exc:
             report_internal_error("EventEmitter.set_seq_counter (not a number, ignored)", exc)
@@ -199,7 +224,7 @@ class EventEmitter:
             _publish_run(run)
         return True
 
-    @_seed_method(semconv.RUN_HEARTBEAT)
+    @_seed_method(semconv.RUN_HEARTBEAT, handed_off=True)
     def run_heartbeat(self, run_id: str) -> bool:
         find_run(run_id).heartbeat()
         return True
@@ -245,7 +270,7 @@ class EventEmitter:
         find_run(run_id).stage(stage, desc)
         return True
 
-    @_seed_method(semconv.STAGE_PROGRESS)
+    @_seed_method(semconv.STAGE_PROGRESS, handed_off=True)
     def stage_progress(
         self,
         run_id: str,
@@ -269,32 +294,32 @@ class EventEmitter:
         find_run(run_id).find_stage(stage).complete(duration_s)
         return True
 
-    @_seed_method(semconv.STAGE_METRIC)
+    @_seed_method(semconv.STAGE_METRIC, handed_off=True)
     def metric_computed(self, run_id: str, stage: str, name: str, value: Any) -> bool:
         find_run(run_id).find_stage(stage).metric(name, value)
         return True
 
     # -- nodes ------------------------------------------------------------------------
-    @_seed_method(semconv.NODE_CREATED)
+    @_seed_method(semconv.NODE_CREATED, handed_off=True)
     def node_created(
         self, run_id: str, stage: str, node_id: str, parent_id: str | None = None, kind: str | None = None
     ) -> bool:
         find_run(run_id).find_stage(stage).node(node_id, parent_id, kind)
         return True
 
-    @_seed_method(semconv.NODE_CODE_GENERATED)
+    @_seed_method(semconv.NODE_CODE_GENERATED, handed_off=True)
     def node_code_generated(
         self, run_id: str, stage: str, node_id: str, code_size: int | None = None, code: str | None = None
     ) -> bool:
         find_run(run_id).find_stage(stage).find_node(node_id).code_generated(code, size_bytes=code_size)
         return True
 
-    @_seed_method(semconv.NODE_EXECUTING)
+    @_seed_method(semconv.NODE_EXECUTING, handed_off=True)
     def node_executing(self, run_id: str, stage: str, node_id: str) -> bool:
         find_run(run_id).find_stage(stage).find_node(node_id).executing()
         return True
 
-    @_seed_method(semconv.NODE_COMPLETED)
+    @_seed_method(semconv.NODE_COMPLETED, handed_off=True)
     def node_completed(
         self,
         run_id: str,
@@ -310,25 +335,25 @@ class EventEmitter:
         )
         return True
 
-    @_seed_method(semconv.NODE_SELECTED_BEST)
+    @_seed_method(semconv.NODE_SELECTED_BEST, handed_off=True)
     def node_selected_best(self, run_id: str, stage: str, node_id: str, metric: Any = None) -> bool:
         find_run(run_id).find_stage(stage).selected_best(node_id, metric)
         return True
 
     # -- logs and artifacts -----------------------------------------------------------
-    @_seed_method(semconv.RUN_LOG)
+    @_seed_method(semconv.RUN_LOG, handed_off=True)
     def log(self, run_id: str, message: str, level: str = "info", source: str | None = None) -> bool:
         find_run(run_id).log(message, level, source)
         return True
 
-    @_seed_method(semconv.ARTIFACT_DETECTED)
+    @_seed_method(semconv.ARTIFACT_DETECTED, handed_off=True)
     def artifact_detected(
         self, run_id: str, path: str, type: str | None = None, size_bytes: int | None = None
     ) -> bool:
         find_run(run_id).artifact_detected(path, type, size_bytes)
         return True
 
-    @_seed_method(semconv.ARTIFACT_REGISTERED)
+    @_seed_method(semconv.ARTIFACT_REGISTERED, handed_off=True)
     def artifact_registered(
         self,
         run_id: str,

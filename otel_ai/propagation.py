@@ -302,6 +302,9 @@ def _flush_now(timeout: float) -> None:
     providers = sys.modules.get("otel_ai.export.providers")
     if providers is None or providers.current_pipeline() is None:
         return
+    handoff = sys.modules.get("otel_ai.export.handoff")
+    if handoff is not None:
+        handoff.drain(timeout)  # the events handed off, before their spans are ended
     for hook in list(_exit_hooks):
         try:
             hook()

@@ -48,6 +48,7 @@ from ..metrics.gpu import detect_gpus
 from ..metrics.instruments import use_meter
 from ..propagation import CHANNEL_ENV, wrapped_run
 from ..version import __version__
+from . import handoff
 from .delivering import (
     DeliveringBatchLogRecordProcessor,
     DeliveringBatchSpanProcessor,
@@ -95,6 +96,8 @@ _lock = threading.RLock()
 _pipeline: Pipeline | None = None
 _before_shutdown: list[Callable[[], None]] = []
 _atexit_registered = False
+# in a forked child that has not emitted yet: the parent's pipeline, built anew on first use
+_forked_from: Pipeline | None = None
 
 
 def configure(**settings: Any) -> Pipeline:
@@ -105,6 +108,8 @@ def configure(**settings: Any) -> Pipeline:
     """
     global _pipeline, _atexit_registered
     with _lock:
+        if _pipeline is None and _forked_from is not None:
+            _build_after_fork()
         if _pipeline is not None:
             if settings and resolve(**settings) != _pipeline.settings:
                 logger.warning("otel_ai.configure() called again with other settings; keeping the first")
@@ -127,6 +132,8 @@ def get_pipeline() -> Pipeline:
 
 
 def current_pipeline() -> Pipeline | None:
+    """The pipeline built so far; None also in a forked child that has emitted nothing
+    yet (it has nothing to flush)."""
     return _pipeline
 
 
@@ -243,12 +250,34 @@ def _forget_globals(*signals: str) -> None:
 
 def _after_fork_in_child() -> None:
     """A forked child is a process of its own: its own providers, resource (its pid),
-    worker threads and files. Spans it inherited stay the parent's to end."""
-    global _pipeline, _lock
+    worker threads and files. Spans it inherited stay the parent's to end.
+
+    Built on the child's first use (:func:`get_pipeline`, a span of a tracer taken before
+    the fork), not here: a pool worker that emits nothing pays nothing, and one that does
+    pays once, off the fork's path."""
+    global _pipeline, _lock, _forked_from
     _lock = threading.RLock()  # another thread may have held it at the fork
-    previous = _pipeline
+    previous = _pipeline if _pipeline is not None else _forked_from
     if previous is None or previous.disabled:
         return
+    _pipeline = None
+    _forked_from = previous
+    if isinstance(previous.tracer_provider, ProcessTracerProvider):
+        # tracers taken before the fork (module-level ones) build the child's on their next span
+        previous.tracer_provider.succeeded_lazily(_successor_tracer_provider)
+
+
+def _successor_tracer_provider() -> TracerProvider | None:
+    return get_pipeline().tracer_provider
+
+
+def _build_after_fork() -> None:
+    """The forked child's own pipeline, from the settings it inherited (under ``_lock``)."""
+    global _pipeline, _forked_from
+    previous = _forked_from
+    if previous is None:
+        return
+    _forked_from = None
     try:
         _pipeline = _build(previous.settings, previous)
         if (
@@ -312,10 +341,12 @@ def _otlp(settings: Settings) -> Outbox | None:
 
 def force_flush(timeout: float = DEFAULT_SHUTDOWN_TIMEOUT_S) -> bool:
     """Export everything buffered so far, within ``timeout`` seconds in all."""
+    deadline = time.monotonic() + max(timeout, 0.0)
+    handoff.drain(timeout)  # the events the front doors handed off first
     pipeline = _pipeline
     if pipeline is None or pipeline.disabled:
         return True
-    return _with_deadline(pipeline, timeout, shutdown=False)
+    return _with_deadline(pipeline, max(deadline - time.monotonic(), 0.0), shutdown=False)
 
 
 def shutdown(timeout: float = DEFAULT_SHUTDOWN_TIMEOUT_S) -> bool:
@@ -325,6 +356,7 @@ def shutdown(timeout: float = DEFAULT_SHUTDOWN_TIMEOUT_S) -> bool:
     re-configures nothing: telemetry after shutdown is dropped.
     """
     global _pipeline
+    handoff.drain(timeout)  # the events the front doors handed off, before runs end
     with _lock:
         pipeline = _pipeline
         if pipeline is None:
@@ -340,6 +372,7 @@ def shutdown(timeout: float = DEFAULT_SHUTDOWN_TIMEOUT_S) -> bool:
         if _pipeline is pipeline:
             _pipeline = _disabled(pipeline.settings)
     _say_losses()
+    handoff.say_drops()
     return ok
 
 

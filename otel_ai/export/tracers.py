@@ -27,6 +27,7 @@ start: the span the caller asked for, else the current span, else the run span.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import context as context_api
@@ -52,10 +53,17 @@ class ProcessTracerProvider(TracerProvider):
             self._default_parent = trace_api.NonRecordingSpan(default_parent)
             self._default_context = trace_api.set_span_in_context(self._default_parent, Context())
         self._successor: ProcessTracerProvider | None = None
+        self._successor_factory: Callable[[], TracerProvider | None] | None = None
 
     def succeeded_by(self, provider: ProcessTracerProvider) -> None:
         """In a forked child: ``provider`` replaces this one, for the tracers handed out too."""
         self._successor = provider
+        self._successor_factory = None
+
+    def succeeded_lazily(self, factory: Callable[[], TracerProvider | None]) -> None:
+        """In a forked child: ``factory`` builds the provider that replaces this one (and
+        calls :meth:`succeeded_by`) when a tracer handed out before the fork next starts a span."""
+        self._successor_factory = factory
 
     def get_tracer(self, *args: Any, **kwargs: Any) -> trace_api.Tracer:
         tracer = super().get_tracer(*args, **kwargs)
@@ -83,6 +91,9 @@ class ProcessTracer(trace_api.Tracer):
         self, name: str, context: Context | None = None, *args: Any, **kwargs: Any
     ) -> trace_api.Span:
         provider = self._provider
+        factory = provider._successor_factory
+        if factory is not None and provider._successor is None:  # forked, nothing built yet
+            factory()
         if provider._successor is not None:  # forked since: the child's provider
             while provider._successor is not None:
                 provider = provider._successor

@@ -18,6 +18,7 @@ import sys
 import threading
 from typing import Any
 
+from ..export import handoff
 from ..model.registry import registry
 from ..model.spans import Run
 from ..model.vocabulary import wrapper_run
@@ -43,8 +44,9 @@ def current_run() -> Run | None:
     if len(inherited) == 2 and inherited[0]:
         context = parent_span_context({"TRACEPARENT": inherited[1]})
         if context is not None:
+            handoff.drain()  # outside the lock: a handed-off call may need it
             with _lock:
-                run = registry.get(inherited[0])
+                run = registry.lookup(inherited[0])
                 if run is None or not run.attached:
                     run = Run(inherited[0], attach=context)
                 return run

@@ -12,6 +12,8 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
+from ..export import handoff
+
 if TYPE_CHECKING:
     from .run import Run
 
@@ -40,7 +42,14 @@ class RunRegistry:
                 self._ended.popitem(last=False)
 
     def get(self, run_id: str) -> Run | None:
-        """The open run of that id, else the latest ended one."""
+        """The open run of that id, else the latest ended one (once the events handed off
+        so far are recorded: what a caller sees is what it emitted)."""
+        handoff.drain()
+        return self.lookup(run_id)
+
+    def lookup(self, run_id: str) -> Run | None:
+        """:meth:`get` without waiting for the handoff: for callers holding a lock (drain
+        first, then take the lock)."""
         with self._lock:
             return self._open.get(run_id) or self._ended.get(run_id)
 
@@ -48,6 +57,7 @@ class RunRegistry:
         """The most recently started run still open: in this process, attached to the
         wrapper's, or inherited through fork (a forked worker's spans join its parent's
         run, which the parent ends)."""
+        handoff.drain()
         with self._lock:
             for run in reversed(self._open.values()):
                 if not run.ended:
@@ -55,6 +65,7 @@ class RunRegistry:
             return None
 
     def open_runs(self) -> list[Run]:
+        handoff.drain()
         with self._lock:
             return [run for run in self._open.values() if run.owned_here]
 

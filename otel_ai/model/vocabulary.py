@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .. import semconv
+from ..export import handoff
 from ..propagation import wrapped_run
 from .coerce import identifier, safe_str
 from .phases import Paper, Validation
@@ -45,8 +46,9 @@ def wrapper_run(run_id: str | None) -> Run | None:
     run_id = identifier(run_id)
     if wrapped is None or (run_id and run_id != wrapped[0]):
         return None
+    handoff.drain()  # outside the lock: a handed-off call may need it
     with _attach_lock:
-        run = registry.get(wrapped[0])
+        run = registry.lookup(wrapped[0])
         if run is None or not run.attached:
             run = Run(wrapped[0], attach=wrapped[1])
         return run
