@@ -6,7 +6,7 @@ import os
 import sys
 
 from .bootstrap.startup import forget as forget_import_hook
-from .export.providers import _reset_for_tests
+from .export.providers import reset_for_tests
 from .model.events import reset_seq
 from .model.registry import registry
 from .propagation import INSTRUMENTED_RUN_ENV
@@ -20,7 +20,7 @@ def reset() -> None:
     about a wrapping ``otel-ai run``, and the AI-Scientist instrumentation a drop-in
     emitter asked for.
     The next front-door call or :func:`otel_ai.configure` starts afresh."""
-    _reset_for_tests()
+    reset_for_tests()
     registry.clear()
     reset_seq()
     reset_default_redactor()

@@ -25,6 +25,7 @@ __all__ = ["finder", "forget", "instrument_ai_scientist_on_import", "start", "wh
 
 INSTRUMENTATION = "otel_ai.instrumentation"
 LAZY_PROVIDER = "otel_ai.bootstrap.lazy"
+CHANNEL = "otel_ai.bootstrap.channel"  # the model's listener that reports to the wrapper
 
 _started = False
 
@@ -51,9 +52,8 @@ def _on_opentelemetry_trace(module: ModuleType) -> None:
 
 
 def _on_model(module: ModuleType) -> None:
-    from .channel import install  # the model's news to the wrapper (imports the model)
-
-    install()
+    # the model's news to the wrapper; loaded by name only once the model is imported
+    importlib.import_module(CHANNEL).install()
 
 
 def instrument_ai_scientist_on_import() -> None:

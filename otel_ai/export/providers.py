@@ -447,9 +447,6 @@ def reset_for_tests() -> None:
     _forget_globals("traces", "logs", "metrics")
 
 
-_reset_for_tests = reset_for_tests  # the name otel_ai.testing imports
-
-
 def log_backlog() -> float:
     """How full the log export queue is, 0..1 (0 when unknown): for producers of our own
     (the wrapper's output lines) that may wait for the exporter instead of dropping."""

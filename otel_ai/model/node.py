@@ -13,8 +13,9 @@ from opentelemetry.trace import Link, SpanContext, Status, StatusCode
 from .. import semconv
 from .._internal import never_raise
 from ..export.providers import get_pipeline
+from ..metrics.instruments import instruments
 from .coerce import as_float, coerce_attributes, identifier, is_finite, to_text
-from .events import INFO, WARN, emit_log, instruments, summary
+from .events import INFO, WARN, emit_log, summary
 from .listeners import notify
 from .metric import summarize
 from .owner import CLOSED_BY_PARENT, SpanOwner, error_status, exception_attributes, now, record_exception

@@ -13,8 +13,9 @@ from opentelemetry.trace import Span, SpanContext, Status, StatusCode
 from .. import semconv
 from .._internal import never_raise
 from ..export.providers import get_pipeline
+from ..metrics.instruments import instruments
 from .coerce import as_float, coerce_attributes, identifier, is_finite, to_text
-from .events import ERROR, INFO, instruments
+from .events import ERROR, INFO
 from .listeners import notify
 from .metric import summarize
 from .node import Node

@@ -22,9 +22,10 @@ from opentelemetry.trace import Link, SpanContext, TraceFlags
 from .. import semconv
 from ..bootstrap import SITE_DIR
 from ..config import SIGNALS, Settings
-from ..export.durable import share_refusals_with
+from ..export.losses import share_refusals_with
 from ..export.providers import configure, shutdown
 from ..export.spool import deliver_pending
+from ..instrumentation import set_run_totals
 from ..links import run_links
 from ..metrics import observe_process_tree
 from ..model import new_run_id
@@ -529,10 +530,6 @@ _VARIABLES = {
 def _set_token_totals(run: Run) -> None:
     """The LLM tokens of the whole run (``ai.llm.*``), from the ledger its children's
     AI-Scientist instrumentation wrote (absent when they made no LLM call)."""
-    try:
-        from ..instrumentation import set_run_totals
-    except ImportError:  # opentelemetry-instrumentation not installed
-        return
     set_run_totals(run)
 
 

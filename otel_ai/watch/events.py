@@ -17,9 +17,10 @@ from opentelemetry.metrics import Counter, Meter
 from .. import semconv
 from ..artifacts import ArtifactUploadError, StoredArtifact
 from ..export.providers import get_pipeline
+from ..metrics.instruments import instruments
 from ..model import Run
 from ..model.coerce import coerce_attributes
-from ..model.events import emit_log, instruments, severity, summary
+from ..model.events import emit_log, severity, summary
 from ..model.registry import registry
 
 _counter: tuple[Meter, Counter] | None = None
