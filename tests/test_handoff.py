@@ -136,3 +136,27 @@ def test_a_forked_child_builds_its_pipeline_only_when_it_emits(http_wire: Wire) 
     child = next(r for r in logs if r.body == "from the child")
     parent = next(r for r in logs if r.body == "parent 0")
     assert child.resource.get("process.pid") == pid != parent.resource.get("process.pid")
+
+
+def test_a_handed_off_event_carries_the_time_of_the_call(http_wire: Wire) -> None:
+    """The handoff thread may get to a call late (here: held up by the call before it);
+    what it records still carries the moment the front door was called."""
+    emitter = otel_ai.EventEmitter("http://unused.invalid", "pod-1")
+    emitter.run_started(RUN)
+    emitter.stage_started(RUN, STAGE)
+    release = threading.Event()
+    handoff.submit(release.wait, (10,), {})  # the thread is busy until released
+    before = time.time_ns()
+    emitter.log(RUN, "said while the thread was busy")
+    emitter.node_created(RUN, STAGE, "n-late", None, "draft")
+    after = time.time_ns()
+    time.sleep(0.5)
+    release.set()
+    emitter.run_completed(RUN)
+
+    line = next(r for r in http_wire.logs() if r.body == "said while the thread was busy")
+    assert before <= line.time_ns <= after, "the log record's time is the call's"
+    created = next(r for r in http_wire.logs() if r.event_name == semconv.NODE_CREATED)
+    assert before <= created.time_ns <= after
+    node = next(s for s in http_wire.spans() if s.attributes.get(semconv.NODE_ID) == "n-late")
+    assert before <= node.start_ns <= after, "the node span starts at the call"

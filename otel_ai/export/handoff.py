@@ -2,7 +2,7 @@
 
 An event through :class:`otel_ai.EventEmitter` costs coercion, redaction, gauges, a span
 event and a log record: work that can wait a few microseconds, but not work the caller
-should pay for. :func:`submit` puts ``(context, fn, args, kwargs)`` on a bounded deque and
+should pay for. :func:`submit` puts ``(context, fn, args, kwargs, time)`` on a bounded deque and
 returns; one daemon thread per process runs the calls in the order they were submitted,
 each under the OpenTelemetry context the caller had (so "the current span" is the
 caller's). The caller never sees an error (the front doors report their internal errors
@@ -35,7 +35,19 @@ _IDLE_WAIT_S = 1.0
 # a caller finding the queue full waits at most this long for room, then drops and counts
 FULL_WAIT_S = 1.0
 
-_Call = tuple[context_api.Context, Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+_Call = tuple[context_api.Context, Callable[..., Any], tuple[Any, ...], dict[str, Any], int]
+
+# While the handoff thread runs a call, the time it was made: the spans, span events and
+# log records it creates carry the caller's moment, not the (slightly later) one at which
+# the thread got to it.
+_clock = threading.local()
+
+
+def now_ns() -> int:
+    """The time of the call being recorded: on the handoff thread, when the caller made
+    it; anywhere else, now."""
+    made = getattr(_clock, "ns", None)
+    return time.time_ns() if made is None else int(made)
 
 
 class Handoff:
@@ -61,7 +73,7 @@ class Handoff:
             return False
         if self._thread is None or self._pid != os.getpid():
             self._start()  # before queueing: a thread that cannot start raises, nothing queued
-        queue.append((context_api.get_current(), fn, args, kwargs))
+        queue.append((context_api.get_current(), fn, args, kwargs, time.time_ns()))
         if self._idle:
             self._wake.set()
         return True
@@ -128,13 +140,15 @@ class Handoff:
                 continue
             self._idle = False
             while queue:
-                context, fn, args, kwargs = queue[0]  # stays queued while it runs: drain waits
+                context, fn, args, kwargs, made = queue[0]  # stays queued while it runs: drain waits
                 token = context_api.attach(context)
+                _clock.ns = made
                 try:
                     fn(*args, **kwargs)
                 except BaseException:  # noqa: BLE001 - never let one call stop the rest
                     pass
                 finally:
+                    _clock.ns = None
                     context_api.detach(token)
                     queue.popleft()
 

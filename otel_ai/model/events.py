@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-import time
 from collections import Counter, deque
 from collections.abc import Mapping
 from typing import Any
@@ -22,6 +21,7 @@ from opentelemetry.trace import Span
 from opentelemetry.util.types import AttributeValue
 
 from .. import semconv
+from ..export.handoff import now_ns
 from ..export.providers import get_pipeline
 from ..metrics import genai
 from ..metrics.instruments import Instruments, instruments  # noqa: F401 - re-exported for the model
@@ -129,7 +129,7 @@ def emit_log(
         attrs[semconv.EVENT_NAME] = event_name
     attrs.update(attributes)
     pipeline.logger.emit(
-        timestamp=timestamp or time.time_ns(),
+        timestamp=timestamp or now_ns(),
         context=context,
         severity_number=level[0],
         severity_text=level[1],
@@ -191,7 +191,7 @@ class EventBuffer:
         self.omitted: Counter[str] = Counter()
 
     def add(self, name: str, attributes: dict[str, Any], timestamp: int | None = None) -> None:
-        item = (name, attributes, timestamp or time.time_ns())
+        item = (name, attributes, timestamp or now_ns())
         with self._lock:
             key = name
             bucket = self._buckets.get(key)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 import traceback
 from collections.abc import Mapping
 from types import TracebackType
@@ -22,6 +21,7 @@ from opentelemetry.trace import Span, SpanContext, Status, StatusCode
 
 from .. import semconv
 from .._internal import never_raise, report_internal_error
+from ..export.handoff import now_ns
 from ..export.providers import before_shutdown
 from ..propagation import add_exit_hook
 from .coerce import MAX_TEXT, coerce_attributes, to_text, truncate
@@ -45,7 +45,8 @@ _OwnerT = TypeVar("_OwnerT", bound="SpanOwner")
 
 
 def now() -> int:
-    return time.time_ns()
+    """Now, or on the handoff thread the moment the front door was called."""
+    return now_ns()
 
 
 class SpanOwner:
@@ -223,7 +224,7 @@ class SpanOwner:
         self._events.apply(span)
         if status is not None:
             span.set_status(status)
-        span.end()
+        span.end(end_time=now())
         # An ended span is exported and immutable: keep only its context, so what an ended
         # node costs in memory stays small and fixed however long the run (docs/benchmarks.md).
         self._span = trace_api.NonRecordingSpan(span.get_span_context())
