@@ -40,16 +40,9 @@ from google.protobuf.message import Message
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue, KeyValueList
-from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from opentelemetry.proto_json.collector.logs.v1 import logs_service as json_logs
-from opentelemetry.proto_json.collector.metrics.v1 import metrics_service as json_metrics
-from opentelemetry.proto_json.collector.trace.v1 import trace_service as json_trace
-from opentelemetry.proto_json._json_codec import JsonMessage
-from opentelemetry.proto_json.common.v1 import common as json_common
-from opentelemetry.proto_json.resource.v1 import resource as json_resource
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValueList
 
+from . import otlp_structs
 from .records import EventRecord, LinkRecord, LogRecordData, MetricKind, MetricPoint, SpanRecord, StatusCode
 
 __all__ = [
@@ -274,27 +267,28 @@ _DATA_FIELDS = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
 def _which(message: Any, oneof: str, fields: tuple[str, ...]) -> str | None:
     """The field of ``oneof`` that ``message`` has, if any."""
     if isinstance(message, Message):
-        return message.WhichOneof(oneof)
+        which: str | None = message.WhichOneof(oneof)
+        return which
     for name in fields:
         if getattr(message, name) is not None:
             return name
     return None
 
 
-def _value(value: AnyValue | json_common.AnyValue | None) -> Any:
+def _value(value: Any) -> Any:
     if value is None:
         return None
     which = _which(value, "value", _ANY_VALUE_FIELDS)
     if which is None:
         return None
     if which == "array_value":
-        return [_value(item) for item in value.array_value.values]  # type: ignore[union-attr]
+        return [_value(item) for item in value.array_value.values]
     if which == "kvlist_value":
-        return _attributes(value.kvlist_value.values)  # type: ignore[union-attr]
+        return _attributes(value.kvlist_value.values)
     return getattr(value, which)
 
 
-def _attributes(items: Iterable[KeyValue | json_common.KeyValue]) -> dict[str, Any]:
+def _attributes(items: Iterable[Any]) -> dict[str, Any]:
     return {item.key: _value(item.value) for item in items if item.key}
 
 
@@ -321,7 +315,7 @@ def decode_attributes(items: Any) -> dict[str, Any]:
     return _attributes(values.values)
 
 
-def _resource(resource: Resource | json_resource.Resource | None) -> dict[str, Any]:
+def _resource(resource: Any) -> dict[str, Any]:
     return {} if resource is None else _attributes(resource.attributes)
 
 
@@ -333,14 +327,9 @@ def _scope(scope: Any) -> tuple[str, str]:
 # --------------------------------------------------------------------------- signals
 
 
-TraceRequest = ExportTraceServiceRequest | json_trace.ExportTraceServiceRequest
-LogsRequest = ExportLogsServiceRequest | json_logs.ExportLogsServiceRequest
-MetricsRequest = ExportMetricsServiceRequest | json_metrics.ExportMetricsServiceRequest
-
-
-def spans_from_message(request: TraceRequest) -> list[SpanRecord]:
+def spans_from_message(request: ExportTraceServiceRequest | Any) -> list[SpanRecord]:
     """The spans of an ``ExportTraceServiceRequest`` (or ``TracesData``): a protobuf
-    message, or the JSON codec's dataclass."""
+    message, or its :mod:`~otel_ai.read.otlp_structs` struct."""
     records: list[SpanRecord] = []
     for resource_spans in request.resource_spans:
         resource = _resource(resource_spans.resource)
@@ -359,7 +348,9 @@ def spans_from_message(request: TraceRequest) -> list[SpanRecord]:
                         end_ns=span.end_time_unix_nano or 0,
                         attributes=_attributes(span.attributes),
                         events=[
-                            EventRecord(event.name or "", event.time_unix_nano or 0, _attributes(event.attributes))
+                            EventRecord(
+                                event.name or "", event.time_unix_nano or 0, _attributes(event.attributes)
+                            )
                             for event in span.events
                         ],
                         links=[
@@ -383,9 +374,9 @@ def spans_from_message(request: TraceRequest) -> list[SpanRecord]:
     return records
 
 
-def logs_from_message(request: LogsRequest) -> list[LogRecordData]:
+def logs_from_message(request: ExportLogsServiceRequest | Any) -> list[LogRecordData]:
     """The log records of an ``ExportLogsServiceRequest`` (or ``LogsData``): a protobuf
-    message, or the JSON codec's dataclass."""
+    message, or its :mod:`~otel_ai.read.otlp_structs` struct."""
     records: list[LogRecordData] = []
     for resource_logs in request.resource_logs:
         resource = _resource(resource_logs.resource)
@@ -483,9 +474,9 @@ def _points(metric: Any, common: dict[str, Any]) -> list[MetricPoint]:
     return points
 
 
-def metrics_from_message(request: MetricsRequest) -> list[MetricPoint]:
+def metrics_from_message(request: ExportMetricsServiceRequest | Any) -> list[MetricPoint]:
     """The data points of an ``ExportMetricsServiceRequest`` (or ``MetricsData``): a
-    protobuf message, or the JSON codec's dataclass; one :class:`MetricPoint` each."""
+    protobuf message, or its :mod:`~otel_ai.read.otlp_structs` struct; one :class:`MetricPoint` each."""
     points: list[MetricPoint] = []
     for resource_metrics in request.resource_metrics:
         resource = _resource(resource_metrics.resource)
@@ -504,35 +495,24 @@ def metrics_from_message(request: MetricsRequest) -> list[MetricPoint]:
     return points
 
 
-_J = TypeVar("_J", bound=JsonMessage)
-
-
-def _from_json(obj: Any, codec: type[_J]) -> _J | None:
-    """``obj`` read by the JSON codec, or None when any of it is not what the OTLP/JSON
-    mapping writes (an id in base64, an enum by name, a value of the wrong type...):
-    that is read by the protobuf mapping, which salvages piece by piece."""
-    try:
-        return codec.from_dict(obj)
-    except _PARSE_ERRORS:
-        return None
-
-
 def spans_from_request(obj: Mapping[str, Any]) -> list[SpanRecord]:
     """Decode an ``ExportTraceServiceRequest`` (OTLP/JSON dict) into span records."""
-    request = _from_json(obj, json_trace.ExportTraceServiceRequest)
-    return spans_from_message(request or parse_request(obj, ExportTraceServiceRequest()))
+    request = otlp_structs.convert(obj, otlp_structs.TraceRequest)
+    return spans_from_message(parse_request(obj, ExportTraceServiceRequest()) if request is None else request)
 
 
 def logs_from_request(obj: Mapping[str, Any]) -> list[LogRecordData]:
     """Decode an ``ExportLogsServiceRequest`` (OTLP/JSON dict) into log records."""
-    request = _from_json(obj, json_logs.ExportLogsServiceRequest)
-    return logs_from_message(request or parse_request(obj, ExportLogsServiceRequest()))
+    request = otlp_structs.convert(obj, otlp_structs.LogsRequest)
+    return logs_from_message(parse_request(obj, ExportLogsServiceRequest()) if request is None else request)
 
 
 def metrics_from_request(obj: Mapping[str, Any]) -> list[MetricPoint]:
     """Decode an ``ExportMetricsServiceRequest`` (OTLP/JSON dict) into metric points."""
-    request = _from_json(obj, json_metrics.ExportMetricsServiceRequest)
-    return metrics_from_message(request or parse_request(obj, ExportMetricsServiceRequest()))
+    request = otlp_structs.convert(obj, otlp_structs.MetricsRequest)
+    return metrics_from_message(
+        parse_request(obj, ExportMetricsServiceRequest()) if request is None else request
+    )
 
 
 # --------------------------------------------------------------------------- telemetry
