@@ -7,14 +7,19 @@ collector's ``otlpjsonfile`` receiver and ``file`` exporter read and write it. T
 top-level key of a line says what it carries: ``resourceSpans``, ``resourceLogs`` or
 ``resourceMetrics``. Jaeger's query API answers in the same encoding.
 
-Each request is parsed by protobuf's own JSON mapping (``google.protobuf.json_format``)
-into opentelemetry-proto's message classes, and the records are made from the messages.
-Two things differ between OTLP/JSON and that generic mapping, and are bridged before
-parsing, led by the message descriptors:
+A line is read in one of two ways, both made from opentelemetry-proto's message
+descriptors, and the records are made alike from either:
 
-* ids (``traceId``, ``spanId``, ``parentSpanId``): OTLP/JSON writes them as hex, the
-  generic mapping as base64 (``MessageToDict`` output). Both are accepted.
-* enums: integers, full names (``"STATUS_CODE_ERROR"``) or short ones (``"ERROR"``).
+* as written by an OTLP/JSON exporter (the embedded default's, a collector's): converted
+  whole by ``msgspec`` into the structs of :mod:`otel_ai.read.otlp_structs`, in C;
+* anything else (an id in base64, an enum by name, a piece of the wrong type): parsed by
+  protobuf's own JSON mapping (``google.protobuf.json_format``) into opentelemetry-proto's
+  message classes, piece by piece. Two things differ between OTLP/JSON and that generic
+  mapping, and are bridged before parsing, led by the message descriptors:
+
+  - ids (``traceId``, ``spanId``, ``parentSpanId``): OTLP/JSON writes them as hex, the
+    generic mapping as base64 (``MessageToDict`` output). Both are accepted.
+  - enums: integers, full names (``"STATUS_CODE_ERROR"``) or short ones (``"ERROR"``).
 
 The decoder never raises on bad content: a request that does not parse whole is parsed
 piece by piece, and what still does not parse (a span that is not an object, a time that
