@@ -283,6 +283,8 @@ def _which(message: Any, oneof: str, fields: tuple[str, ...]) -> str | None:
 def _value(value: Any) -> Any:
     if value is None:
         return None
+    if not isinstance(value, Message) and value.string_value is not None:
+        return value.string_value  # the most common, first
     which = _which(value, "value", _ANY_VALUE_FIELDS)
     if which is None:
         return None
