@@ -14,7 +14,9 @@ mappings (``google.protobuf.json_format``, opentelemetry-proto-json). It takes a
 whole or not at all: anything else the protobuf JSON mapping would still read (an id in
 base64, an enum by name) or not read at all (a value of the wrong type) raises
 :class:`msgspec.ValidationError`, and :mod:`otel_ai.read.otlp_json` reads such a line with
-the protobuf mapping, piece by piece.
+the protobuf mapping, piece by piece. The one difference between the two ways: msgspec
+reads a bool given as ``"true"``/``"false"`` or ``1``/``0`` (never written by an
+exporter) as the bool, where the protobuf mapping leaves the value out.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ __all__ = ["STRUCT_ERRORS", "LogsRequest", "MetricsRequest", "TraceRequest", "co
 
 _F = FieldDescriptor
 _INT_RANGES = {
+    _F.TYPE_ENUM: (-(2**31), 2**31 - 1),  # by number; an unknown one is kept, as protobuf keeps it
     _F.TYPE_INT32: (-(2**31), 2**31 - 1),
     _F.TYPE_SINT32: (-(2**31), 2**31 - 1),
     _F.TYPE_SFIXED32: (-(2**31), 2**31 - 1),
@@ -50,7 +53,6 @@ _SCALARS: dict[int, Any] = {
     _F.TYPE_BOOL: bool,
     _F.TYPE_STRING: str,
     _F.TYPE_BYTES: bytes,
-    _F.TYPE_ENUM: int,
 }
 _PREFIX = "_Otlp_"
 
