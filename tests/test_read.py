@@ -4,6 +4,7 @@ back into records; a corrupt piece of a line costs only that piece."""
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -21,7 +22,14 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from test_otlp_receiver import emit_telemetry, exporters_for, hex_span, hex_trace
 
-from otel_ai.read import Telemetry, load_directory, parse_request, spans_from_message, spans_from_request
+from otel_ai.read import (
+    Telemetry,
+    load_directory,
+    otlp_structs,
+    parse_request,
+    spans_from_message,
+    spans_from_request,
+)
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
@@ -68,6 +76,37 @@ def test_exemplar_ids_parse_from_hex(tmp_path: Path) -> None:
     assert exemplar.trace_id.hex() == hex_trace(span.get_span_context())
     assert exemplar.span_id.hex() == hex_span(span.get_span_context())
     assert load_directory(tmp_path).metric_points("ai.things")[0].value == 1
+
+
+def test_what_exporters_write_takes_the_quick_way_and_the_rest_reads_alike(tmp_path: Path) -> None:
+    emit_telemetry([exporters_for("file", directory=tmp_path)])
+    requests = {
+        "traces": otlp_structs.TraceRequest,
+        "logs": otlp_structs.LogsRequest,
+        "metrics": otlp_structs.MetricsRequest,
+    }
+    for name, request in requests.items():
+        for line in _lines(tmp_path / f"{name}-1.jsonl"):
+            assert otlp_structs.convert(line, request) is not None, line  # msgspec took it whole
+    line = next(line for line in _lines(tmp_path / "traces-1.jsonl") if "tool.call" in json.dumps(line))
+    (quick,) = spans_from_request(line)
+    span = line["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    # not as OTLP/JSON writes it: the quick way refuses, the protobuf mapping reads it alike
+    generic = json.loads(json.dumps(line))
+    generic_span = generic["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    generic_span.update(
+        traceId=base64.b64encode(bytes.fromhex(span["traceId"])).decode(),
+        kind="SPAN_KIND_CLIENT",
+        status={**span["status"], "code": "STATUS_CODE_ERROR"},
+    )
+    assert otlp_structs.convert(generic, otlp_structs.TraceRequest) is None
+    assert spans_from_request(generic) == [quick]
+    # 64-bit unsigned times beyond int64, and below 0: read as the protobuf mapping does
+    generic_span.update(startTimeUnixNano=str(2**64 - 1), endTimeUnixNano="-1")
+    assert otlp_structs.convert(generic, otlp_structs.TraceRequest) is None
+    (odd,) = spans_from_request(generic)
+    assert (odd.start_ns, odd.end_ns) == (2**64 - 1, 0)  # -1 is no uint64: left out
+    assert replace(odd, start_ns=quick.start_ns, end_ns=quick.end_ns) == quick
 
 
 def test_a_corrupt_piece_of_a_line_costs_only_itself(tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """The read side: a run's telemetry read back from where it went.
 
 - :mod:`~otel_ai.read.records`: the flat records (spans, log records, metric points);
-- :mod:`~otel_ai.read.otlp_json`: the one OTLP/JSON decoder (protobuf's JSON mapping
-  into opentelemetry-proto's messages, then records), and :class:`Telemetry`;
+- :mod:`~otel_ai.read.otlp_json`: the one OTLP/JSON decoder (a line into the structs of
+  :mod:`~otel_ai.read.otlp_structs`, or where it is not as OTLP/JSON writes it, protobuf's
+  JSON mapping into opentelemetry-proto's messages; then records), and :class:`Telemetry`;
 - :mod:`~otel_ai.read.files`: the embedded default's and a collector's OTLP/JSON files;
 - :mod:`~otel_ai.read.jaeger`: Jaeger's query API v3;
 - :mod:`~otel_ai.read.runview`: a run rebuilt from its telemetry (stages, node tree,

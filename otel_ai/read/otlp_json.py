@@ -7,14 +7,19 @@ collector's ``otlpjsonfile`` receiver and ``file`` exporter read and write it. T
 top-level key of a line says what it carries: ``resourceSpans``, ``resourceLogs`` or
 ``resourceMetrics``. Jaeger's query API answers in the same encoding.
 
-Each request is parsed by protobuf's own JSON mapping (``google.protobuf.json_format``)
-into opentelemetry-proto's message classes, and the records are made from the messages.
-Two things differ between OTLP/JSON and that generic mapping, and are bridged before
-parsing, led by the message descriptors:
+A line is read in one of two ways, both made from opentelemetry-proto's message
+descriptors, and the records are made alike from either:
 
-* ids (``traceId``, ``spanId``, ``parentSpanId``): OTLP/JSON writes them as hex, the
-  generic mapping as base64 (``MessageToDict`` output). Both are accepted.
-* enums: integers, full names (``"STATUS_CODE_ERROR"``) or short ones (``"ERROR"``).
+* as written by an OTLP/JSON exporter (the embedded default's, a collector's): converted
+  whole by ``msgspec`` into the structs of :mod:`otel_ai.read.otlp_structs`, in C;
+* anything else (an id in base64, an enum by name, a piece of the wrong type): parsed by
+  protobuf's own JSON mapping (``google.protobuf.json_format``) into opentelemetry-proto's
+  message classes, piece by piece. Two things differ between OTLP/JSON and that generic
+  mapping, and are bridged before parsing, led by the message descriptors:
+
+  - ids (``traceId``, ``spanId``, ``parentSpanId``): OTLP/JSON writes them as hex, the
+    generic mapping as base64 (``MessageToDict`` output). Both are accepted.
+  - enums: integers, full names (``"STATUS_CODE_ERROR"``) or short ones (``"ERROR"``).
 
 The decoder never raises on bad content: a request that does not parse whole is parsed
 piece by piece, and what still does not parse (a span that is not an object, a time that
@@ -40,10 +45,9 @@ from google.protobuf.message import Message
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue, KeyValueList
-from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValueList
 
+from . import otlp_structs
 from .records import EventRecord, LinkRecord, LogRecordData, MetricKind, MetricPoint, SpanRecord, StatusCode
 
 __all__ = [
@@ -245,8 +249,43 @@ def parse_request(obj: Any, message: _M) -> _M:
 # --------------------------------------------------------------------------- values
 
 
-def _value(value: AnyValue) -> Any:
-    which = value.WhichOneof("value")
+# The records are made alike from both classes of one OTLP message: the protobuf ones
+# (opentelemetry-proto) and the dataclasses of the JSON codec (opentelemetry-proto-json),
+# which share the field names. They differ in two things: a oneof is asked with
+# ``WhichOneof`` of the one and found as the field that is not None in the other, and a
+# message field the JSON did not give is an empty message in the one, None in the other.
+
+_ANY_VALUE_FIELDS = (
+    "string_value",
+    "int_value",
+    "double_value",
+    "bool_value",
+    "array_value",
+    "kvlist_value",
+    "bytes_value",
+    "string_value_strindex",
+)
+_NUMBER_FIELDS = ("as_int", "as_double")
+_DATA_FIELDS = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
+
+
+def _which(message: Any, oneof: str, fields: tuple[str, ...]) -> str | None:
+    """The field of ``oneof`` that ``message`` has, if any."""
+    if isinstance(message, Message):
+        which: str | None = message.WhichOneof(oneof)
+        return which
+    for name in fields:
+        if getattr(message, name) is not None:
+            return name
+    return None
+
+
+def _value(value: Any) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, Message) and value.string_value is not None:
+        return value.string_value  # the most common, first
+    which = _which(value, "value", _ANY_VALUE_FIELDS)
     if which is None:
         return None
     if which == "array_value":
@@ -256,7 +295,7 @@ def _value(value: AnyValue) -> Any:
     return getattr(value, which)
 
 
-def _attributes(items: Iterable[KeyValue]) -> dict[str, Any]:
+def _attributes(items: Iterable[Any]) -> dict[str, Any]:
     return {item.key: _value(item.value) for item in items if item.key}
 
 
@@ -283,113 +322,131 @@ def decode_attributes(items: Any) -> dict[str, Any]:
     return _attributes(values.values)
 
 
-def _resource(resource: Resource) -> dict[str, Any]:
-    return _attributes(resource.attributes)
+def _resource(resource: Any) -> dict[str, Any]:
+    return {} if resource is None else _attributes(resource.attributes)
+
+
+def _scope(scope: Any) -> tuple[str, str]:
+    """The name and version of an ``InstrumentationScope`` (``""`` when absent)."""
+    return ("", "") if scope is None else (scope.name or "", scope.version or "")
 
 
 # --------------------------------------------------------------------------- signals
 
 
-def spans_from_message(request: ExportTraceServiceRequest) -> list[SpanRecord]:
-    """The spans of a protobuf ``ExportTraceServiceRequest`` (or ``TracesData``)."""
+def spans_from_message(request: ExportTraceServiceRequest | Any) -> list[SpanRecord]:
+    """The spans of an ``ExportTraceServiceRequest`` (or ``TracesData``): a protobuf
+    message, or its :mod:`~otel_ai.read.otlp_structs` struct."""
     records: list[SpanRecord] = []
     for resource_spans in request.resource_spans:
         resource = _resource(resource_spans.resource)
         for scope_spans in resource_spans.scope_spans:
-            scope = scope_spans.scope
+            scope, scope_version = _scope(scope_spans.scope)
             for span in scope_spans.spans:
+                status = span.status
                 records.append(
                     SpanRecord(
-                        trace_id=_hex(span.trace_id) or "",
-                        span_id=_hex(span.span_id) or "",
-                        parent_span_id=_hex(span.parent_span_id),
-                        name=span.name,
-                        kind=span.kind,
-                        start_ns=span.start_time_unix_nano,
-                        end_ns=span.end_time_unix_nano,
+                        trace_id=_hex(span.trace_id or b"") or "",
+                        span_id=_hex(span.span_id or b"") or "",
+                        parent_span_id=_hex(span.parent_span_id or b""),
+                        name=span.name or "",
+                        kind=int(span.kind or 0),
+                        start_ns=span.start_time_unix_nano or 0,
+                        end_ns=span.end_time_unix_nano or 0,
                         attributes=_attributes(span.attributes),
                         events=[
-                            EventRecord(event.name, event.time_unix_nano, _attributes(event.attributes))
+                            EventRecord(
+                                event.name or "", event.time_unix_nano or 0, _attributes(event.attributes)
+                            )
                             for event in span.events
                         ],
                         links=[
                             LinkRecord(
-                                _hex(link.trace_id),
-                                _hex(link.span_id),
+                                _hex(link.trace_id or b""),
+                                _hex(link.span_id or b""),
                                 _attributes(link.attributes),
-                                link.trace_state,
+                                link.trace_state or "",
                             )
                             for link in span.links
                         ],
-                        status_code=_STATUS_CODES.get(span.status.code, "UNSET"),
-                        status_message=span.status.message,
+                        status_code=_STATUS_CODES.get(status.code or 0, "UNSET") if status else "UNSET",
+                        status_message=(status.message or "") if status else "",
                         resource=resource,
-                        scope=scope.name,
-                        scope_version=scope.version,
-                        trace_state=span.trace_state,
-                        flags=span.flags,
+                        scope=scope,
+                        scope_version=scope_version,
+                        trace_state=span.trace_state or "",
+                        flags=span.flags or 0,
                     )
                 )
     return records
 
 
-def logs_from_message(request: ExportLogsServiceRequest) -> list[LogRecordData]:
-    """The log records of a protobuf ``ExportLogsServiceRequest`` (or ``LogsData``)."""
+def logs_from_message(request: ExportLogsServiceRequest | Any) -> list[LogRecordData]:
+    """The log records of an ``ExportLogsServiceRequest`` (or ``LogsData``): a protobuf
+    message, or its :mod:`~otel_ai.read.otlp_structs` struct."""
     records: list[LogRecordData] = []
     for resource_logs in request.resource_logs:
         resource = _resource(resource_logs.resource)
         for scope_logs in resource_logs.scope_logs:
-            scope = scope_logs.scope
+            scope, scope_version = _scope(scope_logs.scope)
             for log in scope_logs.log_records:
                 records.append(
                     LogRecordData(
-                        time_ns=log.time_unix_nano,
-                        observed_ns=log.observed_time_unix_nano,
-                        severity_number=log.severity_number,
-                        severity_text=log.severity_text,
+                        time_ns=log.time_unix_nano or 0,
+                        observed_ns=log.observed_time_unix_nano or 0,
+                        severity_number=int(log.severity_number or 0),
+                        severity_text=log.severity_text or "",
                         body=_value(log.body),
                         attributes=_attributes(log.attributes),
                         event_name=log.event_name or None,
-                        trace_id=_hex(log.trace_id),
-                        span_id=_hex(log.span_id),
+                        trace_id=_hex(log.trace_id or b""),
+                        span_id=_hex(log.span_id or b""),
                         resource=resource,
-                        scope=scope.name,
-                        scope_version=scope.version,
-                        flags=log.flags,
+                        scope=scope,
+                        scope_version=scope_version,
+                        flags=log.flags or 0,
                     )
                 )
     return records
 
 
 def _optional(point: Any, name: str) -> float | None:
-    return float(getattr(point, name)) if point.HasField(name) else None
+    if isinstance(point, Message):
+        return float(getattr(point, name)) if point.HasField(name) else None
+    value = getattr(point, name)
+    return None if value is None else float(value)
 
 
-def _points(metric: Metric, common: dict[str, Any]) -> list[MetricPoint]:
+def _buckets(buckets: Any) -> tuple[int, list[int]]:
+    """The offset and counts of an exponential histogram's ``Buckets``."""
+    return (0, []) if buckets is None else (buckets.offset or 0, list(buckets.bucket_counts))
+
+
+def _points(metric: Any, common: dict[str, Any]) -> list[MetricPoint]:
     """One record per data point of ``metric``; none for a metric without data."""
-    which = metric.WhichOneof("data")
+    which = _which(metric, "data", _DATA_FIELDS)
     if which is None:
         return []
     data = getattr(metric, which)
     kind = _METRIC_KINDS[which]
-    temporality = _TEMPORALITIES.get(getattr(data, "aggregation_temporality", 0))
+    temporality = _TEMPORALITIES.get(getattr(data, "aggregation_temporality", 0) or 0)
     points: list[MetricPoint] = []
     for point in data.data_points:
         extra: dict[str, Any]
         if kind in ("gauge", "sum"):
-            number = point.WhichOneof("value")
+            number = _which(point, "value", _NUMBER_FIELDS)
             extra = {"value": None if number is None else getattr(point, number)}
             if kind == "sum":
-                extra.update(temporality=temporality, is_monotonic=data.is_monotonic)
+                extra.update(temporality=temporality, is_monotonic=bool(data.is_monotonic))
         elif kind == "summary":
             extra = {
-                "count": point.count,
-                "sum": point.sum,
-                "quantiles": [(q.quantile, q.value) for q in point.quantile_values],
+                "count": point.count or 0,
+                "sum": point.sum or 0.0,
+                "quantiles": [(q.quantile or 0.0, q.value or 0.0) for q in point.quantile_values],
             }
         else:
             extra = {
-                "count": point.count,
+                "count": point.count or 0,
                 "sum": _optional(point, "sum"),
                 "min": _optional(point, "min"),
                 "max": _optional(point, "max"),
@@ -400,44 +457,46 @@ def _points(metric: Metric, common: dict[str, Any]) -> list[MetricPoint]:
                     bucket_counts=list(point.bucket_counts), explicit_bounds=list(point.explicit_bounds)
                 )
             else:
+                positive_offset, positive_counts = _buckets(point.positive)
+                negative_offset, negative_counts = _buckets(point.negative)
                 extra.update(
-                    scale=point.scale,
-                    zero_count=point.zero_count,
-                    positive_offset=point.positive.offset,
-                    positive_bucket_counts=list(point.positive.bucket_counts),
-                    negative_offset=point.negative.offset,
-                    negative_bucket_counts=list(point.negative.bucket_counts),
+                    scale=point.scale or 0,
+                    zero_count=point.zero_count or 0,
+                    positive_offset=positive_offset,
+                    positive_bucket_counts=positive_counts,
+                    negative_offset=negative_offset,
+                    negative_bucket_counts=negative_counts,
                 )
         points.append(
             MetricPoint(
                 **common,
                 kind=kind,
-                time_ns=point.time_unix_nano,
-                start_time_ns=point.start_time_unix_nano,
+                time_ns=point.time_unix_nano or 0,
+                start_time_ns=point.start_time_unix_nano or 0,
                 attributes=_attributes(point.attributes),
-                flags=point.flags,
+                flags=point.flags or 0,
                 **extra,
             )
         )
     return points
 
 
-def metrics_from_message(request: ExportMetricsServiceRequest) -> list[MetricPoint]:
-    """The data points of a protobuf ``ExportMetricsServiceRequest`` (or ``MetricsData``),
-    one :class:`MetricPoint` each."""
+def metrics_from_message(request: ExportMetricsServiceRequest | Any) -> list[MetricPoint]:
+    """The data points of an ``ExportMetricsServiceRequest`` (or ``MetricsData``): a
+    protobuf message, or its :mod:`~otel_ai.read.otlp_structs` struct; one :class:`MetricPoint` each."""
     points: list[MetricPoint] = []
     for resource_metrics in request.resource_metrics:
         resource = _resource(resource_metrics.resource)
         for scope_metrics in resource_metrics.scope_metrics:
-            scope = scope_metrics.scope
+            scope, scope_version = _scope(scope_metrics.scope)
             for metric in scope_metrics.metrics:
                 common = {
-                    "name": metric.name,
-                    "unit": metric.unit,
-                    "description": metric.description,
+                    "name": metric.name or "",
+                    "unit": metric.unit or "",
+                    "description": metric.description or "",
                     "resource": resource,
-                    "scope": scope.name,
-                    "scope_version": scope.version,
+                    "scope": scope,
+                    "scope_version": scope_version,
                 }
                 points.extend(_points(metric, common))
     return points
@@ -445,17 +504,22 @@ def metrics_from_message(request: ExportMetricsServiceRequest) -> list[MetricPoi
 
 def spans_from_request(obj: Mapping[str, Any]) -> list[SpanRecord]:
     """Decode an ``ExportTraceServiceRequest`` (OTLP/JSON dict) into span records."""
-    return spans_from_message(parse_request(obj, ExportTraceServiceRequest()))
+    request = otlp_structs.convert(obj, otlp_structs.TraceRequest)
+    return spans_from_message(parse_request(obj, ExportTraceServiceRequest()) if request is None else request)
 
 
 def logs_from_request(obj: Mapping[str, Any]) -> list[LogRecordData]:
     """Decode an ``ExportLogsServiceRequest`` (OTLP/JSON dict) into log records."""
-    return logs_from_message(parse_request(obj, ExportLogsServiceRequest()))
+    request = otlp_structs.convert(obj, otlp_structs.LogsRequest)
+    return logs_from_message(parse_request(obj, ExportLogsServiceRequest()) if request is None else request)
 
 
 def metrics_from_request(obj: Mapping[str, Any]) -> list[MetricPoint]:
     """Decode an ``ExportMetricsServiceRequest`` (OTLP/JSON dict) into metric points."""
-    return metrics_from_message(parse_request(obj, ExportMetricsServiceRequest()))
+    request = otlp_structs.convert(obj, otlp_structs.MetricsRequest)
+    return metrics_from_message(
+        parse_request(obj, ExportMetricsServiceRequest()) if request is None else request
+    )
 
 
 # --------------------------------------------------------------------------- telemetry
