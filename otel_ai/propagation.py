@@ -375,6 +375,17 @@ _sigterm_pid = 0
 def _reset_after_fork() -> None:
     global _flusher_lock
     _flusher_lock = threading.Lock()  # another thread may have held it at the fork
+    # A process forked from a pool worker (AI-Scientist-v2's Interpreter runs each node's
+    # code in one) is not a pool worker: it gets SIGTERM back as it was. Ours would make
+    # it flush a pipeline it does not use, and a SIGTERM taken by one of its threads while
+    # the main thread blocks in a read would never run the handler: the Interpreter then
+    # waits 2 s and SIGKILLs it, for every node. A child that becomes a pool worker in
+    # turn installs the handler again with its first task.
+    try:
+        if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    except (ValueError, OSError):
+        pass
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)
@@ -394,23 +405,21 @@ def flush_on_sigterm() -> None:
         return
     if previous not in (signal.SIG_DFL, None):
         return
-
-    def on_sigterm(signum: int, frame: Any) -> None:
-        # the same bound as a task's flush: a worker killed in the middle of a task on a
-        # busy machine still delivers what the task emitted so far
-        timeout = max(_flush_timeout(), 2.0)
-        thread = threading.Thread(
-            target=_flush_now, args=(timeout,), name="otel_ai-sigterm-flush", daemon=True
-        )
-        thread.start()
-        thread.join(timeout + 1.0)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
-
     try:
-        signal.signal(signal.SIGTERM, on_sigterm)
+        signal.signal(signal.SIGTERM, _on_sigterm)
     except (ValueError, OSError):
         pass
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    # the same bound as a task's flush: a worker killed in the middle of a task on a
+    # busy machine still delivers what the task emitted so far
+    timeout = max(_flush_timeout(), 2.0)
+    thread = threading.Thread(target=_flush_now, args=(timeout,), name="otel_ai-sigterm-flush", daemon=True)
+    thread.start()
+    thread.join(timeout + 1.0)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def instrument_process_pool(module: Any) -> None:

@@ -18,7 +18,6 @@ import json
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import textwrap
@@ -254,7 +253,6 @@ def assert_never_blocked(latencies: list[float]) -> None:
     one call slow, which is not a block.
     """
     latencies = sorted(latencies)
-    assert statistics.median(latencies) < 0.1, f"median emit {statistics.median(latencies) * 1e3:.1f} ms"
     assert latencies[-1] < 1.0, f"slowest emit {latencies[-1] * 1e3:.0f} ms: waited on the exporter"
 
 

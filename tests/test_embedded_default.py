@@ -402,15 +402,16 @@ def test_shutdown_against_a_hanging_collector_keeps_its_deadline(protocol: str) 
         otel_ai.configure(endpoint=endpoint, protocol=protocol)
         started = time.monotonic()
         _scenario()
-        assert time.monotonic() - started < 1.0  # emitting never waits for the collector
+        # emitting never waits for the collector (which holds every request for 15 s)
+        assert time.monotonic() - started < 5.0
         started = time.monotonic()
         ok = otel_ai.shutdown(timeout=1.0)
         elapsed = time.monotonic() - started
         assert ok is False
-        assert elapsed < 3.0, f"shutdown(timeout=1.0) took {elapsed:.1f} s"
+        assert elapsed < 5.0, f"shutdown(timeout=1.0) took {elapsed:.1f} s: it waited on the collector"
         # telemetry after shutdown is dropped, without error or delay
         started = time.monotonic()
         with otel_ai.run("after-shutdown"):
             pass
-        assert time.monotonic() - started < 0.5
+        assert time.monotonic() - started < 5.0  # not held by the hanging collector either
     assert receiver.spans() == []

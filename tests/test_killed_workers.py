@@ -99,3 +99,53 @@ def test_workers_killed_at_a_stage_end_lose_nothing(tmp_path: Path, method: str)
             pid = point.resource.get(semconv.PROCESS_PID)
             counted[pid] = max(counted.get(pid, 0), point.value or 0)
     assert sum(counted.values()) == 6  # every worker's node counter, from both killed workers
+
+
+FORKING_WORKER = textwrap.dedent(
+    """
+    import concurrent.futures, multiprocessing, os, signal, sys, time
+    import otel_ai
+
+    RUN = os.environ["OTEL_AI_RUN_ID"]
+
+    def child(queue, report):
+        # as AI-Scientist-v2's Interpreter child: blocked reading its queue until stopped
+        report.put(signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)
+        queue.get()
+
+    def node(i):
+        otel_ai.EventEmitter().log(RUN, f"node {i} runs its code")
+        context = multiprocessing.get_context("fork")
+        queue, report = context.Queue(), context.Queue()
+        process = context.Process(target=child, args=(queue, report))
+        process.start()
+        default_handler = report.get(timeout=60)
+        process.terminate()  # the Interpreter's cleanup: SIGTERM, then SIGKILL after 2 s
+        process.join(60)
+        worker_handler = signal.getsignal(signal.SIGTERM) != signal.SIG_DFL
+        return default_handler, process.exitcode, worker_handler
+
+    if __name__ == "__main__":
+        with otel_ai.run() as run:
+            with run.stage("1_initial_implementation"):
+                context = multiprocessing.get_context("fork")
+                with concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as pool:
+                    print("results", [pool.submit(node, i).result() for i in range(3)], flush=True)
+    """
+)
+
+
+def test_a_process_forked_by_a_pool_worker_dies_by_sigterm_at_once(tmp_path: Path) -> None:
+    """A pool worker flushes on SIGTERM; a process it forks (the Interpreter's child that
+    runs a node's code) is no pool worker: it gets the default SIGTERM back and dies by
+    it, instead of inheriting the worker's handler (with which, under upstream's real
+    search, it outlived the Interpreter's 2 s grace and was SIGKILLed for every node)."""
+    (tmp_path / "child.py").write_text(FORKING_WORKER)
+    result = run_wrapped(tmp_path, [sys.executable, "child.py"], "--run-id", "forking-worker", timeout=180)
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    results = result.stdout.decode().split("results ", 1)[1].strip()
+    assert results == str([(True, -15, True)] * 3), results  # default handler, killed by SIGTERM
+    lines = {
+        r.body for r in telemetry(tmp_path).logs if isinstance(r.body, str) and r.body.startswith("node ")
+    }
+    assert lines == {f"node {i} runs its code" for i in range(3)}

@@ -14,7 +14,6 @@ import json
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -353,10 +352,7 @@ def test_a_lane_per_worker_process_and_llm_calls_inside_nodes() -> None:
 
 def test_a_run_of_5000_nodes(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
     data_dir = synthetic_run(tmp_path_factory.getbasetemp(), 5000)
-    started = time.monotonic()
     page, data = _report(tmp_path, "--data-dir", str(data_dir))
-    elapsed = time.monotonic() - started
-    assert elapsed < 30, f"the report of 5,000 nodes took {elapsed:.1f}s"
     assert len(page.encode()) < 8 << 20
     nodes = [n for stage in data["stages"] for n in stage["nodes"]]
     assert len(nodes) == 5000
