@@ -153,6 +153,10 @@ def run_once(command: list[str], cwd: Path, env: dict[str, str]) -> dict[str, An
     if process.returncode != 0:
         raise SystemExit(f"{shlex.join(command)} failed ({process.returncode}):\n{err.decode()[-3000:]}")
     match = re.search(rb"search done: \d+ stages, (\d+) nodes", out)
+    for line in re.findall(
+        rb"^(?:check|note): .*$", out, re.MULTILINE
+    ):  # the command's own check of its telemetry
+        print(f"  {line.decode(errors='replace')}", file=sys.stderr, flush=True)
     return {
         "wall": wall,
         "cpu": cpu,
