@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 
 from . import semconv
-from ._internal import _should_raise, never_raise, report_internal_error
+from ._internal import handle_internal_errors, never_raise, report_internal_error
 from .bootstrap.startup import instrument_ai_scientist_on_import
 from .export import handoff
 from .export.providers import force_flush, get_pipeline
@@ -58,19 +58,19 @@ def _seed_method(event_type: str, *, handed_off: bool = False) -> Callable[[_F],
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return fn(*args, **kwargs)
-            except Exception as exc:  # noqa: BLE001 - the point of this wrapper
-                if isinstance(exc, TypeError) and args and not _binds(signature, args, kwargs):
+            with handle_internal_errors(where):
+                try:
+                    return fn(*args, **kwargs)
+                except TypeError as exc:
+                    if not args or _binds(signature, args, kwargs):
+                        raise  # a bug of ours, not the caller's call shape
+                    # the seed's callers are many: a call of another shape is recorded
+                    # faithfully (bounded), never raised into the experiment
                     report_internal_error(
                         f"{where} (a call of an unexpected shape, recorded as {event_type})", exc
                     )
-                    _record_bad_call(event_type, names, args[1:], kwargs)
-                    return True
-                report_internal_error(where, exc)
-                if _should_raise():
-                    raise
-                return True
+                _record_bad_call(event_type, names, args[1:], kwargs)
+            return True
 
         if handed_off:
 
