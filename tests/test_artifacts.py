@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -132,11 +133,16 @@ def test_transient_errors_are_retried_with_backoff(
 ) -> None:
     data = os.urandom(70_000)
     _write(tmp_path / "plot.png", data)
+    random.seed(7)
+    expected = [random.random() for _ in range(3)]
+    random.seed(7)
     with FlakyProxy(s3.endpoint, failures=2) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.endpoint)
         store = S3ArtifactStore(f"s3://{s3.bucket}", backoff_s=0.01)
         stored = store.upload_file(tmp_path, "plot.png", run_id="r1")
     assert [status for method, _path, status in proxy.requests if method == "PUT"] == [503, 503, 200]
+    # the backoff's jitter leaves a seeded experiment's random sequence alone
+    assert [random.random() for _ in range(3)] == expected
     body, _ = s3.get(stored.key)
     assert body == data
 

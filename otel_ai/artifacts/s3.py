@@ -95,6 +95,11 @@ def untraced() -> Iterator[None]:
         context_api.detach(token)
 
 
+# backoff jitter from a generator of our own: a seeded experiment's `random` sequence
+# must not move because an upload was retried
+_jitter = random.Random()
+
+
 def parse_s3_uri(uri: str) -> tuple[str, str]:
     """``s3://bucket/some/prefix`` -> ``("bucket", "some/prefix")``; raises
     :class:`ConfigurationError` for anything else."""
@@ -399,7 +404,7 @@ class S3ArtifactStore:
             except Exception as exc:
                 if attempt >= self.max_attempts or not _is_transient(exc):
                     raise
-                delay = min(self.max_backoff_s, self.backoff_s * (2 ** (attempt - 1))) * random.uniform(
+                delay = min(self.max_backoff_s, self.backoff_s * (2 ** (attempt - 1))) * _jitter.uniform(
                     0.5, 1.0
                 )
                 if deadline is not None and time.monotonic() + delay >= deadline:
