@@ -97,6 +97,22 @@ def _run_example(tmp: Path, run_id: str, traces_endpoint: str, headers: str | No
     return {"calls": int(words[2]), "input": int(words[4]), "output": int(words[7])}
 
 
+def _settled(read: Any, run_ids: set[str], timeout: float = 60) -> list[dict[str, Any]]:
+    """The spans a backend shows once it has taken in all it was sent: it stores what it
+    accepted asynchronously, so read until every run's span is there and the count holds
+    still between two reads (or ``timeout`` passes; the caller's assertions then say what
+    is missing)."""
+    deadline = time.monotonic() + timeout
+    previous: list[dict[str, Any]] = []
+    while True:
+        spans: list[dict[str, Any]] = read()
+        runs = {s["attributes"].get(semconv.RUN_ID) for s in spans if s["name"] == semconv.SPAN_RUN}
+        if (run_ids <= runs and len(spans) == len(previous)) or time.monotonic() > deadline:
+            return spans
+        previous = spans
+        time.sleep(1.0)
+
+
 def _check_messages(value: Any, *, output: bool) -> list[dict[str, Any]]:
     messages = json.loads(value) if isinstance(value, str) else value
     assert isinstance(messages, list) and messages
@@ -122,7 +138,7 @@ def test_phoenix_shows_two_runs_with_tree_tokens_input_output_messages_and_headl
     phoenix: Phoenix, tmp_path: Path
 ) -> None:
     counts = [_run_example(tmp_path / f"run{i}", f"phoenix-run-{i}", phoenix.traces_endpoint) for i in (1, 2)]
-    spans = phoenix.spans()
+    spans = _settled(phoenix.spans, {"phoenix-run-1", "phoenix-run-2"})
     runs = {s["attributes"].get(semconv.RUN_ID): s for s in spans if s["name"] == semconv.SPAN_RUN}
     assert set(runs) >= {"phoenix-run-1", "phoenix-run-2"}
     trace_ids = [runs[f"phoenix-run-{i}"]["context"]["trace_id"] for i in (1, 2)]
