@@ -411,6 +411,23 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 # --- preparing the copy --------------------------------------------------------------------
+def small_config(path: Path, edits: dict[tuple[str, ...], Any]) -> dict[str, Any]:
+    """The clone's ``bfts_config.yaml`` with ``edits`` (key path -> value) applied and
+    every model set to the stand-in's."""
+    import yaml
+
+    config: dict[str, Any] = yaml.safe_load(path.read_text())
+    for keys, value in edits.items():
+        target = config
+        for key in keys[:-1]:
+            target = target.setdefault(key, {})
+        target[keys[-1]] = value
+    for section in ("code", "feedback", "vlm_feedback"):
+        config["agent"].setdefault(section, {})["model"] = MODEL
+    config["report"]["model"] = MODEL
+    return config
+
+
 def prepare(clone: Path, work: Path) -> tuple[Path, Path, str]:
     repo = work / "repo"
     shutil.copytree(
@@ -444,15 +461,7 @@ def prepare(clone: Path, work: Path) -> tuple[Path, Path, str]:
     import yaml
 
     config_path = repo / "bfts_config.yaml"
-    config = yaml.safe_load(config_path.read_text())
-    for keys, value in CONFIG_EDITS.items():
-        target = config
-        for key in keys[:-1]:
-            target = target.setdefault(key, {})
-        target[keys[-1]] = value
-    for section in ("code", "feedback", "vlm_feedback"):
-        config["agent"].setdefault(section, {})["model"] = MODEL
-    config["report"]["model"] = MODEL
+    config = small_config(config_path, CONFIG_EDITS)
     config["writeup"] = {"big_model": MODEL, "small_model": MODEL, "plot_model": MODEL, "page_limit": 4}
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     state = work / "mongo.json"

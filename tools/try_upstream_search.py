@@ -45,7 +45,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from try_pod_worker import FAKE_TORCH, MODEL, StandIns  # noqa: E402
+from try_pod_worker import FAKE_TORCH, StandIns, small_config  # noqa: E402
 
 CONFIG_EDITS = {
     ("agent", "num_workers"): 2,
@@ -87,15 +87,7 @@ perform_experiments_bfts(edit_bfts_config_file(config, idea_dir, os.path.join(id
 def write_config(clone: Path, path: Path) -> None:
     import yaml
 
-    config = yaml.safe_load((clone / "bfts_config.yaml").read_text())
-    for keys, value in CONFIG_EDITS.items():
-        target = config
-        for key in keys[:-1]:
-            target = target.setdefault(key, {})
-        target[keys[-1]] = value
-    for section in ("code", "feedback", "vlm_feedback"):
-        config["agent"].setdefault(section, {})["model"] = MODEL
-    config["report"]["model"] = MODEL
+    config = small_config(clone / "bfts_config.yaml", CONFIG_EDITS)
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
