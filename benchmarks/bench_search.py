@@ -43,6 +43,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from otel_ai import semconv
+from otel_ai.read import load_directory
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "simulated_bfts.py"
 
@@ -166,12 +169,11 @@ def run_once(command: list[str], cwd: Path, env: dict[str, str]) -> dict[str, An
     }
 
 
-def _count_spans(directory: Path) -> int:
-    count = 0
-    for path in directory.rglob("traces-*.jsonl"):
-        with open(path, "rb") as handle:
-            count += sum(line.count(b'"spanId"') for line in handle)
-    return count
+def _count_spans(directory: Path) -> tuple[int, int]:
+    """(spans, ``ai.node`` spans) in the OTLP/JSON files of a wrapped run, read after its
+    wall time was taken."""
+    spans = load_directory(directory).spans
+    return len(spans), sum(1 for s in spans if s.name.startswith(semconv.SPAN_NODE + " "))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACEPARENT", "TRACESTATE"))
     }
     results: dict[str, list[dict[str, Any]]] = {"bare": [], "wrapped": []}
-    spans: list[int] = []
+    spans: list[tuple[int, int]] = []
     for round_ in range(args.rounds):
         order = ("bare", "wrapped") if round_ % 2 == 0 else ("wrapped", "bare")
         for mode in order:
@@ -235,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
             results[mode].append(result)
             if mode == "wrapped":
                 spans.append(_count_spans(workdir / "telemetry"))
+                if result["nodes"] and spans[-1][1] < result["nodes"]:
+                    print(f"  LOST: {spans[-1][1]} node spans for {result['nodes']} nodes", file=sys.stderr)
             print(
                 f"round {round_ + 1} {mode:7s} {result['wall']:6.2f} s wall {result['cpu']:6.2f} s cpu "
                 f"nodes {result['nodes']}",
@@ -286,7 +290,9 @@ def main(argv: list[str] | None = None) -> int:
         b = statistics.median(r["cpu_roles"].get(role, 0.0) for r in bare)
         w = statistics.median(r["cpu_roles"].get(role, 0.0) for r in wrapped)
         print(f"  {role:18s} | {b:6.2f} | {w:6.2f}")
-    print(f"spans exported per wrapped run: {spans}")
+    print(f"spans exported per wrapped run: {[n for n, _ in spans]}")
+    nodes_seen = [r["nodes"] for r in wrapped]
+    print(f"node spans per wrapped run: {[n for _, n in spans]} (nodes the search made: {nodes_seen})")
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import re
+import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from importlib.metadata import entry_points
@@ -449,3 +451,8 @@ def resolve(environ: Mapping[str, str] | None = None, **explicit: Any) -> Settin
         values["headers"] = {**from_env, **values["headers"]}
     known_fields = {f.name for f in fields(Settings)}
     return Settings(**{k: v for k, v in values.items() if k in known_fields}, sources=sources)
+
+
+def new_run_id() -> str:
+    """A fresh, time-sortable run id (the default of OTEL_AI_RUN_ID): ``run-20261129T231500-1a2b3c4d``."""
+    return f"run-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"

@@ -31,6 +31,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "otel_ai._internal",
             "otel_ai.redaction",
             "otel_ai.links",
+            "otel_ai.randomids",
         ),
     ),
     ("parts", ("otel_ai.export", "otel_ai.metrics", "otel_ai.artifacts", "otel_ai.read")),

@@ -97,7 +97,7 @@ def test_traceparent_round_trip() -> None:
 
 def test_children_report_on_the_channel_without_blocking(tmp_path: Path) -> None:
     received: list[dict[str, object]] = []
-    server = ChannelServer(received.append).start()
+    server = ChannelServer().start(received.append)
     code = textwrap.dedent(
         """
         import otel_ai
@@ -201,7 +201,7 @@ def test_status_line_never_corrupts_the_commands_output() -> None:
 
 def test_the_channel_server_ignores_garbage() -> None:
     received: list[dict[str, object]] = []
-    server = ChannelServer(received.append).start()
+    server = ChannelServer().start(received.append)
     try:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         for data in (b"not json", b"[1, 2]", json.dumps({"kind": "stage", "name": "s"}).encode()):

@@ -10,7 +10,8 @@ from pathlib import Path
 from ..config import resolve
 from ..export.providers import configure, shutdown
 from ..export.spool import deliver_pending
-from ..runner.state import damaged_states, list_states, recover
+from ..runner.recovery import recover
+from ..runner.state import damaged_states, list_states
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -1,14 +1,21 @@
-"""``otel-ai run [options] -- CMD ARGS...``: the command under an ``ai.run`` span."""
+"""``otel-ai run [options] -- CMD ARGS...``: the command under an ``ai.run`` span.
+
+The command starts before OpenTelemetry is loaded (:mod:`otel_ai.runner.launch`): this
+module imports only what that needs, and the supervisor, which follows the command with
+the whole pipeline, is loaded by name once the command runs."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from pathlib import Path
 
 from ..config import ConfigurationError, resolve
-from ..runner.supervisor import RunAlreadyRunning, RunOptions, Supervisor
+from ..runner.launch import Launch, RunAlreadyRunning, RunOptions, ids_before_pipeline
+
+SUPERVISOR = "otel_ai.runner.supervisor"
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -115,7 +122,13 @@ def run(args: argparse.Namespace) -> int:
         status=args.status,
     )
     try:
-        return Supervisor(options, overrides).run()
+        launch = Launch(options, settings)
+        ids = ids_before_pipeline(settings, os.environ, launch.run_id)
+        if ids is not None:  # the command first; the supervisor starts the span with these ids
+            launch.refuse_if_running()
+            launch.start(ids)
+        supervisor = importlib.import_module(SUPERVISOR)
+        return int(supervisor.Supervisor(options, overrides, launch).run())
     except RunAlreadyRunning as exc:
         print(f"otel-ai run: {exc}", file=sys.stderr)
         return 2

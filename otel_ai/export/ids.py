@@ -14,12 +14,30 @@ naming another entry point of that group (``random``, ``xray``...) is used as gi
 
 from __future__ import annotations
 
-import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.metadata import entry_points
 
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 
 from ..config import ID_GENERATOR_GROUP, OUR_ID_GENERATOR, id_generator_names
+from ..randomids import random_span_id, random_trace_id
+
+_given = threading.local()
+
+
+@contextmanager
+def given_ids(trace_id: int | None, span_id: int) -> Iterator[None]:
+    """The next span this thread starts gets these ids (the trace id only when it starts
+    a trace), as chosen before the pipeline existed: ``otel-ai run`` starts its command
+    with the ``ai.run`` span's ids in TRACEPARENT first, and starts the span itself once
+    the SDK is loaded. Only :class:`OsRandomIdGenerator` honours it."""
+    _given.ids = [trace_id, span_id]
+    try:
+        yield
+    finally:
+        _given.ids = None
 
 
 class OsRandomIdGenerator(IdGenerator):
@@ -27,16 +45,18 @@ class OsRandomIdGenerator(IdGenerator):
     forked children (the kernel's source has no per-process state to copy)."""
 
     def generate_span_id(self) -> int:
-        span_id = 0
-        while not span_id:  # 0 is the invalid span id
-            span_id = int.from_bytes(os.urandom(8), "big")
-        return span_id
+        given = getattr(_given, "ids", None)
+        if given is not None and given[1] is not None:
+            span_id, given[1] = given[1], None
+            return int(span_id)
+        return random_span_id()
 
     def generate_trace_id(self) -> int:
-        trace_id = 0
-        while not trace_id:  # 0 is the invalid trace id
-            trace_id = int.from_bytes(os.urandom(16), "big")
-        return trace_id
+        given = getattr(_given, "ids", None)
+        if given is not None and given[0] is not None:
+            trace_id, given[0] = given[0], None
+            return int(trace_id)
+        return random_trace_id()
 
     def is_trace_id_random(self) -> bool:
         return True

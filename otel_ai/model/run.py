@@ -5,9 +5,8 @@ and ends the whole tree it owns."""
 from __future__ import annotations
 
 import json
-import time
-import uuid
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from typing import Any, TypeVar
 
 from opentelemetry import trace as trace_api
@@ -15,7 +14,9 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanContext, Status, StatusCode
 
 from .. import semconv
-from .._internal import never_raise
+from .._internal import never_raise, report_internal_error
+from ..config import new_run_id
+from ..export.ids import given_ids
 from ..export.providers import get_pipeline
 from .coerce import as_float, coerce_attributes, identifier, to_text, truncate
 from .events import ERROR, INFO, WARN, emit_log, severity
@@ -49,10 +50,16 @@ class Run(SpanOwner):
         synthesized: bool = False,
         attributes: Mapping[str, Any] | None = None,
         attach: SpanContext | None = None,
+        start_time: int | None = None,
+        ids: tuple[int | None, int] | None = None,
     ) -> None:
         """Start a run. With ``attach`` (the ``ai.run`` span of ``otel-ai run``, from
         TRACEPARENT), no span is started here: this process's stages join that run, and
-        how it ends is reported to the wrapper, which ends the span."""
+        how it ends is reported to the wrapper, which ends the span.
+
+        ``start_time`` (ns) and ``ids`` (trace id, or None under a parent; span id) are
+        for a run whose span context was handed out before the span could be started
+        (``otel-ai run`` starts its command first)."""
         pipeline = get_pipeline()
         self.attached = attach is not None
         self.run_id = identifier(run_id) or pipeline.settings.run_id or new_run_id()
@@ -69,19 +76,24 @@ class Run(SpanOwner):
         if synthesized:
             attrs[semconv.SPAN_SYNTHESIZED] = True
         attrs = coerce_attributes(attrs)
-        start = now()
+        start = start_time if start_time is not None else now()
         if attach is not None:
             span: Span = trace_api.NonRecordingSpan(attach)
         else:
-            span = pipeline.tracer.start_span(
-                semconv.SPAN_RUN,
-                # a run is a new trace unless an orchestrator's context is given
-                context=parent if parent is not None else Context(),
-                kind=trace_api.SpanKind.INTERNAL,
-                attributes=attrs,
-                links=links,
-                start_time=start,
-            )
+            with given_ids(*ids) if ids is not None else nullcontext():
+                span = pipeline.tracer.start_span(
+                    semconv.SPAN_RUN,
+                    # a run is a new trace unless an orchestrator's context is given
+                    context=parent if parent is not None else Context(),
+                    kind=trace_api.SpanKind.INTERNAL,
+                    attributes=attrs,
+                    links=links,
+                    start_time=start,
+                )
+            if ids is not None and span.get_span_context().span_id != ids[1]:
+                report_internal_error(
+                    "otel_ai.model.Run[ids]", RuntimeError("the run span did not get the span id handed out")
+                )
         super().__init__(None, span, start)
         self._run = self
         self.outcome: str | None = None
@@ -488,6 +500,4 @@ class Run(SpanOwner):
         self.abandon()
 
 
-def new_run_id() -> str:
-    """A fresh, time-sortable run id: ``run-20261129T231500-1a2b3c4d``."""
-    return f"run-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
+__all__ = ["Run", "new_run_id"]

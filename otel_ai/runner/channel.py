@@ -19,10 +19,13 @@ logger = logging.getLogger("otel_ai.runner")
 
 
 class ChannelServer:
-    """Receives JSON datagrams and hands each decoded message to ``on_message``."""
+    """Receives JSON datagrams and hands each decoded message to ``on_message``.
 
-    def __init__(self, on_message: Callable[[dict[str, Any]], None]) -> None:
-        self._on_message = on_message
+    The socket is bound at once (the command may be started with its path), and read
+    from :meth:`start` on: what arrives before waits in the socket's buffer."""
+
+    def __init__(self) -> None:
+        self._on_message: Callable[[dict[str, Any]], None] = lambda message: None
         # AF_UNIX paths are limited to ~100 bytes: a short name in the temp directory
         self.path = os.path.join(tempfile.gettempdir(), f"otel-ai-{os.getpid()}-{uuid.uuid4().hex[:8]}.sock")
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -36,9 +39,19 @@ class ChannelServer:
         self.malformed = 0  # datagrams that were not a JSON object: ignored
         self._thread = threading.Thread(target=self._serve, name="otel_ai-channel", daemon=True)
 
-    def start(self) -> ChannelServer:
+    def start(self, on_message: Callable[[dict[str, Any]], None]) -> ChannelServer:
+        self._on_message = on_message
         self._thread.start()
         return self
+
+    def _wake(self) -> None:
+        """An empty datagram to ourselves: the reading thread sees the stop at once."""
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                sock.setblocking(False)
+                sock.sendto(b"", self.path)
+        except OSError:
+            pass  # it sees the stop within its timeout
 
     def _serve(self) -> None:
         while not self._stopped.is_set():
@@ -48,7 +61,8 @@ class ChannelServer:
                 continue
             except OSError:
                 break
-            self._handle(data)
+            if data:
+                self._handle(data)
 
     def _handle(self, data: bytes) -> None:
         try:
@@ -72,11 +86,14 @@ class ChannelServer:
                 data = self._sock.recv(MAX_DATAGRAM)
             except (BlockingIOError, OSError):
                 break
-            self._handle(data)
+            if data:
+                self._handle(data)
 
     def stop(self) -> None:
         self._stopped.set()
-        self._thread.join(1.0)
+        if self._thread.is_alive():
+            self._wake()
+            self._thread.join(1.0)
         self.drain()
         self._sock.close()
         try:

@@ -6,11 +6,9 @@ import logging
 import os
 import shlex
 import signal
-import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +18,15 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Link, SpanContext, TraceFlags
 
 from .. import semconv
-from ..bootstrap import SITE_DIR
-from ..config import SIGNALS, Settings
+from ..config import Settings, resolve
 from ..export.losses import share_refusals_with
 from ..export.providers import configure, shutdown
 from ..export.spool import deliver_pending
 from ..instrumentation import set_run_totals
 from ..links import run_links
 from ..metrics import observe_process_tree
-from ..model import new_run_id
 from ..model.spans import Run
 from ..propagation import (
-    CHANNEL_ENV,
     MSG_ACTIVITY,
     MSG_BEST,
     MSG_NODE,
@@ -41,16 +36,13 @@ from ..propagation import (
     MSG_STAGE,
     MSG_STAGE_END,
     MSG_TOKENS,
-    RUN_ID_ENV,
-    TRACEPARENT,
-    TRACESTATE,
-    format_traceparent,
     parent_span_context,
 )
 from ..redaction import redact
 from ..watch import Watcher
-from .channel import ChannelServer
-from .state import RunState, list_states, recover, remove_state, write_state
+from .launch import Launch, RunAlreadyRunning, RunIds, RunOptions
+from .recovery import recover
+from .state import RunState, list_states, remove_state, write_state
 from .status import Status, StatusLine
 from .streams import LogSink, OutputPump, TerminalOut, stderr_fd, stdout_fd
 
@@ -59,21 +51,7 @@ logger = logging.getLogger("otel_ai.runner")
 _STATE_REFRESH_S = 15.0
 
 
-@dataclass
-class RunOptions:
-    """What ``otel-ai run`` was asked to do (see :mod:`otel_ai.cli.run`)."""
-
-    command: Sequence[str]
-    run_id: str | None = None
-    watch: Sequence[Path] = ()
-    no_watch: bool = False
-    artifacts_uri: str | None = None
-    grace_s: float = 10.0
-    heartbeat_s: float = 60.0
-    stall_s: float = 1800.0
-    shutdown_timeout_s: float = 10.0
-    status: bool | None = None  # None: on when stderr is a terminal
-    extra_env: dict[str, str] = field(default_factory=dict)
+__all__ = ["RunAlreadyRunning", "RunOptions", "Supervisor"]
 
 
 class _Progress:
@@ -154,20 +132,28 @@ def _remote_context(trace_id: Any, span_id: Any) -> Context | None:
 
 
 class Supervisor:
-    """Starts the command, follows it, ends the run; :meth:`run` returns the exit code."""
+    """Follows the command, ends the run; :meth:`run` returns the exit code.
 
-    def __init__(self, options: RunOptions, settings_overrides: dict[str, Any] | None = None) -> None:
+    Given a :class:`~.launch.Launch` whose command was started already (as
+    ``otel-ai run`` does), it builds the pipeline and starts the ``ai.run`` span with the
+    ids the command was given; otherwise it starts the span, then the command."""
+
+    def __init__(
+        self,
+        options: RunOptions,
+        settings_overrides: dict[str, Any] | None = None,
+        launch: Launch | None = None,
+    ) -> None:
         self.options = options
         self._overrides = settings_overrides or {}
-        self._signal_received: int | None = None
-        self._kill_timer: threading.Timer | None = None
+        self._launch = launch
         self._last_activity = time.monotonic()
         self._stalled = False
         self._stop = threading.Event()
-        self.process: subprocess.Popen[bytes] | None = None
 
     # -- the whole run ------------------------------------------------------------------
     def run(self) -> int:
+        launch = self._launch or Launch(self.options, resolve(**self._overrides))
         pipeline = configure(**self._overrides)
         settings = pipeline.settings
         data_dir = settings.data_dir.resolve()
@@ -178,16 +164,21 @@ class Supervisor:
             name="otel_ai-spool-recovery",
             daemon=True,
         ).start()
-        run_id = self.options.run_id or settings.run_id or new_run_id()
-        attempt, previous = self._previous_attempt(data_dir, run_id)
+        run_id = launch.run_id
+        # a live wrapper of this run id was refused before the command started
+        attempt, previous = self._previous_attempt(data_dir, run_id, refuse=not launch.started)
+        parent = _orchestrator_context()
+        ids = launch.ids
         run = Run(
             run_id,
-            parent=_orchestrator_context(),
+            parent=parent,
             links=[previous] if previous is not None else (),
             attributes={
                 semconv.RUN_ATTEMPT: attempt,
                 semconv.RUN_COMMAND: redact(shlex.join(self.options.command))[:4096],
             },
+            start_time=launch.start_ns,
+            ids=None if ids is None else (None if parent is not None else ids.trace_id, ids.span_id),
         )
         span_context = run.span_context
         state = RunState(
@@ -219,11 +210,11 @@ class Supervisor:
         ).start()
         status = Status(run_id)
         progress = _Progress(status, run.log_context)
-        channel = ChannelServer(self._on_message_from(progress)).start()
+        channel = launch.channel.start(self._on_message_from(progress))
         share_refusals_with(channel.path)  # a refusal is said once for the whole run
         status_line = self._status_line(status)
         sink = LogSink(run_id, progress.log_context).start(("stdout", "stderr"))
-        # log files and artifacts under the watched directories (started before the command)
+        # log files and artifacts under the watched directories
         watcher = (
             None
             if self.options.no_watch
@@ -232,11 +223,14 @@ class Supervisor:
                 roots=list(self.options.watch) or [Path.cwd()],
                 artifacts_uri=self.options.artifacts_uri,
                 log_context=progress.log_context,  # lines join the command's open stage
+                new_since_ns=launch.start_ns,  # what the command wrote before the watcher started
             ).start()
         )
+        if not launch.started:
+            launch.start(_ids_of(run))
         exit_code = 1
         try:
-            exit_code = self._follow(run, settings, channel, sink, status_line)
+            exit_code = self._follow(launch, run, settings, sink, status_line)
         finally:
             self._stop.set()
             if status_line is not None:
@@ -250,7 +244,7 @@ class Supervisor:
             if watcher is not None:  # the final sweep, leaving time for the flush
                 watcher.stop(deadline=deadline - min(2.0, self.options.shutdown_timeout_s / 4))
             channel.stop()
-            self._end_run(run, progress, exit_code)
+            self._end_run(launch, run, progress, exit_code)
             shutdown(max(deadline - time.monotonic(), 0.5))
             share_refusals_with(None)
             try:
@@ -262,137 +256,43 @@ class Supervisor:
 
     def _follow(
         self,
+        launch: Launch,
         run: Run,
         settings: Settings,
-        channel: ChannelServer,
         sink: LogSink,
         status_line: StatusLine | None,
     ) -> int:
-        env = self._child_environment(run, settings, channel.path)
-        try:
-            self.process = subprocess.Popen(
-                list(self.options.command),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=env,
-                # its own process group, so a signal reaches the whole experiment tree
-                start_new_session=True,
-            )
-        except OSError as exc:
-            self._launch_error: OSError | None = exc
+        process = launch.process
+        if process is None:
+            exc = launch.error
             os.write(
                 stderr_fd(),
-                f"otel-ai run: cannot start {self.options.command[0]!r}: {exc.strerror or exc}\n".encode(),
+                f"otel-ai run: cannot start {self.options.command[0]!r}: {getattr(exc, 'strerror', None) or exc}\n".encode(),
             )
+            launch.signals.restore()
             return 127 if isinstance(exc, FileNotFoundError) else 126
-        self._launch_error = None
-        observe_process_tree(self.process.pid)  # the experiment's tree, not the wrapper
+        observe_process_tree(process.pid)  # the experiment's tree, not the wrapper
         out = TerminalOut(
             stdout_fd(), status_line if status_line and status_line.shares_terminal(stdout_fd()) else None
         )
         err = TerminalOut(stderr_fd(), status_line)
         pumps = [
-            OutputPump("stdout", self.process.stdout.fileno(), out, sink, self._activity).start(),  # type: ignore[union-attr]
-            OutputPump("stderr", self.process.stderr.fileno(), err, sink, self._activity).start(),  # type: ignore[union-attr]
+            OutputPump("stdout", process.stdout.fileno(), out, sink, self._activity).start(),  # type: ignore[union-attr]
+            OutputPump("stderr", process.stderr.fileno(), err, sink, self._activity).start(),  # type: ignore[union-attr]
         ]
-        previous_handlers = self._install_signal_handlers()
         liveness = threading.Thread(
             target=self._liveness, args=(run, settings), name="otel_ai-liveness", daemon=True
         )
         liveness.start()
         try:
-            returncode = self._wait()
+            returncode = _wait(process)
         finally:
-            self._restore_signal_handlers(previous_handlers)
+            launch.signals.restore()
         # the command is gone; a grandchild may still hold its pipes open: bounded wait
         for pump in pumps:
             pump.join(2.0)
-        if self._kill_timer is not None:
-            self._kill_timer.cancel()
         self._returncode = returncode
         return 128 - returncode if returncode < 0 else returncode
-
-    def _wait(self) -> int:
-        assert self.process is not None
-        while True:
-            try:
-                return self.process.wait()
-            except KeyboardInterrupt:  # pragma: no cover - SIGINT is handled, but be safe
-                continue
-
-    # -- the child's environment ----------------------------------------------------------
-    def _child_environment(self, run: Run, settings: Settings, channel_path: str) -> dict[str, str]:
-        env = dict(os.environ)
-        context = run.span_context
-        env[TRACEPARENT] = format_traceparent(context.trace_id, context.span_id, context.trace_flags.sampled)
-        if context.trace_state:
-            env[TRACESTATE] = context.trace_state.to_header()
-        else:
-            env.pop(TRACESTATE, None)
-        env[RUN_ID_ENV] = run.run_id
-        env[CHANNEL_ENV] = channel_path
-        # the wrapper samples the command's whole process tree: its processes need not
-        env["OTEL_AI_SYSTEM_METRICS"] = "false"
-        # the effective settings, so children export where the wrapper does
-        env["OTEL_AI_DATA_DIR"] = str(settings.data_dir.resolve())
-        for name in ("endpoint", "traces_endpoint", "logs_endpoint", "metrics_endpoint"):
-            value = getattr(settings, name)
-            if value and settings.sources.get(name) == "argument":
-                env[_VARIABLES[name]] = value
-        if settings.sources.get("protocol") == "argument":
-            env["OTEL_EXPORTER_OTLP_PROTOCOL"] = settings.protocol
-        for kind in SIGNALS:  # a signal turned off is off in the children too
-            if settings.sources.get(f"{kind}_exporter") == "argument":
-                env[f"OTEL_{kind.upper()}_EXPORTER"] = settings.signal_exporter(kind)
-        if settings.sources.get("service_name") == "argument" and settings.service_name:
-            env["OTEL_SERVICE_NAME"] = settings.service_name
-        if self.options.artifacts_uri:
-            env["OTEL_AI_ARTIFACTS_URI"] = self.options.artifacts_uri
-        site = str(SITE_DIR)
-        existing = env.get("PYTHONPATH")
-        env["PYTHONPATH"] = site if not existing else os.pathsep.join([site, existing])
-        env.update(self.options.extra_env)
-        return env
-
-    # -- signals ------------------------------------------------------------------------
-    def _install_signal_handlers(self) -> dict[int, Any]:
-        previous: dict[int, Any] = {}
-        if threading.current_thread() is not threading.main_thread():
-            return previous
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            try:
-                previous[signum] = signal.signal(signum, self._on_signal)
-            except (OSError, ValueError):
-                pass
-        return previous
-
-    def _restore_signal_handlers(self, previous: dict[int, Any]) -> None:
-        for signum, handler in previous.items():
-            try:
-                signal.signal(signum, handler)
-            except (OSError, ValueError):
-                pass
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        first = self._signal_received is None
-        self._signal_received = self._signal_received or signum
-        self._signal_group(signum)
-        if first:
-            timer = threading.Timer(self.options.grace_s, self._signal_group, args=(signal.SIGKILL,))
-            timer.daemon = True
-            timer.start()
-            self._kill_timer = timer
-
-    def _signal_group(self, signum: int) -> None:
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        try:
-            os.killpg(process.pid, signum)
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            process.send_signal(signum)
 
     # -- liveness: heartbeats, stall detection, state refresh ---------------------------
     def _activity(self) -> None:
@@ -434,13 +334,15 @@ class Supervisor:
                     return
 
     # -- attempts -----------------------------------------------------------------------
-    def _previous_attempt(self, data_dir: Path, run_id: str) -> tuple[int, Link | None]:
+    def _previous_attempt(self, data_dir: Path, run_id: str, *, refuse: bool) -> tuple[int, Link | None]:
         """A run id whose earlier wrapper died: end that attempt, link it, count on."""
         for _path, state in list_states(data_dir):
             if state is None or state.run_id != run_id:
                 continue
             if state.wrapper_alive():
-                raise RunAlreadyRunning(run_id, state.wrapper_pid)
+                if refuse:
+                    raise RunAlreadyRunning(run_id, state.wrapper_pid)
+                continue
             recovered = recover(data_dir, only_run=run_id, reason="a new attempt started")
             if recovered:
                 previous = recovered[0]
@@ -458,7 +360,7 @@ class Supervisor:
         return 1, None
 
     # -- the end ------------------------------------------------------------------------
-    def _end_run(self, run: Run, progress: _Progress, exit_code: int) -> None:
+    def _end_run(self, launch: Launch, run: Run, progress: _Progress, exit_code: int) -> None:
         _set_token_totals(run)
         with progress.lock:
             idea, best = progress.idea, progress.best
@@ -472,16 +374,15 @@ class Supervisor:
         stage = attributes.get(semconv.RUN_FAILED_STAGE) or (
             progress.stages_seen[-1] if progress.stages_seen else None
         )
-        if self._signal_received is not None:
-            name = signal.Signals(self._signal_received).name
+        if launch.signals.received is not None:
+            name = signal.Signals(launch.signals.received).name
             run.span.set_attribute(semconv.RUN_EXIT_CODE, exit_code)
             if returncode is not None and returncode < 0:
                 run.span.set_attribute(semconv.RUN_SIGNAL, signal.Signals(-returncode).name)
             run.cancel(f"{name} received by otel-ai run", stage=stage)
             return
-        launch_error = getattr(self, "_launch_error", None)
-        if launch_error is not None:
-            run.fail(launch_error, stage=stage)
+        if launch.error is not None:
+            run.fail(launch.error, stage=stage)
             return
         if returncode is not None and returncode < 0:
             signame = _signal_name(-returncode)
@@ -512,19 +413,6 @@ class Supervisor:
         if wanted is None:
             wanted = StatusLine.wanted(fd)
         return StatusLine(status, fd).start() if wanted else None
-
-
-class RunAlreadyRunning(Exception):
-    def __init__(self, run_id: str, pid: int) -> None:
-        super().__init__(f"run {run_id!r} is already running under otel-ai run (pid {pid})")
-
-
-_VARIABLES = {
-    "endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
-    "traces_endpoint": "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    "logs_endpoint": "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
-    "metrics_endpoint": "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
-}
 
 
 def _set_token_totals(run: Run) -> None:
@@ -568,6 +456,24 @@ def _print_links(
             os.write(stderr_fd(), ("\n".join(lines) + "\n").encode())
         except OSError as exc:  # a closed stderr must not end the run
             logger.debug("otel_ai: links not printed: %s", exc)
+
+
+def _wait(process: Any) -> int:
+    while True:
+        try:
+            return int(process.wait())
+        except KeyboardInterrupt:  # pragma: no cover - SIGINT is handled, but be safe
+            continue
+
+
+def _ids_of(run: Run) -> RunIds:
+    context = run.span_context
+    return RunIds(
+        context.trace_id,
+        context.span_id,
+        context.trace_flags.sampled,
+        trace_state=context.trace_state.to_header() if context.trace_state else None,
+    )
 
 
 def _orchestrator_context() -> Context | None:

@@ -57,6 +57,9 @@ _NATIVE_SAFETY_FACTOR = 5  # with native events, the fstat insurance runs 5x les
 _running: weakref.WeakSet[Watcher] = weakref.WeakSet()
 
 
+_MTIME_TICK_NS = 20_000_000
+
+
 class Watcher:
     """Watch directories of a run: tail its log files, detect (and upload) its artifacts.
 
@@ -74,6 +77,9 @@ class Watcher:
         from_beginning: read log files that exist at start from their beginning (and
             report artifacts that exist at start); by default both start from now.
             Ignored for a resumed run: its saved positions win.
+        new_since_ns: files changed at or after this time (ns since the epoch) are new
+            even if they exist at start: log files read from their beginning, artifacts
+            reported (``otel-ai run`` starts its command before the watcher).
         log_patterns, artifact_patterns, exclude: glob patterns on paths relative to a
             root (see :mod:`otel_ai.watch.patterns`); artifact patterns are ordered
             (type, pattern) pairs or a {type: patterns} mapping.
@@ -126,6 +132,7 @@ class Watcher:
         line_sink: LineSink | None = None,
         log_context: Callable[[], tuple[Context | None, str | None]] | None = None,
         inbox_limit: int = 65536,
+        new_since_ns: int | None = None,
     ) -> None:
         if isinstance(roots, (str, os.PathLike)):
             roots = [roots]
@@ -145,6 +152,8 @@ class Watcher:
         self._run = run
         self._roots = make_roots(roots)
         self.from_beginning = bool(from_beginning)
+        # a file's time comes from a coarse clock, up to a tick behind time.time_ns()
+        self._new_since_ns = None if new_since_ns is None else int(new_since_ns) - _MTIME_TICK_NS
         self._logs = PathPatterns(log_patterns)
         self._rules = ArtifactRules(artifact_patterns)
         self._scope = Scope(self._roots, self._logs, self._rules, PathPatterns(exclude))
@@ -307,19 +316,20 @@ class Watcher:
         root.resumed = bool(root.state is not None and root.state.exists)
         seen: set[str] = set()
         for path, rel, st in self._walk(root):
+            new = self._new_since_ns is not None and st.st_mtime_ns >= self._new_since_ns
             if self._logs.match(rel):
                 seen.add(rel)
                 source = TailSource(path, rel, root.path)
                 entry = saved_logs.get(rel) if root.resumed else None
                 if entry is not None and (entry.get("dev"), entry.get("ino")) != (st.st_dev, st.st_ino):
                     tailer.recover_renamed(source, entry)  # rotated while nobody watched
-                tailer.track(source, from_start=self.from_beginning or root.resumed, restored=entry)
+                tailer.track(source, from_start=self.from_beginning or root.resumed or new, restored=entry)
                 continue
             kind = self._rules.type_of(rel)
             if kind is None or self._detector is None:
                 continue
             display = root.display(rel)
-            if root.resumed or self.from_beginning:
+            if root.resumed or self.from_beginning or new:
                 self._detector.check(path, rel, root.path, display, kind)
             else:
                 self._detector.baseline(display, st)

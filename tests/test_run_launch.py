@@ -1,0 +1,109 @@
+"""`otel-ai run` starts its command first: the run span's ids chosen before OpenTelemetry is
+loaded and handed to the command, the wrapper's own priority lowered once the command
+runs, and what the command writes before the watcher starts still recorded."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from test_run_wrapper import one, run_wrapped, telemetry
+from watch_helpers import Collector, append, logs_only, wait_for
+
+from otel_ai import semconv
+from otel_ai.propagation import parse_traceparent
+from otel_ai.runner.launch import PIPE_BYTES, WRAPPER_NICE
+
+REPORTER = textwrap.dedent(
+    """
+    import fcntl, json, os, time
+    report = {
+        "started_ns": time.time_ns(),
+        "traceparent": os.environ.get("TRACEPARENT"),
+        "run_id": os.environ.get("OTEL_AI_RUN_ID"),
+        "nice": os.getpriority(os.PRIO_PROCESS, 0),
+        "wrapper_nice": os.getpriority(os.PRIO_PROCESS, os.getppid()),
+    }
+    size = getattr(fcntl, "F_GETPIPE_SZ", None)
+    if size is not None:
+        report["stdout_pipe"] = fcntl.fcntl(1, size)
+    # the wrapper lowers its priority just after starting us
+    time.sleep(0.5)
+    report["wrapper_nice_later"] = os.getpriority(os.PRIO_PROCESS, os.getppid())
+    print(json.dumps(report))
+    """
+)
+
+
+def _report(result: object) -> dict[str, object]:
+    stdout = result.stdout.decode()  # type: ignore[attr-defined]
+    return dict(json.loads(next(line for line in stdout.splitlines() if line.startswith("{"))))
+
+
+def test_the_command_gets_the_run_span_it_runs_under_and_a_lower_priority_wrapper(tmp_path: Path) -> None:
+    (tmp_path / "reporter.py").write_text(REPORTER)
+    result = run_wrapped(tmp_path, [sys.executable, "reporter.py"], "--run-id", "launched")
+    assert result.returncode == 0, result.stderr.decode()
+    report = _report(result)
+    run = one(telemetry(tmp_path).spans, semconv.SPAN_RUN)
+    parsed = parse_traceparent(str(report["traceparent"]))
+    assert parsed is not None
+    assert (f"{parsed[0]:032x}", f"{parsed[1]:016x}") == (run.trace_id, run.span_id)
+    assert report["run_id"] == "launched" == run.attributes[semconv.RUN_ID]
+    # the span starts when the command was started, not when the wrapper got round to it
+    assert run.start_ns <= int(str(report["started_ns"]))
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    assert report["nice"] == base, "the command runs at the priority it was given"
+    assert report["wrapper_nice_later"] == min(base + WRAPPER_NICE, 19)
+    if "stdout_pipe" in report:  # Linux: room for what the command writes before it is read
+        assert int(str(report["stdout_pipe"])) >= PIPE_BYTES
+
+
+def test_with_another_id_generator_the_span_starts_first_and_the_command_still_joins_it(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "reporter.py").write_text(REPORTER)
+    result = run_wrapped(tmp_path, [sys.executable, "reporter.py"], OTEL_PYTHON_ID_GENERATOR="random")
+    assert result.returncode == 0, result.stderr.decode()
+    report = _report(result)
+    run = one(telemetry(tmp_path).spans, semconv.SPAN_RUN)
+    parsed = parse_traceparent(str(report["traceparent"]))
+    assert parsed is not None
+    assert (f"{parsed[0]:032x}", f"{parsed[1]:016x}") == (run.trace_id, run.span_id)
+
+
+@pytest.mark.skipif(not hasattr(fcntl, "F_GETPIPE_SZ"), reason="pipe sizes are Linux's")
+def test_a_burst_of_output_at_start_is_all_recorded(tmp_path: Path) -> None:
+    # more than a default pipe holds, written before the wrapper reads anything
+    burst = "import sys\nfor i in range(20000): sys.stdout.write(f'line {i:05d} ' + 'x' * 40 + '\\n')\n"
+    (tmp_path / "burst.py").write_text(burst)
+    result = run_wrapped(tmp_path, [sys.executable, "burst.py"])
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().count("\n") == 20000
+    lines = [r.body for r in telemetry(tmp_path).logs if r.attributes.get(semconv.LOG_IOSTREAM) == "stdout"]
+    assert lines == [f"line {i:05d} " + "x" * 40 for i in range(20000)]
+
+
+def test_files_changed_since_the_command_started_are_new_to_a_later_watcher(tmp_path: Path) -> None:
+    old = tmp_path / "old.log"
+    old.write_text("before the run\n")
+    past = time.time() - 60
+    os.utime(old, (past, past))
+    started_ns = time.time_ns()
+    fresh = tmp_path / "fresh.log"
+    fresh.write_text("written by the command before the watcher started\n")
+    sink = Collector()
+    watcher = logs_only(tmp_path, sink, new_since_ns=started_ns, state_dir=tmp_path / "state")
+    try:
+        append(old, "after the watcher started\n")
+        wait_for(lambda: len(sink) >= 2, what="both lines")
+    finally:
+        watcher.stop(2.0)
+    assert sink.texts("fresh.log") == ["written by the command before the watcher started"]
+    assert sink.texts("old.log") == ["after the watcher started"], "an older file is tailed from its end"
