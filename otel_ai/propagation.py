@@ -255,22 +255,26 @@ def call_in_context(
 
 def _flush_worker() -> None:
     """Deliver what the task emitted before its result goes back (bounded by
-    OTEL_AI_WORKER_FLUSH_TIMEOUT; with 0 a background thread of this worker flushes and
-    the task returns at once). What is still buffered when the worker ends is flushed
-    then: at its normal exit (multiprocessing's exit finalizers, fork and spawn alike) or
-    when the pool kills it with SIGTERM (open spans ended as closed by shutdown first).
+    OTEL_AI_WORKER_FLUSH_TIMEOUT; with 0, or when nothing goes over the network, a
+    background thread of this worker flushes and the task returns at once). What is
+    still buffered when the worker ends is flushed then: at its normal exit
+    (multiprocessing's exit finalizers, fork and spawn alike) or when the pool kills it
+    with SIGTERM (open spans ended as closed by shutdown first).
     """
     providers = sys.modules.get("otel_ai.export.providers")
-    if providers is None or providers.current_pipeline() is None:
+    pipeline = providers.current_pipeline() if providers is not None else None
+    if providers is None or pipeline is None:
         return  # this worker emitted nothing
     try:
         _worker_flusher()  # the exit finalizer and the SIGTERM handler
         # Delivered before the task's result goes back: the pool may kill this worker
         # (SIGTERM, then nothing) as soon as the stage ends, and a slow backend would
         # not get what a background flush still held then. Bounded by
-        # OTEL_AI_WORKER_FLUSH_TIMEOUT; 0 hands it to the background thread instead.
+        # OTEL_AI_WORKER_FLUSH_TIMEOUT; 0 hands it to the background thread instead, as
+        # does a pipeline that writes only local files: the flush at SIGTERM or exit
+        # writes what is left in milliseconds, so the task need not wait for it.
         timeout = _flush_timeout()
-        if timeout > 0:
+        if timeout > 0 and not getattr(pipeline, "local", False):
             providers.force_flush(timeout)
         else:
             _worker_flusher().nudge()

@@ -86,6 +86,9 @@ class Pipeline:
     tracer: Tracer
     logger: Logger
     meter: Meter
+    # no signal goes over the network (the embedded default's files, the console, off):
+    # a flush never waits for a collector
+    local: bool = True
 
     @property
     def disabled(self) -> bool:
@@ -160,7 +163,8 @@ def _build(settings: Settings, previous: Pipeline | None = None) -> Pipeline:
     if settings.disabled:
         return _disabled(settings)
     resource = build_resource(settings, detect_gpus())
-    span_exporter, log_exporter, metric_exporter = _exporters(settings)
+    outbox = _otlp(settings)
+    span_exporter, log_exporter, metric_exporter = _exporters(settings, outbox)
     wrapped = wrapped_run()
     tracer_provider = ProcessTracerProvider(
         resource=resource,
@@ -210,6 +214,7 @@ def _build(settings: Settings, previous: Pipeline | None = None) -> Pipeline:
         tracer=tracer_provider.get_tracer(semconv.SCOPE_NAME, __version__),
         logger=logger_provider.get_logger(semconv.SCOPE_NAME, __version__),
         meter=meter_provider.get_meter(semconv.SCOPE_NAME, __version__),
+        local=outbox is None,
     )
     _install_globals(pipeline, previous)
     return pipeline
@@ -306,12 +311,11 @@ def _queue_size(settings: Settings, sdk_variable: str) -> int | None:
 
 
 def _exporters(
-    settings: Settings,
+    settings: Settings, outbox: Outbox | None
 ) -> tuple[SpanExporter | None, LogRecordExporter | None, MetricExporter | None]:
     """Each signal's exporter: durable OTLP, the embedded default's files, the SDK's
     console exporter, or None when the signal is off (OTEL_{SIGNAL}_EXPORTER=none)."""
     directory = settings.data_dir
-    outbox = _otlp(settings)
     files = {"traces": JsonlSpanExporter, "logs": JsonlLogExporter, "metrics": JsonlMetricExporter}
     chosen: dict[str, Any] = {}
     for signal in ("traces", "logs", "metrics"):
