@@ -7,13 +7,14 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
-from test_run_wrapper import one, run_wrapped, telemetry
+from test_run_wrapper import one, run_wrapped, telemetry, wrapper_env
 from watch_helpers import Collector, append, logs_only, wait_for
 
 from otel_ai import semconv
@@ -107,3 +108,36 @@ def test_files_changed_since_the_command_started_are_new_to_a_later_watcher(tmp_
         watcher.stop(2.0)
     assert sink.texts("fresh.log") == ["written by the command before the watcher started"]
     assert sink.texts("old.log") == ["after the watcher started"], "an older file is tailed from its end"
+
+
+BROKEN_SUPERVISOR = textwrap.dedent(
+    """
+    import sys
+    import otel_ai.runner.supervisor as supervisor
+    from otel_ai.cli import main
+
+    def broken(self):
+        raise RuntimeError("the pipeline could not be built")
+
+    supervisor.Supervisor.run = broken
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+def test_a_command_started_before_telemetry_failed_is_still_followed_to_its_end(tmp_path: Path) -> None:
+    (tmp_path / "broken.py").write_text(BROKEN_SUPERVISOR)
+    (tmp_path / "child.py").write_text(
+        "import sys\nprint('out ' * 3)\nsys.stderr.write('err\\n')\nsys.exit(3)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "broken.py", "run", "--no-status", "--", sys.executable, "child.py"],
+        cwd=tmp_path,
+        env=wrapper_env(tmp_path / "runs"),
+        capture_output=True,
+        timeout=120,
+    )
+    assert result.returncode == 3, result.stderr.decode()
+    assert result.stdout.decode() == "out out out \n"
+    assert "err\n" in result.stderr.decode()
+    assert "telemetry failed to start" in result.stderr.decode()

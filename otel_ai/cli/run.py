@@ -127,8 +127,20 @@ def run(args: argparse.Namespace) -> int:
         if ids is not None:  # the command first; the supervisor starts the span with these ids
             launch.refuse_if_running()
             launch.start(ids)
-        supervisor = importlib.import_module(SUPERVISOR)
-        return int(supervisor.Supervisor(options, overrides, launch).run())
+        try:
+            supervisor = importlib.import_module(SUPERVISOR)
+            return int(supervisor.Supervisor(options, overrides, launch).run())
+        except (RunAlreadyRunning, ConfigurationError):
+            raise
+        except Exception as exc:
+            if launch.process is None or launch.followed:
+                raise
+            # the command runs already: it must not be orphaned by its telemetry
+            print(
+                f"otel-ai run: telemetry failed to start ({exc!r}); the command runs without it",
+                file=sys.stderr,
+            )
+            return launch.follow_plainly()
     except RunAlreadyRunning as exc:
         print(f"otel-ai run: {exc}", file=sys.stderr)
         return 2

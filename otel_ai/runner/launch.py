@@ -24,6 +24,7 @@ import fcntl
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -182,6 +183,7 @@ class Launch:
         self.start_ns: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self.error: OSError | None = None
+        self.followed = False  # the supervisor reads the command's output and waits for it
 
     @property
     def started(self) -> bool:
@@ -217,6 +219,25 @@ class Launch:
         self.signals.follow(self.process)
         lower_own_priority(WRAPPER_NICE)
 
+    def follow_plainly(self) -> int:
+        """Without telemetry (it failed to start): the command's output to ours, byte
+        for byte, until it ends; its exit code as ``otel-ai run`` returns it."""
+        process = self.process
+        assert process is not None and not self.followed
+        self.followed = True
+        copies = [
+            threading.Thread(target=_copy, args=(pipe.fileno(), fd), daemon=True)
+            for pipe, fd in ((process.stdout, sys.stdout.fileno()), (process.stderr, sys.stderr.fileno()))
+            if pipe is not None
+        ]
+        for copy in copies:
+            copy.start()
+        returncode = process.wait()
+        for copy in copies:
+            copy.join(2.0)
+        self.signals.restore()
+        return 128 - returncode if returncode < 0 else returncode
+
     def environment(self, ids: RunIds) -> dict[str, str]:
         """The command's environment: ours, with the run's context and the effective settings."""
         settings = self.settings
@@ -250,6 +271,20 @@ class Launch:
         env["PYTHONPATH"] = site if not existing else os.pathsep.join([site, existing])
         env.update(self.options.extra_env)
         return env
+
+
+def _copy(source: int, target: int) -> None:
+    while True:
+        try:
+            data = os.read(source, 65536)
+        except InterruptedError:
+            continue
+        except OSError:
+            return
+        if not data:
+            return
+        with contextlib.suppress(OSError):
+            os.write(target, data)
 
 
 def _widen(pipe: Any) -> None:

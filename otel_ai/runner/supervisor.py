@@ -271,6 +271,7 @@ class Supervisor:
             )
             launch.signals.restore()
             return 127 if isinstance(exc, FileNotFoundError) else 126
+        launch.followed = True
         observe_process_tree(process.pid)  # the experiment's tree, not the wrapper
         out = TerminalOut(
             stdout_fd(), status_line if status_line and status_line.shares_terminal(stdout_fd()) else None
