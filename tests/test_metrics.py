@@ -402,3 +402,11 @@ def test_a_forked_child_does_not_report_its_parents_tree(tmp_path: Path) -> None
     )
     assert result.returncode == 0, result.stderr
     assert sorted(result.stdout.split("\n")[:2]) == ["child 0", "parent 1"]
+
+
+def test_system_cpu_utilization_has_a_value_from_the_first_pass_and_at_every_pass() -> None:
+    from otel_ai.metrics.process import SystemReadings
+
+    readings = SystemReadings()
+    samples = [readings.sample().cpu_utilization for _ in range(50)]  # most within one clock tick
+    assert all(value is not None and 0.0 <= value <= 1.0 for value in samples), samples

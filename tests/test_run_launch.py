@@ -7,18 +7,21 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
-from test_run_wrapper import one, run_wrapped, telemetry, wrapper_env
+from test_run_wrapper import OTEL_AI, one, run_wrapped, telemetry, wrapper_env
 from watch_helpers import Collector, append, logs_only, wait_for
 
 from otel_ai import semconv
 from otel_ai.propagation import parse_traceparent
+from otel_ai.read import SpanRecord
 from otel_ai.runner.launch import PIPE_BYTES, WRAPPER_NICE
 
 REPORTER = textwrap.dedent(
@@ -42,20 +45,24 @@ REPORTER = textwrap.dedent(
 )
 
 
-def _report(result: object) -> dict[str, object]:
-    stdout = result.stdout.decode()  # type: ignore[attr-defined]
-    return dict(json.loads(next(line for line in stdout.splitlines() if line.startswith("{"))))
-
-
-def test_the_command_gets_the_run_span_it_runs_under_and_a_lower_priority_wrapper(tmp_path: Path) -> None:
+def _reported_under_the_run(
+    tmp_path: Path, *options: str, **env: str
+) -> tuple[dict[str, object], SpanRecord]:
+    """What the command reported, after checking it ran as the child of the run span."""
     (tmp_path / "reporter.py").write_text(REPORTER)
-    result = run_wrapped(tmp_path, [sys.executable, "reporter.py"], "--run-id", "launched")
+    result = run_wrapped(tmp_path, [sys.executable, "reporter.py"], *options, **env)
     assert result.returncode == 0, result.stderr.decode()
-    report = _report(result)
+    stdout = result.stdout.decode()
+    report = dict(json.loads(next(line for line in stdout.splitlines() if line.startswith("{"))))
     run = one(telemetry(tmp_path).spans, semconv.SPAN_RUN)
     parsed = parse_traceparent(str(report["traceparent"]))
     assert parsed is not None
     assert (f"{parsed[0]:032x}", f"{parsed[1]:016x}") == (run.trace_id, run.span_id)
+    return report, run
+
+
+def test_the_command_gets_the_run_span_it_runs_under_and_a_lower_priority_wrapper(tmp_path: Path) -> None:
+    report, run = _reported_under_the_run(tmp_path, "--run-id", "launched")
     assert report["run_id"] == "launched" == run.attributes[semconv.RUN_ID]
     # the span starts when the command was started, not when the wrapper got round to it
     assert run.start_ns <= int(str(report["started_ns"]))
@@ -69,14 +76,8 @@ def test_the_command_gets_the_run_span_it_runs_under_and_a_lower_priority_wrappe
 def test_with_another_id_generator_the_span_starts_first_and_the_command_still_joins_it(
     tmp_path: Path,
 ) -> None:
-    (tmp_path / "reporter.py").write_text(REPORTER)
-    result = run_wrapped(tmp_path, [sys.executable, "reporter.py"], OTEL_PYTHON_ID_GENERATOR="random")
-    assert result.returncode == 0, result.stderr.decode()
-    report = _report(result)
-    run = one(telemetry(tmp_path).spans, semconv.SPAN_RUN)
-    parsed = parse_traceparent(str(report["traceparent"]))
-    assert parsed is not None
-    assert (f"{parsed[0]:032x}", f"{parsed[1]:016x}") == (run.trace_id, run.span_id)
+    report, run = _reported_under_the_run(tmp_path, OTEL_PYTHON_ID_GENERATOR="random")
+    assert report["run_id"] == run.attributes[semconv.RUN_ID]
 
 
 @pytest.mark.skipif(not hasattr(fcntl, "F_GETPIPE_SZ"), reason="pipe sizes are Linux's")
@@ -141,3 +142,34 @@ def test_a_command_started_before_telemetry_failed_is_still_followed_to_its_end(
     assert result.stdout.decode() == "out out out \n"
     assert "err\n" in result.stderr.decode()
     assert "telemetry failed to start" in result.stderr.decode()
+
+
+def test_a_second_wrapper_of_a_running_run_id_is_refused_before_its_command_starts(tmp_path: Path) -> None:
+    (tmp_path / "first.py").write_text("import time\ntime.sleep(60)\n")
+    (tmp_path / "second.py").write_text("open('second-ran', 'w').close()\n")
+    env = wrapper_env(tmp_path / "runs")
+    first = subprocess.Popen(
+        [*OTEL_AI, "run", "--no-status", "--run-id", "twice", "--", sys.executable, "first.py"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: (tmp_path / "runs" / "state" / "twice.json").exists(), 60, "the first run's state")
+        second = subprocess.Popen(
+            [*OTEL_AI, "run", "--no-status", "--run-id", "twice", "--", sys.executable, "second.py"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        _out, err = second.communicate(timeout=60)
+        assert second.returncode == 2
+        assert f"run 'twice' is already running under otel-ai run (pid {first.pid})" in err.decode()
+        assert not (tmp_path / "second-ran").exists(), "the command of a refused run never starts"
+        sockets = [p for p in os.listdir(tempfile.gettempdir()) if p.startswith(f"otel-ai-{second.pid}-")]
+        assert sockets == [], "the refused wrapper leaves no channel socket behind"
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(60)

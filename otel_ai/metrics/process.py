@@ -149,7 +149,7 @@ class ProcessTree:
 class SystemSample:
     """The machine at one pass."""
 
-    cpu_utilization: float | None  # busy share of all CPUs since the previous pass
+    cpu_utilization: float | None  # busy share of all CPUs since the previous pass (first: since boot)
     cpu_count: int
     memory_total: int
     memory_available: int  # what new allocations can get without swapping
@@ -171,6 +171,7 @@ class SystemReadings:
 
     def __init__(self) -> None:
         self._last: tuple[float, float] | None = None
+        self._utilization: float | None = None
         self._cpus = psutil.cpu_count(logical=True) or 1
 
     def sample(self) -> SystemSample:
@@ -179,12 +180,13 @@ class SystemReadings:
         total = sum(times) - getattr(times, "guest", 0.0) - getattr(times, "guest_nice", 0.0)
         idle = times.idle + getattr(times, "iowait", 0.0)
         busy = total - idle
-        utilization = None
-        if self._last is not None:
-            d_total = total - self._last[0]
-            if d_total > 0:
-                utilization = min(max((busy - self._last[1]) / d_total, 0.0), 1.0)
-        self._last = (total, busy)
+        # the first pass: since boot; a pass within one clock tick of the last: as then
+        last_total, last_busy = self._last if self._last is not None else (0.0, 0.0)
+        d_total = total - last_total
+        if d_total > 0:
+            self._utilization = min(max((busy - last_busy) / d_total, 0.0), 1.0)
+            self._last = (total, busy)
+        utilization = self._utilization
         memory = psutil.virtual_memory()
         return SystemSample(
             cpu_utilization=utilization,

@@ -193,6 +193,7 @@ class Launch:
         """:class:`RunAlreadyRunning` when a live wrapper already runs this run id."""
         for _path, state in list_states(self.settings.data_dir.resolve()):
             if state is not None and state.run_id == self.run_id and state.wrapper_alive():
+                self.channel.stop()  # its socket file is not left behind
                 raise RunAlreadyRunning(self.run_id, state.wrapper_pid)
 
     def start(self, ids: RunIds) -> None:

@@ -155,6 +155,9 @@ class Supervisor:
     def run(self) -> int:
         launch = self._launch or Launch(self.options, resolve(**self._overrides))
         pipeline = configure(**self._overrides)
+        # before this process exports anything: the command, started already, may say a
+        # refusal first, and the run says it once
+        share_refusals_with(launch.channel.path)
         settings = pipeline.settings
         data_dir = settings.data_dir.resolve()
         # what an earlier, dead process of this data directory spooled: delivered meanwhile
@@ -166,7 +169,11 @@ class Supervisor:
         ).start()
         run_id = launch.run_id
         # a live wrapper of this run id was refused before the command started
-        attempt, previous = self._previous_attempt(data_dir, run_id, refuse=not launch.started)
+        try:
+            attempt, previous = self._previous_attempt(data_dir, run_id, refuse=not launch.started)
+        except RunAlreadyRunning:
+            launch.channel.stop()  # its socket file is not left behind
+            raise
         parent = _orchestrator_context()
         ids = launch.ids
         run = Run(
@@ -211,7 +218,6 @@ class Supervisor:
         status = Status(run_id)
         progress = _Progress(status, run.log_context)
         channel = launch.channel.start(self._on_message_from(progress))
-        share_refusals_with(channel.path)  # a refusal is said once for the whole run
         status_line = self._status_line(status)
         sink = LogSink(run_id, progress.log_context).start(("stdout", "stderr"))
         # log files and artifacts under the watched directories

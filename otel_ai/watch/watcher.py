@@ -57,7 +57,7 @@ _NATIVE_SAFETY_FACTOR = 5  # with native events, the fstat insurance runs 5x les
 _running: weakref.WeakSet[Watcher] = weakref.WeakSet()
 
 
-_MTIME_TICK_NS = 20_000_000
+_MTIME_TICK_NS = 20_000_000  # a file's time comes from a coarse clock, up to a tick behind time_ns()
 
 
 class Watcher:
@@ -152,7 +152,6 @@ class Watcher:
         self._run = run
         self._roots = make_roots(roots)
         self.from_beginning = bool(from_beginning)
-        # a file's time comes from a coarse clock, up to a tick behind time.time_ns()
         self._new_since_ns = None if new_since_ns is None else int(new_since_ns) - _MTIME_TICK_NS
         self._logs = PathPatterns(log_patterns)
         self._rules = ArtifactRules(artifact_patterns)
