@@ -440,7 +440,9 @@ def test_a_signal_turned_off_by_argument_in_the_wrapper_is_off_in_its_children(
     options = RunOptions(
         command=[sys.executable, str(child)], run_id="off-by-argument", no_watch=True, status=False
     )
+    priority = os.getpriority(os.PRIO_PROCESS, 0)
     assert Supervisor(options, {"traces_exporter": "none"}).run() == 0
+    assert os.getpriority(os.PRIO_PROCESS, 0) == priority, "only `otel-ai run` lowers its own priority"
     assert not list(data_dir.glob("traces-*.jsonl"))
     assert len(list(data_dir.glob("logs-*.jsonl"))) >= 2  # the wrapper's and the child's
 

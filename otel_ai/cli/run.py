@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..config import ConfigurationError, resolve
-from ..runner.launch import Launch, RunAlreadyRunning, RunOptions, ids_before_pipeline
+from ..runner.launch import WRAPPER_NICE, Launch, RunAlreadyRunning, RunOptions, ids_before_pipeline
 
 SUPERVISOR = "otel_ai.runner.supervisor"
 
@@ -120,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         stall_s=args.stall_timeout,
         shutdown_timeout_s=args.shutdown_timeout,
         status=args.status,
+        nice=WRAPPER_NICE,
     )
     try:
         launch = Launch(options, settings)

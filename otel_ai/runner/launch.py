@@ -79,6 +79,9 @@ class RunOptions:
     shutdown_timeout_s: float = 10.0
     status: bool | None = None  # None: on when stderr is a terminal
     extra_env: dict[str, str] = field(default_factory=dict)
+    # how much this process lowers its CPU priority once the command runs (otel-ai run:
+    # WRAPPER_NICE; 0 leaves a process that supervises in-process as it was)
+    nice: int = 0
 
 
 class RunAlreadyRunning(Exception):
@@ -218,7 +221,8 @@ class Launch:
         for pipe in (self.process.stdout, self.process.stderr):
             _widen(pipe)
         self.signals.follow(self.process)
-        lower_own_priority(WRAPPER_NICE)
+        if self.options.nice > 0:
+            lower_own_priority(self.options.nice)
 
     def follow_plainly(self) -> int:
         """Without telemetry (it failed to start): the command's output to ours, byte
