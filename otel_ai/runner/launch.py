@@ -96,8 +96,7 @@ class RunIds:
     trace_id: int
     span_id: int
     sampled: bool
-    parent_span_id: int | None = None  # an orchestrator's span (TRACEPARENT of the wrapper)
-    trace_state: str | None = None  # its TRACESTATE header
+    trace_state: str | None = None  # an orchestrator's TRACESTATE header
 
 
 def ids_before_pipeline(settings: Settings, environ: Mapping[str, str], run_id: str) -> RunIds | None:
@@ -114,9 +113,9 @@ def ids_before_pipeline(settings: Settings, environ: Mapping[str, str], run_id: 
     parent = parse_traceparent(environ.get(TRACEPARENT))
     if parent is None:
         return RunIds(random_trace_id(), random_span_id(), True)
-    trace_id, parent_span_id, flags = parent
+    trace_id, _parent_span_id, flags = parent
     sampled = True if sampler == "always_on" else bool(flags & 1)
-    return RunIds(trace_id, random_span_id(), sampled, parent_span_id, environ.get(TRACESTATE) or None)
+    return RunIds(trace_id, random_span_id(), sampled, environ.get(TRACESTATE) or None)
 
 
 class Signals:
