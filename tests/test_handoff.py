@@ -75,6 +75,27 @@ def test_a_full_queue_waits_for_room_then_drops_and_counts(monkeypatch: Any) -> 
     assert queue.submit(done.append, (3,), {}) and queue.drain(5.0) and done == [1, 3]
 
 
+def test_a_full_queue_on_a_slow_machine_waits_as_long_as_the_thread_records(monkeypatch: Any) -> None:
+    # A burst on a loaded machine: the thread needs longer than FULL_WAIT_S to make room,
+    # but it keeps recording, so the caller waits instead of dropping.
+    monkeypatch.setattr(handoff, "FULL_WAIT_S", 0.2)
+    queue = handoff.Handoff(capacity=64)
+    done: list[int] = []
+
+    def slow(i: int) -> None:
+        time.sleep(0.03)
+        done.append(i)
+
+    started = time.monotonic()
+    for i in range(80):
+        assert queue.submit(slow, (i,), {}), f"call {i} dropped while the thread was recording"
+    waited = time.monotonic() - started
+    assert waited > 0.2, "making room (9 calls, 0.27 s or more) took longer than FULL_WAIT_S"
+    assert queue.dropped == 0
+    assert queue.drain(10.0)
+    assert done == list(range(80))
+
+
 def test_an_error_in_a_handed_off_call_does_not_stop_the_next() -> None:
     queue = handoff.Handoff()
     done: list[int] = []

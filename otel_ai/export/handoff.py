@@ -7,9 +7,9 @@ returns; one daemon thread per process runs the calls in the order they were sub
 each under the OpenTelemetry context the caller had (so "the current span" is the
 caller's). The caller never sees an error (the front doors report their internal errors
 themselves) and waits only when more than ``DEFAULT_CAPACITY`` calls are queued: then it
-goes at the speed of recording them, as it would without the handoff, and a call that
-finds no room within ``FULL_WAIT_S`` (the thread stuck) is dropped and counted
-(:func:`dropped`, and one line on stderr at exit).
+goes at the speed of recording them, as it would without the handoff, however slow the
+machine. Only when the thread records nothing for ``FULL_WAIT_S`` (it is stuck) is the
+call dropped and counted (:func:`dropped`, and one line on stderr at exit).
 
 :func:`drain` waits until everything submitted so far has run: before a flush or
 shutdown (:mod:`otel_ai.export.providers` calls it), before a fork (the child must not
@@ -32,7 +32,8 @@ from opentelemetry import context as context_api
 # calls waiting at most: ~100 bytes each, a few MB at worst, never a wait
 DEFAULT_CAPACITY = 65536
 _IDLE_WAIT_S = 1.0
-# a caller finding the queue full waits at most this long for room, then drops and counts
+# a caller finding the queue full waits while the thread records; when it records nothing
+# for this long (stuck), the call is dropped and counted
 FULL_WAIT_S = 1.0
 
 _Call = tuple[context_api.Context, Callable[..., Any], tuple[Any, ...], dict[str, Any], int]
@@ -56,6 +57,7 @@ class Handoff:
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         self.capacity = capacity
         self.dropped = 0
+        self._recorded = 0  # calls run so far: a waiting caller watches it move
         self._queue: collections.deque[_Call] = collections.deque()
         self._wake = threading.Event()
         self._idle = True
@@ -80,18 +82,23 @@ class Handoff:
 
     def _make_room(self) -> bool:
         """A burst larger than the queue goes at the speed of recording it, as it would
-        without the handoff: wait for the thread to catch up (at most FULL_WAIT_S, then
-        drop and count)."""
+        without the handoff: wait for the thread to catch up while it makes progress; drop
+        and count only when it recorded nothing for FULL_WAIT_S (stuck)."""
         if threading.get_ident() == self._ident:
             return True  # a handed-off call handing off another: never wait for ourselves
         if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
             self._start()
         deadline = time.monotonic() + FULL_WAIT_S
+        seen = self._recorded
         room = self.capacity - self.capacity // 8
         pause = 0.0001
         while len(self._queue) >= room:
             self._wake.set()
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if self._recorded != seen:  # slow, not stuck: keep waiting
+                seen = self._recorded
+                deadline = now + FULL_WAIT_S
+            elif now >= deadline:
                 return False
             time.sleep(pause)
             pause = min(pause * 2, 0.002)
@@ -151,6 +158,7 @@ class Handoff:
                     _clock.ns = None
                     context_api.detach(token)
                     queue.popleft()
+                    self._recorded += 1
 
     def _after_fork_in_child(self) -> None:
         # drained before the fork (see _before_fork); anything left is the parent's
