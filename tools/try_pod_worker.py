@@ -361,9 +361,10 @@ def llm_answer(request: dict[str, Any]) -> dict[str, Any]:
 class StandIns(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self) -> None:
+    def __init__(self, llm_latency: float = 0.0) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.counts: dict[str, int] = defaultdict(int)
+        self.llm_latency = llm_latency  # seconds per LLM answer (a real API takes seconds)
 
     @property
     def url(self) -> str:
@@ -392,6 +393,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?")[0]
         if path.endswith("/chat/completions"):
             self.server.counts["llm"] += 1
+            if self.server.llm_latency > 0:
+                time.sleep(self.server.llm_latency)
             self._reply(200, llm_answer(json.loads(body or b"{}")))
         elif path.endswith("/artifacts/presign"):
             self.server.counts["presign"] += 1

@@ -130,6 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip the check of otel_ai's files (benchmarks/bench_search.py checks them after timing)",
     )
+    parser.add_argument(
+        "--llm-latency",
+        type=float,
+        default=0.0,
+        help="seconds the LLM stand-in takes per answer (a real API takes seconds; 0: at once)",
+    )
     args = parser.parse_args(argv)
 
     clone = args.clone.resolve()
@@ -143,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         (standins / "torch").mkdir()
         (standins / "torch" / "__init__.py").write_text(FAKE_TORCH)
 
-    server = StandIns()
+    server = StandIns(llm_latency=args.llm_latency)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_", "S2_"))}
     env.update(
