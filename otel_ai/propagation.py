@@ -76,6 +76,16 @@ def format_traceparent(trace_id: int, span_id: int, sampled: bool = True) -> str
     return f"00-{trace_id:032x}-{span_id:016x}-{'01' if sampled else '00'}"
 
 
+def valid_tracestate(header: str | None) -> str | None:
+    """A W3C ``tracestate`` header as the SDK's propagator passes it on (the API's
+    ``TraceState`` rules: an invalid header is dropped whole), None when empty."""
+    if not header or not header.strip():
+        return None
+    from opentelemetry.trace import TraceState
+
+    return TraceState.from_header([header]).to_header() or None
+
+
 def parent_span_context(environ: Mapping[str, str] | None = None) -> Any:
     """The remote SpanContext named by TRACEPARENT (and TRACESTATE), or None."""
     env = os.environ if environ is None else environ

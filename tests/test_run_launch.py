@@ -30,6 +30,7 @@ REPORTER = textwrap.dedent(
     report = {
         "started_ns": time.time_ns(),
         "traceparent": os.environ.get("TRACEPARENT"),
+        "tracestate": os.environ.get("TRACESTATE"),
         "run_id": os.environ.get("OTEL_AI_RUN_ID"),
         "nice": os.getpriority(os.PRIO_PROCESS, 0),
         "wrapper_nice": os.getpriority(os.PRIO_PROCESS, os.getppid()),
@@ -78,6 +79,30 @@ def test_with_another_id_generator_the_span_starts_first_and_the_command_still_j
 ) -> None:
     report, run = _reported_under_the_run(tmp_path, OTEL_PYTHON_ID_GENERATOR="random")
     assert report["run_id"] == run.attributes[semconv.RUN_ID]
+
+
+ORCHESTRATOR_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+ORCHESTRATOR_SPAN = "00f067aa0ba902b7"
+
+
+@pytest.mark.parametrize(
+    ("tracestate", "passed_on"),
+    [
+        ("vendor=opaque , other@tenant=x:1", "vendor=opaque,other@tenant=x:1"),
+        ("Not A Key=1,vendor=opaque", None),  # invalid: dropped whole, as the SDK does
+        ("a=1,a=2", None),  # a key twice
+    ],
+)
+def test_an_orchestrators_tracestate_reaches_the_command_as_the_sdk_would_pass_it(
+    tmp_path: Path, tracestate: str, passed_on: str | None
+) -> None:
+    report, run = _reported_under_the_run(
+        tmp_path,
+        TRACEPARENT=f"00-{ORCHESTRATOR_TRACE}-{ORCHESTRATOR_SPAN}-01",
+        TRACESTATE=tracestate,
+    )
+    assert (run.trace_id, run.parent_span_id) == (ORCHESTRATOR_TRACE, ORCHESTRATOR_SPAN)
+    assert report["tracestate"] == passed_on
 
 
 @pytest.mark.skipif(not hasattr(fcntl, "F_GETPIPE_SZ"), reason="pipe sizes are Linux's")

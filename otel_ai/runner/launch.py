@@ -41,6 +41,7 @@ from ..propagation import (
     TRACESTATE,
     format_traceparent,
     parse_traceparent,
+    valid_tracestate,
 )
 from ..randomids import random_span_id, random_trace_id
 from .channel import ChannelServer
@@ -115,7 +116,7 @@ def ids_before_pipeline(settings: Settings, environ: Mapping[str, str], run_id: 
         return RunIds(random_trace_id(), random_span_id(), True)
     trace_id, _parent_span_id, flags = parent
     sampled = True if sampler == "always_on" else bool(flags & 1)
-    return RunIds(trace_id, random_span_id(), sampled, environ.get(TRACESTATE) or None)
+    return RunIds(trace_id, random_span_id(), sampled, valid_tracestate(environ.get(TRACESTATE)))
 
 
 class Signals:
