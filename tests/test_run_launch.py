@@ -81,6 +81,69 @@ def test_with_another_id_generator_the_span_starts_first_and_the_command_still_j
     assert report["run_id"] == run.attributes[semconv.RUN_ID]
 
 
+SESSION_REPORTER = textwrap.dedent(
+    """
+    import json, os
+    print(json.dumps({
+        "sid": os.getsid(0), "pgid": os.getpgid(0), "pid": os.getpid(),
+        "wrapper_pid": os.getppid(), "wrapper_sid": os.getsid(os.getppid()),
+    }))
+    """
+)
+
+
+def _session_report(tmp_path: Path, *, terminal: bool) -> dict[str, int]:
+    """Run the wrapper as the leader of a new session, with a pseudo-terminal as its
+    controlling terminal or none; what the command reports of its session and group."""
+    import pty
+    import termios
+
+    (tmp_path / "session.py").write_text(SESSION_REPORTER)
+    command = [*OTEL_AI, "run", "--no-status", "--", sys.executable, "session.py"]
+    env = wrapper_env(tmp_path / "runs")
+    if not terminal:
+        result = subprocess.run(
+            command, cwd=tmp_path, env=env, capture_output=True, timeout=120, start_new_session=True
+        )
+    else:
+        leader, follower = pty.openpty()
+        try:
+            result = subprocess.run(
+                command,
+                cwd=tmp_path,
+                env=env,
+                stdin=follower,
+                capture_output=True,
+                timeout=120,
+                start_new_session=True,
+                # the pseudo-terminal becomes the new session's controlling terminal
+                preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+            )
+        finally:
+            os.close(follower)
+            os.close(leader)
+    assert result.returncode == 0, result.stderr.decode()
+    line = next(x for x in result.stdout.decode().splitlines() if x.startswith("{"))
+    return dict(json.loads(line))
+
+
+def test_without_a_terminal_the_command_shares_the_wrappers_session_in_a_group_of_its_own(
+    tmp_path: Path,
+) -> None:
+    # Linux shares CPU time between sessions first ("autogroup"): in the same session as
+    # the command, the wrapper's lower priority holds against the command's processes
+    report = _session_report(tmp_path, terminal=False)
+    assert report["pgid"] == report["pid"], "its own process group: signals reach its whole tree"
+    assert report["sid"] == report["wrapper_sid"], "the wrapper's session"
+
+
+def test_with_a_terminal_the_command_gets_a_session_of_its_own(tmp_path: Path) -> None:
+    # a group in the background of the terminal's session would be stopped on reading it
+    report = _session_report(tmp_path, terminal=True)
+    assert report["pgid"] == report["pid"] == report["sid"]
+    assert report["sid"] != report["wrapper_sid"]
+
+
 ORCHESTRATOR_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 ORCHESTRATOR_SPAN = "00f067aa0ba902b7"
 

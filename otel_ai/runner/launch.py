@@ -212,8 +212,7 @@ class Launch:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 env=env,
-                # its own process group, so a signal reaches the whole experiment tree
-                start_new_session=True,
+                **_own_group(),
             )
         except OSError as exc:
             self.error = exc
@@ -298,6 +297,29 @@ def _widen(pipe: Any) -> None:
         return
     with contextlib.suppress(OSError, ValueError):
         fcntl.fcntl(pipe.fileno(), set_size, PIPE_BYTES)
+
+
+def _own_group() -> dict[str, Any]:
+    """How the command is started: in a process group of its own, so a signal reaches the
+    whole experiment tree.
+
+    Without a controlling terminal (a pod's entrypoint, a service, CI), the group stays in
+    the wrapper's session. Linux groups CPU time by session ("autogroup", on by default
+    in most distributions): a command in a session of its own would compete with the
+    wrapper as an equal, whatever the wrapper's nice value, so the wrapper's lower
+    priority would be void. With a terminal, the command gets a session of its own, as
+    before: there a group in the background of the wrapper's session would be stopped
+    (SIGTTIN) on reading the terminal.
+    """
+    try:
+        os.close(os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK))
+    except OSError:
+        pass  # no controlling terminal
+    else:
+        return {"start_new_session": True}
+    if sys.version_info >= (3, 11):  # noqa: UP036 - the package installs on 3.10 too
+        return {"process_group": 0}
+    return {"preexec_fn": os.setpgrp}  # pragma: no cover - Python 3.10
 
 
 def lower_own_priority(increment: int) -> None:
