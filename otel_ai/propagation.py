@@ -6,7 +6,9 @@
 - the front doors attach to the wrapper's run instead of starting a second ``ai.run``;
 - :func:`report` tells the wrapper what its status line and run span need (stage,
   progress, node counts, best metric, tokens, how the run ended), without ever blocking:
-  a datagram that cannot be sent at once is dropped and counted;
+  a datagram the wrapper has no room for yet waits in a bounded queue of this process,
+  sent by a thread of its own as room appears (lost only past that bound or when the
+  wrapper is gone, counted and said on stderr at exit);
 - a task submitted to a ``ProcessPoolExecutor`` carries the submitter's trace context to
   the worker, which hands its telemetry to the exporters in the background once the task
   returns, and flushes what is left when it exits or is killed with SIGTERM (as a pool's
@@ -23,6 +25,9 @@ registered by the layer that owns those spans (:func:`add_exit_hook`).
 
 from __future__ import annotations
 
+import atexit
+import collections
+import contextlib
 import contextvars
 import json
 import os
@@ -30,6 +35,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -126,11 +132,20 @@ def _wrapped_run(env: Mapping[str, str]) -> tuple[str, Any] | None:
 
 # --- the channel to the wrapper (child side) ------------------------------------------
 class _Reporter:
+    """Datagrams to the wrapper, never waiting. The wrapper's socket takes only a few
+    datagrams at a time (Linux's net.unix.max_dgram_qlen, 10 by default) and the wrapper
+    runs at a lower priority: what it has no room for yet waits here, in order, and a
+    thread of this process sends it as room appears. Dropped and counted only past
+    ``_PENDING_MAX`` waiting or when the wrapper is gone; said on stderr at exit."""
+
     def __init__(self, path: str) -> None:
         self.path = path
         self.dropped = 0
         self._pid = os.getpid()
         self._sock = self._open()
+        self._pending: collections.deque[bytes] = collections.deque()
+        self._lock = threading.Lock()
+        self._retrying = False
 
     def _open(self) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -138,15 +153,115 @@ class _Reporter:
         return sock
 
     def send(self, message: Mapping[str, Any]) -> None:
-        if self._pid != os.getpid():  # a forked child gets a socket of its own
-            self._pid = os.getpid()
-            self._sock = self._open()
         try:
             data = json.dumps(message, default=str, separators=(",", ":")).encode()[:MAX_DATAGRAM]
-            self._sock.sendto(data, self.path)
-        except OSError:
-            # the wrapper is gone or its buffer is full: never wait, count the loss
+        except (TypeError, ValueError):
             self.dropped += 1
+            return
+        # bounded: a SIGTERM flush runs on another thread while the main thread, stopped
+        # by the signal, may hold the lock
+        if not self._lock.acquire(timeout=_LOCK_WAIT_S):
+            self.dropped += 1
+            return
+        try:
+            if self._pid != os.getpid():  # forked, and the at-fork reset did not run
+                self._reset()
+            self._pending.append(data)
+            self._send_pending()
+            if self._pending and not self._retrying:
+                self._retrying = True
+                threading.Thread(target=self._retry, name="otel_ai-channel-retry", daemon=True).start()
+        finally:
+            self._lock.release()
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's retry thread may have held the lock; the
+        parent's waiting reports are the parent's to send."""
+        self._lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        """A socket and a queue of this process's own."""
+        self._pid = os.getpid()
+        self._sock = self._open()
+        self._pending.clear()
+        self._retrying = False
+
+    def _send_pending(self) -> None:
+        """Send what waits, oldest first, until the socket is full (lock held)."""
+        pending = self._pending
+        while pending:
+            try:
+                self._sock.sendto(pending[0], self.path)
+            except BlockingIOError:
+                break  # no room yet
+            except OSError:
+                # the wrapper is gone: nothing will ever take these
+                self.dropped += len(pending)
+                pending.clear()
+                break
+            pending.popleft()
+        while len(pending) > _PENDING_MAX:
+            pending.popleft()
+            self.dropped += 1
+
+    def _retry(self) -> None:
+        pause = 0.001
+        while True:
+            time.sleep(pause)
+            with self._lock:
+                if self._pid != os.getpid():
+                    return
+                left = len(self._pending)
+                self._send_pending()
+                if not self._pending:
+                    self._retrying = False
+                    return
+                taken = len(self._pending) < left
+            # soon again while the wrapper takes them; backing off while it does not
+            pause = 0.001 if taken else min(pause * 2, 0.05)
+
+    def drain(self, timeout: float) -> None:
+        """At exit: send what still waits while the wrapper keeps taking it (given up
+        after ``timeout`` s in which it took nothing); then say what was lost."""
+        deadline = time.monotonic() + timeout
+        left = len(self._pending)
+        while self._pending and self._pid == os.getpid() and time.monotonic() < deadline:
+            if not self._lock.acquire(timeout=_LOCK_WAIT_S):
+                break
+            try:
+                self._send_pending()
+            finally:
+                self._lock.release()
+            if len(self._pending) < left:  # taken: a slow wrapper, not a stuck one
+                left = len(self._pending)
+                deadline = time.monotonic() + timeout
+            if self._pending:
+                time.sleep(0.002)
+        lost = self.dropped + (len(self._pending) if self._pid == os.getpid() else 0)
+        self.dropped = 0
+        self._pending.clear()
+        if lost:
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.write(f"otel_ai: {lost} reports to otel-ai run were lost (its channel was full)\n")
+
+
+# reports waiting for room in the wrapper's socket, at most (a few hundred bytes each)
+_PENDING_MAX = 10_000
+# how long a report waits for another thread sending (microseconds, unless that thread
+# was stopped by a signal whose handler flushes)
+_LOCK_WAIT_S = 0.1
+# how long a process's exit waits for the wrapper to take any of the reports still waiting
+_EXIT_DRAIN_S = 1.0
+
+
+def _drain_at_exit() -> None:
+    reporter = _reporter
+    if reporter is not None:
+        reporter.drain(_EXIT_DRAIN_S)
+
+
+atexit.register(_drain_at_exit)
 
 
 _reporter: _Reporter | None = None
@@ -311,6 +426,14 @@ def add_exit_hook(hook: Callable[[], None]) -> None:
 
 
 def _flush_now(timeout: float) -> None:
+    try:
+        _flush_pipeline(timeout)
+    finally:
+        # a worker ends by os._exit (no atexit): the reports its last spans made, now
+        _drain_at_exit()
+
+
+def _flush_pipeline(timeout: float) -> None:
     # sys.modules, not an import: a worker that never configured telemetry has nothing
     # to flush and must not import the SDK now
     providers = sys.modules.get("otel_ai.export.providers")
@@ -389,6 +512,8 @@ _sigterm_pid = 0
 def _reset_after_fork() -> None:
     global _flusher_lock
     _flusher_lock = threading.Lock()  # another thread may have held it at the fork
+    if _reporter is not None:
+        _reporter.after_fork()
     # A process forked from a pool worker (AI-Scientist-v2's Interpreter runs each node's
     # code in one) is not a pool worker: it gets SIGTERM back as it was. Ours would make
     # it flush a pipeline it does not use, and a SIGTERM taken by one of its threads while

@@ -139,6 +139,46 @@ def test_children_report_on_the_channel_without_blocking(tmp_path: Path) -> None
     assert received[-1]["outcome"] == "completed"
 
 
+def test_a_burst_of_reports_reaches_a_busy_wrapper_whole_and_in_order(tmp_path: Path) -> None:
+    # The wrapper's socket holds a few datagrams (net.unix.max_dgram_qlen, 10 by default)
+    # and the wrapper runs at a lower priority: a burst must wait in the child, not vanish.
+    received: list[dict[str, object]] = []
+
+    def busy(message: dict[str, object]) -> None:
+        time.sleep(0.002)  # a wrapper slower than its children
+        received.append(message)
+
+    server = ChannelServer().start(busy)
+    code = textwrap.dedent(
+        """
+        import time
+        from otel_ai import propagation
+        start = time.perf_counter()
+        for i in range(500):
+            propagation.report("progress", stage="s", i=i)
+        propagation.report("best", stage="s", node_id="last")
+        print(f"{time.perf_counter() - start:.3f}")
+        """
+    )
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            env=child_env(OTEL_AI_CHANNEL=server.path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        deadline = time.monotonic() + 10
+        while len(received) < 501 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        server.stop()
+    assert "lost" not in result.stderr
+    assert [m.get("i") for m in received[:-1]] == list(range(500)), "every report, in order"
+    assert received[-1]["kind"] == "best" and received[-1]["node_id"] == "last"
+
+
 def test_reporting_to_a_vanished_wrapper_costs_nothing(tmp_path: Path) -> None:
     code = textwrap.dedent(
         """
