@@ -155,7 +155,7 @@ class _Reporter:
     def send(self, message: Mapping[str, Any]) -> None:
         try:
             data = json.dumps(message, default=str, separators=(",", ":")).encode()[:MAX_DATAGRAM]
-        except (TypeError, ValueError):
+        except Exception:  # noqa: BLE001 - a report never raises into the experiment
             self.dropped += 1
             return
         # bounded: a SIGTERM flush runs on another thread while the main thread, stopped
@@ -183,6 +183,8 @@ class _Reporter:
     def _reset(self) -> None:
         """A socket and a queue of this process's own."""
         self._pid = os.getpid()
+        with contextlib.suppress(OSError):
+            self._sock.close()  # the parent's copy; the parent's own stays open
         self._sock = self._open()
         self._pending.clear()
         self._retrying = False

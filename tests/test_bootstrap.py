@@ -179,6 +179,49 @@ def test_a_burst_of_reports_reaches_a_busy_wrapper_whole_and_in_order(tmp_path: 
     assert received[-1]["kind"] == "best" and received[-1]["node_id"] == "last"
 
 
+def test_a_forked_child_sends_its_own_reports_and_never_its_parents(tmp_path: Path) -> None:
+    received: list[dict[str, object]] = []
+
+    def busy(message: dict[str, object]) -> None:
+        time.sleep(0.002)
+        received.append(message)
+
+    server = ChannelServer().start(busy)
+    code = textwrap.dedent(
+        """
+        import os
+        from otel_ai import propagation
+        for i in range(100):
+            propagation.report("progress", who="parent", i=i)
+        pid = os.fork()  # most of the parent's reports still wait for room
+        if pid == 0:
+            for i in range(3):
+                propagation.report("progress", who="child", i=i)
+            propagation._drain_at_exit()  # as a pool worker's exit flush does
+            os._exit(0)
+        os.waitpid(pid, 0)
+        """
+    )
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            env=child_env(OTEL_AI_CHANNEL=server.path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        deadline = time.monotonic() + 10
+        while len(received) < 103 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)  # nothing more, no doubles
+    finally:
+        server.stop()
+    assert "lost" not in result.stderr
+    assert [m["i"] for m in received if m["who"] == "parent"] == list(range(100))
+    assert [m["i"] for m in received if m["who"] == "child"] == [0, 1, 2]
+
+
 def test_reporting_to_a_vanished_wrapper_costs_nothing(tmp_path: Path) -> None:
     code = textwrap.dedent(
         """
