@@ -139,47 +139,10 @@ def test_children_report_on_the_channel_without_blocking(tmp_path: Path) -> None
     assert received[-1]["outcome"] == "completed"
 
 
-def test_a_burst_of_reports_reaches_a_busy_wrapper_whole_and_in_order(tmp_path: Path) -> None:
-    # The wrapper's socket holds a few datagrams (net.unix.max_dgram_qlen, 10 by default)
-    # and the wrapper runs at a lower priority: a burst must wait in the child, not vanish.
-    received: list[dict[str, object]] = []
-
-    def busy(message: dict[str, object]) -> None:
-        time.sleep(0.002)  # a wrapper slower than its children
-        received.append(message)
-
-    server = ChannelServer().start(busy)
-    code = textwrap.dedent(
-        """
-        import time
-        from otel_ai import propagation
-        start = time.perf_counter()
-        for i in range(500):
-            propagation.report("progress", stage="s", i=i)
-        propagation.report("best", stage="s", node_id="last")
-        print(f"{time.perf_counter() - start:.3f}")
-        """
-    )
-    try:
-        result = subprocess.run(
-            [sys.executable, "-c", code],
-            env=child_env(OTEL_AI_CHANNEL=server.path),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert result.returncode == 0, result.stderr
-        deadline = time.monotonic() + 10
-        while len(received) < 501 and time.monotonic() < deadline:
-            time.sleep(0.05)
-    finally:
-        server.stop()
-    assert "lost" not in result.stderr
-    assert [m.get("i") for m in received[:-1]] == list(range(500)), "every report, in order"
-    assert received[-1]["kind"] == "best" and received[-1]["node_id"] == "last"
-
-
-def test_a_forked_child_sends_its_own_reports_and_never_its_parents(tmp_path: Path) -> None:
+def _reports_to_a_busy_wrapper(code: str, expected: int) -> list[dict[str, object]]:
+    """What a wrapper slower than its children (2 ms a report) receives from ``code``,
+    once ``expected`` reports came (and a moment more, to see none doubled); the child
+    must have said nothing about lost reports."""
     received: list[dict[str, object]] = []
 
     def busy(message: dict[str, object]) -> None:
@@ -187,8 +150,41 @@ def test_a_forked_child_sends_its_own_reports_and_never_its_parents(tmp_path: Pa
         received.append(message)
 
     server = ChannelServer().start(busy)
-    code = textwrap.dedent(
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(code)],
+            env=child_env(OTEL_AI_CHANNEL=server.path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        deadline = time.monotonic() + 10
+        while len(received) < expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+    finally:
+        server.stop()
+    assert "lost" not in result.stderr
+    return received
+
+
+def test_a_burst_of_reports_reaches_a_busy_wrapper_whole_and_in_order() -> None:
+    # The wrapper's socket holds a few datagrams (net.unix.max_dgram_qlen, 10 by default)
+    # and the wrapper runs at a lower priority: a burst must wait in the child, not vanish.
+    code = """
+        from otel_ai import propagation
+        for i in range(500):
+            propagation.report("progress", stage="s", i=i)
+        propagation.report("best", stage="s", node_id="last")
         """
+    received = _reports_to_a_busy_wrapper(code, 501)
+    assert [m.get("i") for m in received[:-1]] == list(range(500)), "every report, in order"
+    assert received[-1]["kind"] == "best" and received[-1]["node_id"] == "last"
+
+
+def test_a_forked_child_sends_its_own_reports_and_never_its_parents() -> None:
+    code = """
         import os
         from otel_ai import propagation
         for i in range(100):
@@ -201,23 +197,7 @@ def test_a_forked_child_sends_its_own_reports_and_never_its_parents(tmp_path: Pa
             os._exit(0)
         os.waitpid(pid, 0)
         """
-    )
-    try:
-        result = subprocess.run(
-            [sys.executable, "-c", code],
-            env=child_env(OTEL_AI_CHANNEL=server.path),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert result.returncode == 0, result.stderr
-        deadline = time.monotonic() + 10
-        while len(received) < 103 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.2)  # nothing more, no doubles
-    finally:
-        server.stop()
-    assert "lost" not in result.stderr
+    received = _reports_to_a_busy_wrapper(code, 103)
     assert [m["i"] for m in received if m["who"] == "parent"] == list(range(100))
     assert [m["i"] for m in received if m["who"] == "child"] == [0, 1, 2]
 
