@@ -13,6 +13,11 @@ bare and under ``otel-ai run``, alternating, ``--rounds`` times each, and report
   /proc every 0.2 s and grouped by role (the wrapper, the experiment's main process, pool
   workers, the interpreter's children), median per role, wrapped - bare.
 
+``--accounting`` adds each generation's exact CPU time and minor page faults (the command,
+its children, their children...; the wrapper apart) from Linux process accounting, which
+counts the short-lived processes the sampling misses (root only; see
+``benchmarks/accounting.py``).
+
 ``--command`` measures any other command the same way instead, e.g. the real
 AI-Scientist-v2 search from a local clone (run offline against an OpenAI-compatible stub;
 see docs/benchmarks.md)::
@@ -45,6 +50,9 @@ from typing import Any
 
 from otel_ai import semconv
 from otel_ai.read import load_directory
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from accounting import ProcessAccounting, by_depth, read_records  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "simulated_bfts.py"
@@ -145,7 +153,19 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_once(command: list[str], cwd: Path, env: dict[str, str]) -> dict[str, Any]:
+def run_once(
+    command: list[str], cwd: Path, env: dict[str, str], accounting: Path | None = None, wrapped: bool = False
+) -> dict[str, Any]:
+    if accounting is not None:
+        with ProcessAccounting(accounting):
+            result = run_once(command, cwd, env)
+        generations = by_depth(read_records(accounting), result["pid"])
+        # by generation below the command (0: the command itself); the wrapper apart
+        result["generations"] = {
+            ("wrapper" if wrapped and depth == 0 else depth - 1 if wrapped else depth): totals
+            for depth, totals in generations.items()
+        }
+        return result
     cpu_before = _children_cpu()
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -161,6 +181,7 @@ def run_once(command: list[str], cwd: Path, env: dict[str, str]) -> dict[str, An
     ):  # the command's own check of its telemetry
         print(f"  {line.decode(errors='replace')}", file=sys.stderr, flush=True)
     return {
+        "pid": process.pid,
         "wall": wall,
         "cpu": cpu,
         "nodes": int(match.group(1)) if match else None,
@@ -190,6 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--cwd", type=Path, default=None, help="where --command runs")
     parser.add_argument("--otel-ai-options", default="--no-status", help="options of otel-ai run")
+    parser.add_argument(
+        "--accounting",
+        action="store_true",
+        help="exact CPU and page faults per generation of processes (Linux process accounting, root)",
+    )
     args = parser.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-search-"))
@@ -233,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
                     "--",
                     *command,
                 ]
-            result = run_once(command, cwd, env)
+            accounting = tmp / "accounting" if args.accounting else None
+            result = run_once(command, cwd, env, accounting, wrapped=mode == "wrapped")
             results[mode].append(result)
             if mode == "wrapped":
                 spans.append(_count_spans(workdir / "telemetry"))
@@ -290,6 +317,23 @@ def main(argv: list[str] | None = None) -> int:
         b = statistics.median(r["cpu_roles"].get(role, 0.0) for r in bare)
         w = statistics.median(r["cpu_roles"].get(role, 0.0) for r in wrapped)
         print(f"  {role:18s} | {b:6.2f} | {w:6.2f}")
+    if args.accounting:
+        print(
+            "exact CPU (s) and minor faults by generation (process accounting; median per run; "
+            "0 is the command, 1 its children...): generation | bare | wrapped | processes"
+        )
+        keys = sorted(
+            {k for r in bare + wrapped for k in r["generations"]}, key=lambda k: (isinstance(k, str), k)
+        )
+        for key in keys:
+            cells = []
+            for rows in (bare, wrapped):
+                totals = [r["generations"].get(key, (0.0, 0, 0)) for r in rows]
+                cells.append(
+                    f"{statistics.median(t[0] for t in totals):6.2f} s {statistics.median(t[1] for t in totals):8.0f}"
+                )
+            count = statistics.median(r["generations"].get(key, (0.0, 0, 0))[2] for r in wrapped)
+            print(f"  {key!s:8s} | {cells[0]} | {cells[1]} | {count:g}")
     print(f"spans exported per wrapped run: {[n for n, _ in spans]}")
     nodes_seen = [r["nodes"] for r in wrapped]
     print(f"node spans per wrapped run: {[n for _, n in spans]} (nodes the search made: {nodes_seen})")

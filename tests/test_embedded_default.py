@@ -269,10 +269,18 @@ FORK_SCRIPT = """
 @pytest.fixture(scope="module")
 def forked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, int], Path]]:
     data_dir = tmp_path_factory.mktemp("fork") / "otel-ai-runs"
+    pids = _pids_of(FORK_SCRIPT, data_dir)
+    assert pids["status"] == 0
+    yield pids, data_dir
+
+
+def _pids_of(script: str, data_dir: Path, **env_extra: str) -> dict[str, int]:
+    """Run ``script`` in a process of its own (no OTEL_ settings but ``env_extra``),
+    telemetry to ``data_dir``; the pids it prints last, as JSON."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "RUNPOD_"))}
-    env["OTEL_AI_DATA_DIR"] = str(data_dir)
+    env.update(OTEL_AI_DATA_DIR=str(data_dir), **env_extra)
     result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(FORK_SCRIPT)],
+        [sys.executable, "-c", textwrap.dedent(script)],
         check=False,
         capture_output=True,
         text=True,
@@ -280,9 +288,8 @@ def forked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str,
         env=env,
     )
     assert result.returncode == 0, result.stderr
-    pids = json.loads(result.stdout.strip().splitlines()[-1])
-    assert pids["status"] == 0
-    yield pids, data_dir
+    pids: dict[str, int] = json.loads(result.stdout.strip().splitlines()[-1])
+    return pids
 
 
 def _by_pid(data_dir: Path, signal: str, pid: int) -> Telemetry:
@@ -342,11 +349,47 @@ def test_forked_child_does_not_end_the_parents_spans(forked: tuple[dict[str, int
     assert child_events <= {"ai.node.created", "ai.node.completed"}
 
 
+QUIET_CHILD_SCRIPT = """
+    import json, os, time
+    import otel_ai
+    otel_ai.configure()
+    with otel_ai.run("quiet-child") as run:
+        with run.stage("1_initial_implementation") as stage:
+            with stage.node("n1", kind="draft") as node:
+                node.completed(False, 0.5, 0.01)  # points on the parent's meter
+            pid = os.fork()
+            if pid == 0:
+                # as AI-Scientist-v2's Interpreter child: runs code, emits nothing,
+                # outlives several metric export intervals, is ended from outside
+                time.sleep(1.0)
+                os._exit(0)
+            os.waitpid(pid, 0)
+    print(json.dumps({"parent": os.getpid(), "child": pid}))
+"""
+
+
+def test_a_forked_child_that_emits_nothing_writes_nothing_of_its_parents(tmp_path: Path) -> None:
+    """The parent's pipeline stays the parent's in a forked child: its metric reader does
+    not export the parent's points again from there (they were exported twice, under a
+    second service.instance.id, by a child living past an export interval)."""
+    data_dir = tmp_path / "otel-ai-runs"
+    pids = _pids_of(QUIET_CHILD_SCRIPT, data_dir, OTEL_METRIC_EXPORT_INTERVAL="100")
+    names = sorted(p.name for p in data_dir.glob("*.jsonl"))
+    assert not [n for n in names if n.endswith(f"-{pids['child']}.jsonl")], names
+    nodes = [p for p in _by_pid(data_dir, "metrics", pids["parent"]).metrics if p.name == "ai.nodes"]
+    assert nodes and {p.resource["process.pid"] for p in nodes} == {pids["parent"]}
+
+
 def test_forked_child_resource_names_the_child(forked: tuple[dict[str, int], Path]) -> None:
     pids, data_dir = forked
     child = _by_pid(data_dir, "traces", pids["child"]).spans
+    parent = _by_pid(data_dir, "traces", pids["parent"]).spans
     assert child
     assert {s.resource["process.pid"] for s in child} == {pids["child"]}
+    assert {s.resource["process.pid"] for s in parent} == {pids["parent"]}
+    (child_instance,) = {s.resource["service.instance.id"] for s in child}
+    (parent_instance,) = {s.resource["service.instance.id"] for s in parent}
+    assert child_instance != parent_instance
 
 
 def test_process_exiting_without_ending_its_run_abandons_it() -> None:

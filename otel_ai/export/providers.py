@@ -56,6 +56,7 @@ from .delivering import (
     schedule_delay_millis,
 )
 from .files import JsonlLogExporter, JsonlMetricExporter, JsonlSpanExporter
+from .forked import ProcessLoggerProvider, ProcessMeterProvider, ProcessMetricReader
 from .ids import id_generator
 from .live import LiveRunMarker
 from .losses import unreported_losses
@@ -187,7 +188,7 @@ def _build(settings: Settings, previous: Pipeline | None = None) -> Pipeline:
     if isinstance(span_exporter, DurableSpanExporter):
         tracer_provider.add_span_processor(LiveRunMarker(tracer_provider))  # runs in progress, in Jaeger
     tracer_provider.add_span_processor(TokenUsageProcessor())  # gen_ai.usage.* of any span: metric, totals
-    logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+    logger_provider = ProcessLoggerProvider(resource=resource, shutdown_on_exit=False)
     if log_exporter is not None:
         logger_provider.add_log_record_processor(
             DeliveringBatchLogRecordProcessor(
@@ -199,12 +200,12 @@ def _build(settings: Settings, previous: Pipeline | None = None) -> Pipeline:
     readers: list[PeriodicExportingMetricReader] = []
     if metric_exporter is not None:
         readers.append(
-            PeriodicExportingMetricReader(
+            ProcessMetricReader(
                 RedactingMetricExporter(metric_exporter),
                 export_interval_millis=settings.metric_export_interval,
             )
         )
-    meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
+    meter_provider = ProcessMeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
     pipeline = Pipeline(
         settings=settings,
         resource=resource,

@@ -36,6 +36,8 @@ from opentelemetry.context import Context
 from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.trace import TracerProvider
 
+from .forked import handle_fork_without_detection
+
 
 class ProcessTracerProvider(TracerProvider):
     """The SDK's provider, handing out :class:`ProcessTracer` s.
@@ -64,6 +66,10 @@ class ProcessTracerProvider(TracerProvider):
         """In a forked child: ``factory`` builds the provider that replaces this one (and
         calls :meth:`succeeded_by`) when a tracer handed out before the fork next starts a span."""
         self._successor_factory = factory
+
+    def _handle_fork(self) -> None:
+        # the child replaces this provider by its own: no resource detection (.forked)
+        handle_fork_without_detection(self, TracerProvider)
 
     def get_tracer(self, *args: Any, **kwargs: Any) -> trace_api.Tracer:
         tracer = super().get_tracer(*args, **kwargs)
