@@ -8,6 +8,8 @@ pool task
     under ``otel-ai run``) around a task that creates a node, logs a line and completes
     the node: the task's own emit cost plus whatever otel_ai does before the task's
     result goes back to the pool. Median and p90 of ``--tasks`` tasks, 10 ms apart.
+    With ``--otlp-latency S`` the same over OTLP/HTTP to a collector on 127.0.0.1 that
+    answers after S seconds.
 child start
     a Python child that imports nothing otel_ai hooks (as the Interpreter's runs of
     generated code): plain, and with the bootstrap on PYTHONPATH and the variables
@@ -27,14 +29,43 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 
-def pool_task(tasks: int) -> tuple[float, float]:
+class _SlowCollector:
+    """OTLP/HTTP on 127.0.0.1 that takes every request and answers after ``latency``
+    seconds (a collector across a network)."""
+
+    def __init__(self, latency: float) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                time.sleep(latency)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+def pool_task(tasks: int, otlp_latency: float | None = None) -> tuple[float, float]:
     import otel_ai
     from otel_ai import propagation
 
+    if otlp_latency is not None:
+        os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = _SlowCollector(otlp_latency).endpoint
+        os.environ["OTEL_EXPORTER_OTLP_PROTOCOL"] = "http/protobuf"
     otel_ai.configure(data_dir=tempfile.mkdtemp(prefix="bench-waits-"))
     emitter = otel_ai.EventEmitter("http://unused.invalid", "bench-pod")
     emitter.run_started("bench-waits")
@@ -90,6 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--starts", type=int, default=40)
+    parser.add_argument(
+        "--otlp-latency",
+        type=float,
+        default=None,
+        help="the pool task over OTLP/HTTP to a collector on 127.0.0.1 answering after this many "
+        "seconds (default: the embedded default's files)",
+    )
     args = parser.parse_args(argv)
     import otel_ai
 
@@ -97,12 +135,15 @@ def main(argv: list[str] | None = None) -> int:
         f"# bench_waits  otel_ai from {Path(otel_ai.__file__).resolve().parent.parent.name}  "
         f"load {os.getloadavg()[0]:.1f}"
     )
-    plain, boot = child_start(args.starts)
-    print(
-        f"child start: plain {plain:.1f} ms, with the bootstrap {boot:.1f} ms (added {boot - plain:+.1f} ms)"
-    )
-    median, p90 = pool_task(args.tasks)
-    print(f"pool task (emit + otel_ai's end of task): median {median:.2f} ms, p90 {p90:.2f} ms")
+    if args.starts:
+        plain, boot = child_start(args.starts)
+        print(
+            f"child start: plain {plain:.1f} ms, with the bootstrap {boot:.1f} ms "
+            f"(added {boot - plain:+.1f} ms)"
+        )
+    median, p90 = pool_task(args.tasks, args.otlp_latency)
+    where = "files" if args.otlp_latency is None else f"OTLP, collector answering in {args.otlp_latency} s"
+    print(f"pool task (emit + otel_ai's end of task; {where}): median {median:.2f} ms, p90 {p90:.2f} ms")
     return 0
 
 

@@ -381,10 +381,14 @@ def call_in_context(
 
 
 def _flush_worker() -> None:
-    """Deliver what the task emitted before its result goes back (bounded by
-    OTEL_AI_WORKER_FLUSH_TIMEOUT; with 0, or when nothing goes over the network, a
-    background thread of this worker flushes and the task returns at once). What is
-    still buffered when the worker ends is flushed then: at its normal exit
+    """Make what the task emitted safe before its result goes back, without waiting on
+    the network. The pool may kill this worker as soon as the stage ends (SIGTERM, or
+    SIGKILL after a short wait), so what goes over OTLP and is not delivered yet is
+    written to this worker's spool (bounded by OTEL_AI_WORKER_FLUSH_TIMEOUT; its
+    delivery threads go on sending it, and ``otel-ai run`` delivers what a killed worker
+    left). With 0, or when nothing goes over the network (the embedded default's files), a
+    background thread of this worker hands it over instead and the task returns at
+    once: what is still buffered is written when the worker ends, at its normal exit
     (multiprocessing's exit finalizers, fork and spawn alike) or when the pool kills it
     with SIGTERM (open spans ended as closed by shutdown first).
     """
@@ -394,15 +398,9 @@ def _flush_worker() -> None:
         return  # this worker emitted nothing
     try:
         _worker_flusher()  # the exit finalizer and the SIGTERM handler
-        # Delivered before the task's result goes back: the pool may kill this worker
-        # (SIGTERM, then nothing) as soon as the stage ends, and a slow backend would
-        # not get what a background flush still held then. Bounded by
-        # OTEL_AI_WORKER_FLUSH_TIMEOUT; 0 hands it to the background thread instead, as
-        # does a pipeline that writes only local files: the flush at SIGTERM or exit
-        # writes what is left in milliseconds, so the task need not wait for it.
         timeout = _flush_timeout()
         if timeout > 0 and not getattr(pipeline, "local", False):
-            providers.force_flush(timeout)
+            providers.secure(timeout)
         else:
             _worker_flusher().nudge()
     except Exception:  # noqa: BLE001 - never fail the task for telemetry
@@ -450,7 +448,10 @@ def _flush_pipeline(timeout: float) -> None:
         except Exception:  # noqa: BLE001
             pass
     try:
+        # delivered if the collector takes it in time; what it did not take yet goes to
+        # the spool, for ``otel-ai run`` to deliver once this worker is gone
         providers.force_flush(timeout)
+        providers.spool_undelivered()
     except Exception:  # noqa: BLE001
         pass
 

@@ -19,8 +19,8 @@ Set :attr:`OTLPReceiver.mode` to make the receiver misbehave:
 
 * ``"ok"`` -- accept and store (default);
 * ``"unavailable"`` -- refuse with gRPC ``UNAVAILABLE`` / HTTP 503 (not stored);
-* ``"hang"`` -- block until :meth:`OTLPReceiver.stop` or ``hang_timeout``
-  seconds, then refuse like ``"unavailable"`` (not stored).
+* ``"hang"`` -- block until :meth:`OTLPReceiver.stop`, another mode is set, or
+  ``hang_timeout`` seconds, then refuse like ``"unavailable"`` (not stored).
 
 A backend that takes only some signals (a traces-only backend such as MLflow):
 ``OTLPReceiver(signals=("traces",))`` serves only those, the others answer as a real
@@ -120,7 +120,8 @@ class OTLPReceiver:
     def __init__(
         self, *, mode: Mode = "ok", hang_timeout: float = 30.0, signals: tuple[Signal, ...] = SIGNALS
     ) -> None:
-        self.mode: Mode = mode
+        self._mode: Mode = mode
+        self._unhang = threading.Event()  # set: requests blocked by "hang" are answered
         self.hang_timeout = hang_timeout
         self.signals = tuple(signals)
         self.answers: dict[Signal, tuple[int, bytes]] = {}
@@ -135,6 +136,18 @@ class OTLPReceiver:
         self._grpc_port = 0
         self._http_port = 0
 
+    @property
+    def mode(self) -> Mode:
+        return self._mode
+
+    @mode.setter
+    def mode(self, mode: Mode) -> None:
+        self._mode = mode
+        if mode == "hang":
+            self._unhang.clear()
+        else:
+            self._unhang.set()  # what hangs now is refused; the next try gets the new mode
+
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> OTLPReceiver:
@@ -142,6 +155,8 @@ class OTLPReceiver:
         if self._grpc_server is not None:
             return self
         self._stopping.clear()
+        if self._mode == "hang":
+            self._unhang.clear()
         self._grpc_executor = futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="otlp-grpc")
         server = grpc.server(self._grpc_executor, interceptors=[_UnservedCounter(self)])
         if "traces" in self.signals:
@@ -168,6 +183,7 @@ class OTLPReceiver:
     def stop(self) -> None:
         """Stop both servers, releasing any hanging request (idempotent)."""
         self._stopping.set()
+        self._unhang.set()
         if self._grpc_server is not None:
             self._grpc_server.stop(grace=0.5).wait(5.0)
             self._grpc_server = None
@@ -281,7 +297,7 @@ class OTLPReceiver:
         if mode == "ok":
             return True
         if mode == "hang":
-            self._stopping.wait(self.hang_timeout)
+            self._unhang.wait(self.hang_timeout)
         with self._lock:
             key = (signal, transport)
             self._rejected[key] = self._rejected.get(key, 0) + 1

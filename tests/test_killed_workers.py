@@ -1,15 +1,22 @@
-"""Pool workers flush in the background, not before each task returns (issue 15, point 1):
+"""Pool workers never wait on the network before a task returns (issue 15, point 1), yet
 nothing they emitted is lost when the pool kills them at a stage's end, idle or in the
-middle of a task, with fork or spawn. Read back from the files of a real ``otel-ai run``."""
+middle of a task, with fork or spawn. Read back from the files of a real ``otel-ai run``,
+and over OTLP from a collector that does not answer while the task returns."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
-from test_run_wrapper import run_wrapped, telemetry
+from otlp_receiver import OTLPReceiver
+from test_run_wrapper import OTEL_AI, run_wrapped, telemetry, wrapper_env
 
 from otel_ai import semconv
 
@@ -149,3 +156,109 @@ def test_a_process_forked_by_a_pool_worker_dies_by_sigterm_at_once(tmp_path: Pat
         r.body for r in telemetry(tmp_path).logs if isinstance(r.body, str) and r.body.startswith("node ")
     }
     assert lines == {f"node {i} runs its code" for i in range(3)}
+
+
+SIGKILLED_CHILD = textwrap.dedent(
+    """
+    import concurrent.futures, multiprocessing, os, signal, sys, time
+    import otel_ai
+
+    RUN = os.environ["OTEL_AI_RUN_ID"]
+
+    def work(i):
+        emitter = otel_ai.EventEmitter()
+        emitter.node_created(RUN, "w", f"node-{i}", None, "draft")
+        emitter.log(RUN, f"line from task {i}")
+        emitter.node_completed(RUN, "w", f"node-{i}", False, 0.5, 0.1)
+        return os.getpid()
+
+    if __name__ == "__main__":
+        method, go = sys.argv[1], sys.argv[2]
+        with otel_ai.run() as run:
+            with run.stage("1_initial_implementation"):
+                pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context(method))
+                pid = pool.submit(work, 1).result()
+                print("returned", pid, flush=True)
+                process = list(pool._processes.values())[0]
+                os.kill(pid, signal.SIGKILL)  # no time to flush anything
+                process.join()
+                print("killed", process.exitcode, flush=True)
+                while not os.path.exists(go):  # the collector answers again
+                    time.sleep(0.05)
+                pool.shutdown(wait=False)
+    """
+)
+
+
+@pytest.mark.parametrize(("method", "delivered"), [("fork", "at the end"), ("spawn", "during the run")])
+def test_a_task_returns_while_the_collector_hangs_and_a_sigkilled_worker_loses_nothing(
+    tmp_path: Path, method: str, delivered: str
+) -> None:
+    """Over OTLP a task's result goes back without waiting for the collector: what the
+    task emitted is on disk (the worker's spool) by then. The worker is SIGKILLed right
+    after; ``otel-ai run`` delivers what it left once it is gone: while the command still
+    runs (it looks every 10 s), or when the command has ended."""
+    (tmp_path / "child.py").write_text(SIGKILLED_CHILD)
+    go = tmp_path / "go"
+    # the worker would wait 600 s for a collector that holds every request 600 s
+    with OTLPReceiver(mode="hang", hang_timeout=600) as receiver:
+        env = wrapper_env(
+            tmp_path / "runs",
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.http_endpoint,
+            OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+            OTEL_EXPORTER_OTLP_TIMEOUT="600",
+            OTEL_AI_WORKER_FLUSH_TIMEOUT="600",
+        )
+        wrapper = subprocess.Popen(
+            [*OTEL_AI, "run", "--no-status", "--no-watch", "--run-id", f"sigkilled-{method}", "--"]
+            + [sys.executable, "child.py", method, str(go)],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        lines: list[str] = []
+        seen = threading.Event()
+
+        def read() -> None:
+            assert wrapper.stdout is not None
+            for raw in wrapper.stdout:
+                lines.append(raw.decode())
+                if raw.startswith(b"killed"):
+                    seen.set()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            assert seen.wait(90), "".join(lines)  # the task came back, the worker was killed
+            held = receiver.rejected()
+            receiver.mode = "ok"  # what hung is refused now, and taken when tried again
+            if delivered == "during the run":
+                assert receiver.wait_for(
+                    lambda r: any(s.attributes.get(semconv.NODE_ID) == "node-1" for s in r.spans()), 60
+                )
+                assert wrapper.poll() is None
+            go.touch()
+            _, err = wrapper.communicate(timeout=120)
+        finally:
+            if wrapper.poll() is None:
+                os.killpg(wrapper.pid, signal.SIGKILL)  # the wrapper and the command
+                wrapper.wait()
+            reader.join(5)
+            for pipe in (wrapper.stdout, wrapper.stderr):
+                if pipe is not None:
+                    pipe.close()
+        assert wrapper.returncode == 0, err.decode()[-3000:]
+        killed_pid = int(lines[0].split()[1])
+        assert lines[1].split() == ["killed", "-9"]
+        assert held == 0  # not one request answered while the task returned and was killed
+        spans = [s for s in receiver.spans() if s.attributes.get(semconv.NODE_ID) == "node-1"]
+        # exactly once: the killed worker's request in flight was never taken
+        assert [s.resource.get(semconv.PROCESS_PID) for s in spans] == [killed_pid]
+        assert spans[0].attributes[semconv.NODE_IS_BUGGY] is False
+        task_lines = [r for r in receiver.logs() if r.body == "line from task 1"]
+        assert [r.resource.get(semconv.PROCESS_PID) for r in task_lines] == [killed_pid]
+        # the dead worker's spool directory is gone with what it held
+        owners = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("spool/*/owner.json")]
+        assert killed_pid not in [owner.get("pid") for owner in owners]

@@ -152,6 +152,11 @@ class DeliveringBatchSpanProcessor(BatchSpanProcessor):
         left = int(max(deadline - time.monotonic(), 0.0) * 1000)
         return bool(handed) and self._delivering.force_flush(left) is not False
 
+    def hand_over(self, timeout_millis: int = 30000) -> bool:
+        """The SDK's flush: every span ended so far handed to the exporter, without
+        waiting for its delivery."""
+        return bool(super().force_flush(timeout_millis))
+
 
 class DeliveringBatchLogRecordProcessor(BatchLogRecordProcessor):
     """:class:`DeliveringBatchSpanProcessor` for log records."""
@@ -165,3 +170,7 @@ class DeliveringBatchLogRecordProcessor(BatchLogRecordProcessor):
         handed = super().force_flush(timeout_millis)
         left = int(max(deadline - time.monotonic(), 0.0) * 1000)
         return bool(handed) and self._delivering.force_flush(left) is not False
+
+    def hand_over(self, timeout_millis: int = 30000) -> bool:
+        """:meth:`DeliveringBatchSpanProcessor.hand_over` for log records."""
+        return bool(super().force_flush(timeout_millis))

@@ -29,8 +29,10 @@ reported in an ``ai.telemetry.dropped`` WARN log record once delivery resumes.
 
 ``force_flush`` waits (within its timeout) until what was queued before it is delivered,
 and gives an unreachable collector one more try; ``shutdown`` then writes what is still
-undelivered to the spool, for a later process (``otel-ai recover``, the next
-``otel-ai run``) to deliver with :func:`otel_ai.export.spool.deliver_pending`.
+undelivered to the spool, for a later process (the ``otel-ai run`` it ran under,
+``otel-ai recover``, the next ``otel-ai run``) to deliver with
+:func:`otel_ai.export.spool.deliver_pending`. ``secure`` writes it to the spool at once,
+without waiting: a pool worker's task, before its result goes back.
 """
 
 from __future__ import annotations
@@ -226,6 +228,17 @@ class Delivery:
         # a little is kept back: at shutdown the providers' last steps (the final metric
         # collection, writing what is left to the spool) share the same deadline
         return self._wait_delivered(deadline - min(SHUTDOWN_RESERVE_S, timeout_s / 4))
+
+    def secure(self) -> None:
+        """Make what is queued so far outlive this process, without waiting on the
+        network: every request not yet delivered is written to the spool (the delivery
+        thread goes on sending it, and deletes the file once the collector took it). A
+        process killed afterwards leaves it for a recoverer
+        (:func:`otel_ai.export.spool.deliver_pending`)."""
+        with self.cond:
+            if self.closed or not any(entry.data is not None for entry in self.pending):
+                return
+        self._persist()
 
     def _wait_delivered(self, deadline: float) -> bool:
         with self.cond:

@@ -86,6 +86,11 @@ class Outbox:
             signal
         ](delivery)
 
+    def secure(self) -> None:
+        """Every signal's undelivered requests onto disk (:meth:`Delivery.secure`)."""
+        for delivery in self.deliveries.values():
+            delivery.secure()
+
     # -- the bound ----------------------------------------------------------------------
     def _others(self) -> int:
         now = time.monotonic()

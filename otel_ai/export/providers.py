@@ -41,6 +41,7 @@ from opentelemetry.trace import NoOpTracer, Tracer
 from opentelemetry.util._once import Once
 
 from .. import semconv
+from .._internal import report_internal_error
 from ..config import Settings, resolve
 from ..metrics import start as start_metrics
 from ..metrics.genai import TokenUsageProcessor
@@ -90,6 +91,11 @@ class Pipeline:
     # no signal goes over the network (the embedded default's files, the console, off):
     # a flush never waits for a collector
     local: bool = True
+    # what :func:`secure` hands over and writes down: the batch processors, the metric
+    # readers, the OTLP signals' deliveries (None: no signal goes over OTLP)
+    batching: tuple[DeliveringBatchSpanProcessor | DeliveringBatchLogRecordProcessor, ...] = ()
+    readers: tuple[PeriodicExportingMetricReader, ...] = ()
+    outbox: Outbox | None = None
 
     @property
     def disabled(self) -> bool:
@@ -177,26 +183,27 @@ def _build(settings: Settings, previous: Pipeline | None = None) -> Pipeline:
         default_parent=wrapped[1] if wrapped is not None else None,
     )
     # force_flush waits for delivery too; export every second (see otel_ai.export.durable)
+    batching: list[DeliveringBatchSpanProcessor | DeliveringBatchLogRecordProcessor] = []
     if span_exporter is not None:  # None: OTEL_TRACES_EXPORTER=none
-        tracer_provider.add_span_processor(
-            DeliveringBatchSpanProcessor(
-                RedactingSpanExporter(span_exporter),
-                max_queue_size=_queue_size(settings, "OTEL_BSP_MAX_QUEUE_SIZE"),
-                schedule_delay_millis=schedule_delay_millis("OTEL_BSP_SCHEDULE_DELAY"),
-            )
+        span_processor = DeliveringBatchSpanProcessor(
+            RedactingSpanExporter(span_exporter),
+            max_queue_size=_queue_size(settings, "OTEL_BSP_MAX_QUEUE_SIZE"),
+            schedule_delay_millis=schedule_delay_millis("OTEL_BSP_SCHEDULE_DELAY"),
         )
+        tracer_provider.add_span_processor(span_processor)
+        batching.append(span_processor)
     if isinstance(span_exporter, DurableSpanExporter):
         tracer_provider.add_span_processor(LiveRunMarker(tracer_provider))  # runs in progress, in Jaeger
     tracer_provider.add_span_processor(TokenUsageProcessor())  # gen_ai.usage.* of any span: metric, totals
     logger_provider = ProcessLoggerProvider(resource=resource, shutdown_on_exit=False)
     if log_exporter is not None:
-        logger_provider.add_log_record_processor(
-            DeliveringBatchLogRecordProcessor(
-                RedactingLogExporter(log_exporter),
-                max_queue_size=_queue_size(settings, "OTEL_BLRP_MAX_QUEUE_SIZE"),
-                schedule_delay_millis=schedule_delay_millis("OTEL_BLRP_SCHEDULE_DELAY"),
-            )
+        log_processor = DeliveringBatchLogRecordProcessor(
+            RedactingLogExporter(log_exporter),
+            max_queue_size=_queue_size(settings, "OTEL_BLRP_MAX_QUEUE_SIZE"),
+            schedule_delay_millis=schedule_delay_millis("OTEL_BLRP_SCHEDULE_DELAY"),
         )
+        logger_provider.add_log_record_processor(log_processor)
+        batching.append(log_processor)
     readers: list[PeriodicExportingMetricReader] = []
     if metric_exporter is not None:
         readers.append(
@@ -216,6 +223,9 @@ def _build(settings: Settings, previous: Pipeline | None = None) -> Pipeline:
         logger=logger_provider.get_logger(semconv.SCOPE_NAME, __version__),
         meter=meter_provider.get_meter(semconv.SCOPE_NAME, __version__),
         local=outbox is None,
+        batching=tuple(batching),
+        readers=tuple(readers),
+        outbox=outbox,
     )
     _install_globals(pipeline, previous)
     return pipeline
@@ -352,6 +362,46 @@ def force_flush(timeout: float = DEFAULT_SHUTDOWN_TIMEOUT_S) -> bool:
     if pipeline is None or pipeline.disabled:
         return True
     return _with_deadline(pipeline, max(deadline - time.monotonic(), 0.0), shutdown=False)
+
+
+def secure(timeout: float = DEFAULT_SHUTDOWN_TIMEOUT_S) -> bool:
+    """Make everything emitted so far outlive this process, without waiting on the
+    network: handed to the exporters (files are written then), and what goes over OTLP
+    and is not yet delivered written to the spool, which the delivery threads go on
+    sending. A process killed afterwards leaves it for ``otel-ai run`` (or
+    ``otel-ai recover``) to deliver. Bounded by ``timeout`` (False when it ran out)."""
+    deadline = time.monotonic() + max(timeout, 0.0)
+    handoff.drain(timeout)  # the events the front doors handed off first
+    pipeline = _pipeline
+    if pipeline is None or pipeline.disabled:
+        return True
+
+    def left() -> int:
+        return int(max(deadline - time.monotonic(), 0.0) * 1000)
+
+    ok = True
+    for processor in pipeline.batching:
+        try:
+            ok = processor.hand_over(left()) and ok
+        except Exception as exc:  # noqa: BLE001 - never fail the caller for telemetry
+            report_internal_error("otel_ai.export.providers.secure", exc)
+            ok = False
+    for reader in pipeline.readers:
+        try:
+            reader.collect(timeout_millis=left())
+        except Exception as exc:  # noqa: BLE001
+            report_internal_error("otel_ai.export.providers.secure", exc)
+            ok = False
+    spool_undelivered()
+    return ok and time.monotonic() <= deadline
+
+
+def spool_undelivered() -> None:
+    """Write what the OTLP signals hold undelivered in memory to the spool, without
+    waiting on the network (a process about to die keeps it for a recoverer)."""
+    pipeline = _pipeline
+    if pipeline is not None and pipeline.outbox is not None:
+        pipeline.outbox.secure()
 
 
 def shutdown(timeout: float = DEFAULT_SHUTDOWN_TIMEOUT_S) -> bool:

@@ -21,7 +21,6 @@ from .. import semconv
 from ..config import Settings, resolve
 from ..export.losses import share_refusals_with
 from ..export.providers import configure, shutdown
-from ..export.spool import deliver_pending
 from ..instrumentation import set_run_totals
 from ..links import run_links
 from ..metrics import observe_process_tree
@@ -41,6 +40,7 @@ from ..propagation import (
 from ..redaction import redact
 from ..watch import Watcher
 from .launch import Launch, RunAlreadyRunning, RunIds, RunOptions
+from .orphans import Orphans
 from .recovery import recover
 from .state import RunState, list_states, remove_state, write_state
 from .status import Status, StatusLine
@@ -160,13 +160,9 @@ class Supervisor:
         share_refusals_with(launch.channel.path)
         settings = pipeline.settings
         data_dir = settings.data_dir.resolve()
-        # what an earlier, dead process of this data directory spooled: delivered meanwhile
-        threading.Thread(
-            target=deliver_pending,
-            args=(data_dir, settings, time.monotonic() + 300),
-            name="otel_ai-spool-recovery",
-            daemon=True,
-        ).start()
+        # what dead processes of this data directory spooled (an earlier run's, and this
+        # run's killed pool workers): delivered meanwhile, and once more at the end
+        self._orphans = Orphans(data_dir, settings).start()
         run_id = launch.run_id
         # a live wrapper of this run id was refused before the command started
         try:
@@ -242,6 +238,11 @@ class Supervisor:
             if status_line is not None:
                 status_line.stop()
             deadline = time.monotonic() + self.options.shutdown_timeout_s
+            # the command's processes are gone: what they could not deliver, now
+            last_orphans = threading.Thread(
+                target=self._orphans.finish, args=(deadline,), name="otel_ai-spool-last", daemon=True
+            )
+            last_orphans.start()
             sink.stop(max(deadline - time.monotonic(), 0.1) / 2)
             if sink.dropped:
                 _say(
@@ -252,6 +253,7 @@ class Supervisor:
             channel.stop()
             self._end_run(launch, run, progress, exit_code)
             shutdown(max(deadline - time.monotonic(), 0.5))
+            last_orphans.join(max(deadline - time.monotonic(), 0.0))
             share_refusals_with(None)
             try:
                 remove_state(data_dir, run_id)
@@ -330,6 +332,7 @@ class Supervisor:
             if now >= next_state:
                 self._refresh_state(data_dir, run.run_id)
                 next_state = now + _STATE_REFRESH_S
+            self._orphans.tick(now)
 
     def _refresh_state(self, data_dir: Path, run_id: str) -> None:
         for _path, state in list_states(data_dir):
