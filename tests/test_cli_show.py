@@ -123,7 +123,8 @@ def test_demo_fail_exits_1_with_a_traceback(demo: DemoRuns) -> None:
     assert demo.failed.returncode == 1
     stderr = demo.failed.stderr
     assert "Traceback (most recent call last):" in stderr
-    assert stderr.rstrip().splitlines()[-1] == f"DemoFailure: {CRASH_MESSAGE}"
+    # Python 3.10 names the class with its module (__main__.DemoFailure)
+    assert stderr.rstrip().splitlines()[-1].removeprefix("__main__.") == f"DemoFailure: {CRASH_MESSAGE}"
 
 
 # --------------------------------------------------------------------------- show, completed run

@@ -420,6 +420,51 @@ def test_process_exiting_without_ending_its_run_abandons_it() -> None:
     assert abandoned[0].attributes["ai.run.outcome"] == "abandoned"
 
 
+NO_THREAD_AT_EXIT = """
+    import atexit, threading
+    import otel_ai
+
+    otel_ai.configure()  # its exit hook is registered now
+    run = otel_ai.run("left-open")
+    stage = run.stage("1_initial_implementation")
+
+    def as_python_3_12():
+        # Python 3.12+ starts no thread once the interpreter exits, in atexit callbacks
+        # too; on 3.11 here, the same rule
+        def start(self):
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+
+        threading.Thread.start = start
+
+    atexit.register(as_python_3_12)  # registered after otel_ai's: runs before it
+    print("bye")
+"""
+
+
+@pytest.mark.parametrize("where", ["files", "otlp"])
+def test_what_is_left_at_exit_is_written_where_no_thread_can_start(
+    where: str, otlp_receiver: OTLPReceiver
+) -> None:
+    """The exit hook ends the open run and stage and flushes them without starting a
+    thread (Python 3.12+ refuses to at exit: the hook failed with a traceback and the
+    run's spans were lost)."""
+    env = {}
+    if where == "otlp":
+        env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.http_endpoint,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        }
+    result = _python(NO_THREAD_AT_EXIT, env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "bye"
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr, result.stderr
+    spans = load_directory(_data_dir()).spans if where == "files" else otlp_receiver.spans()
+    (run,) = [s for s in spans if s.name == "ai.run"]
+    assert run.attributes["ai.run.outcome"] == "abandoned"
+    (stage,) = [s for s in spans if s.name == "ai.stage 1_initial_implementation"]
+    assert stage.parent_span_id == run.span_id
+
+
 def test_run_ended_by_the_code_is_not_abandoned_at_exit() -> None:
     result = _python(
         """

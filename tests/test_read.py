@@ -180,3 +180,21 @@ def test_any_damage_to_a_real_line_reads_without_raising(
     telemetry = Telemetry()
     telemetry.add_request(line)
     assert len(telemetry.spans) + len(telemetry.logs) <= 3
+
+
+@pytest.mark.parametrize("number", [float("inf"), float("-inf"), 1e300])
+def test_a_number_no_integer_can_hold_leaves_only_its_field_out(
+    real_lines: list[dict[str, Any]], number: float
+) -> None:
+    """JSON ``Infinity`` (which Python's json reads) or 1e300 where OTLP has an integer:
+    the parser's int() raised OverflowError, which no reader caught (`otel-ai show` died)."""
+    (line,) = [json.loads(json.dumps(line)) for line in real_lines if "resourceLogs" in line]
+    intact = Telemetry()
+    intact.add_request(line)
+    records = line["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
+    records[0]["severityNumber"] = number
+    records[0]["observedTimeUnixNano"] = number
+    telemetry = Telemetry()
+    telemetry.add_request(line)
+    assert [r.body for r in telemetry.logs] == [r.body for r in intact.logs]
+    assert telemetry.logs[0].severity_number != intact.logs[0].severity_number

@@ -480,3 +480,21 @@ def test_recover_skips_damaged_state_files_by_name_and_recovers_the_rest(tmp_pat
     assert f"damaged state file {truncated}" in result.stderr
     (run,) = [s for s in telemetry(tmp_path).spans if s.name == "ai.run"]
     assert run.attributes[semconv.RUN_ID] == "good-run" and run.attributes[semconv.RUN_OUTCOME] == "abandoned"
+
+
+def test_the_wrapper_closes_each_pipe_of_the_command_once(tmp_path: Path) -> None:
+    """Each pipe is closed by its file object, once. Closing its bare fd left the object
+    to close the number again at exit, when it may belong to another file by then (on
+    Python 3.13, "Exception ignored ... Bad file descriptor" after every run; on 3.11
+    with -X dev)."""
+    result = subprocess.run(
+        [sys.executable, "-X", "dev", *OTEL_AI[1:], "run", "--no-status", "--no-watch", "--"]
+        + [sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr)"],
+        cwd=tmp_path,
+        env=wrapper_env(tmp_path / "runs"),
+        capture_output=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    assert result.stdout.decode().splitlines() == ["out"]
+    assert result.stderr.decode().splitlines() == ["err"]

@@ -463,17 +463,25 @@ def _with_deadline(pipeline: Pipeline, timeout: float, *, shutdown: bool) -> boo
             logger.warning("otel_ai: %s flush failed: %s", name, exc)
             results[name] = False
 
-    threads = [
-        threading.Thread(target=work, args=(name, provider), name=f"otel_ai-flush-{name}", daemon=True)
-        for name, provider in (
-            ("traces", pipeline.tracer_provider),
-            ("logs", pipeline.logger_provider),
-            ("metrics", pipeline.meter_provider),
+    threads = []
+    for name, provider in (
+        ("traces", pipeline.tracer_provider),
+        ("logs", pipeline.logger_provider),
+        ("metrics", pipeline.meter_provider),
+    ):
+        if provider is None:
+            continue
+        thread = threading.Thread(
+            target=work, args=(name, provider), name=f"otel_ai-flush-{name}", daemon=True
         )
-        if provider is not None
-    ]
-    for thread in threads:
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError:
+            # at exit, Python 3.12+ starts no new thread ("can't create new thread at
+            # interpreter shutdown"): one after another here, within the same deadline
+            work(name, provider)
+            continue
+        threads.append(thread)
     for thread in threads:
         thread.join(max(deadline - time.monotonic(), 0.0))
     done = all(not thread.is_alive() for thread in threads)

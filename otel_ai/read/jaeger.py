@@ -21,7 +21,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from .. import semconv
@@ -96,7 +96,7 @@ class JaegerReader:
     ) -> Telemetry:
         """The traces of ``service`` started within ``lookback`` (with span
         ``attributes``, where Jaeger supports the filter); empty when none."""
-        now = datetime.now(UTC)
+        now = datetime.now(timezone.utc)
         params = {
             # the snake_case names: accepted by every Jaeger v2 (later ones also take camelCase)
             "query.service_name": service,
@@ -183,4 +183,4 @@ def _error_message(body: bytes) -> str:
 
 
 def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -77,7 +77,7 @@ _METRIC_KINDS: dict[str, MetricKind] = {
 }
 _HEXDIGITS = frozenset(string.hexdigits)
 # what json_format raises for content it cannot map (RecursionError: absurd nesting)
-_PARSE_ERRORS = (ParseError, ValueError, TypeError, AttributeError, RecursionError)
+_PARSE_ERRORS = (ParseError, ValueError, TypeError, AttributeError, RecursionError, OverflowError)
 
 
 # --------------------------------------------------------------------------- ids

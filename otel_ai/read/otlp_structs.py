@@ -22,7 +22,7 @@ exporter) as the bool, where the protobuf mapping leaves the value out.
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Annotated, Any, List, Optional, TypeVar  # noqa: UP035 - List: see _struct
 
 import msgspec
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
@@ -91,7 +91,8 @@ def _struct(message: Descriptor) -> str:
     if not hasattr(module, name):
         setattr(module, name, None)  # being made: a reference to it stays a name
         fields: list[tuple[str, Any, Any]] = [
-            (fd.name, list[kind], msgspec.field(default_factory=list, name=fd.json_name))  # type: ignore[valid-type]
+            # typing.List: a name inside it becomes a ForwardRef on 3.10 too (list[...] keeps a str)
+            (fd.name, List[kind], msgspec.field(default_factory=list, name=fd.json_name))  # type: ignore[valid-type]  # noqa: UP006
             if fd.is_repeated
             else (fd.name, Optional[kind], msgspec.field(default=None, name=fd.json_name))  # noqa: UP045
             for fd, kind in ((fd, _field_type(fd)) for fd in message.fields)

@@ -56,7 +56,7 @@ def render_page(data: dict[str, Any], *, title: str) -> str:
 
 
 def _asset(name: str) -> str:
-    return resources.files(__name__).joinpath("assets", name).read_text(encoding="utf-8")
+    return resources.files(__name__).joinpath("assets").joinpath(name).read_text(encoding="utf-8")
 
 
 def _json_for_script(data: Any) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from .. import semconv
@@ -38,7 +38,7 @@ def report_data(
     return {
         "format": 1,
         "generator": f"otel-ai {__version__}",
-        "generated": (generated_at or datetime.now(UTC)).isoformat(timespec="seconds"),
+        "generated": (generated_at or datetime.now(timezone.utc)).isoformat(timespec="seconds"),
         "run": builder.run_summary(),
         "links": [{"label": link.label, "url": link.url} for link in links],
         "stages": builder.stages(),

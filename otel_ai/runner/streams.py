@@ -16,7 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any
 
 from opentelemetry.context import Context
 
@@ -63,10 +63,11 @@ class OutputPump:
     """Copies one pipe of the command to a :class:`TerminalOut` and feeds the sink."""
 
     def __init__(
-        self, name: str, pipe_fd: int, out: TerminalOut, sink: LogSink, on_activity: Callable[[], None]
+        self, name: str, pipe: IO[bytes], out: TerminalOut, sink: LogSink, on_activity: Callable[[], None]
     ) -> None:
         self.name = name
-        self._fd = pipe_fd
+        self._pipe = pipe  # closed through its file object: its fd is closed once, by it
+        self._fd = pipe.fileno()
         self._out = out
         self._sink = sink
         self._on_activity = on_activity
@@ -98,7 +99,7 @@ class OutputPump:
                 self._sink.put(self.name, tail)
             self._sink.put(self.name, None)  # end of this stream
             try:
-                os.close(self._fd)
+                self._pipe.close()
             except OSError:
                 pass
 

@@ -286,8 +286,8 @@ class Supervisor:
         )
         err = TerminalOut(stderr_fd(), status_line)
         pumps = [
-            OutputPump("stdout", process.stdout.fileno(), out, sink, self._activity).start(),  # type: ignore[union-attr]
-            OutputPump("stderr", process.stderr.fileno(), err, sink, self._activity).start(),  # type: ignore[union-attr]
+            OutputPump("stdout", process.stdout, out, sink, self._activity).start(),  # type: ignore[arg-type]
+            OutputPump("stderr", process.stderr, err, sink, self._activity).start(),  # type: ignore[arg-type]
         ]
         liveness = threading.Thread(
             target=self._liveness, args=(run, settings), name="otel_ai-liveness", daemon=True
