@@ -177,6 +177,54 @@ def test_the_processes_of_one_otel_ai_run_say_a_refusal_once(tmp_path: Path) -> 
     assert not list(Path(tempfile.gettempdir()).glob("otel-ai-*.sock.refused-*"))
 
 
+POOL_PROGRAM = textwrap.dedent(
+    """
+    import concurrent.futures, multiprocessing, os
+    import otel_ai
+    from opentelemetry import trace
+
+    def work(i):
+        with trace.get_tracer("experiment").start_as_current_span(f"task {i}"):
+            pass
+        return os.getpid()
+
+    if __name__ == "__main__":
+        with otel_ai.run() as run:
+            with run.stage("1_initial_implementation"):
+                context = multiprocessing.get_context("fork")
+                with concurrent.futures.ProcessPoolExecutor(3, mp_context=context) as pool:
+                    print("pids", len(set(pool.map(work, range(12)))), flush=True)
+    """
+)
+
+
+def test_the_processes_of_one_otel_ai_run_say_an_outage_once_a_minute(tmp_path: Path) -> None:
+    """A collector that answers 503: the wrapper, the command and each of its pool
+    workers meet it; one line says it for all of them (each used to say it itself)."""
+    data_dir = tmp_path / "data"
+    (tmp_path / "child.py").write_text(POOL_PROGRAM)
+    with OTLPReceiver(mode="unavailable") as receiver:
+        result = subprocess.run(
+            [*OTEL_AI, "run", "--no-watch", "--no-status", "--run-id", "outage", "--"]
+            + [sys.executable, "child.py"],
+            env=environment(data_dir, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.http_endpoint),
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
+        assert result.returncode == 0, result.stderr
+        # the wrapper, the command and its workers all tried, and were all refused
+        assert receiver.rejected("traces", "http") >= 3
+    said = [line for line in result.stderr.splitlines() if "cannot deliver traces" in line]
+    assert len(said) == 1, result.stderr
+    assert "(HTTP 503" in said[0] and "spooling to" in said[0]
+    # nothing lost: every process's spans are in the spool
+    assert spooled(data_dir, "traces")
+    assert not list(Path(tempfile.gettempdir()).glob("otel-ai-*.sock.outage-*"))
+
+
 @pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
 def test_what_an_outage_spooled_of_a_signal_goes_once_the_backend_refuses_it(
     protocol: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture

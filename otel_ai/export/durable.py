@@ -61,6 +61,7 @@ from .losses import (  # noqa: F401 - dropped_totals, share_refusals_with: here 
     count_dropped,
     dropped_totals,
     first_to_say,
+    first_to_warn,
     share_refusals_with,
 )
 from .requests import items_in, split_to_fit
@@ -405,7 +406,10 @@ class Delivery:
         with self.cond:
             self.down = True  # from now on new requests go straight to disk
             self.retry_at = time.monotonic() + delay
-        if self._first_time(result.status or result.detail):
+        answer = result.status or result.detail
+        if self._first_time(answer) and first_to_warn(
+            self.signal, self.sender.endpoint, answer, self.outbox.channel()
+        ):
             logger.warning(
                 "otel_ai: cannot deliver %s to %s (%s); spooling to %s",
                 self.signal,

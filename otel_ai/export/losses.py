@@ -4,7 +4,8 @@ Every item dropped (the spool's bound, a request the collector refuses, an unwri
 data directory...) is counted here by (signal, reason), for the ``ai.telemetry.dropped``
 metric and the one stderr line at exit (:func:`unreported_losses`). A signal the endpoint
 refuses for good is said once per ``otel-ai run``, between all its processes
-(:func:`first_to_say`).
+(:func:`first_to_say`); a collector that does not answer, once a minute per run
+(:func:`first_to_warn`).
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ def share_refusals_with(channel_path: str | None) -> None:
     previous, _refusal_family = _refusal_family, channel_path
     if channel_path is None:
         if previous:
-            for marker in glob.glob(glob.escape(previous) + ".refused-*"):
+            for marker in glob.glob(glob.escape(previous) + ".refused-*") + glob.glob(
+                glob.escape(previous) + ".outage-*"
+            ):
                 try:
                     os.unlink(marker)
                 except OSError:
@@ -68,6 +71,34 @@ def first_to_say(signal: str, endpoint: str, inherited_channel: str | None = Non
         return False
     except OSError:
         return True
+    return True
+
+
+def first_to_warn(signal: str, endpoint: str, answer: str, inherited_channel: str | None = None) -> bool:
+    """Whether this process is the first of its run, in the last minute, to say that
+    ``endpoint`` does not take ``signal`` now (``answer``: HTTP 503, a timeout...). Every
+    pool worker meets the same outage: one line a minute says it for all of them. The
+    marker ``{channel}.outage-{digest}``, beside the wrapper's channel, holds when it was
+    last said (two processes in the same instant may both say it)."""
+    family = _refusal_family or inherited_channel
+    if not family:
+        return True
+    digest = hashlib.sha256(f"{signal}\0{endpoint}\0{answer}".encode()).hexdigest()[:16]
+    marker = f"{family}.outage-{digest}"
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        return True
+    except FileExistsError:
+        pass
+    except OSError:
+        return True
+    try:
+        now = time.time()
+        if now - os.stat(marker).st_mtime < WARN_EVERY_S:
+            return False
+        os.utime(marker, (now, now))
+    except OSError:
+        pass
     return True
 
 

@@ -369,6 +369,7 @@ def deliver_pending(
     deadline: float | None = None,
     *,
     senders: Mapping[str, Sender] | None = None,
+    patient: bool = True,
 ) -> DeliveryReport:
     """Deliver what dead processes left in the spool of ``data_dir``, oldest first.
 
@@ -378,7 +379,8 @@ def deliver_pending(
     in the order it was made; a file is deleted once the collector accepted it, and a
     dead process's directory once it is empty. A collector that is down is tried again
     with backoff until ``deadline`` (a :func:`time.monotonic` value; default: 30 s from
-    now); what is still undelivered then stays spooled for the next call. Never raises
+    now), or, not ``patient``, not again after its first refusal; what is still
+    undelivered then stays spooled for the next call. Never raises
     for telemetry failures; safe to run in a thread and concurrently with other
     processes (each directory is locked while it is delivered).
     """
@@ -407,7 +409,7 @@ def deliver_pending(
                     )
                 _count_remaining(report, signal, queue)
                 continue
-            _deliver_signal(signal, queue, sender, deadline, settings.max_request_bytes, report)
+            _deliver_signal(signal, queue, sender, deadline, settings.max_request_bytes, report, patient)
     finally:
         if own_senders:
             for sender in active.values():
@@ -442,12 +444,14 @@ class _Recovery:
         deadline: float,
         max_bytes: int,
         report: DeliveryReport,
+        patient: bool = True,
     ) -> None:
         self.signal = signal
         self.sender = sender
         self.deadline = Deadline(deadline)
         self.max_bytes = max_bytes
         self.report = report
+        self.patient = patient
         self.pending = list(reversed(queue))  # pop() takes the oldest
         self.items = 0  # what really goes out of the request being sent
 
@@ -520,7 +524,7 @@ class _Recovery:
 
     def on_retry(self, request: _Spooled, result: SendResult, delay: float) -> bool:
         self.report.errors[self.signal] = result.detail
-        return self.deadline.wait(delay)
+        return self.patient and self.deadline.wait(delay)
 
 
 def _deliver_signal(
@@ -530,8 +534,9 @@ def _deliver_signal(
     deadline: float,
     max_bytes: int,
     report: DeliveryReport,
+    patient: bool = True,
 ) -> None:
-    recovery = _Recovery(signal, queue, sender, deadline, max_bytes, report)
+    recovery = _Recovery(signal, queue, sender, deadline, max_bytes, report, patient)
     deliver(recovery, Backoff())
     _count_remaining(report, signal, recovery.pending)
 

@@ -7,13 +7,15 @@ directory is an orphan. The wrapper, which outlives them all, delivers orphans a
 start (what an earlier run left), every :data:`SCAN_EVERY_S` while the command runs (pool
 workers killed at a stage's end) and once more when the command has ended, within the
 wrapper's shutdown deadline; what is still undelivered then stays spooled for the next
-run or ``otel-ai recover``.
+run or ``otel-ai recover``. A pass stops at the collector's first refusal (down, 503...):
+the next one, 10 s later, tries again, and the wrapper's end never waits out an outage.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 from ..config import Settings
@@ -21,7 +23,7 @@ from ..export.spool import deliver_pending
 
 # how often the wrapper looks for orphans while the command runs
 SCAN_EVERY_S = 10.0
-# how long one pass may go on trying while the command runs (a collector that is down)
+# how long one pass may go on delivering while the command runs
 PASS_S = 30.0
 # the pass at the wrapper's start: what earlier runs left may be much
 FIRST_PASS_S = 300.0
@@ -67,7 +69,7 @@ class Orphans:
             if self._thread is not None and self._thread.is_alive():
                 return
             self._thread = threading.Thread(
-                target=deliver_pending,
+                target=partial(deliver_pending, patient=False),
                 args=(self.data_dir, self.settings, deadline),
                 name="otel_ai-spool-recovery",
                 daemon=True,
