@@ -62,6 +62,31 @@ def run_program(data_dir: Path, program: str = PROGRAM, **variables: str) -> sub
     )
 
 
+def run_wrapped(
+    cwd: Path, run_id: str, program: Path, data_dir: Path, endpoint: str
+) -> subprocess.CompletedProcess[str]:
+    """``program`` under ``otel-ai run`` with OTLP to ``endpoint``."""
+    return subprocess.run(
+        [
+            *OTEL_AI,
+            "run",
+            "--no-watch",
+            "--no-status",
+            "--run-id",
+            run_id,
+            "--",
+            sys.executable,
+            str(program),
+        ],
+        env=environment(data_dir, OTEL_EXPORTER_OTLP_ENDPOINT=endpoint),
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
+
+
 def spooled(data_dir: Path, signal: str | None = None) -> list[Path]:
     root = data_dir / "spool"
     return sorted(root.glob(f"*/{signal or '*'}/*.pb")) if root.is_dir() else []
@@ -145,25 +170,7 @@ def test_the_processes_of_one_otel_ai_run_say_a_refusal_once(tmp_path: Path) -> 
     child = tmp_path / "child.py"
     child.write_text(PROGRAM)
     with OTLPReceiver(signals=("traces",)) as receiver:
-        result = subprocess.run(
-            [
-                *OTEL_AI,
-                "run",
-                "--no-watch",
-                "--no-status",
-                "--run-id",
-                "wrapped",
-                "--",
-                sys.executable,
-                str(child),
-            ],
-            env=environment(data_dir, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.http_endpoint),
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=tmp_path,
-        )
+        result = run_wrapped(tmp_path, "wrapped", child, data_dir, receiver.http_endpoint)
         assert result.returncode == 0, result.stderr
         names = {s.name for s in receiver.spans()}
         assert {"ai.run", "ai.node draft"} <= names
@@ -204,16 +211,7 @@ def test_the_processes_of_one_otel_ai_run_say_an_outage_once_a_minute(tmp_path: 
     data_dir = tmp_path / "data"
     (tmp_path / "child.py").write_text(POOL_PROGRAM)
     with OTLPReceiver(mode="unavailable") as receiver:
-        result = subprocess.run(
-            [*OTEL_AI, "run", "--no-watch", "--no-status", "--run-id", "outage", "--"]
-            + [sys.executable, "child.py"],
-            env=environment(data_dir, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.http_endpoint),
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=tmp_path,
-        )
+        result = run_wrapped(tmp_path, "outage", tmp_path / "child.py", data_dir, receiver.http_endpoint)
         assert result.returncode == 0, result.stderr
         # the wrapper, the command and its workers all tried, and were all refused
         assert receiver.rejected("traces", "http") >= 3
