@@ -330,3 +330,36 @@ def test_show_and_report_take_infinite_and_nan_values(tmp_path: Path) -> None:
     assert shown.returncode == 0, shown.stderr
     assert "exec infs" in shown.stdout and "draft n2" in shown.stdout
     assert cli_main(["report", "run-inf", "--data-dir", str(data_dir), "-o", str(tmp_path / "r.html")]) == 0
+
+
+def test_a_stage_counts_the_nodes_its_pool_workers_made(tmp_path: Path) -> None:
+    """Pool workers that report their nodes through `EventEmitter` (no instrumentor) each
+    open a stage span of that name: the stage's line counts every node the trace holds,
+    not those of whichever of its spans started last."""
+    from test_python_versions import POOL
+
+    (tmp_path / "pool.py").write_text(POOL)
+    env = _env(tmp_path / "runs")
+    run = subprocess.run(
+        [str(OTEL_AI), "run", "--no-status", "--no-watch", "--run-id", "pool-counts", "--"]
+        + [sys.executable, "pool.py", "fork"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    show = subprocess.run(
+        [str(OTEL_AI), "show", "pool-counts", "--color", "never"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert show.returncode == 0, show.stderr
+    section = _sections(ANSI.sub("", show.stdout))["Stage 1_initial_implementation"]
+    counts = HEADER_COUNTS.search("\n".join(section))
+    assert counts is not None, show.stdout
+    assert counts.group("total", "good", "buggy") == ("6", "6", "0")
+    assert len([line for line in section if NODE_LINE.search(line)]) == 6

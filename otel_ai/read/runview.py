@@ -66,16 +66,22 @@ class StageView:
         return self.span.status_code if self.span is not None else "UNSET"
 
     def counts(self) -> tuple[int, int, int]:
+        """(good, buggy, total): what the stage span says, unless the trace holds more
+        of its nodes than that (nodes made in pool workers the stage's process did not
+        see, under a stage span of the same name a worker opened)."""
+        good = sum(1 for n in self.nodes if n.is_buggy is False)
+        buggy = sum(1 for n in self.nodes if n.is_buggy is True)
+        listed = (good, buggy, len(self.nodes))
         if self.span is not None and semconv.STAGE_NODES_TOTAL in self.span.attributes:
             a = self.span.attributes
-            return (
+            said = (
                 int(a.get(semconv.STAGE_NODES_GOOD, 0)),
                 int(a.get(semconv.STAGE_NODES_BUGGY, 0)),
                 int(a[semconv.STAGE_NODES_TOTAL]),
             )
-        good = sum(1 for n in self.nodes if n.is_buggy is False)
-        buggy = sum(1 for n in self.nodes if n.is_buggy is True)
-        return good, buggy, len(self.nodes)
+            if said[2] >= listed[2]:
+                return said
+        return listed
 
 
 @dataclass
