@@ -88,9 +88,6 @@ class Pipeline:
     tracer: Tracer
     logger: Logger
     meter: Meter
-    # no signal goes over the network (the embedded default's files, the console, off):
-    # a flush never waits for a collector
-    local: bool = True
     # what :func:`secure` hands over and writes down: the batch processors, the metric
     # readers, the OTLP signals' deliveries (None: no signal goes over OTLP)
     batching: tuple[DeliveringBatchSpanProcessor | DeliveringBatchLogRecordProcessor, ...] = ()
@@ -100,6 +97,12 @@ class Pipeline:
     @property
     def disabled(self) -> bool:
         return self.tracer_provider is None
+
+    @property
+    def local(self) -> bool:
+        """No signal goes over the network (the embedded default's files, the console,
+        off): a flush never waits for a collector."""
+        return self.outbox is None
 
 
 _lock = threading.RLock()
@@ -222,7 +225,6 @@ def _build(settings: Settings, previous: Pipeline | None = None) -> Pipeline:
         tracer=tracer_provider.get_tracer(semconv.SCOPE_NAME, __version__),
         logger=logger_provider.get_logger(semconv.SCOPE_NAME, __version__),
         meter=meter_provider.get_meter(semconv.SCOPE_NAME, __version__),
-        local=outbox is None,
         batching=tuple(batching),
         readers=tuple(readers),
         outbox=outbox,
