@@ -380,6 +380,81 @@ def test_a_forked_child_that_emits_nothing_writes_nothing_of_its_parents(tmp_pat
     assert nodes and {p.resource["process.pid"] for p in nodes} == {pids["parent"]}
 
 
+QUIET_THREADS_SCRIPT = """
+    import json, os, sys, threading
+    from pathlib import Path
+    import otel_ai
+    from opentelemetry.sdk.trace import TracerProvider
+    from otel_ai.export.delivering import DeliveringBatchSpanProcessor
+    from otel_ai.export.files import JsonlSpanExporter
+
+    def batch_threads():
+        return sorted(t.name for t in threading.enumerate() if t.name.startswith("OtelBatch"))
+
+    otel_ai.configure()
+    with otel_ai.run("threads") as run:
+        run.log("the parent's pipeline holds its export threads")
+    # a provider of its own whose processor a forked child does record through
+    direct = Path(sys.argv[1])
+    provider = TracerProvider()
+    provider.add_span_processor(DeliveringBatchSpanProcessor(JsonlSpanExporter(direct)))
+    with provider.get_tracer("t").start_as_current_span("in the parent"):
+        pass
+    provider.force_flush()
+    report = {"parent": batch_threads()}
+
+    def child(name, then=None):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            seen = {"at the fork": batch_threads()}
+            with provider.get_tracer("t").start_as_current_span(name):
+                pass
+            seen["after recording"] = batch_threads()
+            if then:
+                seen["grandchild"] = then()
+            provider.force_flush()
+            os.write(write, json.dumps(seen).encode())
+            os._exit(0)
+        os.close(write)
+        data = b""
+        while chunk := os.read(read, 65536):
+            data += chunk
+        os.waitpid(pid, 0)
+        return json.loads(data)
+
+    report["child"] = child("in the child", then=lambda: child("in the grandchild"))
+    print(json.dumps(report))
+"""
+
+
+def test_a_forked_child_starts_no_export_thread_until_it_records(tmp_path: Path) -> None:
+    """AI-Scientist-v2's Interpreter forks a child from a pool worker for every run of a
+    node's code. The batch processors a child inherits start no thread at the fork (each
+    cost the child's start 0.3-0.5 ms); one the child records through starts its thread
+    then and delivers, in a grandchild too."""
+    data_dir, direct = tmp_path / "otel-ai-runs", tmp_path / "direct"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "RUNPOD_"))}
+    env.update(OTEL_AI_DATA_DIR=str(data_dir))
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(QUIET_THREADS_SCRIPT), str(direct)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["parent"].count("OtelBatchSpanRecordProcessor") == 2, report
+    for name in ("child", "grandchild"):
+        seen = report["child"] if name == "child" else report["child"]["grandchild"]
+        assert seen["at the fork"] == [], report
+        assert seen["after recording"] == ["OtelBatchSpanRecordProcessor"], report
+    names = sorted(span.name for span in load_directory(direct).spans)
+    assert names == ["in the child", "in the grandchild", "in the parent"]
+
+
 def test_forked_child_resource_names_the_child(forked: tuple[dict[str, int], Path]) -> None:
     pids, data_dir = forked
     child = _by_pid(data_dir, "traces", pids["child"]).spans

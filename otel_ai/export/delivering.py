@@ -35,6 +35,7 @@ from opentelemetry.sdk.trace.export import (
 
 from .._internal import report_internal_error
 from .durable import Delivery
+from .forked import quiet_at_fork
 from .losses import DROP_UNENCODABLE
 from .requests import count_items
 from .sanitize import clean_logs, clean_spans
@@ -140,10 +141,12 @@ class DurableMetricExporter(MetricExporter):
 
 class DeliveringBatchSpanProcessor(BatchSpanProcessor):
     """The SDK's batch processor, whose ``force_flush`` also waits for the exporter to
-    deliver (the SDK's stops once the exporter has the batches)."""
+    deliver (the SDK's stops once the exporter has the batches), and which starts no
+    thread in a forked child until the child records through it (see :mod:`.forked`)."""
 
     def __init__(self, span_exporter: SpanExporter, **kwargs: Any) -> None:
-        super().__init__(span_exporter, **kwargs)
+        with quiet_at_fork(BatchSpanProcessor):
+            super().__init__(span_exporter, **kwargs)
         self._delivering = span_exporter
 
     def force_flush(self, timeout_millis: int | None = 30000) -> bool:
@@ -162,7 +165,8 @@ class DeliveringBatchLogRecordProcessor(BatchLogRecordProcessor):
     """:class:`DeliveringBatchSpanProcessor` for log records."""
 
     def __init__(self, exporter: LogRecordExporter, **kwargs: Any) -> None:
-        super().__init__(exporter, **kwargs)
+        with quiet_at_fork(BatchLogRecordProcessor):
+            super().__init__(exporter, **kwargs)
         self._delivering = exporter
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
