@@ -253,7 +253,8 @@ def bench_instrumentor(args: argparse.Namespace, otel_ai: Any) -> tuple[list[flo
     from opentelemetry import context as context_api
     from opentelemetry import trace as trace_api
 
-    from otel_ai.instrumentation import _search, ledger
+    from otel_ai.instrumentation import _search
+    from otel_ai.model import ledger
     from otel_ai.model.spans import Run
 
     run = Run("bench-instrumented-run")

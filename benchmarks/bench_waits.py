@@ -4,7 +4,7 @@ A whole search (``bench_search.py``) on a busy machine varies by more than what 
 measured here; these are the pieces, each timed on the experiment's side:
 
 pool task
-    ``otel_ai.propagation.call_in_context`` (what a ``ProcessPoolExecutor`` task runs
+    ``otel_ai.pools.call_in_context`` (what a ``ProcessPoolExecutor`` task runs
     under ``otel-ai run``) around a task that creates a node, logs a line and completes
     the node: the task's own emit cost plus whatever otel_ai does before the task's
     result goes back to the pool. Median and p90 of ``--tasks`` tasks, 10 ms apart.
@@ -61,7 +61,7 @@ class _SlowCollector:
 
 def pool_task(tasks: int, otlp_latency: float | None = None) -> tuple[float, float]:
     import otel_ai
-    from otel_ai import propagation
+    from otel_ai import pools
 
     if otlp_latency is not None:
         os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = _SlowCollector(otlp_latency).endpoint
@@ -80,7 +80,7 @@ def pool_task(tasks: int, otlp_latency: float | None = None) -> tuple[float, flo
     samples = []
     for i in range(tasks):
         start = time.perf_counter()
-        propagation.call_in_context(None, task, (i,), {})
+        pools.call_in_context(None, task, (i,), {})
         samples.append(time.perf_counter() - start)
         time.sleep(0.01)
     otel_ai.shutdown(10)

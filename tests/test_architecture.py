@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("parts", ("otel_ai.export", "otel_ai.metrics", "otel_ai.artifacts", "otel_ai.read")),
-    ("pipeline", ("otel_ai.export.providers", "otel_ai.pipeline", "otel_ai.propagation")),
+    ("pipeline", ("otel_ai.export.providers", "otel_ai.pipeline", "otel_ai.propagation", "otel_ai.pools")),
     ("model", ("otel_ai.model",)),
     ("front doors", ("otel_ai.emitter", "otel_ai.watch", "otel_ai.instrumentation", "otel_ai.bootstrap")),
     ("runner", ("otel_ai.runner",)),
@@ -45,10 +45,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 # Third-party modules that may be imported inside a function: optional extras, or heavy
 # imports paid only when the feature is used (a child's start-up stays cheap).
 LAZY_THIRD_PARTY = {"boto3", "botocore", "grpc", "pynvml", "rich", "openai", "anthropic"}
-# Third-party imports a module may defer for a reason of its own: propagation is imported
+# Third-party imports a module may defer for a reason of its own: propagation (and pools) is imported
 # by the start-up of every Python child of `otel-ai run`, where opentelemetry.trace would
 # cost tens of milliseconds a process; it loads it only when a span context is needed.
-LAZY_IN_MODULE = {"otel_ai.propagation": {"opentelemetry"}}
+LAZY_IN_MODULE = {"otel_ai.propagation": {"opentelemetry"}, "otel_ai.pools": {"opentelemetry"}}
 # Modules whose function-level imports are their purpose: the front door's PEP 562 lazy
 # attributes and the start-up hook every Python child runs.
 LAZY_MODULES = {"otel_ai", "otel_ai.bootstrap.site.sitecustomize"}

@@ -193,7 +193,7 @@ def test_a_forked_child_sends_its_own_reports_and_never_its_parents() -> None:
         if pid == 0:
             for i in range(3):
                 propagation.report("progress", who="child", i=i)
-            propagation._drain_at_exit()  # as a pool worker's exit flush does
+            propagation.drain_at_exit()  # as a pool worker's exit flush does
             os._exit(0)
         os.waitpid(pid, 0)
         """

@@ -304,7 +304,7 @@ def test_forked_child_writes_its_own_files(forked: tuple[dict[str, int], Path]) 
     for signal in ("traces", "logs"):
         _by_pid(data_dir, signal, pids["parent"])
         _by_pid(data_dir, signal, pids["child"])
-    names = sorted(p.name for p in data_dir.iterdir())
+    names = sorted(p.name for p in data_dir.iterdir() if p.is_file())
     assert all(re.search(rf"-({pids['parent']}|{pids['child']})\.jsonl$", n) for n in names), names
 
     child_nodes = {s.attributes.get("ai.node.id") for s in _by_pid(data_dir, "traces", pids["child"]).spans}
@@ -326,6 +326,16 @@ def test_forked_child_spans_join_the_parents_trace(forked: tuple[dict[str, int],
     (child,) = [s for s in spans if s.attributes.get("ai.node.id") == "child-node"]
     assert child.trace_id == run.trace_id
     assert child.parent_span_id == stage.span_id
+
+
+def test_the_parents_stage_counts_the_node_its_forked_child_made(forked: tuple[dict[str, int], Path]) -> None:
+    (stage,) = [
+        s
+        for s in _by_pid(data_dir=forked[1], signal="traces", pid=forked[0]["parent"]).spans
+        if s.name.startswith("ai.stage ")
+    ]
+    assert stage.attributes["ai.stage.nodes.total"] == 3  # the child's node told through the ledger
+    assert stage.attributes["ai.stage.nodes.good"] == 3
 
 
 def test_forked_child_does_not_end_the_parents_spans(forked: tuple[dict[str, int], Path]) -> None:

@@ -24,8 +24,8 @@ from otel_ai.instrumentation import (
     _runs,
     _search,
     hook_report,
-    ledger,
 )
+from otel_ai.model import ledger
 from otel_ai.read import load_directory
 
 ROOT = Path(__file__).resolve().parents[1]

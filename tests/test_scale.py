@@ -11,7 +11,7 @@ from opentelemetry import trace as trace_api
 
 import otel_ai
 from otel_ai import semconv
-from otel_ai.instrumentation import ledger
+from otel_ai.model import ledger
 from otel_ai.model.registry import registry
 
 RUN = "scale-run"

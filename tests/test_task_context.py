@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from otel_ai import propagation
+from otel_ai import pools
 
 
 def carried_in_worker(label: str) -> dict[str, Any]:
     """Runs in the worker: what its task came with."""
-    return {"label": label, "pid": os.getpid(), "carrier": dict(propagation.task_carrier())}
+    return {"label": label, "pid": os.getpid(), "carrier": dict(pools.task_carrier())}
 
 
 def _node_hook(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Mapping[str, str]:
@@ -32,12 +32,12 @@ def pool_module() -> Iterator[Any]:
     import concurrent.futures.process as module
 
     already = getattr(module.ProcessPoolExecutor.submit, "_otel_ai_wrapped", False)
-    propagation.instrument_process_pool(module)
-    propagation.add_task_hook(_node_hook)
+    pools.instrument_process_pool(module)
+    pools.add_task_hook(_node_hook)
     yield module
-    propagation.remove_task_hook(_node_hook)
+    pools.remove_task_hook(_node_hook)
     if not already:
-        propagation.uninstrument_process_pool(module)
+        pools.uninstrument_process_pool(module)
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
@@ -50,4 +50,4 @@ def test_each_task_carries_its_own_context_to_the_worker(pool_module: Any, metho
     assert by_label["a"]["otel-ai-parent-node"] == "parent-of-a"
     assert by_label["b"]["otel-ai-parent-node"] == "parent-of-b"
     assert "otel-ai-parent-node" not in by_label["broken"]
-    assert propagation.task_carrier() == {}  # outside a task: nothing
+    assert pools.task_carrier() == {}  # outside a task: nothing

@@ -1,7 +1,7 @@
 """Start-up of an instrumented Python child: post-import hooks, nothing heavier.
 
 - ``concurrent.futures.process``: pool tasks carry the submitter's trace context and
-  flush their telemetry before they return (:mod:`otel_ai.propagation`).
+  flush their telemetry before they return (:mod:`otel_ai.pools`).
 - ``ai_scientist``: AI-Scientist-v2's tree search is instrumented when it is imported
   (:mod:`otel_ai.instrumentation`), if that instrumentation is available.
 - ``opentelemetry.trace`` (under ``otel-ai run``): a global tracer provider that
@@ -18,7 +18,7 @@ import importlib
 import os
 from types import ModuleType
 
-from ..propagation import instrument_process_pool
+from ..pools import instrument_process_pool
 from .importhook import finder, forget, when_imported
 
 __all__ = ["finder", "forget", "instrument_ai_scientist_on_import", "start", "when_imported"]

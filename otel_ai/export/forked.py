@@ -97,7 +97,7 @@ def _quiet(batch_class: type) -> type:
     quiet = _quiet_classes.get(batch_class)
     if quiet is None:
 
-        class QuietAtFork(batch_class):  # type: ignore[valid-type,misc]
+        class QuietAtFork(batch_class):  # type: ignore[misc]
             def _at_fork_reinit(self) -> None:
                 # Called by the SDK at the fork, in the child, and again (through its
                 # Once) when the child first records: the first renews what the
@@ -133,14 +133,14 @@ def quiet_at_fork(processor_class: type) -> Iterator[None]:
     """Within the block, ``processor_class`` (an SDK batch processor) is built on a
     ``BatchProcessor`` that starts its thread in a forked child only on the child's first
     record. With an SDK that builds it otherwise, the SDK's processor as it is."""
-    module = sys.modules.get(processor_class.__module__)
+    module: Any = sys.modules.get(processor_class.__module__)
     batch_class = getattr(module, "BatchProcessor", None)
-    if not _starts_on_first_record(batch_class):
+    if module is None or not isinstance(batch_class, type) or not _starts_on_first_record(batch_class):
         yield
         return
     with _swap_lock:
-        module.BatchProcessor = _quiet(batch_class)  # type: ignore[union-attr]
+        module.BatchProcessor = _quiet(batch_class)
         try:
             yield
         finally:
-            module.BatchProcessor = batch_class  # type: ignore[union-attr]
+            module.BatchProcessor = batch_class

@@ -123,6 +123,7 @@ def configure(**settings: Any) -> Pipeline:
     with _lock:
         if _pipeline is None and _forked_from is not None:
             _build_after_fork()
+            _shutdown_at_child_exit()
         if _pipeline is not None:
             if settings and resolve(**settings) != _pipeline.settings:
                 logger.warning("otel_ai.configure() called again with other settings; keeping the first")
@@ -135,6 +136,7 @@ def configure(**settings: Any) -> Pipeline:
         if not _atexit_registered:
             atexit.register(_shutdown_at_exit)
             _atexit_registered = True
+        _shutdown_at_child_exit()
         return _pipeline
 
 
@@ -490,6 +492,24 @@ def _with_deadline(pipeline: Pipeline, timeout: float, *, shutdown: bool) -> boo
     if not done:
         logger.warning("otel_ai: telemetry not fully flushed within %.1f s", timeout)
     return done and all(results.values())
+
+
+_child_exit_pid = 0
+
+
+def _shutdown_at_child_exit() -> None:
+    """In a ``multiprocessing`` child (a pool worker, fork or spawn), the same shutdown
+    as atexit's, as one of multiprocessing's exit functions: such a child leaves by
+    ``os._exit``, and atexit never runs there (what its last tasks emitted was lost)."""
+    global _child_exit_pid
+    process, util = sys.modules.get("multiprocessing.process"), sys.modules.get("multiprocessing.util")
+    if _child_exit_pid == os.getpid() or process is None or util is None or process.parent_process() is None:
+        return
+    _child_exit_pid = os.getpid()
+    try:
+        util.Finalize(None, _shutdown_at_exit, exitpriority=100)  # before the pool's own (<= 10)
+    except Exception as exc:  # noqa: BLE001 - never fail the child for telemetry
+        report_internal_error("otel_ai.export.providers.child_exit", exc)
 
 
 def _shutdown_at_exit() -> None:

@@ -33,7 +33,7 @@ from typing import Any
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 from ..bootstrap.importhook import when_imported
-from ..propagation import add_task_hook, instrument_process_pool, uninstrument_process_pool
+from ..pools import add_task_hook, instrument_process_pool, uninstrument_process_pool
 from ..version import __version__
 from . import _llm, _papers, _search
 from ._nodes import task_context

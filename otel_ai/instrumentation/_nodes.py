@@ -2,7 +2,7 @@
 
 A node is made in the pool worker that runs ``ParallelAgent._process_node_wrapper``. Its
 stage and its parent node travel with the pool task: the submitting process adds their
-span ids to the task's trace context (:func:`otel_ai.propagation.add_task_hook`), and the
+span ids to the task's trace context (:func:`otel_ai.pools.add_task_hook`), and the
 worker starts its unborn node under them at once, forked or spawned. The node's id is
 given when one of ``MinimalAgent``'s node makers returns the new node;
 ``Interpreter.run`` becomes ``ai.node.execute``; the task's result completes the node.
@@ -21,9 +21,10 @@ from opentelemetry import trace as trace_api
 from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
 
 from .. import semconv
+from ..model import ledger
 from ..model.spans import Node, Run, Stage
-from ..propagation import flush_on_sigterm, task_carrier
-from . import _runs, ledger, tokens
+from ..pools import flush_on_sigterm, task_carrier
+from . import _runs, tokens
 from ._calls import arg, bind, current, safe
 
 # MinimalAgent's node makers and the kind of node each makes

@@ -4,7 +4,7 @@ and the journal, in the main process; the nodes are :mod:`._nodes`'.
 ``AgentManager`` builds one ``ParallelAgent`` per stage or sub-stage (the ``ai.stage``
 span, open until the agent is cleaned up), whose ``step`` submits
 ``_process_node_wrapper`` to a process pool while the stage span is current, so the task
-carries it, with its parent node (:func:`otel_ai.propagation.call_in_context`).
+carries it, with its parent node (:func:`otel_ai.pools.call_in_context`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import semconv
+from ..model import ledger
 from ..model.spans import Stage
-from . import _runs, ledger, tokens
+from . import _runs, tokens
 from ._calls import arg, bind, current, safe
 from ._nodes import (
     NODE_MAKERS,

@@ -18,9 +18,9 @@ from typing import Any
 from .. import semconv
 from .._internal import never_raise
 from ..metrics.genai import UsageScope, on_usage
+from ..model import ledger
 from ..model.spans import Node, Run, Stage
 from ..propagation import MSG_TOKENS, report
-from . import ledger
 
 __all__ = ["node_totals", "set_run_totals", "set_stage_totals"]
 

@@ -14,6 +14,7 @@ from .. import semconv
 from .._internal import never_raise
 from ..export.providers import get_pipeline
 from ..metrics.instruments import instruments
+from . import ledger
 from .coerce import as_float, coerce_attributes, identifier, is_finite, to_text
 from .events import INFO, WARN, emit_log, summary
 from .listeners import notify
@@ -248,6 +249,10 @@ class Node(SpanOwner):
         end = now()
         self._finish(status, attrs)
         notify("node_ended", self, buggy)
+        if not self.stage.owned_here:  # a pool worker's node: the stage's owner counts it
+            ledger.node_ended_elsewhere(
+                self.span_context.trace_id, self.stage.span_context.span_id, self.span_context.span_id, buggy
+            )
         labels = {semconv.RUN_ID: self.run.run_id, semconv.STAGE_NAME: self.stage.name}
         tools = instruments()
         if buggy is not None:

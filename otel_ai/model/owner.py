@@ -23,7 +23,7 @@ from .. import semconv
 from .._internal import never_raise, report_internal_error
 from ..export.handoff import now_ns
 from ..export.providers import before_shutdown
-from ..propagation import add_exit_hook
+from ..pools import add_exit_hook
 from .coerce import MAX_TEXT, coerce_attributes, to_text, truncate
 from .events import INFO, WARN, EventBuffer, emit_log, severity, summary
 from .registry import registry

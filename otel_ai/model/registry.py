@@ -53,11 +53,13 @@ class RunRegistry:
         with self._lock:
             return self._open.get(run_id) or self._ended.get(run_id)
 
-    def current(self) -> Run | None:
+    def current(self, *, drain: bool = True) -> Run | None:
         """The most recently started run still open: in this process, attached to the
         wrapper's, or inherited through fork (a forked worker's spans join its parent's
-        run, which the parent ends)."""
-        handoff.drain()
+        run, which the parent ends). With ``drain``, once the events handed off so far
+        are recorded."""
+        if drain:
+            handoff.drain()
         with self._lock:
             for run in reversed(self._open.values()):
                 if not run.ended:

@@ -24,6 +24,7 @@ from .listeners import notify
 from .node import Execution, Node
 from .owner import SpanOwner, error_status, exception_attributes, now, record_exception
 from .phases import Paper, Validation
+from .pooled import carried_stage
 from .registry import registry
 from .stage import Stage
 
@@ -145,15 +146,20 @@ class Run(SpanOwner):
 
     @never_raise()
     def find_stage(self, name: Any = None) -> Stage:
-        """The stage of that name; the current one when None. A stage never started is
+        """The stage of that name; the current one when None. In a pool task, the stage
+        the task was submitted in is joined (:mod:`.pooled`). A stage never started is
         started here (flagged ``ai.span.synthesized``), so an event for it is still recorded."""
         with self._lock:
+            carried = carried_stage(self.span_context)
             if name is None:
                 current = self.current_stage
                 if current is not None:
                     return current
-                name = "unknown"
+                name = carried[0] if carried is not None else "unknown"
             stage = self.stages.get(name)
+            if carried is not None and carried[0] == name:
+                if stage is None or stage.span_context.span_id != carried[1].span_id:
+                    return self.join_stage(name, carried[1])
             if stage is None:
                 stage = Stage(self, name, None, None, synthesized=True)
                 self.stages[name] = stage

@@ -14,6 +14,7 @@ from .. import semconv
 from .._internal import never_raise
 from ..export.providers import get_pipeline
 from ..metrics.instruments import instruments
+from . import ledger
 from .coerce import as_float, coerce_attributes, identifier, is_finite, to_text
 from .events import ERROR, INFO
 from .listeners import notify
@@ -294,11 +295,16 @@ class Stage(SpanOwner):
         self._end_stage(outcome, closed_by=CLOSED_BY_PARENT)
 
     def _counts(self) -> tuple[int, int, int]:
-        """Final node counts: what the experiment reported last or what this process
-        saw, whichever is larger (a crash can end a stage between the two)."""
-        good = sum(1 for n in self._node_order if n.is_buggy is False)
-        buggy = sum(1 for n in self._node_order if n.is_buggy is True)
-        seen = (good, buggy, len(self._node_order))
+        """Final node counts: what the experiment reported last or what was seen, this
+        process's nodes and those that ended in its pool workers (from the ledger),
+        whichever is larger (a crash can end a stage between the two)."""
+        outcomes = {n.span_context.span_id: n.is_buggy for n in self._node_order}
+        if self.owned_here:
+            elsewhere = ledger.nodes_ended_elsewhere(self.span_context.trace_id, self.span_context.span_id)
+            outcomes = {**elsewhere, **outcomes}
+        good = sum(1 for buggy in outcomes.values() if buggy is False)
+        buggy = sum(1 for buggy in outcomes.values() if buggy is True)
+        seen = (good, buggy, len(outcomes))
         reported = self._reported_counts
         if reported is None:
             return seen

@@ -18,6 +18,7 @@ from ..export import handoff
 from ..propagation import wrapped_run
 from .coerce import identifier, safe_str
 from .phases import Paper, Validation
+from .pooled import carried_run
 from .registry import registry
 from .run import Run
 
@@ -86,6 +87,13 @@ def find_run(run_id: str | None, *, pod_id: str | None = None) -> Run:
     else:
         run = registry.current()
         if run is not None:
+            return run
+    carried = carried_run(run_id)  # a pool task's: the run it was submitted in
+    if carried is not None:
+        with _attach_lock:
+            run = registry.lookup(carried[0])
+            if run is None or run.ended:
+                run = Run(carried[0], attach=carried[1])
             return run
     return Run(run_id, pod_id=pod_id, synthesized=True)
 

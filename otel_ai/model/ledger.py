@@ -9,7 +9,10 @@ process appends one JSON line per fact to ``OTEL_AI_DATA_DIR/ledger/{trace id}.j
   ``otel-ai run`` wrapper, or the process that started the run);
 - ``{"k": "node", "st": stage, "id": node id, "sp": span id}``: where a node's span is,
   so the process that submits a later node task can send its parent's context with it,
-  and the stage can link to its best node.
+  and the stage can link to its best node;
+- ``{"k": "done", "s": stage span id, "n": node span id, "b": is_buggy}``: a node ended
+  in a process that does not own its stage (a pool worker), counted by the stage's
+  owner in the stage span's ``ai.stage.nodes.*`` when it ends the stage.
 
 (A stage's span travels with each pool task instead: nothing about it must outlive a
 process. Records of kind ``stage`` from older versions are still read.)
@@ -71,8 +74,8 @@ class _Index:
     only the lines appended since the last one, so its cost does not grow with the run.
 
     Memory: per node record one entry in ``spans`` for each of (stage, id), (None, id)
-    and one per stage for (stage, None), i.e. a few hundred bytes per node, and
-    per stage one token total.
+    and one per stage for (stage, None), and per node ended in a pool worker one entry
+    in ``outcomes``, i.e. a few hundred bytes per node, and per stage one token total.
     """
 
     def __init__(self, path: str) -> None:
@@ -83,6 +86,8 @@ class _Index:
         self.spans: dict[tuple[str, str | None, str | None], tuple[int, str | None]] = {}
         # stage span id (hex) or None (the whole trace) -> [input, output, calls]
         self.tokens: dict[str | None, list[int]] = {}
+        # stage span id (hex) -> node span id (hex) -> is_buggy, of nodes ended elsewhere
+        self.outcomes: dict[str, dict[str, bool | None]] = {}
 
     def refresh(self) -> None:
         try:
@@ -120,6 +125,13 @@ class _Index:
                 totals[0] += counts[0]
                 totals[1] += counts[1]
                 totals[2] += 1
+            return
+        if kind == "done":
+            stage_span, node_span, buggy = record.get("s"), record.get("n"), record.get("b")
+            if isinstance(stage_span, str) and isinstance(node_span, str):
+                self.outcomes.setdefault(stage_span, {})[node_span] = (
+                    buggy if isinstance(buggy, bool) else None
+                )
             return
         if not isinstance(kind, str):
             return
@@ -184,6 +196,30 @@ def token_totals(
     with _lock:
         totals = index.tokens.get(stage)
         return (totals[0], totals[1], totals[2]) if totals else (0, 0, 0)
+
+
+def node_ended_elsewhere(trace_id: int, stage_span_id: int, node_span_id: int, is_buggy: bool | None) -> None:
+    """A node of a stage another process owns has ended here: its owner counts it."""
+    append(trace_id, {"k": "done", "s": f"{stage_span_id:016x}", "n": f"{node_span_id:016x}", "b": is_buggy})
+
+
+def nodes_ended_elsewhere(trace_id: int, stage_span_id: int) -> dict[int, bool | None]:
+    """Node span id -> is_buggy of the stage's nodes that ended in other processes."""
+    try:
+        index = _index(trace_id, None)
+    except OSError:
+        return {}
+    if index is None:
+        return {}
+    with _lock:
+        found = dict(index.outcomes.get(f"{stage_span_id:016x}", {}))
+    result: dict[int, bool | None] = {}
+    for span, buggy in found.items():
+        try:
+            result[int(span, 16)] = buggy
+        except ValueError:
+            continue
+    return result
 
 
 def find_span(trace_id: int, kind: str, stage: str | None, node_id: str | None = None) -> int | None:
