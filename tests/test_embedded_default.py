@@ -277,6 +277,12 @@ def forked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str,
 def _pids_of(script: str, data_dir: Path, **env_extra: str) -> dict[str, int]:
     """Run ``script`` in a process of its own (no OTEL_ settings but ``env_extra``),
     telemetry to ``data_dir``; the pids it prints last, as JSON."""
+    pids: dict[str, int] = _last_json(script, data_dir, **env_extra)
+    return pids
+
+
+def _last_json(script: str, data_dir: Path, **env_extra: str) -> Any:
+    """:func:`_pids_of`: what ``script`` prints last, as JSON."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "RUNPOD_"))}
     env.update(OTEL_AI_DATA_DIR=str(data_dir), **env_extra)
     result = subprocess.run(
@@ -288,8 +294,7 @@ def _pids_of(script: str, data_dir: Path, **env_extra: str) -> dict[str, int]:
         env=env,
     )
     assert result.returncode == 0, result.stderr
-    pids: dict[str, int] = json.loads(result.stdout.strip().splitlines()[-1])
-    return pids
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def _by_pid(data_dir: Path, signal: str, pid: int) -> Telemetry:
@@ -391,7 +396,7 @@ def test_a_forked_child_that_emits_nothing_writes_nothing_of_its_parents(tmp_pat
 
 
 QUIET_THREADS_SCRIPT = """
-    import json, os, sys, threading
+    import json, os, threading
     from pathlib import Path
     import otel_ai
     from opentelemetry.sdk.trace import TracerProvider
@@ -405,7 +410,7 @@ QUIET_THREADS_SCRIPT = """
     with otel_ai.run("threads") as run:
         run.log("the parent's pipeline holds its export threads")
     # a provider of its own whose processor a forked child does record through
-    direct = Path(sys.argv[1])
+    direct = Path(os.environ["DIRECT_DIR"])
     provider = TracerProvider()
     provider.add_span_processor(DeliveringBatchSpanProcessor(JsonlSpanExporter(direct)))
     with provider.get_tracer("t").start_as_current_span("in the parent"):
@@ -443,19 +448,8 @@ def test_a_forked_child_starts_no_export_thread_until_it_records(tmp_path: Path)
     node's code. The batch processors a child inherits start no thread at the fork (each
     cost the child's start 0.3-0.5 ms); one the child records through starts its thread
     then and delivers, in a grandchild too."""
-    data_dir, direct = tmp_path / "otel-ai-runs", tmp_path / "direct"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "RUNPOD_"))}
-    env.update(OTEL_AI_DATA_DIR=str(data_dir))
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(QUIET_THREADS_SCRIPT), str(direct)],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    direct = tmp_path / "direct"
+    report = _last_json(QUIET_THREADS_SCRIPT, tmp_path / "otel-ai-runs", DIRECT_DIR=str(direct))
     assert report["parent"].count("OtelBatchSpanRecordProcessor") == 2, report
     for name in ("child", "grandchild"):
         seen = report["child"] if name == "child" else report["child"]["grandchild"]
