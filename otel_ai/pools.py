@@ -257,6 +257,16 @@ def _worker_flusher() -> _WorkerFlusher:
     return flusher
 
 
+def flush_in_multiprocessing_child() -> None:
+    """In a ``multiprocessing`` child, flush as a pool worker does at its exit and at
+    SIGTERM (within OTEL_AI_WORKER_FLUSH_TIMEOUT, spooling what the collector has not
+    taken): such a child leaves by ``os._exit``, and atexit never runs there. For pools
+    that are not instrumented (outside ``otel-ai run``); called when its pipeline is built."""
+    process = sys.modules.get("multiprocessing.process")
+    if process is not None and process.parent_process() is not None:
+        _worker_flusher()
+
+
 _sigterm_pid = 0
 
 

@@ -47,6 +47,7 @@ from ..metrics import start as start_metrics
 from ..metrics.genai import TokenUsageProcessor
 from ..metrics.gpu import detect_gpus
 from ..metrics.instruments import use_meter
+from ..pools import flush_in_multiprocessing_child
 from ..propagation import CHANNEL_ENV, wrapped_run
 from ..version import __version__
 from . import handoff
@@ -494,20 +495,13 @@ def _with_deadline(pipeline: Pipeline, timeout: float, *, shutdown: bool) -> boo
     return done and all(results.values())
 
 
-_child_exit_pid = 0
-
-
 def _shutdown_at_child_exit() -> None:
-    """In a ``multiprocessing`` child (a pool worker, fork or spawn), the same shutdown
-    as atexit's, as one of multiprocessing's exit functions: such a child leaves by
-    ``os._exit``, and atexit never runs there (what its last tasks emitted was lost)."""
-    global _child_exit_pid
-    process, util = sys.modules.get("multiprocessing.process"), sys.modules.get("multiprocessing.util")
-    if _child_exit_pid == os.getpid() or process is None or util is None or process.parent_process() is None:
-        return
-    _child_exit_pid = os.getpid()
+    """In a ``multiprocessing`` child (a pool worker, fork or spawn), the flush of a pool
+    worker at its exit and at SIGTERM (:func:`otel_ai.pools.flush_in_multiprocessing_child`):
+    such a child leaves by ``os._exit``, where atexit never runs, so what its last tasks
+    emitted was lost when nothing flushed after each task (a pool outside ``otel-ai run``)."""
     try:
-        util.Finalize(None, _shutdown_at_exit, exitpriority=100)  # before the pool's own (<= 10)
+        flush_in_multiprocessing_child()
     except Exception as exc:  # noqa: BLE001 - never fail the child for telemetry
         report_internal_error("otel_ai.export.providers.child_exit", exc)
 
