@@ -17,9 +17,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from otlp_receiver import OTLPReceiver
 
 from otel_ai.read.files import load_directory
-from otel_ai.read.otlp_json import Telemetry
+from otel_ai.read.records import SpanRecord
 
 OTEL_AI = Path(sys.executable).parent / "otel-ai"
 
@@ -65,28 +66,26 @@ def _env(data_dir: Path) -> dict[str, str]:
     return env
 
 
-def _run(tmp_path: Path, command: list[str]) -> tuple[Telemetry, int]:
+def _run(tmp_path: Path, command: list[str], **env: str) -> tuple[list[SpanRecord], int]:
     (tmp_path / "search.py").write_text(textwrap.dedent(SEARCH))
     data_dir = tmp_path / "runs"
     done = subprocess.run(
-        command, cwd=tmp_path, env=_env(data_dir), capture_output=True, text=True, timeout=180
+        command, cwd=tmp_path, env={**_env(data_dir), **env}, capture_output=True, text=True, timeout=180
     )
     assert done.returncode == 0, done.stderr[-3000:]
     main_pid: int = json.loads(done.stdout.strip().splitlines()[-1])["main"]
-    return load_directory(data_dir), main_pid
+    return load_directory(data_dir).spans, main_pid
 
 
-def _check(telemetry: Telemetry, main_pid: int) -> None:
-    stages = [span for span in telemetry.spans if span.name.startswith("ai.stage ")]
+def _check(spans: list[SpanRecord], main_pid: int) -> None:
+    stages = [span for span in spans if span.name.startswith("ai.stage ")]
     assert sorted(span.name for span in stages) == [f"ai.stage {name}" for name in sorted(EXPECTED)]
     for stage in stages:
         name = stage.attributes["ai.stage.name"]
         assert stage.resource["process.pid"] == main_pid
         assert "ai.span.synthesized" not in stage.attributes
         nodes = [
-            span
-            for span in telemetry.spans
-            if span.name.startswith("ai.node") and span.parent_span_id == stage.span_id
+            span for span in spans if span.name.startswith("ai.node") and span.parent_span_id == stage.span_id
         ]
         assert nodes and all(node.resource["process.pid"] != main_pid for node in nodes)
         total, good, buggy = EXPECTED[name]
@@ -97,7 +96,7 @@ def _check(telemetry: Telemetry, main_pid: int) -> None:
             stage.attributes["ai.stage.nodes.buggy"],
         )
         assert counted == (total, good, buggy), name
-    all_nodes = [span for span in telemetry.spans if span.name.startswith("ai.node")]
+    all_nodes = [span for span in spans if span.name.startswith("ai.node")]
     assert len(all_nodes) == sum(total for total, _, _ in EXPECTED.values())
 
 
@@ -106,16 +105,39 @@ def _check(telemetry: Telemetry, main_pid: int) -> None:
 def test_pool_workers_nodes_join_the_stage_they_were_submitted_in(
     tmp_path: Path, method: str, layout: str
 ) -> None:
-    telemetry, main_pid = _run(
+    spans, main_pid = _run(
         tmp_path,
         [str(OTEL_AI), "run", "--no-status", "--no-watch", "--"]
         + [sys.executable, "search.py", method, layout],
     )
-    _check(telemetry, main_pid)
+    _check(spans, main_pid)
 
 
 def test_forked_workers_nodes_are_counted_without_the_wrapper(tmp_path: Path) -> None:
     """Without `otel-ai run` no pool is instrumented and nothing is carried, but workers
     forked inside a stage know it by inheritance: their nodes are counted on its span."""
-    telemetry, main_pid = _run(tmp_path, [sys.executable, "search.py", "fork", "per-stage"])
-    _check(telemetry, main_pid)
+    spans, main_pid = _run(tmp_path, [sys.executable, "search.py", "fork", "per-stage"])
+    _check(spans, main_pid)
+
+
+def test_over_otlp_the_collector_gets_one_stage_span_with_its_workers_nodes(tmp_path: Path) -> None:
+    """The same over the wire: what an OTLP receiver on 127.0.0.1 decodes (spawned workers,
+    started before the run)."""
+    with OTLPReceiver() as receiver:
+        _, main_pid = _run(
+            tmp_path,
+            [
+                str(OTEL_AI),
+                "run",
+                "--no-status",
+                "--no-watch",
+                "--",
+                sys.executable,
+                "search.py",
+                "spawn",
+                "shared",
+            ],
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.http_endpoint,
+            OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+        )
+        _check(receiver.spans(), main_pid)
