@@ -11,6 +11,9 @@ Nothing here imports OpenTelemetry at import time: the bootstrap of every Python
 imports this module when it imports ``concurrent.futures.process``; the OpenTelemetry API
 is imported where a pool task first needs it, by which time the process uses it anyway.
 
+A ``multiprocessing`` child of a pool that is not instrumented flushes the same way at
+its exit and SIGTERM once it builds a pipeline (:func:`flush_in_multiprocessing_child`).
+
 What must happen before a worker's last flush (ending the spans still open) is a hook
 registered by the layer that owns those spans (:func:`add_exit_hook`).
 """
