@@ -18,6 +18,7 @@ from typing import Any
 from opentelemetry.trace import SpanContext, TraceFlags
 
 from ..pools import add_task_hook, task_carrier
+from ..propagation import format_traceparent, parse_traceparent
 from .registry import registry
 
 CURRENT_RUN_KEY = "otel-ai-current-run"
@@ -25,9 +26,9 @@ CURRENT_STAGE_KEY = "otel-ai-current-stage"
 
 
 def carry_stage(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, str]:
-    """The submitting process's current run and stage, ``"{trace id}-{span id} {name}"``
-    each (a task hook: it runs on the submitting thread, so it reads what is known
-    without waiting for the events handed off)."""
+    """The submitting process's current run and stage, ``"{traceparent} {name}"`` each
+    (a task hook: it runs on the submitting thread, so it reads what is known without
+    waiting for the events handed off)."""
     run = registry.current(drain=False)
     if run is None:
         return {}
@@ -57,23 +58,19 @@ def carried_stage(run_context: SpanContext) -> tuple[str, SpanContext] | None:
 
 
 def _format(context: SpanContext, name: str) -> str:
-    sampled = "1" if context.trace_flags.sampled else "0"
-    return f"{context.trace_id:032x}-{context.span_id:016x}-{sampled} {name}"
+    """``"{traceparent} {name}"``."""
+    return f"{format_traceparent(context.trace_id, context.span_id, context.trace_flags.sampled)} {name}"
 
 
 def _parse(value: str | None) -> tuple[str, SpanContext] | None:
-    if not value:
+    header, _, name = (value or "").partition(" ")
+    parsed = parse_traceparent(header)
+    if parsed is None or not name:
         return None
-    ids, _, name = value.partition(" ")
-    parts = ids.split("-")
-    try:
-        trace_id, span_id = int(parts[0], 16), int(parts[1], 16)
-    except (ValueError, IndexError):
-        return None
-    if not trace_id or not span_id or not name:
-        return None
-    flags = TraceFlags(TraceFlags.SAMPLED if parts[2:] == ["1"] else TraceFlags.DEFAULT)
-    return name, SpanContext(trace_id, span_id, is_remote=True, trace_flags=flags)
+    trace_id, span_id, flags = parsed
+    return name, SpanContext(
+        trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags & TraceFlags.SAMPLED)
+    )
 
 
 add_task_hook(carry_stage)
