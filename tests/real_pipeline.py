@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -64,10 +65,37 @@ def binaries(which: str = "all") -> Binaries | str:
     )
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
+    """A port free on 127.0.0.1 now, for a server that binds it later (a collector, Jaeger).
+
+    Taken below the kernel's ephemeral range: a port the kernel hands out for ``bind(0)``
+    is also one it may give any outgoing connection (ours to the collector, say) before
+    the server gets to bind it ("address already in use")."""
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 12000), low)
+        if port in _handed_out:  # not bound yet by the server it was given to
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def wait_until(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.25) -> T:
