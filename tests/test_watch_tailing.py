@@ -260,13 +260,27 @@ def test_a_sink_that_cannot_keep_up_costs_latency_not_lines(tmp_path: Path) -> N
 
 
 def test_an_overflowing_event_inbox_is_replaced_by_a_rescan(tmp_path: Path) -> None:
-    sink = Collector()
+    class Held(Collector):
+        """Full until released: the watcher waits for it while the files' events pile up
+        (however fast this machine is, the inbox overflows)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.released = threading.Event()
+
+        def room(self) -> int:
+            return super().room() if self.released.is_set() else 0
+
+    sink = Held()
     watcher = logs_only(tmp_path, sink, inbox_limit=16)
+    append(tmp_path / "first.log", "first\n")  # the watcher now waits for room
     for i in range(200):
         append(tmp_path / f"f{i:03d}.log", f"file {i}\n")
-    wait_for(lambda: len(sink) == 200, what="200 lines")
+    wait_for(lambda: watcher._inbox.overflowed > 0, what="the inbox to overflow")
+    sink.released.set()
+    wait_for(lambda: len(sink) == 201, what="201 lines")
     summary = watcher.stop(5)
-    assert sorted(sink.texts()) == sorted(f"file {i}" for i in range(200))
+    assert sorted(sink.texts()) == sorted(["first"] + [f"file {i}" for i in range(200)])
     assert summary.events_overflowed > 0
 
 
