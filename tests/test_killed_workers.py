@@ -182,6 +182,10 @@ SIGKILLED_CHILD = textwrap.dedent(
                 process = list(pool._processes.values())[0]
                 os.kill(pid, signal.SIGKILL)  # no time to flush anything
                 process.join()
+                # the pool's manager thread may reap the worker while this join is in waitpid:
+                # this join then sees no child and returns before the exit code is set
+                while process.exitcode is None:
+                    time.sleep(0.01)
                 print("killed", process.exitcode, flush=True)
                 while not os.path.exists(go):  # the collector answers again
                     time.sleep(0.05)
