@@ -5,7 +5,8 @@ what the task hooks add, e.g. the stage it was submitted in) to the worker. The 
 records what the task handed off, then hands its telemetry to the exporters in the
 background once the task returns (what goes over OTLP and is not delivered yet is
 written to its spool first), and flushes what is left when it exits or is killed with
-SIGTERM (as a pool's workers are when a stage ends).
+SIGTERM (as a pool's workers are when a stage ends), without waiting out a slow
+collector: what it has not taken after :data:`EXIT_GRACE_S` stays spooled.
 
 Nothing here imports OpenTelemetry at import time: the bootstrap of every Python child
 imports this module when it imports ``concurrent.futures.process``; the OpenTelemetry API
@@ -165,6 +166,9 @@ def _flush_timeout() -> float:
         return 5.0
 
 
+# how long a leaving worker waits for the collector to take what it spooled
+EXIT_GRACE_S = 0.5
+
 _exit_hooks: list[Callable[[], None]] = []
 
 
@@ -199,10 +203,14 @@ def _flush_pipeline(timeout: float) -> None:
         except Exception:  # noqa: BLE001
             pass
     try:
-        # delivered if the collector takes it in time; what it did not take yet goes to
-        # the spool, for ``otel-ai run`` to deliver once this worker is gone
-        providers.force_flush(timeout)
-        providers.spool_undelivered()
+        # on disk first (files written; over OTLP, what the collector has not taken yet
+        # in this worker's spool), without waiting on the network ...
+        providers.secure(timeout)
+        # ... then a short grace for the collector, and the pipeline is closed: what it
+        # did not take stays spooled, for ``otel-ai run`` (or, without it, the process
+        # that outlives this worker, at its exit) to deliver once this worker is gone.
+        # A pool's shutdown joins its workers: a slow collector must not hold them.
+        providers.shutdown(min(timeout, EXIT_GRACE_S))
     except Exception:  # noqa: BLE001
         pass
 

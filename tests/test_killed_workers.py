@@ -266,3 +266,99 @@ def test_a_task_returns_while_the_collector_hangs_and_a_sigkilled_worker_loses_n
         # the dead worker's spool directory is gone with what it held
         owners = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("spool/*/owner.json")]
         assert killed_pid not in [owner.get("pid") for owner in owners]
+
+
+STAGES_WITHOUT_WRAPPER = textwrap.dedent(
+    """
+    import concurrent.futures, multiprocessing, os, sys, time
+    import otel_ai
+
+    def work(i):
+        emitter = otel_ai.EventEmitter()
+        emitter.node_created("unwrapped", "w", f"node-{i}", None, "draft")
+        emitter.log("unwrapped", f"line from task {i}")
+        emitter.node_completed("unwrapped", "w", f"node-{i}", False, 0.5, 0.1)
+        return os.getpid()
+
+    if __name__ == "__main__":
+        method, go = sys.argv[1], sys.argv[2]
+        context = multiprocessing.get_context(method)
+        with otel_ai.run("unwrapped") as run:
+            for n, stage in enumerate(("1_initial_implementation", "2_baseline_tuning")):
+                with run.stage(stage):
+                    with concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as pool:
+                        pids = list(pool.map(work, range(4 * n, 4 * n + 4)))
+                print("stage", stage, *sorted(set(pids)), flush=True)
+            while not os.path.exists(go):  # the collector answers again
+                time.sleep(0.05)
+    """
+)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_without_the_wrapper_a_hanging_collector_holds_no_pool_and_the_main_process_delivers_what_workers_left(
+    tmp_path: Path, method: str
+) -> None:
+    """A pool's shutdown joins its workers, and a leaving worker does not wait out a
+    collector that hangs (here for 600 s, with OTEL_AI_WORKER_FLUSH_TIMEOUT and
+    OTEL_EXPORTER_OTLP_TIMEOUT at 600 s: the stages could not end otherwise, and without
+    a worker's exit flush its last records were lost): what the collector did not take stays in the
+    worker's spool. Without ``otel-ai run`` the main process delivers it at its exit,
+    once, with its own telemetry."""
+    (tmp_path / "child.py").write_text(STAGES_WITHOUT_WRAPPER)
+    go = tmp_path / "go"
+    data_dir = tmp_path / "runs"
+    with OTLPReceiver(mode="hang", hang_timeout=600) as receiver:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACEPARENT"))}
+        env.update(
+            OTEL_AI_DATA_DIR=str(data_dir),
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.http_endpoint,
+            OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+            OTEL_EXPORTER_OTLP_TIMEOUT="600",
+            OTEL_AI_WORKER_FLUSH_TIMEOUT="600",
+        )
+        command = subprocess.Popen(
+            [sys.executable, "child.py", method, str(go)],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        lines: list[str] = []
+        both = threading.Event()
+
+        def read() -> None:
+            assert command.stdout is not None
+            for raw in command.stdout:
+                lines.append(raw.decode())
+                if len(lines) == 2:
+                    both.set()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            assert both.wait(120), "".join(lines)  # both stages' pools closed
+            assert receiver.rejected() == 0  # nothing was answered meanwhile
+            assert list(data_dir.glob("spool/*/*/*.pb"))  # the workers' requests wait on disk
+            receiver.mode = "ok"
+            go.touch()
+            _, err = command.communicate(timeout=120)
+        finally:
+            if command.poll() is None:
+                command.kill()
+                command.wait()
+            reader.join(5)
+        assert command.returncode == 0, err.decode()[-3000:]
+    worker_pids = {int(pid) for line in lines for pid in line.split()[2:]}
+    assert len(worker_pids) >= 2 and command.pid not in worker_pids
+    nodes: dict[str, list[int]] = {}
+    for span in receiver.spans():
+        node = span.attributes.get(semconv.NODE_ID)
+        if span.name.startswith("ai.node") and isinstance(node, str):
+            nodes.setdefault(node, []).append(int(span.resource[semconv.PROCESS_PID]))
+    # every node once, from the worker that ran it
+    assert sorted(nodes) == sorted(f"node-{i}" for i in range(8))
+    assert all(len(pids) == 1 and pids[0] in worker_pids for pids in nodes.values()), nodes
+    task_lines = sorted(str(r.body) for r in receiver.logs() if str(r.body).startswith("line from task"))
+    assert task_lines == sorted(f"line from task {i}" for i in range(8))
+    assert not list(data_dir.glob("spool/*/*/*.pb"))  # nothing left behind

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import opentelemetry._logs._internal as logs_internal
@@ -66,6 +67,7 @@ from .outbox import Outbox
 from .redacting import RedactingLogExporter, RedactingSpanExporter
 from .resource import build_resource
 from .sanitize import RedactingMetricExporter
+from .spool import deliver_pending
 from .tracers import ProcessTracerProvider
 
 logger = logging.getLogger("otel_ai")
@@ -514,7 +516,37 @@ def _shutdown_at_exit() -> None:
             timeout = float(raw)
         except ValueError:
             logger.warning("otel_ai: OTEL_AI_SHUTDOWN_TIMEOUT=%r is not a number; using %s", raw, timeout)
+    orphans = _deliver_orphans(time.monotonic() + timeout)
     shutdown(timeout)
+    if orphans is not None:
+        orphans.join(timeout)
+
+
+def _deliver_orphans(deadline: float) -> threading.Thread | None:
+    """Without ``otel-ai run``, the process that outlives its pool's workers delivers at
+    its exit what they left spooled (a worker leaves without waiting out a slow
+    collector), alongside its own flush and within the same deadline; a collector that
+    refuses is not tried again: the files stay for the next run or ``otel-ai recover``.
+    Under ``otel-ai run`` the wrapper does it, and a ``multiprocessing`` child leaves it
+    to its parent."""
+    pipeline = _pipeline
+    if pipeline is None or pipeline.local or wrapped_run() is not None:
+        return None
+    process = sys.modules.get("multiprocessing.process")
+    if process is not None and process.parent_process() is not None:
+        return None
+    settings = pipeline.settings
+    thread = threading.Thread(
+        target=partial(deliver_pending, patient=False),
+        args=(settings.data_dir, settings, deadline),
+        name="otel_ai-spool-orphans",
+        daemon=True,
+    )
+    try:
+        thread.start()
+    except RuntimeError:  # Python 3.12+ starts no thread at exit: next run, or recover
+        return None
+    return thread
 
 
 def reset_for_tests() -> None:
