@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from real_pipeline import free_port
 
 PHOENIX = ("phoenix", "arize-phoenix==20.26.1", "phoenix.server.main")
 # mlflow 3.18.0 needs an mlflow-tracing 3.18.0 that PyPI does not serve (yet)
@@ -70,12 +70,6 @@ def venv_python(spec: tuple[str, str, str]) -> Path:
         )
     ready.write_text(requirement + "\n")
     return python
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _get(url: str, headers: dict[str, str] | None = None, timeout: float = 10.0) -> Any:
