@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
@@ -26,9 +25,7 @@ from .bootstrap.startup import instrument_ai_scientist_on_import
 from .export import handoff
 from .export.providers import force_flush, get_pipeline
 from .model.events import last_seq, set_seq
-from .model.spans import Run
-from .model.vocabulary import dispatch, find_run, start_run
-from .propagation import INSTRUMENTED_RUN_ENV, format_traceparent
+from .model.vocabulary import dispatch, find_run, publish_run, start_run
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -119,17 +116,6 @@ def _instrumentor_active() -> bool:
     return bool(module is not None and module.AIScientistInstrumentor().is_instrumented_by_opentelemetry)
 
 
-def _publish_run(run: Run) -> None:
-    """Tell this process's future pool workers (spawned ones too) which run the
-    instrumented tree search reports to: the run a drop-in started, not a new one."""
-    if run.attached or run.ended:
-        return
-    context = run.span_context
-    os.environ[INSTRUMENTED_RUN_ENV] = (
-        f"{run.run_id} {format_traceparent(context.trace_id, context.span_id, context.trace_flags.sampled)}"
-    )
-
-
 class EventEmitter:
     """The seed's ``CloudEventEmitter`` API on OpenTelemetry.
 
@@ -196,7 +182,7 @@ class EventEmitter:
             run_id, data = data, run_id
         run = dispatch(event_type, run_id, data)
         if event_type == semconv.RUN_STARTED and self._instrument:
-            _publish_run(run)
+            publish_run(run)
         return True
 
     @never_raise(default=True)
@@ -221,7 +207,7 @@ class EventEmitter:
             image=self.image,
         )
         if self._instrument:
-            _publish_run(run)
+            publish_run(run)
         return True
 
     @_seed_method(semconv.RUN_HEARTBEAT, handed_off=True)
@@ -447,7 +433,7 @@ class BatchEventEmitter:
             run_id = data.get("run_id")
         run = dispatch(event_type, run_id if run_id is not None else get_pipeline().settings.run_id, data)
         if event_type == semconv.RUN_STARTED and self._instrument:
-            _publish_run(run)
+            publish_run(run)
         return True
 
     @never_raise(default=None)

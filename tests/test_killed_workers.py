@@ -356,8 +356,12 @@ def test_without_the_wrapper_a_hanging_collector_holds_no_pool_and_the_main_proc
         node = span.attributes.get(semconv.NODE_ID)
         if span.name.startswith("ai.node") and isinstance(node, str):
             nodes.setdefault(node, []).append(int(span.resource[semconv.PROCESS_PID]))
-    # every node once, from the worker that ran it
+    # every node once, from the worker that ran it, in the one trace of the one run
+    # (a spawned worker finds the run its parent started through OTEL_AI_INSTRUMENTED_RUN)
     assert sorted(nodes) == sorted(f"node-{i}" for i in range(8))
+    runs = [s for s in receiver.spans() if s.name == "ai.run"]
+    assert [int(s.resource[semconv.PROCESS_PID]) for s in runs] == [command.pid]
+    assert {s.trace_id for s in receiver.spans()} == {runs[0].trace_id}
     assert all(len(pids) == 1 and pids[0] in worker_pids for pids in nodes.values()), nodes
     task_lines = sorted(str(r.body) for r in receiver.logs() if str(r.body).startswith("line from task"))
     assert task_lines == sorted(f"line from task {i}" for i in range(8))

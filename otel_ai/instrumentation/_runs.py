@@ -18,11 +18,10 @@ import sys
 import threading
 from typing import Any
 
-from ..export import handoff
 from ..model.registry import registry
 from ..model.spans import Run
-from ..model.vocabulary import wrapper_run
-from ..propagation import INSTRUMENTED_RUN_ENV, format_traceparent, parent_span_context, wrapped_run
+from ..model.vocabulary import attach_run, publish_run, published_run, wrapper_run
+from ..propagation import INSTRUMENTED_RUN_ENV, wrapped_run
 from .tokens import set_run_totals
 
 RUN_ENV = INSTRUMENTED_RUN_ENV
@@ -40,17 +39,8 @@ def current_run() -> Run | None:
     run = registry.current()
     if run is not None:
         return run
-    inherited = os.environ.get(RUN_ENV, "").split(" ")
-    if len(inherited) == 2 and inherited[0]:
-        context = parent_span_context({"TRACEPARENT": inherited[1]})
-        if context is not None:
-            handoff.drain()  # outside the lock: a handed-off call may need it
-            with _lock:
-                run = registry.lookup(inherited[0])
-                if run is None or not run.attached:
-                    run = Run(inherited[0], attach=context)
-                return run
-    return None
+    published = published_run(None)  # the run a parent process started (spawned workers)
+    return None if published is None else attach_run(*published)
 
 
 def ensure_run() -> Run:
@@ -63,10 +53,7 @@ def ensure_run() -> Run:
         if _owned is not None and not _owned.ended:
             return _owned
         _owned = run = Run(None)
-        context = run.span_context
-        os.environ[RUN_ENV] = (
-            f"{run.run_id} {format_traceparent(context.trace_id, context.span_id, context.trace_flags.sampled)}"
-        )
+        publish_run(run)
         _watch_failures()
         # registered after otel_ai's own exit hook, so it runs first (atexit is LIFO)
         atexit.register(_end_owned)

@@ -9,13 +9,22 @@ produce the same telemetry as the context managers they drive.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from opentelemetry.trace import SpanContext
+
 from .. import semconv
 from ..export import handoff
-from ..propagation import wrapped_run
+from ..propagation import (
+    INSTRUMENTED_RUN_ENV,
+    TRACEPARENT,
+    format_traceparent,
+    parent_span_context,
+    wrapped_run,
+)
 from .coerce import identifier, safe_str
 from .phases import Paper, Validation
 from .pooled import carried_run
@@ -68,9 +77,12 @@ def open_run(
     attributes: Mapping[str, Any] | None = None,
 ) -> Run:
     """A new run for the context-manager front door (the wrapper's, when wrapped)."""
-    return wrapper_run(run_id) or Run(
-        run_id, pod_id=pod_id, gpu=gpu, region=region, image=image, attributes=attributes
-    )
+    wrapper = wrapper_run(run_id)
+    if wrapper is not None:
+        return wrapper
+    run = Run(run_id, pod_id=pod_id, gpu=gpu, region=region, image=image, attributes=attributes)
+    publish_run(run)
+    return run
 
 
 def find_run(run_id: str | None, *, pod_id: str | None = None) -> Run:
@@ -88,14 +100,46 @@ def find_run(run_id: str | None, *, pod_id: str | None = None) -> Run:
         run = registry.current()
         if run is not None:
             return run
-    carried = carried_run(run_id)  # a pool task's: the run it was submitted in
+    # a pool task's: the run it was submitted in; else the run a parent process named
+    # for the processes it starts (a spawned worker inherits nothing else)
+    carried = carried_run(run_id) or published_run(run_id)
     if carried is not None:
-        with _attach_lock:
-            run = registry.lookup(carried[0])
-            if run is None or run.ended:
-                run = Run(carried[0], attach=carried[1])
-            return run
+        return attach_run(*carried)
     return Run(run_id, pod_id=pod_id, synthesized=True)
+
+
+def attach_run(run_id: str, context: SpanContext) -> Run:
+    """The run of that id another process owns, attached here once (again once the
+    attached one ended here)."""
+    handoff.drain()  # outside the lock: a handed-off call may need it
+    with _attach_lock:
+        run = registry.lookup(run_id)
+        if run is None or run.ended:
+            run = Run(run_id, attach=context)
+        return run
+
+
+def publish_run(run: Run) -> None:
+    """Name a run this process started for the processes it starts from now on
+    (``OTEL_AI_INSTRUMENTED_RUN``: ``{run id} {traceparent}``): a spawned pool worker that
+    reports for it, through a front door or the instrumented search, joins it instead of
+    starting a run of its own. Under ``otel-ai run`` every process finds the wrapper's."""
+    if run.attached or run.ended or wrapped_run() is not None:
+        return
+    context = run.span_context
+    os.environ[INSTRUMENTED_RUN_ENV] = (
+        f"{run.run_id} {format_traceparent(context.trace_id, context.span_id, context.trace_flags.sampled)}"
+    )
+
+
+def published_run(run_id: str | None) -> tuple[str, SpanContext] | None:
+    """(run id, span context) of the run a parent process published
+    (:func:`publish_run`), when ``run_id`` names it or names nothing; None otherwise."""
+    name, _, header = os.environ.get(INSTRUMENTED_RUN_ENV, "").partition(" ")
+    if not name or (run_id and run_id != name):
+        return None
+    context = parent_span_context({TRACEPARENT: header})
+    return None if context is None else (name, context)
 
 
 def start_run(
@@ -116,7 +160,9 @@ def start_run(
     if existing is not None and not existing.ended:
         existing._duplicate(semconv.RUN_STARTED, attributes)
         return existing
-    return Run(run_id, pod_id=pod_id, gpu=gpu, region=region, image=image, attributes=attributes)
+    run = Run(run_id, pod_id=pod_id, gpu=gpu, region=region, image=image, attributes=attributes)
+    publish_run(run)
+    return run
 
 
 # --- handlers: one per event type; ``data`` is a private copy they may consume -----------
