@@ -68,9 +68,11 @@ def _check_one_trace_with_stages_and_nodes(
     assert [s.name for s in spans if s.parent_span_id and s.parent_span_id not in by_id] == [], (
         "no parent missing"
     )
-    stages = {
-        s.attributes[semconv.STAGE_NAME]: s for s in spans if s.name.startswith(semconv.SPAN_STAGE + " ")
-    }
+    stage_spans = [s for s in spans if s.name.startswith(semconv.SPAN_STAGE + " ")]
+    stages = {s.attributes[semconv.STAGE_NAME]: s for s in stage_spans}
+    assert len(stages) == len(stage_spans), (
+        f"one span per stage: {sorted(s.attributes[semconv.STAGE_NAME] for s in stage_spans)}"
+    )
     assert own_stages <= set(stages), "the pod worker's own stages"
     search = [name for name in stages if name[0].isdigit()]
     assert {name.split("_")[0] for name in search} == {"1", "2", "3", "4"}, "the tree search's stages"
