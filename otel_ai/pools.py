@@ -203,14 +203,21 @@ def _flush_pipeline(timeout: float) -> None:
         except Exception:  # noqa: BLE001
             pass
     try:
-        # on disk first (files written; over OTLP, what the collector has not taken yet
-        # in this worker's spool), without waiting on the network ...
+        pipeline = providers.current_pipeline()
+        if pipeline is None or pipeline.local:
+            providers.force_flush(timeout)  # files: written within the flush timeout
+            return
+        # over OTLP: on disk first (what the collector has not taken yet, in this
+        # worker's spool), without waiting on the network; then a short grace for the
+        # collector. What it did not take stays spooled, for ``otel-ai run`` (or, without
+        # it, the process that outlives this worker, at its exit) to deliver once this
+        # worker is gone. A pool's shutdown joins its workers: a slow collector must not
+        # hold them, nor the interpreter's exit after this (a spawned worker's atexit).
         providers.secure(timeout)
-        # ... then a short grace for the collector, and the pipeline is closed: what it
-        # did not take stays spooled, for ``otel-ai run`` (or, without it, the process
-        # that outlives this worker, at its exit) to deliver once this worker is gone.
-        # A pool's shutdown joins its workers: a slow collector must not hold them.
-        providers.shutdown(min(timeout, EXIT_GRACE_S))
+        grace = min(timeout, EXIT_GRACE_S)
+        providers.limit_exit_wait(grace)
+        providers.force_flush(grace)
+        providers.spool_undelivered()
     except Exception:  # noqa: BLE001
         pass
 

@@ -40,6 +40,7 @@ WORKER_FLUSH_TIMEOUT_ENV = "OTEL_AI_WORKER_FLUSH_TIMEOUT"
 # "RUN_ID TRACEPARENT": the run an instrumented AI-Scientist search reports to, for
 # process-pool workers (spawned ones inherit it with the environment)
 INSTRUMENTED_RUN_ENV = "OTEL_AI_INSTRUMENTED_RUN"
+INSTRUMENTED_STAGE_ENV = "OTEL_AI_INSTRUMENTED_STAGE"
 MAX_DATAGRAM = 8192
 
 # message kinds, children -> wrapper

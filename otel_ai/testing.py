@@ -9,7 +9,7 @@ from .bootstrap.startup import forget as forget_import_hook
 from .export.providers import reset_for_tests
 from .model.events import reset_seq
 from .model.registry import registry
-from .propagation import INSTRUMENTED_RUN_ENV
+from .propagation import INSTRUMENTED_RUN_ENV, INSTRUMENTED_STAGE_ENV
 from .propagation import reset as reset_propagation
 from .redaction import reset_default_redactor
 
@@ -32,3 +32,4 @@ def reset() -> None:
         if instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.uninstrument()
     os.environ.pop(INSTRUMENTED_RUN_ENV, None)
+    os.environ.pop(INSTRUMENTED_STAGE_ENV, None)

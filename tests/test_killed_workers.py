@@ -273,11 +273,11 @@ STAGES_WITHOUT_WRAPPER = textwrap.dedent(
     import concurrent.futures, multiprocessing, os, sys, time
     import otel_ai
 
-    def work(i):
+    def work(i, stage):
         emitter = otel_ai.EventEmitter()
-        emitter.node_created("unwrapped", "w", f"node-{i}", None, "draft")
+        emitter.node_created("unwrapped", stage, f"node-{i}", None, "draft")
         emitter.log("unwrapped", f"line from task {i}")
-        emitter.node_completed("unwrapped", "w", f"node-{i}", False, 0.5, 0.1)
+        emitter.node_completed("unwrapped", stage, f"node-{i}", False, 0.5, 0.1)
         return os.getpid()
 
     if __name__ == "__main__":
@@ -287,7 +287,7 @@ STAGES_WITHOUT_WRAPPER = textwrap.dedent(
             for n, stage in enumerate(("1_initial_implementation", "2_baseline_tuning")):
                 with run.stage(stage):
                     with concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as pool:
-                        pids = list(pool.map(work, range(4 * n, 4 * n + 4)))
+                        pids = list(pool.map(work, range(4 * n, 4 * n + 4), [stage] * 4))
                 print("stage", stage, *sorted(set(pids)), flush=True)
             while not os.path.exists(go):  # the collector answers again
                 time.sleep(0.05)
@@ -362,6 +362,19 @@ def test_without_the_wrapper_a_hanging_collector_holds_no_pool_and_the_main_proc
     runs = [s for s in receiver.spans() if s.name == "ai.run"]
     assert [int(s.resource[semconv.PROCESS_PID]) for s in runs] == [command.pid]
     assert {s.trace_id for s in receiver.spans()} == {runs[0].trace_id}
+    # and the one stage span each, which counts the nodes its workers ended (a spawned
+    # worker finds the stage in OTEL_AI_INSTRUMENTED_STAGE)
+    stages = {s.span_id: s for s in receiver.spans() if s.name.startswith("ai.stage")}
+    assert sorted(s.name for s in stages.values()) == [
+        "ai.stage 1_initial_implementation",
+        "ai.stage 2_baseline_tuning",
+    ]
+    assert all(int(s.resource[semconv.PROCESS_PID]) == command.pid for s in stages.values())
+    for span in receiver.spans():
+        if span.name.startswith("ai.node"):
+            stage = stages[str(span.parent_span_id)]
+            assert span.attributes[semconv.STAGE_NAME] == stage.attributes[semconv.STAGE_NAME]
+    assert [s.attributes[semconv.STAGE_NODES_TOTAL] for s in stages.values()] == [4, 4]
     assert all(len(pids) == 1 and pids[0] in worker_pids for pids in nodes.values()), nodes
     task_lines = sorted(str(r.body) for r in receiver.logs() if str(r.body).startswith("line from task"))
     assert task_lines == sorted(f"line from task {i}" for i in range(8))

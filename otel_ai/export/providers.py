@@ -508,6 +508,18 @@ def _shutdown_at_child_exit() -> None:
         report_internal_error("otel_ai.export.providers.child_exit", exc)
 
 
+# how long the interpreter's exit may still wait for the collector, once a pool worker's
+# exit flush put everything on disk (None: the shutdown deadline)
+_exit_wait_s: float | None = None
+
+
+def limit_exit_wait(seconds: float) -> None:
+    """Everything emitted so far is on disk (:func:`secure`): the shutdown at this
+    process's exit waits at most ``seconds`` more for the collector."""
+    global _exit_wait_s
+    _exit_wait_s = max(seconds, 0.0)
+
+
 def _shutdown_at_exit() -> None:
     timeout = DEFAULT_SHUTDOWN_TIMEOUT_S
     raw = os.environ.get("OTEL_AI_SHUTDOWN_TIMEOUT")
@@ -516,6 +528,9 @@ def _shutdown_at_exit() -> None:
             timeout = float(raw)
         except ValueError:
             logger.warning("otel_ai: OTEL_AI_SHUTDOWN_TIMEOUT=%r is not a number; using %s", raw, timeout)
+    pipeline = _pipeline
+    if _exit_wait_s is not None and pipeline is not None and not pipeline.local:
+        timeout = min(timeout, _exit_wait_s)
     orphans = _deliver_orphans(time.monotonic() + timeout)
     shutdown(timeout)
     if orphans is not None:
@@ -551,10 +566,11 @@ def _deliver_orphans(deadline: float) -> threading.Thread | None:
 
 def reset_for_tests() -> None:
     """Shut down and forget the pipeline and the OTel globals (tests only)."""
-    global _pipeline
+    global _pipeline, _exit_wait_s
     shutdown(5.0)
     with _lock:
         _pipeline = None
+    _exit_wait_s = None
     _forget_globals("traces", "logs", "metrics")
 
 

@@ -1,4 +1,5 @@
-"""What a process-pool task carries of the model: the run and stage it was submitted in.
+"""What other processes of the experiment learn of the model: the run and stage a
+process-pool task was submitted in, and the stage a run named for the processes it starts.
 
 A task a process submits to a ``ProcessPoolExecutor`` under ``otel-ai run`` (or with the
 AI-Scientist instrumentor active) carries, next to its trace context, the submitting
@@ -8,18 +9,29 @@ their spans instead of starting an ``ai.run`` or ``ai.stage`` span of its own; t
 owner ends them and counts the worker's nodes (:mod:`otel_ai.model.ledger`). Spawned
 workers, which inherit nothing, and forked workers started before the run or the stage
 alike.
+
+Without ``otel-ai run`` a pool is left as it is, and a spawned worker inherits nothing but
+the environment: a run started there names itself in ``OTEL_AI_INSTRUMENTED_RUN``
+(:func:`otel_ai.model.vocabulary.publish_run`), and its current stage in
+``OTEL_AI_INSTRUMENTED_STAGE`` (``"{traceparent} {name}"``, while the stage is open), which
+workers started during the stage find the same way.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import SpanContext, TraceFlags
 
 from ..pools import add_task_hook, task_carrier
-from ..propagation import format_traceparent, parse_traceparent
+from ..propagation import INSTRUMENTED_RUN_ENV, INSTRUMENTED_STAGE_ENV, format_traceparent, parse_traceparent
+from .listeners import RunListener, add_listener
 from .registry import registry
+
+if TYPE_CHECKING:
+    from .stage import Stage
 
 CURRENT_RUN_KEY = "otel-ai-current-run"
 CURRENT_STAGE_KEY = "otel-ai-current-stage"
@@ -57,6 +69,37 @@ def carried_stage(run_context: SpanContext) -> tuple[str, SpanContext] | None:
     return found
 
 
+def published_stage(run_context: SpanContext) -> tuple[str, SpanContext] | None:
+    """(name, span context) of the stage a parent process named for its children
+    (:class:`_StagePublisher`), when it is a stage of the run whose span context is
+    ``run_context``; None otherwise."""
+    found = _parse(os.environ.get(INSTRUMENTED_STAGE_ENV))
+    if found is None or found[1].trace_id != run_context.trace_id:
+        return None
+    return found
+
+
+class _StagePublisher(RunListener):
+    """Names the stage a published run (one this process started, outside ``otel-ai
+    run``) starts for the processes started while it is open; forgets it at its end."""
+
+    def stage_started(self, stage: Stage) -> None:
+        if stage.attached or not _is_published(stage.run.span_context):
+            return
+        os.environ[INSTRUMENTED_STAGE_ENV] = _format(stage.span_context, stage.name)
+
+    def stage_ended(self, stage: Stage) -> None:
+        found = _parse(os.environ.get(INSTRUMENTED_STAGE_ENV))
+        if found is not None and found[1].span_id == stage.span_context.span_id:
+            os.environ.pop(INSTRUMENTED_STAGE_ENV, None)
+
+
+def _is_published(run_context: SpanContext) -> bool:
+    _, _, header = os.environ.get(INSTRUMENTED_RUN_ENV, "").partition(" ")
+    parsed = parse_traceparent(header)
+    return parsed is not None and parsed[1] == run_context.span_id
+
+
 def _format(context: SpanContext, name: str) -> str:
     """``"{traceparent} {name}"``."""
     return f"{format_traceparent(context.trace_id, context.span_id, context.trace_flags.sampled)} {name}"
@@ -74,3 +117,4 @@ def _parse(value: str | None) -> tuple[str, SpanContext] | None:
 
 
 add_task_hook(carry_stage)
+add_listener(_StagePublisher())

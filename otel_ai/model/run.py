@@ -24,7 +24,7 @@ from .listeners import notify
 from .node import Execution, Node
 from .owner import SpanOwner, error_status, exception_attributes, now, record_exception
 from .phases import Paper, Validation
-from .pooled import carried_stage
+from .pooled import carried_stage, published_stage
 from .registry import registry
 from .stage import Stage
 
@@ -150,7 +150,8 @@ class Run(SpanOwner):
         the task was submitted in is joined (:mod:`.pooled`). A stage never started is
         started here (flagged ``ai.span.synthesized``), so an event for it is still recorded."""
         with self._lock:
-            carried = carried_stage(self.span_context)
+            # a pool task's stage; else the one a parent process named (spawned workers)
+            carried = carried_stage(self.span_context) or published_stage(self.span_context)
             if name is None:
                 current = self.current_stage
                 if current is not None:
