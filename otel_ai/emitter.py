@@ -25,7 +25,8 @@ from .bootstrap.startup import instrument_ai_scientist_on_import
 from .export import handoff
 from .export.providers import force_flush, get_pipeline
 from .model.events import last_seq, set_seq
-from .model.vocabulary import dispatch, find_run, publish_run, start_run
+from .model.pooled import publish_run
+from .model.vocabulary import dispatch, find_run, start_run
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -194,6 +195,26 @@ SIGKILLED_CHILD = textwrap.dedent(
 )
 
 
+def follow(
+    process: subprocess.Popen[bytes], until: Callable[[list[str]], bool]
+) -> tuple[list[str], threading.Event, threading.Thread]:
+    """The lines ``process`` prints, read on a thread; the event is set once ``until``
+    holds for the lines so far."""
+    lines: list[str] = []
+    reached = threading.Event()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for raw in process.stdout:
+            lines.append(raw.decode())
+            if until(lines):
+                reached.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return lines, reached, reader
+
+
 @pytest.mark.parametrize(("method", "delivered"), [("fork", "at the end"), ("spawn", "during the run")])
 def test_a_task_returns_while_the_collector_hangs_and_a_sigkilled_worker_loses_nothing(
     tmp_path: Path, method: str, delivered: str
@@ -222,18 +243,7 @@ def test_a_task_returns_while_the_collector_hangs_and_a_sigkilled_worker_loses_n
             stderr=subprocess.PIPE,
             start_new_session=True,
         )
-        lines: list[str] = []
-        seen = threading.Event()
-
-        def read() -> None:
-            assert wrapper.stdout is not None
-            for raw in wrapper.stdout:
-                lines.append(raw.decode())
-                if raw.startswith(b"killed"):
-                    seen.set()
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
+        lines, seen, reader = follow(wrapper, lambda lines: lines[-1].startswith("killed"))
         try:
             assert seen.wait(90), "".join(lines)  # the task came back, the worker was killed
             held = receiver.rejected()
@@ -324,18 +334,7 @@ def test_without_the_wrapper_a_hanging_collector_holds_no_pool_and_the_main_proc
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        lines: list[str] = []
-        both = threading.Event()
-
-        def read() -> None:
-            assert command.stdout is not None
-            for raw in command.stdout:
-                lines.append(raw.decode())
-                if len(lines) == 2:
-                    both.set()
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
+        lines, both, reader = follow(command, lambda lines: len(lines) == 2)
         try:
             assert both.wait(120), "".join(lines)  # both stages' pools closed
             assert receiver.rejected() == 0  # nothing was answered meanwhile

@@ -12,7 +12,7 @@ alike.
 
 Without ``otel-ai run`` a pool is left as it is, and a spawned worker inherits nothing but
 the environment: a run started there names itself in ``OTEL_AI_INSTRUMENTED_RUN``
-(:func:`otel_ai.model.vocabulary.publish_run`), and its current stage in
+(:func:`publish_run`), and its current stage in
 ``OTEL_AI_INSTRUMENTED_STAGE`` (``"{traceparent} {name}"``, while the stage is open), which
 workers started during the stage find the same way.
 """
@@ -26,11 +26,20 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.trace import SpanContext, TraceFlags
 
 from ..pools import add_task_hook, task_carrier
-from ..propagation import INSTRUMENTED_RUN_ENV, INSTRUMENTED_STAGE_ENV, format_traceparent, parse_traceparent
+from ..propagation import (
+    INSTRUMENTED_RUN_ENV,
+    INSTRUMENTED_STAGE_ENV,
+    TRACEPARENT,
+    format_traceparent,
+    parent_span_context,
+    parse_traceparent,
+    wrapped_run,
+)
 from .listeners import RunListener, add_listener
 from .registry import registry
 
 if TYPE_CHECKING:
+    from .run import Run
     from .stage import Stage
 
 CURRENT_RUN_KEY = "otel-ai-current-run"
@@ -69,6 +78,29 @@ def carried_stage(run_context: SpanContext) -> tuple[str, SpanContext] | None:
     return found
 
 
+def publish_run(run: Run) -> None:
+    """Name a run this process started for the processes it starts from now on
+    (``OTEL_AI_INSTRUMENTED_RUN``: ``{run id} {traceparent}``): a spawned pool worker that
+    reports for it, through a front door or the instrumented search, joins it instead of
+    starting a run of its own. Under ``otel-ai run`` every process finds the wrapper's."""
+    if run.attached or run.ended or wrapped_run() is not None:
+        return
+    context = run.span_context
+    os.environ[INSTRUMENTED_RUN_ENV] = (
+        f"{run.run_id} {format_traceparent(context.trace_id, context.span_id, context.trace_flags.sampled)}"
+    )
+
+
+def published_run(run_id: str | None) -> tuple[str, SpanContext] | None:
+    """(run id, span context) of the run a parent process published
+    (:func:`publish_run`), when ``run_id`` names it or names nothing; None otherwise."""
+    name, _, header = os.environ.get(INSTRUMENTED_RUN_ENV, "").partition(" ")
+    if not name or (run_id and run_id != name):
+        return None
+    context = parent_span_context({TRACEPARENT: header})
+    return None if context is None else (name, context)
+
+
 def published_stage(run_context: SpanContext) -> tuple[str, SpanContext] | None:
     """(name, span context) of the stage a parent process named for its children
     (:class:`_StagePublisher`), when it is a stage of the run whose span context is
@@ -95,9 +127,8 @@ class _StagePublisher(RunListener):
 
 
 def _is_published(run_context: SpanContext) -> bool:
-    _, _, header = os.environ.get(INSTRUMENTED_RUN_ENV, "").partition(" ")
-    parsed = parse_traceparent(header)
-    return parsed is not None and parsed[1] == run_context.span_id
+    published = published_run(None)
+    return published is not None and published[1].span_id == run_context.span_id
 
 
 def _format(context: SpanContext, name: str) -> str:

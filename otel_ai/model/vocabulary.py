@@ -9,7 +9,6 @@ produce the same telemetry as the context managers they drive.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -18,16 +17,10 @@ from opentelemetry.trace import SpanContext
 
 from .. import semconv
 from ..export import handoff
-from ..propagation import (
-    INSTRUMENTED_RUN_ENV,
-    TRACEPARENT,
-    format_traceparent,
-    parent_span_context,
-    wrapped_run,
-)
+from ..propagation import wrapped_run
 from .coerce import identifier, safe_str
 from .phases import Paper, Validation
-from .pooled import carried_run
+from .pooled import carried_run, publish_run, published_run
 from .registry import registry
 from .run import Run
 
@@ -117,29 +110,6 @@ def attach_run(run_id: str, context: SpanContext) -> Run:
         if run is None or run.ended:
             run = Run(run_id, attach=context)
         return run
-
-
-def publish_run(run: Run) -> None:
-    """Name a run this process started for the processes it starts from now on
-    (``OTEL_AI_INSTRUMENTED_RUN``: ``{run id} {traceparent}``): a spawned pool worker that
-    reports for it, through a front door or the instrumented search, joins it instead of
-    starting a run of its own. Under ``otel-ai run`` every process finds the wrapper's."""
-    if run.attached or run.ended or wrapped_run() is not None:
-        return
-    context = run.span_context
-    os.environ[INSTRUMENTED_RUN_ENV] = (
-        f"{run.run_id} {format_traceparent(context.trace_id, context.span_id, context.trace_flags.sampled)}"
-    )
-
-
-def published_run(run_id: str | None) -> tuple[str, SpanContext] | None:
-    """(run id, span context) of the run a parent process published
-    (:func:`publish_run`), when ``run_id`` names it or names nothing; None otherwise."""
-    name, _, header = os.environ.get(INSTRUMENTED_RUN_ENV, "").partition(" ")
-    if not name or (run_id and run_id != name):
-        return None
-    context = parent_span_context({TRACEPARENT: header})
-    return None if context is None else (name, context)
 
 
 def start_run(
