@@ -48,7 +48,13 @@ LAZY_THIRD_PARTY = {"boto3", "botocore", "grpc", "pynvml", "rich", "openai", "an
 # Third-party imports a module may defer for a reason of its own: propagation (and pools) is imported
 # by the start-up of every Python child of `otel-ai run`, where opentelemetry.trace would
 # cost tens of milliseconds a process; it loads it only when a span context is needed.
-LAZY_IN_MODULE = {"otel_ai.propagation": {"opentelemetry"}, "otel_ai.pools": {"opentelemetry"}}
+LAZY_IN_MODULE = {
+    "otel_ai.propagation": {"opentelemetry"},
+    "otel_ai.pools": {"opentelemetry"},
+    # on the path of `otel-ai run` before its command starts, used only where asked for
+    "otel_ai.config": {"opentelemetry", "importlib"},
+    "otel_ai.runner.state": {"psutil"},
+}
 # Modules whose function-level imports are their purpose: the front door's PEP 562 lazy
 # attributes and the start-up hook every Python child runs.
 LAZY_MODULES = {"otel_ai", "otel_ai.bootstrap.site.sitecustomize"}

@@ -285,15 +285,15 @@ STAGES_WITHOUT_WRAPPER = textwrap.dedent(
 
     def work(i, stage):
         emitter = otel_ai.EventEmitter()
-        emitter.node_created("unwrapped", stage, f"node-{i}", None, "draft")
-        emitter.log("unwrapped", f"line from task {i}")
-        emitter.node_completed("unwrapped", stage, f"node-{i}", False, 0.5, 0.1)
+        emitter.node_created("unwrapped run 7", stage, f"node-{i}", None, "draft")
+        emitter.log("unwrapped run 7", f"line from task {i}")
+        emitter.node_completed("unwrapped run 7", stage, f"node-{i}", False, 0.5, 0.1)
         return os.getpid()
 
     if __name__ == "__main__":
         method, go = sys.argv[1], sys.argv[2]
         context = multiprocessing.get_context(method)
-        with otel_ai.run("unwrapped") as run:
+        with otel_ai.run("unwrapped run 7") as run:  # a run id with spaces
             for n, stage in enumerate(("1_initial_implementation", "2_baseline_tuning")):
                 with run.stage(stage):
                     with concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as pool:

@@ -279,3 +279,65 @@ def test_several_roots_keep_their_artifacts_apart(http_wire: Wire, tmp_path: Pat
         watcher.stop(5)
     paths = sorted(e.attributes[semconv.ARTIFACT_PATH] for e in http_wire.events(semconv.ARTIFACT_DETECTED))
     assert paths == ["exp_a/inner/x.svg", "exp_a/plot.png", "exp_b/plot.png"]
+
+
+def test_the_final_sweep_finds_what_no_event_announced_listing_again_only_changed_directories(
+    http_wire: Wire, tmp_path: Path
+) -> None:
+    """A polling observer that never polls in the test: only the first scan and the final
+    sweep see the tree. The sweep lists again the directories whose time changed and
+    takes the others' files from their first listing, and finds what a full walk would."""
+    root = tmp_path / "experiment"
+    _write(root / "old" / "kept.png", b"before the run")
+    _write(root / "stable" / "redrawn.png", b"first drawing")
+    _write(root / "a" / "b" / "c" / "deep.png", b"untouched")
+    _write(root / "gone" / "removed.png", b"deleted during the run")
+    time.sleep(0.1)  # the tree's times older than a clock tick when it is first listed
+    with otel_ai.run("sweep-listed") as run:
+        watcher = Watcher(run, [root], polling=True, poll_interval_s=3600, settle_s=60).start()
+        _write(root / "old" / "new.png", b"a new file in an old directory")
+        _write(root / "fresh" / "sub" / "made.png", b"a new file in new directories")
+        with open(root / "stable" / "redrawn.png", "r+b") as handle:  # in place: same inode
+            handle.write(b"second drawing, longer than the first")
+        for path in (root / "gone").iterdir():
+            path.unlink()
+        (root / "gone").rmdir()
+        summary = watcher.stop(10)
+    detected = sorted(
+        e.attributes[semconv.ARTIFACT_PATH] for e in http_wire.events(semconv.ARTIFACT_DETECTED)
+    )
+    assert detected == ["fresh/sub/made.png", "old/new.png", "stable/redrawn.png"]
+    assert summary.artifacts_detected == 3 and summary.complete
+
+
+def test_a_directory_whose_time_did_not_change_is_not_listed_again(tmp_path: Path) -> None:
+    """What the final sweep relies on, shown by a directory whose time is put back: a file
+    added there is not seen (a full walk would see it); one whose time moved is listed."""
+    from otel_ai.watch.patterns import DEFAULT_EXCLUDE, DEFAULT_LOG_PATTERNS, ArtifactRules, PathPatterns
+    from otel_ai.watch.roots import Scope, make_roots
+
+    _write(tmp_path / "quiet" / "one.png", b"1")
+    _write(tmp_path / "busy" / "one.png", b"1")
+    old = time.time() - 60
+    for directory in (tmp_path / "quiet", tmp_path / "busy", tmp_path):
+        os.utime(directory, (old, old))
+    (root,) = make_roots([tmp_path])
+    scope = Scope(
+        [root],
+        PathPatterns(DEFAULT_LOG_PATTERNS),
+        ArtifactRules({"plot": "*.png"}),
+        PathPatterns(DEFAULT_EXCLUDE),
+    )
+    assert sorted(rel for _p, rel, _st in scope.walk(root)) == ["busy/one.png", "quiet/one.png"]
+    root.listed = not scope.cut
+    _write(tmp_path / "quiet" / "two.png", b"2")
+    os.utime(tmp_path / "quiet", (old, old))  # as if nothing had been added
+    _write(tmp_path / "busy" / "two.png", b"2")
+    found = sorted(rel for _p, rel in scope.walk_changed(root, deadline=time.monotonic() + 10))
+    assert found == ["busy/one.png", "busy/two.png", "quiet/one.png"]
+    assert sorted(rel for _p, rel, _st in scope.walk(root)) == [
+        "busy/one.png",
+        "busy/two.png",
+        "quiet/one.png",
+        "quiet/two.png",
+    ]

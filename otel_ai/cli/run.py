@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..config import ConfigurationError, resolve
 from ..runner.launch import WRAPPER_NICE, Launch, RunAlreadyRunning, RunOptions, ids_before_pipeline
+from . import nothing_left_to_do
 
 SUPERVISOR = "otel_ai.runner.supervisor"
 
@@ -130,7 +131,9 @@ def run(args: argparse.Namespace) -> int:
             launch.start(ids)
         try:
             supervisor = importlib.import_module(SUPERVISOR)
-            return int(supervisor.Supervisor(options, overrides, launch).run())
+            code = int(supervisor.Supervisor(options, overrides, launch).run())
+            nothing_left_to_do()  # flushed and shut down: no teardown to wait for
+            return code
         except (RunAlreadyRunning, ConfigurationError):
             raise
         except Exception as exc:

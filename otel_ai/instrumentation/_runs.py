@@ -7,7 +7,7 @@
   ``OTEL_AI_INSTRUMENTED_RUN`` for spawned workers.
 - Otherwise (``opentelemetry-instrument`` alone) the first instrumented entry point starts
   a run, ended when the process exits (failed on an uncaught exception). Spawned workers
-  find it through ``OTEL_AI_INSTRUMENTED_RUN`` (run id and traceparent), set for them.
+  find it through ``OTEL_AI_INSTRUMENTED_RUN`` (traceparent and run id), set for them.
 """
 
 from __future__ import annotations

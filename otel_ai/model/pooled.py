@@ -29,9 +29,7 @@ from ..pools import add_task_hook, task_carrier
 from ..propagation import (
     INSTRUMENTED_RUN_ENV,
     INSTRUMENTED_STAGE_ENV,
-    TRACEPARENT,
     format_traceparent,
-    parent_span_context,
     parse_traceparent,
     wrapped_run,
 )
@@ -80,25 +78,30 @@ def carried_stage(run_context: SpanContext) -> tuple[str, SpanContext] | None:
 
 def publish_run(run: Run) -> None:
     """Name a run this process started for the processes it starts from now on
-    (``OTEL_AI_INSTRUMENTED_RUN``: ``{run id} {traceparent}``): a spawned pool worker that
+    (``OTEL_AI_INSTRUMENTED_RUN``: ``{traceparent} {run id}``): a spawned pool worker that
     reports for it, through a front door or the instrumented search, joins it instead of
     starting a run of its own. Under ``otel-ai run`` every process finds the wrapper's."""
     if run.attached or run.ended or wrapped_run() is not None:
         return
-    context = run.span_context
-    os.environ[INSTRUMENTED_RUN_ENV] = (
-        f"{run.run_id} {format_traceparent(context.trace_id, context.span_id, context.trace_flags.sampled)}"
-    )
+    _publish(INSTRUMENTED_RUN_ENV, _format(run.span_context, run.run_id))
+
+
+def _publish(variable: str, value: str) -> None:
+    """``value`` in the environment, unless it cannot be there (a NUL byte, a lone
+    surrogate in a run id or stage name: the children then report on their own)."""
+    try:
+        os.environ[variable] = value
+    except (ValueError, UnicodeError):
+        os.environ.pop(variable, None)
 
 
 def published_run(run_id: str | None) -> tuple[str, SpanContext] | None:
     """(run id, span context) of the run a parent process published
     (:func:`publish_run`), when ``run_id`` names it or names nothing; None otherwise."""
-    name, _, header = os.environ.get(INSTRUMENTED_RUN_ENV, "").partition(" ")
-    if not name or (run_id and run_id != name):
+    found = _parse(os.environ.get(INSTRUMENTED_RUN_ENV))
+    if found is None or (run_id and run_id != found[0]):
         return None
-    context = parent_span_context({TRACEPARENT: header})
-    return None if context is None else (name, context)
+    return found
 
 
 def published_stage(run_context: SpanContext) -> tuple[str, SpanContext] | None:
@@ -118,7 +121,7 @@ class _StagePublisher(RunListener):
     def stage_started(self, stage: Stage) -> None:
         if stage.attached or not _is_published(stage.run.span_context):
             return
-        os.environ[INSTRUMENTED_STAGE_ENV] = _format(stage.span_context, stage.name)
+        _publish(INSTRUMENTED_STAGE_ENV, _format(stage.span_context, stage.name))
 
     def stage_ended(self, stage: Stage) -> None:
         found = _parse(os.environ.get(INSTRUMENTED_STAGE_ENV))

@@ -17,8 +17,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 STATE_DIR = "state"
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -39,6 +37,8 @@ class RunState:
 
     def wrapper_alive(self) -> bool:
         """True while the process that wrote this state still runs (pid reuse aware)."""
+        import psutil  # not on the path of otel-ai run's start (7 ms)
+
         try:
             process = psutil.Process(self.wrapper_pid)
             return bool(

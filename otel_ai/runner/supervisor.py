@@ -226,7 +226,7 @@ class Supervisor:
                 artifacts_uri=self.options.artifacts_uri,
                 log_context=progress.log_context,  # lines join the command's open stage
                 new_since_ns=launch.start_ns,  # what the command wrote before the watcher started
-            ).start()
+            ).start(background=True)  # a large tree's first scan must not hold the pumps
         )
         if not launch.started:
             launch.start(_ids_of(run))

@@ -28,6 +28,26 @@ class WatchSummary:
     artifacts_not_uploaded: int = 0
     complete: bool = False  # the final sweep finished within the deadline
 
+    def take_counts(
+        self, tailing: Any, artifacts: Any, *, overflowed: int, refused_logs: int
+    ) -> WatchSummary:
+        """The counts of a tailer's stats, a detector's stats (either None when absent)
+        and the watcher's own; returns ``self``."""
+        if tailing is not None:
+            self.files_tailed = tailing.files
+            self.lines = tailing.lines
+            self.lines_truncated = tailing.truncated
+            self.lines_partial = tailing.partial
+            self.rotations = tailing.rotations
+        self.events_overflowed = overflowed
+        if artifacts is not None:
+            self.artifacts_detected = artifacts.detected
+            self.artifacts_uploaded = artifacts.uploaded
+            self.artifacts_failed = artifacts.failed
+            self.artifacts_not_uploaded = artifacts.not_uploaded
+            self.paths_refused = refused_logs + artifacts.refused
+        return self
+
     def attributes(self) -> dict[str, Any]:
         return {
             semconv.WATCH_OBSERVER: self.observer,

@@ -24,7 +24,6 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
 
 from opentelemetry.context import Context
 from watchdog.observers.api import BaseObserver
@@ -45,7 +44,7 @@ from .patterns import (
     ArtifactRules,
     PathPatterns,
 )
-from .roots import Root, Scope, make_roots
+from .roots import MTIME_TICK_NS, Root, Scope, make_roots, save_positions
 from .sink import RunLogSink
 from .state import WatchState, stored_key
 from .summary import WatchSummary
@@ -55,9 +54,6 @@ _STATE_EVERY_S = 1.0
 _NATIVE_SAFETY_FACTOR = 5  # with native events, the fstat insurance runs 5x less often
 
 _running: weakref.WeakSet[Watcher] = weakref.WeakSet()
-
-
-_MTIME_TICK_NS = 20_000_000  # a file's time comes from a coarse clock, up to a tick behind time_ns()
 
 
 class Watcher:
@@ -152,7 +148,7 @@ class Watcher:
         self._run = run
         self._roots = make_roots(roots)
         self.from_beginning = bool(from_beginning)
-        self._new_since_ns = None if new_since_ns is None else int(new_since_ns) - _MTIME_TICK_NS
+        self._new_since_ns = None if new_since_ns is None else int(new_since_ns) - MTIME_TICK_NS
         self._logs = PathPatterns(log_patterns)
         self._rules = ArtifactRules(artifact_patterns)
         self._scope = Scope(self._roots, self._logs, self._rules, PathPatterns(exclude))
@@ -180,6 +176,8 @@ class Watcher:
         self._detector: ArtifactDetector | None = None
         self._thread: threading.Thread | None = None
         self._stop_requested = threading.Event()
+        self._stopping = threading.Event()  # walks without a deadline end when it is set
+        self._set_up_done = threading.Event()
         self._done = threading.Event()
         self._stop_deadline: float | None = None
         self._summary = WatchSummary()
@@ -208,21 +206,43 @@ class Watcher:
         return [root.path for root in self._roots]
 
     # -- starting ---------------------------------------------------------------------
-    def start(self) -> Watcher:
+    def start(self, *, background: bool = False) -> Watcher:
         """Start watching: the observer first, then one scan of each root (so nothing
-        created meanwhile is missed), then the worker threads. Returns ``self``."""
+        created meanwhile is missed), then the worker threads. Returns ``self``. With
+        ``background`` all that runs on the watcher's thread (``otel-ai run``: for a
+        tree of 300,000 files it takes seconds, which the command's output must not wait)."""
         if self._started:
             return self
         self._started = True
-        self._start()
+        if background:
+            self._thread = threading.Thread(target=self._set_up_then_loop, name="otel_ai-watch", daemon=True)
+            self._thread.start()
+            return self
+        try:
+            if self._set_up():
+                self._thread = threading.Thread(target=self._loop, name="otel_ai-watch", daemon=True)
+                self._thread.start()
+        finally:
+            self._set_up_done.set()
         return self
 
-    @never_raise()
-    def _start(self) -> None:
+    def _set_up_then_loop(self) -> None:
+        ready = False
+        try:
+            ready = self._set_up()
+        finally:
+            self._set_up_done.set()
+            if not ready:
+                self._done.set()
+        if ready:
+            self._loop()
+
+    @never_raise(default=False)
+    def _set_up(self) -> bool:
         pipeline = get_pipeline()
         if pipeline.disabled:  # OTEL_SDK_DISABLED: the experiment runs, nothing is watched
             self._stopped = True
-            return
+            return False
         settings = pipeline.settings
         self.store = self._make_store(settings.artifacts_uri)
         state_dir = (
@@ -266,8 +286,7 @@ class Watcher:
         self._summary.observer = self.observer_kind
         self._summary.roots = tuple(r.path for r in self._roots)
         _running.add(self)
-        self._thread = threading.Thread(target=self._loop, name="otel_ai-watch", daemon=True)
-        self._thread.start()
+        return True
 
     def _make_store(self, configured_uri: str | None) -> ArtifactStore | None:
         if not self._upload:
@@ -306,6 +325,7 @@ class Watcher:
             self._extra_observers.append(fallback)
         root.scheduled = True
         self._scan(root)
+        root.listed = not self._scope.cut
 
     # -- scanning ---------------------------------------------------------------------
     def _initial_scan(self, root: Root) -> None:
@@ -332,6 +352,7 @@ class Watcher:
                 self._detector.check(path, rel, root.path, display, kind)
             else:
                 self._detector.baseline(display, st)
+        root.listed = not self._scope.cut
         seen_keys = {stored_key(rel) for rel in seen} if saved_logs else set()
         for rel, entry in saved_logs.items():
             if rel not in seen_keys:  # renamed or deleted while nobody watched
@@ -344,7 +365,7 @@ class Watcher:
     def _walk(
         self, root: Root, *, under: str | None = None, deadline: float | None = None
     ) -> Iterator[tuple[str, str, os.stat_result]]:
-        return self._scope.walk(root, under=under, deadline=deadline, stopping=self._stop_requested)
+        return self._scope.walk(root, under=under, deadline=deadline, stopping=self._stopping)
 
     # -- reacting ---------------------------------------------------------------------
     def _changed(self, root: Root, path: str, rel: str) -> None:
@@ -471,27 +492,15 @@ class Watcher:
         if tailer is None:
             return
         self._saved_marker = self._state_marker()
-        logs = tailer.state()
         artifacts = detector.state() if detector is not None and detector.dirty else None
-        for root in self._roots:
-            if root.state is None:
-                continue
-            try:
-                root.state.save_logs(
-                    {s.relative: state for s, state in _for_root(tailer, root).items()}
-                    if len(self._roots) > 1
-                    else logs
+        try:
+            save_positions(self._roots, tailer, artifacts)
+        except OSError as exc:
+            if not self._state_unwritable:  # a full or read-only data directory: said once
+                self._state_unwritable = True
+                logging.getLogger("otel_ai").warning(
+                    "otel_ai: cannot save the watcher's positions (%s); a restarted run may repeat lines", exc
                 )
-                if artifacts is not None:
-                    prefix = root.display_prefix
-                    root.state.save_artifacts({k: v for k, v in artifacts.items() if k.startswith(prefix)})
-            except OSError as exc:
-                if not self._state_unwritable:  # a full or read-only data directory: said once
-                    self._state_unwritable = True
-                    logging.getLogger("otel_ai").warning(
-                        "otel_ai: cannot save the watcher's positions (%s); a restarted run may repeat lines",
-                        exc,
-                    )
 
     # -- stopping ---------------------------------------------------------------------
     def stop(self, timeout: float | None = None, *, deadline: float | None = None) -> WatchSummary:
@@ -512,6 +521,8 @@ class Watcher:
 
     @never_raise()
     def _stop(self, deadline: float) -> WatchSummary:
+        self._stopping.set()  # a first scan still under way ends (the final sweep walks)
+        self._set_up_done.wait(max(deadline - time.monotonic(), 0.0))
         for observer in [self._observer, *self._extra_observers]:
             if observer is not None:
                 stop_quietly(observer, join=max(min(deadline - time.monotonic(), 1.0), 0.0))
@@ -547,8 +558,13 @@ class Watcher:
             if not root.scheduled and os.path.isdir(root.path):
                 root.scheduled = True
             if root.scheduled:
-                # whatever appeared after the last event we processed
-                self._scan(root, deadline=deadline)
+                # whatever appeared after the last event we processed: the directories
+                # changed since they were listed, when the whole tree was listed once
+                if root.listed and not self._scope.cut:
+                    for path, rel in self._scope.walk_changed(root, deadline=deadline):
+                        self._changed(root, path, rel)
+                else:
+                    self._scan(root, deadline=deadline)
         log_deadline = deadline
         if detector is not None and detector.pending:
             log_deadline = time.monotonic() + (deadline - time.monotonic()) / 2
@@ -560,29 +576,13 @@ class Watcher:
 
     def summary(self) -> WatchSummary:
         """The counts so far (final once :meth:`stop` returned)."""
-        summary = self._summary
         tailer, detector = self._tailer, self._detector
-        if tailer is not None:
-            stats = tailer.stats
-            summary.files_tailed = stats.files
-            summary.lines = stats.lines
-            summary.lines_truncated = stats.truncated
-            summary.lines_partial = stats.partial
-            summary.rotations = stats.rotations
-        summary.events_overflowed = self._inbox.overflowed
-        if detector is not None:
-            summary.artifacts_detected = detector.stats.detected
-            summary.artifacts_uploaded = detector.stats.uploaded
-            summary.artifacts_failed = detector.stats.failed
-            summary.artifacts_not_uploaded = detector.stats.not_uploaded
-            summary.paths_refused = len(self._refused_logs) + detector.stats.refused
-        return summary
-
-
-def _for_root(tailer: LogTailer, root: Root) -> dict[TailSource, dict[str, Any]]:
-    return {
-        tail.source: tail.state() for tail in list(tailer.tails.values()) if tail.source.root == root.path
-    }
+        return self._summary.take_counts(
+            tailer.stats if tailer is not None else None,
+            detector.stats if detector is not None else None,
+            overflowed=self._inbox.overflowed,
+            refused_logs=len(self._refused_logs),
+        )
 
 
 def _stop_running_watchers() -> None:

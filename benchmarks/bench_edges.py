@@ -1,0 +1,98 @@
+"""What ``otel-ai run`` adds to a command's wall time at its two edges: before the command
+starts, and after it ends, until the wrapper has exited.
+
+The command is a Python one-liner that prints ``time.time_ns()`` at its first line and
+again just before it leaves (after ``--sleep`` seconds). Run bare and under ``otel-ai run``,
+alternating, ``--rounds`` times each:
+
+- start: the command's first stamp minus the moment its launcher started it;
+- exit: the moment its launcher saw it (or the wrapper) exit minus its last stamp.
+
+The differences of the medians are what the wrapper adds. ``--tree-files N`` runs both in a
+working directory of N files in directories of 100 (what ``otel-ai run`` watches by
+default): a checkout with a virtual environment or data in it. ``--pythonpath`` measures
+another checkout's code the same way (a before/after comparison).
+
+    python benchmarks/bench_edges.py --rounds 10
+    python benchmarks/bench_edges.py --rounds 5 --tree-files 300000
+    python benchmarks/bench_edges.py --rounds 10 --python ../before-venv/bin/python
+
+Nothing leaves 127.0.0.1: telemetry goes to the embedded default's files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+PROBE = "import time, sys; print(time.time_ns(), flush=True); time.sleep(float(sys.argv[1])); print(time.time_ns())"
+
+
+def make_tree(directory: Path, files: int) -> None:
+    for index in range(files):
+        sub = directory / f"d{index // 10000}" / f"e{(index // 100) % 100}"
+        if index % 100 == 0:
+            sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"f{index}.txt").write_bytes(b"x")
+
+
+def once(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """(start, exit) latency in seconds of one run of the probe behind ``command``."""
+    launched = time.time_ns()
+    process = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=True)
+    ended = time.time_ns()
+    stamps = [int(line) for line in process.stdout.split() if line.isdigit()]
+    return (stamps[0] - launched) / 1e9, (ended - stamps[-1]) / 1e9
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--sleep", type=float, default=1.0, help="seconds the command runs")
+    parser.add_argument("--tree-files", type=int, default=0, help="files in the working directory")
+    parser.add_argument("--python", default=sys.executable, help="the interpreter otel-ai run runs with")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="bench-edges-") as tmp:
+        cwd = Path(tmp) / "work"
+        cwd.mkdir()
+        if args.tree_files:
+            make_tree(cwd, args.tree_files)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACEPARENT"))}
+        env["OTEL_AI_DATA_DIR"] = str(Path(tmp) / "telemetry")
+        probe = [sys.executable, "-c", PROBE, str(args.sleep)]
+        wrapped = [args.python, "-m", "otel_ai", "run", "--no-status", "--", *probe]
+        results: dict[str, list[tuple[float, float]]] = {"bare": [], "wrapped": []}
+        for round_ in range(args.rounds):
+            order = ("bare", "wrapped") if round_ % 2 == 0 else ("wrapped", "bare")
+            for mode in order:
+                results[mode].append(once(probe if mode == "bare" else wrapped, cwd, env))
+
+    load = os.getloadavg()
+    print(
+        f"# bench_edges  {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  {platform.machine()} {os.cpu_count()} CPUs  "
+        f"python {platform.python_version()}  load {load[0]:.1f}  rounds {args.rounds}  "
+        f"tree {args.tree_files} files  otel-ai run with {args.python}"
+    )
+    medians = {}
+    for mode, rows in results.items():
+        start = statistics.median(r[0] for r in rows) * 1000
+        end = statistics.median(r[1] for r in rows) * 1000
+        medians[mode] = (start, end)
+        print(f"{mode:8s} start {start:7.1f} ms   exit {end:7.1f} ms")
+    added_start = medians["wrapped"][0] - medians["bare"][0]
+    added_exit = medians["wrapped"][1] - medians["bare"][1]
+    print(f"added by otel-ai run: start +{added_start:.1f} ms, exit +{added_exit:.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
