@@ -383,6 +383,10 @@ class Settings:
         """otlp, console or none (OTEL_{SIGNAL}_EXPORTER)."""
         return str(getattr(self, f"{signal}_exporter"))
 
+    def over_otlp(self, signal: str) -> bool:
+        """Whether ``signal`` goes to a collector (an endpoint, exporter ``otlp``)."""
+        return self.signal_exporter(signal) == "otlp" and self.signal_endpoint(signal) is not None
+
     def signal_protocol(self, signal: str) -> str:
         specific = getattr(self, f"{signal}_protocol")
         return specific if specific is not None else self.protocol

@@ -582,3 +582,57 @@ def test_shutdown_against_a_hanging_collector_keeps_its_deadline(protocol: str) 
             pass
         assert time.monotonic() - started < 5.0  # not held by the hanging collector either
     assert receiver.spans() == []
+
+
+DELIVERY_MODULES = (
+    "otel_ai.export.outbox",
+    "otel_ai.export.transport",
+    "otel_ai.export.spool",
+    "google.protobuf",
+)
+
+_WHAT_IS_LOADED = textwrap.dedent(
+    """
+    import json, sys
+    import otel_ai
+
+    with otel_ai.run("loaded") as run:
+        with run.stage("1_initial_implementation"):
+            otel_ai.EventEmitter().log("loaded", "a line")
+    otel_ai.shutdown()
+    print(json.dumps(sorted(m for m in sys.modules if m.startswith(tuple(sys.argv[1:])))))
+    """
+)
+
+
+@pytest.mark.parametrize("endpoint", [False, True], ids=["embedded default", "OTLP endpoint"])
+def test_the_otlp_delivery_is_loaded_only_where_a_signal_goes_to_a_collector(
+    tmp_path: Path, endpoint: bool
+) -> None:
+    """The transport, the spool and protobuf cost a process 60 ms to import: the embedded
+    default's processes (every process of a run on the files) never load them, and still
+    write every signal."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACEPARENT"))}
+    env["OTEL_AI_DATA_DIR"] = str(tmp_path / "runs")
+    with OTLPReceiver() as receiver:
+        if endpoint:
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = receiver.http_endpoint
+        done = subprocess.run(
+            [sys.executable, "-c", _WHAT_IS_LOADED, *DELIVERY_MODULES],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        loaded = json.loads(done.stdout.strip().splitlines()[-1])
+        if endpoint:
+            assert {"otel_ai.export.outbox", "otel_ai.export.transport", "otel_ai.export.spool"} <= set(
+                loaded
+            )
+            assert any(s.name == "ai.run" for s in receiver.spans())
+        else:
+            assert not [m for m in loaded if m.startswith(DELIVERY_MODULES)], loaded
+            telemetry = load_directory(tmp_path / "runs")
+            assert [s.name for s in telemetry.spans if s.name == "ai.run"] == ["ai.run"]
+            assert any(r.body == "a line" for r in telemetry.logs)

@@ -1,7 +1,7 @@
 """Durable, non-blocking OTLP delivery: nothing lost to an outage, nothing waits on it.
 
 The SDK's batch processors hand each batch to a ``DurableSpanExporter`` (or log, or
-metric; :mod:`otel_ai.export.delivering`) on their worker thread. It encodes the batch
+metric; :mod:`otel_ai.export.outbox`) on their worker thread. It encodes the batch
 into an OTLP request (the ``opentelemetry-exporter-otlp-proto-common`` encoders), splits
 it when larger than OTEL_AI_MAX_REQUEST_BYTES, and queues the bytes for its signal's
 :class:`Delivery`, which sends them on a thread of its own through the delivery engine

@@ -1,4 +1,7 @@
-"""The OTLP signals of one pipeline: a delivery each, one spool, one bound, one tally."""
+"""The OTLP signals of one pipeline: a delivery each, one spool, one bound, one tally, and
+the exporters that hand each batch to its delivery and return (imported only where a
+signal goes over OTLP: the embedded default spares every process that emits the 60 ms of
+the transport, the spool and protobuf)."""
 
 from __future__ import annotations
 
@@ -6,20 +9,30 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from opentelemetry._logs import Logger, SeverityNumber
+from opentelemetry.exporter.otlp.common._aggregation import _get_aggregation, _get_temporality
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from .. import semconv
 from .._internal import report_internal_error
 from ..config import SIGNALS, Settings
 from ..redaction import default_redactor
-from .delivering import DurableLogExporter, DurableMetricExporter, DurableSpanExporter
 from .durable import Delivery, Entry
-from .losses import DROP_REFUSED, DROP_SPOOL_FULL, WARN_EVERY_S, count_dropped
+from .losses import DROP_REFUSED, DROP_SPOOL_FULL, DROP_UNENCODABLE, WARN_EVERY_S, count_dropped
+from .requests import count_items
+from .sanitize import clean_logs, clean_spans
 from .spool import OwnSpool, directory_bytes
 from .transport import Sender, make_sender, target_for
 
@@ -223,3 +236,89 @@ class Outbox:
                 return
             self._released = True
         self.spool.close()
+
+
+class DurableSpanExporter(SpanExporter):
+    """Spans to the collector through a :class:`Delivery`; returns at once."""
+
+    def __init__(self, delivery: Delivery) -> None:
+        self.delivery = delivery
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self.delivery.refused is not None:  # nothing to encode for an endpoint that refuses
+            self.delivery.refuse_items(len(spans))
+            return SpanExportResult.SUCCESS
+        try:
+            data = encode_spans(clean_spans(spans)).SerializeToString()
+        except Exception as exc:  # noqa: BLE001 - a span the encoder cannot take
+            report_internal_error("otel_ai.export.outbox.encode_spans", exc)
+            self.delivery.drop(DROP_UNENCODABLE, len(spans))
+            return SpanExportResult.FAILURE
+        self.delivery.submit(data, len(spans))
+        return SpanExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.delivery.flush(timeout_millis / 1000)
+
+    def shutdown(self, timeout_millis: float | None = None) -> None:
+        self.delivery.shutdown(None if timeout_millis is None else timeout_millis / 1000)
+
+
+class DurableLogExporter(LogRecordExporter):
+    """Log records to the collector through a :class:`Delivery`; returns at once."""
+
+    def __init__(self, delivery: Delivery) -> None:
+        self.delivery = delivery
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        if self.delivery.refused is not None:
+            self.delivery.refuse_items(len(batch))
+            return LogRecordExportResult.SUCCESS
+        try:
+            data = encode_logs(clean_logs(batch)).SerializeToString()
+        except Exception as exc:  # noqa: BLE001
+            report_internal_error("otel_ai.export.outbox.encode_logs", exc)
+            self.delivery.drop(DROP_UNENCODABLE, len(batch))
+            return LogRecordExportResult.FAILURE
+        self.delivery.submit(data, len(batch))
+        return LogRecordExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.delivery.flush(timeout_millis / 1000)
+
+    def shutdown(self, timeout_millis: float | None = None) -> None:
+        self.delivery.shutdown(None if timeout_millis is None else timeout_millis / 1000)
+
+
+class DurableMetricExporter(MetricExporter):
+    """Metric points to the collector through a :class:`Delivery`; returns at once."""
+
+    def __init__(self, delivery: Delivery) -> None:
+        # the temporality and aggregation the OTLP exporters would use
+        # (OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE and friends)
+        super().__init__(
+            preferred_temporality=_get_temporality(None), preferred_aggregation=_get_aggregation(None)
+        )
+        self.delivery = delivery
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        try:
+            request = encode_metrics(metrics_data)
+            items = count_items("metrics", request)
+            data = request.SerializeToString() if items else b""
+        except Exception as exc:  # noqa: BLE001
+            report_internal_error("otel_ai.export.outbox.encode_metrics", exc)
+            return MetricExportResult.FAILURE
+        if data:
+            self.delivery.submit(data, items)
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self.delivery.flush(timeout_millis / 1000)
+
+    def shutdown(self, timeout_millis: float | None = None, **kwargs: Any) -> None:
+        # the SDK's metric reader passes the time left as ``timeout`` (milliseconds)
+        millis = kwargs.get("timeout", timeout_millis)
+        self.delivery.shutdown(None if millis is None else float(millis) / 1000)

@@ -19,13 +19,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import opentelemetry._logs._internal as logs_internal
-import opentelemetry.metrics._internal as metrics_internal
-from opentelemetry import metrics as metrics_api
-from opentelemetry import trace as trace_api
-from opentelemetry._logs import Logger, NoOpLogger, get_logger_provider, set_logger_provider
+from opentelemetry._logs import Logger, NoOpLogger
 from opentelemetry.metrics import Meter, NoOpMeter
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter, LogRecordExporter
@@ -39,11 +35,10 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import NoOpTracer, Tracer
-from opentelemetry.util._once import Once
 
 from .. import semconv
 from .._internal import report_internal_error
-from ..config import Settings, resolve
+from ..config import SIGNALS, Settings, resolve
 from ..metrics import start as start_metrics
 from ..metrics.genai import TokenUsageProcessor
 from ..metrics.gpu import detect_gpus
@@ -55,20 +50,21 @@ from . import handoff
 from .delivering import (
     DeliveringBatchLogRecordProcessor,
     DeliveringBatchSpanProcessor,
-    DurableSpanExporter,
     schedule_delay_millis,
 )
 from .files import JsonlLogExporter, JsonlMetricExporter, JsonlSpanExporter
 from .forked import ProcessLoggerProvider, ProcessMeterProvider, ProcessMetricReader
+from .global_providers import forget_globals, install_globals
 from .ids import id_generator
 from .live import LiveRunMarker
 from .losses import unreported_losses
-from .outbox import Outbox
 from .redacting import RedactingLogExporter, RedactingSpanExporter
 from .resource import build_resource
 from .sanitize import RedactingMetricExporter
-from .spool import deliver_pending
 from .tracers import ProcessTracerProvider
+
+if TYPE_CHECKING:
+    from .outbox import Outbox
 
 logger = logging.getLogger("otel_ai")
 
@@ -200,7 +196,7 @@ def _build(settings: Settings, previous: Pipeline | None = None) -> Pipeline:
         )
         tracer_provider.add_span_processor(span_processor)
         batching.append(span_processor)
-    if isinstance(span_exporter, DurableSpanExporter):
+    if outbox is not None and "traces" in outbox.deliveries:  # spans over OTLP
         tracer_provider.add_span_processor(LiveRunMarker(tracer_provider))  # runs in progress, in Jaeger
     tracer_provider.add_span_processor(TokenUsageProcessor())  # gen_ai.usage.* of any span: metric, totals
     logger_provider = ProcessLoggerProvider(resource=resource, shutdown_on_exit=False)
@@ -234,41 +230,15 @@ def _build(settings: Settings, previous: Pipeline | None = None) -> Pipeline:
         readers=tuple(readers),
         outbox=outbox,
     )
-    _install_globals(pipeline, previous)
+    install_globals(
+        pipeline.tracer_provider,
+        pipeline.logger_provider,
+        pipeline.meter_provider,
+        replacing=None
+        if previous is None
+        else (previous.tracer_provider, previous.logger_provider, previous.meter_provider),
+    )
     return pipeline
-
-
-def _install_globals(pipeline: Pipeline, previous: Pipeline | None) -> None:
-    """Make our providers the OTel globals (so other instrumentations use them) unless
-    the application installed its own; replace them when they were ``previous``'s."""
-    if previous is not None:
-        if trace_api.get_tracer_provider() is previous.tracer_provider:
-            _forget_globals("traces")
-        if get_logger_provider() is previous.logger_provider:
-            _forget_globals("logs")
-        if metrics_api.get_meter_provider() is previous.meter_provider:
-            _forget_globals("metrics")
-    if getattr(trace_api.get_tracer_provider(), "_otel_ai_lazy", False):
-        _forget_globals("traces")  # the bootstrap's stand-in, waiting for this pipeline
-    if isinstance(trace_api.get_tracer_provider(), trace_api.ProxyTracerProvider):
-        trace_api.set_tracer_provider(pipeline.tracer_provider)  # type: ignore[arg-type]
-    if type(get_logger_provider()).__name__ == "ProxyLoggerProvider":
-        set_logger_provider(pipeline.logger_provider)  # type: ignore[arg-type]
-    if type(metrics_api.get_meter_provider()).__name__ == "_ProxyMeterProvider":
-        metrics_api.set_meter_provider(pipeline.meter_provider)  # type: ignore[arg-type]
-
-
-def _forget_globals(*signals: str) -> None:
-    """Undo the OTel API's set-once guard (as the SDK's own test utilities do)."""
-    if "traces" in signals:
-        trace_api._TRACER_PROVIDER_SET_ONCE = Once()
-        trace_api._TRACER_PROVIDER = None
-    if "logs" in signals:
-        logs_internal._LOGGER_PROVIDER_SET_ONCE = Once()
-        logs_internal._LOGGER_PROVIDER = None
-    if "metrics" in signals:
-        metrics_internal._METER_PROVIDER_SET_ONCE = Once()
-        metrics_internal._METER_PROVIDER = None
 
 
 def _after_fork_in_child() -> None:
@@ -358,6 +328,10 @@ def _console(signal: str) -> Any:
 def _otlp(settings: Settings) -> Outbox | None:
     """Durable OTLP delivery (spooled, never blocking) for the signals with an endpoint;
     None when no signal has one."""
+    if not any(settings.over_otlp(signal) for signal in SIGNALS):
+        return None  # the embedded default: its transport, spool and protobuf never loaded
+    from .outbox import Outbox
+
     return Outbox.for_settings(settings, _own_telemetry, lambda: os.environ.get(CHANNEL_ENV))
 
 
@@ -550,6 +524,8 @@ def _deliver_orphans(deadline: float) -> threading.Thread | None:
     process = sys.modules.get("multiprocessing.process")
     if process is not None and process.parent_process() is not None:
         return None
+    from .spool import deliver_pending  # an OTLP pipeline: loaded with its outbox
+
     settings = pipeline.settings
     thread = threading.Thread(
         target=partial(deliver_pending, patient=False),
@@ -571,7 +547,7 @@ def reset_for_tests() -> None:
     with _lock:
         _pipeline = None
     _exit_wait_s = None
-    _forget_globals("traces", "logs", "metrics")
+    forget_globals("traces", "logs", "metrics")
 
 
 def log_backlog() -> float:
