@@ -13,7 +13,7 @@ from opentelemetry import trace
 import otel_ai
 from otel_ai import semconv
 from otel_ai.instrumentation import AIScientistInstrumentor, set_run_totals
-from otel_ai.instrumentation.tokens import node_totals, set_stage_totals
+from otel_ai.model.tokens import node_totals, set_stage_totals
 
 
 @pytest.fixture

@@ -33,12 +33,12 @@ from typing import Any
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 from ..bootstrap.importhook import when_imported
+from ..model.tokens import set_run_totals
 from ..pools import add_task_hook, instrument_process_pool, uninstrument_process_pool
 from ..version import __version__
 from . import _llm, _papers, _search
 from ._nodes import task_context
 from ._patching import Hook, HookStatus, Patcher
-from .tokens import set_run_totals
 
 __all__ = ["AIScientistInstrumentor", "HookStatus", "hook_report", "set_run_totals"]
 

@@ -12,7 +12,7 @@ resource classes, so every client is covered. Each call is one span:
   and output tokens, response id and finish reasons, ``server.address``/``server.port``;
   message content only with OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true;
 - its ``gen_ai.usage.*`` tokens are rolled up onto node, stage and run like any LLM
-  span's (:mod:`otel_ai.instrumentation.tokens`).
+  span's (:mod:`otel_ai.model.tokens`).
 
 When the official ``opentelemetry-instrumentation-openai-v2`` is instrumenting OpenAI,
 it makes the span (never two spans for one call) and this hook does nothing.

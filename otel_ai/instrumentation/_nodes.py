@@ -21,10 +21,10 @@ from opentelemetry import trace as trace_api
 from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
 
 from .. import semconv
-from ..model import ledger
+from ..model import ledger, tokens
 from ..model.spans import Node, Run, Stage
 from ..pools import flush_on_sigterm, task_carrier
-from . import _runs, tokens
+from . import _runs
 from ._calls import arg, bind, current, safe
 
 # MinimalAgent's node makers and the kind of node each makes

@@ -21,9 +21,9 @@ from typing import Any
 from ..model.pooled import publish_run, published_run
 from ..model.registry import registry
 from ..model.spans import Run
+from ..model.tokens import set_run_totals
 from ..model.vocabulary import attach_run, wrapper_run
 from ..propagation import INSTRUMENTED_RUN_ENV, wrapped_run
-from .tokens import set_run_totals
 
 RUN_ENV = INSTRUMENTED_RUN_ENV
 

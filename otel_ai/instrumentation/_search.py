@@ -17,9 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import semconv
-from ..model import ledger
+from ..model import ledger, tokens
 from ..model.spans import Stage
-from . import _runs, tokens
+from . import _runs
 from ._calls import arg, bind, current, safe
 from ._nodes import (
     NODE_MAKERS,

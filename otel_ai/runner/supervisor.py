@@ -21,10 +21,10 @@ from .. import semconv
 from ..config import Settings, resolve
 from ..export.losses import share_refusals_with
 from ..export.providers import configure, shutdown
-from ..instrumentation import set_run_totals
 from ..links import run_links
 from ..metrics import observe_process_tree
 from ..model.spans import Run
+from ..model.tokens import set_run_totals
 from ..propagation import (
     MSG_ACTIVITY,
     MSG_BEST,

@@ -7,6 +7,10 @@ OpenAI / Anthropic hooks or the maintained ``opentelemetry-instrumentation-opena
 the node it ran under (the node's span ends with them), appends them to the trace's
 ledger (summed by whoever ends the stage and the run) and tells the status line of
 ``otel-ai run``.
+
+Here in the model, not with the instrumentation that uses it most: ``otel-ai run`` sums
+a run's tokens too, and must not load the patching (wrapt, opentelemetry-instrumentation:
+60 ms) to do so.
 """
 
 from __future__ import annotations
@@ -18,9 +22,9 @@ from typing import Any
 from .. import semconv
 from .._internal import never_raise
 from ..metrics.genai import UsageScope, on_usage
-from ..model import ledger
-from ..model.spans import Node, Run, Stage
 from ..propagation import MSG_TOKENS, report
+from . import ledger
+from .spans import Node, Run, Stage
 
 __all__ = ["node_totals", "set_run_totals", "set_stage_totals"]
 
