@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -498,3 +499,34 @@ def test_the_wrapper_closes_each_pipe_of_the_command_once(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr.decode()[-3000:]
     assert result.stdout.decode().splitlines() == ["out"]
     assert result.stderr.decode().splitlines() == ["err"]
+
+
+def test_a_command_that_ends_at_once_reports_only_what_it_wrote(tmp_path: Path) -> None:
+    """The watcher's first scan runs in the background and the command may end before it
+    does: what existed before the run (plots, a log) is still not the run's (not reported,
+    not read again), what the command wrote is."""
+    work = tmp_path / "work"
+    old = time.time() - 3600
+    for index in range(300):  # enough for a first scan still under way at the end
+        figure = work / f"old{index // 50}" / f"figure_{index}.png"
+        figure.parent.mkdir(parents=True, exist_ok=True)
+        figure.write_bytes(b"an old figure")
+        os.utime(figure, (old, old))
+    (work / "old.log").write_text("a line from an earlier run\n")
+    os.utime(work / "old.log", (old, old))
+    write = "open('new_plot.png', 'wb').write(b'drawn by the run')"
+    result = subprocess.run(
+        [*OTEL_AI, "run", "--no-status", "--", sys.executable, "-c", write],
+        cwd=work,
+        env=wrapper_env(tmp_path / "runs"),
+        capture_output=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    data = telemetry(tmp_path)
+    run = one(data.spans, "ai.run")
+    detected = [
+        e.attributes[semconv.ARTIFACT_PATH] for e in run.events if e.name == semconv.ARTIFACT_DETECTED
+    ]
+    assert detected == ["new_plot.png"]
+    assert not [r for r in data.logs if r.body == "a line from an earlier run"]

@@ -46,6 +46,7 @@ class Root:
         self.scheduled = False
         self.resumed = False
         self.listed = False  # walked whole once: Scope.walk_changed may stand for a walk
+        self.first_scan_cut = False  # the run ended first: the final sweep finishes it
 
     def holds(self, path: str) -> bool:
         return path == self.path or path.startswith(self.prefix)
@@ -211,6 +212,15 @@ class Scope:
                 yield path, rel
 
 
+def positions_marker(tailer: LogTailer | None, detector: Any) -> tuple[int, ...]:
+    """Changes whenever positions or artifacts changed since the last save."""
+    if tailer is None:
+        return ()
+    stats = tailer.stats
+    dirty = int(bool(detector and detector.dirty))
+    return (stats.lines, stats.files, stats.rotations, stats.partial, stats.empty, dirty)
+
+
 def save_positions(roots: Sequence[Root], tailer: LogTailer, artifacts: dict[str, Any] | None) -> None:
     """Each root's tailing positions (and ``artifacts``, when they changed) to its state
     files; OSError when the data directory cannot be written."""
@@ -228,4 +238,4 @@ def save_positions(roots: Sequence[Root], tailer: LogTailer, artifacts: dict[str
             root.state.save_artifacts({k: v for k, v in artifacts.items() if k.startswith(prefix)})
 
 
-__all__ = ["Root", "Scope", "make_roots", "save_positions"]
+__all__ = ["Root", "Scope", "make_roots", "positions_marker", "save_positions"]

@@ -44,7 +44,7 @@ from .patterns import (
     ArtifactRules,
     PathPatterns,
 )
-from .roots import MTIME_TICK_NS, Root, Scope, make_roots, save_positions
+from .roots import MTIME_TICK_NS, Root, Scope, make_roots, positions_marker, save_positions
 from .sink import RunLogSink
 from .state import WatchState, stored_key
 from .summary import WatchSummary
@@ -353,10 +353,24 @@ class Watcher:
             else:
                 self._detector.baseline(display, st)
         root.listed = not self._scope.cut
+        root.first_scan_cut = self._scope.cut
         seen_keys = {stored_key(rel) for rel in seen} if saved_logs else set()
         for rel, entry in saved_logs.items():
             if rel not in seen_keys:  # renamed or deleted while nobody watched
                 tailer.recover_renamed(TailSource(os.path.join(root.path, rel), rel, root.path), entry)
+
+    def _finish_first_scan(self, root: Root, deadline: float) -> None:
+        """The command ended before the first scan did: files older than the run are
+        known, as that scan would have had them (logs followed from their end, artifacts
+        not reported); the others are looked at."""
+        since = None if root.resumed or self.from_beginning else self._new_since_ns
+        for path, rel, st in self._walk(root, deadline=deadline):
+            if since is None or st.st_mtime_ns >= since:
+                self._changed(root, path, rel)
+            elif self._logs.match(rel):
+                self._tailer.track(TailSource(path, rel, root.path), from_start=False)  # type: ignore[union-attr]
+            elif self._detector is not None and self._rules.type_of(rel) is not None:
+                self._detector.baseline(root.display(rel), st)
 
     def _scan(self, root: Root, *, under: str | None = None, deadline: float | None = None) -> None:
         for path, rel, _st in self._walk(root, under=under, deadline=deadline):
@@ -406,7 +420,7 @@ class Watcher:
     def _timeout(self) -> float:
         now = time.monotonic()
         times = [self._next_safety]
-        if self._state_marker() != self._saved_marker:
+        if positions_marker(self._tailer, self._detector) != self._saved_marker:
             times.append(self._next_save)
         tailer, detector = self._tailer, self._detector
         if tailer is not None:
@@ -422,21 +436,6 @@ class Watcher:
         if any(not root.scheduled for root in self._roots):
             times.append(self._next_roots)
         return min(max(min(times) - now, 0.0), 5.0)
-
-    def _state_marker(self) -> tuple[int, ...]:
-        """Changes whenever positions or artifacts changed since the last save."""
-        tailer, detector = self._tailer, self._detector
-        if tailer is None:
-            return ()
-        stats = tailer.stats
-        return (
-            stats.lines,
-            stats.files,
-            stats.rotations,
-            stats.partial,
-            stats.empty,
-            int(bool(detector and detector.dirty)),
-        )
 
     @never_raise()
     def _cycle(self, *, safety: bool | None, deadline: float | None = None) -> None:
@@ -483,7 +482,7 @@ class Watcher:
             for root in self._roots:
                 if not root.scheduled and os.path.isdir(root.path):
                     self._schedule_late_root(root)
-        if now >= self._next_save and self._state_marker() != self._saved_marker:
+        if now >= self._next_save and positions_marker(self._tailer, self._detector) != self._saved_marker:
             self._next_save = now + _STATE_EVERY_S
             self._save_state()
 
@@ -491,7 +490,7 @@ class Watcher:
         tailer, detector = self._tailer, self._detector
         if tailer is None:
             return
-        self._saved_marker = self._state_marker()
+        self._saved_marker = positions_marker(self._tailer, self._detector)
         artifacts = detector.state() if detector is not None and detector.dirty else None
         try:
             save_positions(self._roots, tailer, artifacts)
@@ -563,6 +562,8 @@ class Watcher:
                 if root.listed and not self._scope.cut:
                     for path, rel in self._scope.walk_changed(root, deadline=deadline):
                         self._changed(root, path, rel)
+                elif root.first_scan_cut:
+                    self._finish_first_scan(root, deadline)
                 else:
                     self._scan(root, deadline=deadline)
         log_deadline = deadline
