@@ -13,8 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from watch_helpers import Collector, append, logs_only, wait_for
 
+from otel_ai.config import ConfigurationError
 from otel_ai.watch import Line, PathPatterns, TailSource, Watcher, detect_level
 from otel_ai.watch.tailer import DEFAULT_MAX_LINE_BYTES
 
@@ -331,6 +334,66 @@ def test_patterns_follow_glob_rules() -> None:
     plots = PathPatterns(["*plot*.pdf", "figs/?.png", "data/[!t]*.npy"])
     assert plots.match("deep/loss_plot_1.pdf") and plots.match("figs/a.png")
     assert not plots.match("figs/ab.png") and plots.match("data/x.npy") and not plots.match("data/t.npy")
+
+
+_PATTERN_TEXT = st.text(alphabet="ab.Ks/*?[]!-^&~|\u017f\u212a", min_size=1, max_size=12).filter(
+    lambda text: text.strip().replace("\\", "/").lstrip("./")
+)
+_PATH_TEXT = st.text(alphabet="abAB.kKsS/\u017f\u212a\u00e9", min_size=1, max_size=16)
+
+
+@settings(max_examples=400, deadline=None)
+@given(patterns=st.lists(_PATTERN_TEXT, min_size=1, max_size=4), paths=st.lists(_PATH_TEXT, max_size=8))
+def test_the_quick_refusal_of_a_path_never_differs_from_the_patterns_own_answer(
+    patterns: list[str], paths: list[str]
+) -> None:
+    """A path refused by its ending alone is one the full expression refuses too, in any
+    case, with characters that fold to ASCII ones (the long s, the Kelvin sign) or not;
+    a pattern re cannot take (a range such as ``[b-a]``) is a configuration error."""
+    try:
+        quick = PathPatterns(patterns)
+    except ConfigurationError as exc:
+        assert "is not valid" in str(exc)
+        return
+    for path in [*paths, "x.log", "A/B.LOG", "s.\u017fvg"]:
+        assert quick.match(path) == (quick._regex is not None and quick._regex.match(path) is not None), path
+
+
+def test_a_tree_of_unwanted_files_is_refused_by_its_endings() -> None:
+    from otel_ai.watch.patterns import DEFAULT_ARTIFACT_PATTERNS, DEFAULT_LOG_PATTERNS, ArtifactRules
+
+    rules = ArtifactRules(DEFAULT_ARTIFACT_PATTERNS)
+    logs = PathPatterns(DEFAULT_LOG_PATTERNS)
+    assert rules.type_of("exp/1/figures/Loss_Curve.PNG") == "plot"
+    assert (
+        rules.type_of("a/b/c/best_solution_3.py") == "code" and rules.type_of("a/b/c/solution_3.py") is None
+    )
+    assert logs.match("x/logs/0-run/stage_1/out.TXT") and not logs.match("x/notes/out.txt")
+    assert rules._any._tails is not None and logs._tails is not None  # the quick refusal is on
+    assert PathPatterns(["**/.git/**"])._tails is None  # nothing to go by: the expression decides
+
+
+@pytest.mark.parametrize(
+    ("pattern", "matches", "refuses"),
+    [
+        ("[[]", ["["], ["[[]", "a"]),
+        ("[!]]", ["a", "!"], ["]"]),
+        ("[!]", ["[!]"], ["!"]),
+        ("x[a&&b]", ["x&", "xa"], ["x&&"]),
+        ("[^a]", ["b", "^"], ["a"]),
+        ("[a^]", ["^", "a"], ["b"]),
+    ],
+)
+def test_a_character_class_means_what_it_means_in_bash(
+    pattern: str, matches: list[str], refuses: list[str]
+) -> None:
+    patterns = PathPatterns([pattern])  # no FutureWarning from re (the tests make warnings errors)
+    assert all(patterns.match(path) for path in matches) and not any(patterns.match(path) for path in refuses)
+
+
+def test_a_pattern_that_is_no_glob_is_a_clear_error() -> None:
+    with pytest.raises(ConfigurationError, match=r"path pattern '\[z-a\]\.log' is not valid"):
+        PathPatterns(["[z-a].log"])
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
 ``*`` and ``?`` stay within one path segment, ``**/`` spans any number of directories
 (zero included), a trailing ``**`` matches everything below, ``[abc]`` / ``[!abc]`` are
-character classes. A pattern without ``/`` matches the file name at any depth (``*.log``
+character classes (``[^abc]`` too, as in bash). A pattern without ``/`` matches the file name at any depth (``*.log``
 is ``**/*.log``). Matching ignores case (``Figure.PNG`` is a plot).
 """
 
@@ -46,8 +46,7 @@ DEFAULT_EXCLUDE: tuple[str, ...] = (
 )
 
 
-def glob_to_regex(pattern: str) -> str:
-    """The regular expression (without anchors) a glob pattern stands for."""
+def _normalized(pattern: str) -> str:
     text = str(pattern).strip().replace("\\", "/")
     while text.startswith("./"):
         text = text[2:]
@@ -56,6 +55,26 @@ def glob_to_regex(pattern: str) -> str:
         raise ConfigurationError(f"empty path pattern {pattern!r}")
     if "/" not in text and text != "**":
         text = "**/" + text
+    return text
+
+
+def literal_tail(pattern: str) -> str:
+    """What every path the pattern matches ends with, lower-cased: the literal characters
+    after its last wildcard or character class (``**/*.log`` -> ``.log``); empty when it
+    ends with one."""
+    text = _normalized(pattern)
+    start = len(text)
+    while start > 0 and text[start - 1] not in "*?[]":
+        start -= 1
+    tail = text[start:]
+    if tail.startswith("/") and text[:start].endswith("**"):
+        tail = tail[1:]  # the "/" of "**/" is optional: "**/x" matches "x"
+    return tail.lower()
+
+
+def glob_to_regex(pattern: str) -> str:
+    """The regular expression (without anchors) a glob pattern stands for."""
+    text = _normalized(pattern)
     out: list[str] = []
     i = 0
     n = len(text)
@@ -73,30 +92,52 @@ def glob_to_regex(pattern: str) -> str:
             out.append("[^/]")
             i += 1
         elif text[i] == "[":
-            end = text.find("]", i + 2 if text[i + 1 : i + 2] in ("!", "]") else i + 1)
+            first = i + 1  # a "]" first in the class (after a "!") is one of its characters
+            first += text.startswith(("!", "^"), first)
+            first += text.startswith("]", first)
+            end = text.find("]", first)
             if end < 0:
                 out.append(re.escape("["))
                 i += 1
                 continue
             body = text[i + 1 : end]
-            if body.startswith("!"):
-                body = "^" + body[1:]
-            out.append("[" + body.replace("\\", "\\\\") + "]")
+            negated = body.startswith(("!", "^"))  # "^" as in bash
+            if negated:
+                body = body[1:]
+            # literal inside the class: what re would read as a nested set, a set
+            # operation or a negation
+            body = re.sub(r"([\\\[&~|^])", r"\\\1", body)
+            out.append("[" + ("^" if negated else "") + body + "]")
             i = end + 1
         else:
             out.append(re.escape(text[i]))
             i += 1
-    return "".join(out)
+    regex = "".join(out)
+    try:
+        re.compile(regex)
+    except re.error as exc:  # a class such as [z-a]
+        raise ConfigurationError(f"path pattern {pattern!r} is not valid: {exc}") from exc
+    return regex
 
 
 class PathPatterns:
-    """A set of glob patterns compiled into one expression."""
+    """A set of glob patterns compiled into one expression.
+
+    Most paths of a tree match none of the patterns, and the expression costs a few
+    microseconds a path (each ``**/`` backtracks over the path's directories): when every
+    pattern ends with literal characters (``.log``, ``.png``), a path that ends with none
+    of them is refused by one ``str.endswith`` first. Only for ASCII paths: there
+    lower-casing is exactly the expression's case-insensitive match."""
 
     def __init__(self, patterns: Iterable[str]) -> None:
         self.patterns = tuple(str(p) for p in patterns)
+        self._tails: tuple[str, ...] | None = None
         if self.patterns:
             joined = "|".join(f"(?:{glob_to_regex(p)})" for p in self.patterns)
             self._regex: re.Pattern[str] | None = re.compile(f"(?:{joined})\\Z", re.IGNORECASE | re.DOTALL)
+            tails = tuple({literal_tail(p) for p in self.patterns})
+            if all(tail and tail.isascii() for tail in tails):
+                self._tails = tails
         else:
             self._regex = None
 
@@ -109,7 +150,12 @@ class PathPatterns:
     def match(self, relative_path: str) -> bool:
         """True when the POSIX relative path matches one of the patterns."""
         regex = self._regex
-        return regex is not None and regex.match(relative_path) is not None
+        if regex is None:
+            return False
+        tails = self._tails
+        if tails is not None and relative_path.isascii() and not relative_path.lower().endswith(tails):
+            return False
+        return regex.match(relative_path) is not None
 
 
 class ArtifactRules:
