@@ -24,6 +24,8 @@ class ConfigurationError(ValueError):
 
 PROTOCOLS = ("grpc", "http/protobuf")
 SIGNALS = ("traces", "logs", "metrics")
+# under OTEL_AI_DATA_DIR: what could not be delivered over OTLP yet (otel_ai.export.spool)
+SPOOL_DIR = "spool"
 # OTEL_{TRACES,LOGS,METRICS}_EXPORTER: otlp (OTLP when an endpoint is set, else the
 # embedded default's files), console (the SDK's console exporter, on stdout), none (off)
 EXPORTERS = ("otlp", "console", "none")

@@ -58,7 +58,11 @@ LAZY_IN_MODULE = {
 # Modules of our own a module may load where it needs them: the OTLP delivery (transport,
 # spool, protobuf: 60 ms) is loaded only by a pipeline with an endpoint, never by the
 # embedded default's processes.
-LAZY_LOCAL = {"otel_ai.export.providers": {"otel_ai.export.outbox", "otel_ai.export.spool"}}
+LAZY_LOCAL = {
+    "otel_ai.export.providers": {"otel_ai.export.outbox", "otel_ai.export.spool"},
+    # the wrapper delivers what dead processes spooled: loaded only when there is a spool
+    "otel_ai.runner.orphans": {"otel_ai.export.spool"},
+}
 # Modules whose function-level imports are their purpose: the front door's PEP 562 lazy
 # attributes and the start-up hook every Python child runs.
 LAZY_MODULES = {"otel_ai", "otel_ai.bootstrap.site.sitecustomize"}

@@ -636,3 +636,45 @@ def test_the_otlp_delivery_is_loaded_only_where_a_signal_goes_to_a_collector(
             telemetry = load_directory(tmp_path / "runs")
             assert [s.name for s in telemetry.spans if s.name == "ai.run"] == ["ai.run"]
             assert any(r.body == "a line" for r in telemetry.logs)
+
+
+_WRAPPER_LOADS = textwrap.dedent(
+    """
+    import json, sys
+    from otel_ai.cli import main
+
+    code = main(["run", "--no-status", "--", sys.executable, "-c", "print('a line')"])
+    print(json.dumps([code, sorted(m for m in sys.modules if m.startswith(tuple(sys.argv[1:])))]))
+    """
+)
+
+
+@pytest.mark.parametrize("spooled", [False, True], ids=["nothing spooled", "an earlier spool"])
+def test_the_wrapper_loads_the_otlp_delivery_only_for_a_spool_to_deliver(
+    tmp_path: Path, spooled: bool
+) -> None:
+    """`otel-ai run` delivers what dead processes spooled; on the embedded default nothing
+    ever is, and its wrapper does not load the delivery to find that out. A spool left by
+    an earlier run with a collector is still looked at (and kept: no endpoint now)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACEPARENT"))}
+    env["OTEL_AI_DATA_DIR"] = str(tmp_path / "runs")
+    if spooled:
+        (tmp_path / "runs" / "spool" / "20261130T101500Z-pod-1234-3f9a1c" / "traces").mkdir(parents=True)
+    done = subprocess.run(
+        [sys.executable, "-c", _WRAPPER_LOADS, *DELIVERY_MODULES],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    code, loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert code == 0
+    if spooled:
+        assert "otel_ai.export.spool" in loaded
+    else:
+        assert not [m for m in loaded if m.startswith(DELIVERY_MODULES)], loaded
+    telemetry = load_directory(tmp_path / "runs")
+    assert [s.name for s in telemetry.spans if s.name == "ai.run"] == ["ai.run"]
+    assert any(r.body == "a line" for r in telemetry.logs)

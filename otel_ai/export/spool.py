@@ -42,14 +42,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import SIGNALS, Settings, resolve
+from ..config import SIGNALS, SPOOL_DIR, Settings, resolve
 from .engine import Backoff, Deadline, deliver
 from .requests import count_items, items_in, parse_request, split_to_fit
 from .transport import Sender, SendResult, senders_for
 
 logger = logging.getLogger("otel_ai")
 
-SPOOL_DIR = "spool"
 CORRUPT_DIR = "spool-corrupt"  # spooled files that do not decode, kept aside for a look
 LOCK_FILE = "owner.lock"
 INFO_FILE = "owner.json"

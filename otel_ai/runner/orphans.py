@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import threading
 import time
-from functools import partial
 from pathlib import Path
 
-from ..config import Settings
-from ..export.spool import deliver_pending
+from ..config import SPOOL_DIR, Settings
 
 # how often the wrapper looks for orphans while the command runs
 SCAN_EVERY_S = 10.0
@@ -69,9 +67,20 @@ class Orphans:
             if self._thread is not None and self._thread.is_alive():
                 return
             self._thread = threading.Thread(
-                target=partial(deliver_pending, patient=False),
+                target=_deliver_pass,
                 args=(self.data_dir, self.settings, deadline),
                 name="otel_ai-spool-recovery",
                 daemon=True,
             )
             self._thread.start()
+
+
+def _deliver_pass(data_dir: Path, settings: Settings, deadline: float) -> None:
+    """One pass. Without a spool directory (what the embedded default's runs leave) there
+    is nothing to deliver, and the OTLP delivery (transport, spool, protobuf: 30-40 ms of
+    imports) is not loaded into the wrapper at all."""
+    if not (data_dir / SPOOL_DIR).is_dir():
+        return
+    from ..export.spool import deliver_pending
+
+    deliver_pending(data_dir, settings, deadline, patient=False)
