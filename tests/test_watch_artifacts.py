@@ -341,3 +341,37 @@ def test_a_directory_whose_time_did_not_change_is_not_listed_again(tmp_path: Pat
         "quiet/one.png",
         "quiet/two.png",
     ]
+
+
+def test_python_environments_below_a_root_are_left_alone_whatever_their_name(
+    http_wire: Wire, tmp_path: Path
+) -> None:
+    """A venv (``pyvenv.cfg``) or conda environment (``conda-meta/``) in the experiment's
+    directory holds tens of thousands of installed files: none is walked, tailed or
+    reported, before or during the run; the experiment's own files are."""
+    root = tmp_path / "experiment"
+    venv = root / "venv"
+    _write(venv / "pyvenv.cfg", b"home = /usr/bin\n")
+    _write(venv / "lib" / "python3.11" / "site-packages" / "pkg" / "tests" / "baseline.png", b"packaged")
+    conda = root / "envs" / "torch"
+    (conda / "conda-meta").mkdir(parents=True)
+    _write(conda / "lib" / "model.pt", b"packaged weights")
+    (venv / "logs").mkdir()
+    (root / "logs").mkdir()
+    with otel_ai.run("environments") as run:
+        watcher = Watcher(run, [root], settle_s=0.2, upload=False).start()
+        _write(venv / "lib" / "python3.11" / "site-packages" / "new" / "logo.png", b"pip install")
+        append(venv / "logs" / "pip.log", "Collecting torch\n")
+        _write(conda / "lib" / "late.pt", b"conda install")
+        _write(root / "figures" / "loss.png", b"the experiment's")
+        _write(root / "notes" / "pyvenv.cfg.png", b"a plot whose name only looks like it")
+        append(root / "logs" / "train.log", "epoch 1\n")
+        wait_for(lambda: watcher.summary().artifacts_detected >= 2 and watcher.summary().lines >= 1)
+        summary = watcher.stop(10)
+    detected = sorted(
+        e.attributes[semconv.ARTIFACT_PATH] for e in http_wire.events(semconv.ARTIFACT_DETECTED)
+    )
+    assert detected == ["figures/loss.png", "notes/pyvenv.cfg.png"]
+    assert summary.lines == 1 and summary.files_tailed == 1
+    assert [r.body for r in http_wire.logs() if r.body in ("epoch 1", "Collecting torch")] == ["epoch 1"]
+    assert sorted(watcher._scope.environments) == [str(conda), str(venv)]

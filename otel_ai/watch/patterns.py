@@ -2,8 +2,9 @@
 
 ``*`` and ``?`` stay within one path segment, ``**/`` spans any number of directories
 (zero included), a trailing ``**`` matches everything below, ``[abc]`` / ``[!abc]`` are
-character classes (``[^abc]`` too, as in bash). A pattern without ``/`` matches the file name at any depth (``*.log``
-is ``**/*.log``). Matching ignores case (``Figure.PNG`` is a plot).
+character classes (``[^abc]`` too, as in bash). A pattern without ``/`` matches the
+file name at any depth (``*.log`` is ``**/*.log``). Matching ignores case (``Figure.PNG``
+is a plot).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ DEFAULT_ARTIFACT_PATTERNS: tuple[tuple[str, str], ...] = (
     (semconv.ARTIFACT_TYPE_CODE, "**/best_code_stage_*.py"),
 )
 
-# Never looked at: version control, caches, virtual environments.
+# Never looked at: version control, caches, virtual environments (any other Python
+# environment is recognised by its content while walking: otel_ai.watch.roots).
 DEFAULT_EXCLUDE: tuple[str, ...] = (
     "**/.git/**",
     "**/__pycache__/**",

@@ -11,6 +11,9 @@ the directories whose time changed (an entry added, removed or renamed) and take
 wanted files of the others from their listing (:meth:`Scope.walk_changed`): a tree of
 300,000 files costs its stat calls per directory instead of a second full walk (1.3 s),
 which ``otel-ai run`` would add to the wall time of every run after its command ended.
+
+A Python environment found below a root (:func:`is_python_environment`) is skipped from
+then on, walks and events alike.
 """
 
 from __future__ import annotations
@@ -33,6 +36,25 @@ if TYPE_CHECKING:
 MTIME_TICK_NS = 20_000_000
 # directories whose listing is remembered; past it, the final sweep walks the tree again
 MAX_LISTINGS = 500_000
+# what makes a directory a Python environment (venv, virtualenv; conda)
+ENVIRONMENT_FILE = "pyvenv.cfg"
+ENVIRONMENT_DIRECTORY = "conda-meta"
+
+
+def is_python_environment(entries: Sequence[os.DirEntry[str]]) -> bool:
+    """Is the directory so listed a Python environment, whatever its name (``venv/``,
+    ``env/``, a conda environment)? Tens of thousands of installed files, none of them
+    the experiment's logs or artifacts (a library's test image, a packaged ``.pt``)."""
+    for entry in entries:
+        name = entry.name
+        try:
+            if (name == ENVIRONMENT_FILE and entry.is_file()) or (
+                name == ENVIRONMENT_DIRECTORY and entry.is_dir(follow_symlinks=False)
+            ):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 class Root:
@@ -98,6 +120,7 @@ class Scope:
         # tick, to be listed again; the wanted files in it)
         self.listings: dict[str, tuple[int, tuple[str, ...]]] = {}
         self.cut = False  # a walk stopped early (deadline, stop): its listings are partial
+        self.environments: list[str] = []  # Python environments found below a root, skipped
 
     def wanted(self, rel: str) -> bool:
         return (self.logs.match(rel) or self.rules.type_of(rel) is not None) and not self.exclude.match(rel)
@@ -122,6 +145,16 @@ class Scope:
     def excluded(self, path: str, rel: str) -> bool:
         return path.startswith(self.excluded_prefixes) or self.exclude.match(rel)
 
+    def skip_environment(self, directory: str) -> None:
+        """Leave a Python environment below a root alone from now on: not walked, its
+        files' events not looked at (as ``.venv`` is by the default exclusions)."""
+        prefix = directory.rstrip(os.sep) + os.sep
+        if prefix not in self.excluded_prefixes:
+            self.excluded_prefixes = (*self.excluded_prefixes, prefix)
+            self.environments.append(directory)
+        for listed in [d for d in self.listings if d == directory or d.startswith(prefix)]:
+            del self.listings[listed]
+
     def walk(
         self,
         root: Root,
@@ -136,7 +169,6 @@ class Scope:
         noted in :attr:`listings`; with ``skip_listed``, subdirectories listed before are
         not entered."""
         stack = [under or root.path]
-        excluded_prefixes = self.excluded_prefixes
         listings = self.listings
         while stack:
             if (deadline is not None and time.monotonic() > deadline) or (
@@ -148,35 +180,39 @@ class Scope:
             try:
                 # before the listing: an entry added meanwhile changes it, and is seen again
                 mtime = os.stat(directory).st_mtime_ns
-                entries = os.scandir(directory)
+                with os.scandir(directory) as listing:
+                    entries = list(listing)
             except OSError:
                 listings.pop(directory, None)
                 continue
             listed_at = time.time_ns()
+            if directory != root.path and is_python_environment(entries):
+                self.skip_environment(directory)
+                continue
+            excluded_prefixes = self.excluded_prefixes
             wanted: list[str] = []
-            with entries:
-                for entry in entries:
-                    path = entry.path
-                    rel = root.relative(path)
-                    if rel is None:
+            for entry in entries:
+                path = entry.path
+                rel = root.relative(path)
+                if rel is None:
+                    continue
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        if (
+                            not (path + os.sep).startswith(excluded_prefixes)
+                            and not self.exclude.match(rel + "/")
+                            and not (skip_listed and path in listings)
+                        ):
+                            stack.append(path)
                         continue
-                    try:
-                        if entry.is_dir(follow_symlinks=False):
-                            if (
-                                not (path + os.sep).startswith(excluded_prefixes)
-                                and not self.exclude.match(rel + "/")
-                                and not (skip_listed and path in listings)
-                            ):
-                                stack.append(path)
-                            continue
-                        if not self.wanted(rel) or path.startswith(excluded_prefixes):
-                            continue
-                        st = entry.stat()  # follows a symlink: the escape check judges it
-                    except OSError:
+                    if not self.wanted(rel) or path.startswith(excluded_prefixes):
                         continue
-                    if stat.S_ISREG(st.st_mode):
-                        wanted.append(entry.name)
-                        yield path, rel, st
+                    st = entry.stat()  # follows a symlink: the escape check judges it
+                except OSError:
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    wanted.append(entry.name)
+                    yield path, rel, st
             if len(listings) < MAX_LISTINGS or directory in listings:
                 # changed within the clock's tick of the listing: its time may not move again
                 racy = listed_at - mtime < MTIME_TICK_NS
