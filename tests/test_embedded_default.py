@@ -471,6 +471,72 @@ def test_forked_child_resource_names_the_child(forked: tuple[dict[str, int], Pat
     assert child_instance != parent_instance
 
 
+RESOURCE_FORK_SCRIPT = """
+    import json, os
+    import opentelemetry.sdk.resources as sdk_resources
+    import otel_ai
+    from otel_ai.export.providers import get_pipeline
+
+    detected = []
+    real = sdk_resources.get_aggregated_resources
+    sdk_resources.get_aggregated_resources = lambda *a, **k: detected.append(os.getpid()) or real(*a, **k)
+    otel_ai.configure()
+    with otel_ai.run("resource-run"):
+        pass
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        with otel_ai.run("in the child"):
+            pass
+        os.write(w, json.dumps([os.getpid() in detected]).encode())
+        otel_ai.shutdown()
+        os._exit(0)
+    os.close(w)
+    (child_detected,) = json.loads(os.read(r, 1000))
+    os.waitpid(pid, 0)
+    otel_ai.shutdown()
+    print(json.dumps({"parent": os.getpid(), "child": pid, "child_detected": child_detected}))
+"""
+
+
+@pytest.mark.parametrize(
+    "detectors", ["", "otel,service_instance"], ids=["default detectors", "detectors of the user's choice"]
+)
+def test_a_forked_child_takes_its_parents_resource_with_its_own_identity(
+    tmp_path: Path, detectors: str
+) -> None:
+    """A pool worker does not run the resource detectors again (a thread pool, 2-3 ms a
+    worker): it takes its parent's resource with its own ``process.pid`` and
+    ``service.instance.id``; one given by OTEL_RESOURCE_ATTRIBUTES stays. Detectors of
+    the user's choice run again, as they may describe the process."""
+    data_dir = tmp_path / "otel-ai-runs"
+    env = {"OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=lab,team=vision"}
+    if detectors:
+        env["OTEL_EXPERIMENTAL_RESOURCE_DETECTORS"] = detectors
+    report = _last_json(RESOURCE_FORK_SCRIPT, data_dir, **env)
+    assert report["child_detected"] is bool(detectors)
+    (parent,) = {
+        tuple(sorted(s.resource.items())) for s in _by_pid(data_dir, "traces", report["parent"]).spans
+    }
+    (child,) = {tuple(sorted(s.resource.items())) for s in _by_pid(data_dir, "traces", report["child"]).spans}
+    parent_resource, child_resource = dict(parent), dict(child)
+    assert child_resource["process.pid"] == report["child"] != parent_resource["process.pid"]
+    assert child_resource["service.instance.id"] != parent_resource["service.instance.id"]
+    assert child_resource["team"] == "vision" and child_resource["deployment.environment.name"] == "lab"
+    same = {"process.pid", "service.instance.id"}
+    assert {k: v for k, v in child_resource.items() if k not in same} == {
+        k: v for k, v in parent_resource.items() if k not in same
+    }
+
+    given = _last_json(
+        RESOURCE_FORK_SCRIPT, tmp_path / "given", OTEL_RESOURCE_ATTRIBUTES="service.instance.id=pod-7"
+    )
+    for pid in (given["parent"], given["child"]):
+        assert {
+            s.resource["service.instance.id"] for s in _by_pid(tmp_path / "given", "traces", pid).spans
+        } == {"pod-7"}
+
+
 def test_process_exiting_without_ending_its_run_abandons_it() -> None:
     result = _python(
         """

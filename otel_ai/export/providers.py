@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -59,7 +59,7 @@ from .ids import id_generator
 from .live import LiveRunMarker
 from .losses import unreported_losses
 from .redacting import RedactingLogExporter, RedactingSpanExporter
-from .resource import build_resource
+from .resource import build_resource, forked_resource, resource_environment
 from .sanitize import RedactingMetricExporter
 from .tracers import ProcessTracerProvider
 
@@ -92,6 +92,9 @@ class Pipeline:
     batching: tuple[DeliveringBatchSpanProcessor | DeliveringBatchLogRecordProcessor, ...] = ()
     readers: tuple[PeriodicExportingMetricReader, ...] = ()
     outbox: Outbox | None = None
+    pid: int = field(default_factory=os.getpid)  # the process it was built in
+    # the resource's variables when it was built (a forked child reuses it while unchanged)
+    resource_env: tuple[str | None, ...] = field(default_factory=resource_environment)
 
     @property
     def disabled(self) -> bool:
@@ -173,7 +176,15 @@ def before_shutdown(hook: Callable[[], None]) -> None:
 def _build(settings: Settings, previous: Pipeline | None = None) -> Pipeline:
     if settings.disabled:
         return _disabled(settings)
-    resource = build_resource(settings, detect_gpus())
+    resource = None
+    if (
+        previous is not None
+        and previous.resource is not None
+        and previous.resource_env == resource_environment()
+    ):
+        resource = forked_resource(previous.resource, previous.pid)
+    if resource is None:
+        resource = build_resource(settings, detect_gpus())
     outbox = _otlp(settings)
     span_exporter, log_exporter, metric_exporter = _exporters(settings, outbox)
     wrapped = wrapped_run()
