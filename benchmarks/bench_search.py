@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import random
 import re
 import resource
 import shlex
@@ -197,6 +198,14 @@ def _count_spans(directory: Path) -> tuple[int, int]:
     return len(spans), sum(1 for s in spans if s.name.startswith(semconv.SPAN_NODE + " "))
 
 
+def median_interval(values: list[float], *, resamples: int = 10_000, seed: int = 1) -> tuple[float, float]:
+    """A 95 % percentile-bootstrap interval of the median of ``values`` (the pairs' ratios:
+    on a shared machine one sitting's median alone says little about the next)."""
+    rng = random.Random(seed)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples))
+    return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="bare/wrapped pairs")
@@ -300,6 +309,12 @@ def main(argv: list[str] | None = None) -> int:
         f"wall ratio: median of pairs {statistics.median(ratios):.3f}x, of medians {med_wrapped / med_bare:.3f}x "
         f"(pairs: {', '.join(f'{r:.2f}' for r in ratios)})"
     )
+    if len(ratios) >= 4:
+        low, high = median_interval(ratios)
+        print(
+            f"  the median of pairs lies in {low:.3f}x-{high:.3f}x (95 %, bootstrap over the pairs): "
+            "a target inside it is neither shown met nor missed"
+        )
     if nodes:
         print(f"CPU added: {cpu_added:.2f} s per run, {cpu_added / nodes * 1000:.1f} ms per node")
     print("peak RSS by role (median over processes and rounds, MB): role | bare | wrapped | added")
