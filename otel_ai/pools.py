@@ -229,6 +229,8 @@ class _WorkerFlusher:
     def __init__(self) -> None:
         self.pid = os.getpid()
         self._wake = threading.Event()
+        self._flushing = threading.Lock()  # held by the thread while it flushes
+        self._closed = False
         self._thread = threading.Thread(target=self._loop, name="otel_ai-worker-flush", daemon=True)
         self._thread.start()
         # a pool worker has imported it; importing it here would cost other processes ~10 ms
@@ -247,16 +249,29 @@ class _WorkerFlusher:
         while True:
             self._wake.wait()
             self._wake.clear()
-            providers = sys.modules.get("otel_ai.export.providers")
-            if providers is None:
-                continue
-            try:
-                providers.force_flush(_flush_timeout())
-            except Exception:  # noqa: BLE001
-                pass
+            with self._flushing:
+                if self._closed:
+                    return
+                providers = sys.modules.get("otel_ai.export.providers")
+                if providers is None:
+                    continue
+                try:
+                    providers.force_flush(_flush_timeout())
+                except Exception:  # noqa: BLE001
+                    pass
+
+    def close(self, wait: float) -> None:
+        """No flush of this thread from now on, and the one under way finished (within
+        ``wait``): a spawned worker's interpreter shuts the exporters down after its last
+        flush, and an export of this thread still writing then found them closed (its
+        metrics counted as lost, "Exporter already shutdown" on stderr)."""
+        self._closed = True
+        if self._flushing.acquire(timeout=max(wait, 0.0)):
+            self._flushing.release()
 
     def at_exit(self) -> None:
         if self.pid == os.getpid():
+            self.close(EXIT_GRACE_S)
             _flush_now(_flush_timeout())
 
 

@@ -378,3 +378,48 @@ def test_without_the_wrapper_a_hanging_collector_holds_no_pool_and_the_main_proc
     task_lines = sorted(str(r.body) for r in receiver.logs() if str(r.body).startswith("line from task"))
     assert task_lines == sorted(f"line from task {i}" for i in range(8))
     assert not list(data_dir.glob("spool/*/*/*.pb"))  # nothing left behind
+
+
+FLUSHER_AT_EXIT = textwrap.dedent(
+    """
+    import json, threading, time
+    import otel_ai
+    from otel_ai import pools
+    from otel_ai.export import providers
+
+    otel_ai.configure()
+    flushes = []
+
+    def slow_flush(timeout=0.0):
+        started = time.monotonic()
+        time.sleep(0.3)  # a flush still exporting when the worker leaves
+        flushes.append((threading.current_thread().name, started, time.monotonic()))
+        return True
+
+    providers.force_flush = slow_flush
+    flusher = pools._worker_flusher()
+    flusher.nudge()  # the last task's flush, on the flusher's thread
+    time.sleep(0.05)
+    flusher.at_exit()  # the worker's exit: its last flush
+    flusher.nudge()  # a task's nudge after it: nothing
+    time.sleep(0.5)
+    print(json.dumps(flushes))
+    """
+)
+
+
+def test_a_leaving_worker_waits_for_its_flush_thread_and_flushes_last(tmp_path: Path) -> None:
+    """A spawned worker's interpreter shuts the exporters down after its exit flush: an
+    export of the flush thread still under way then found them closed ("Exporter already
+    shutdown", its metrics counted as lost; seen on Python 3.13). The exit flush waits for
+    the thread's flush to end, and the thread flushes no more after it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACEPARENT"))}
+    env["OTEL_AI_DATA_DIR"] = str(tmp_path / "runs")
+    done = subprocess.run(
+        [sys.executable, "-c", FLUSHER_AT_EXIT], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    flushes = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [name for name, _start, _end in flushes] == ["otel_ai-worker-flush", "MainThread"]
+    (_thread, _, thread_ended), (_main, main_started, _) = flushes
+    assert thread_ended <= main_started  # one after the other, the exit's last
