@@ -240,6 +240,12 @@ class _WorkerFlusher:
                 util.Finalize(None, self.at_exit, exitpriority=100)  # before the pool's own (<= 10)
         except Exception:  # noqa: BLE001
             pass
+        # Python 3.12+ runs the finalizers from an atexit handler registered before the
+        # pipeline's own: the pipeline's shutdown comes first there, and must find this
+        # thread's flushing over (a flusher exists only once the pipeline does)
+        providers = sys.modules.get("otel_ai.export.providers")
+        if providers is not None:
+            providers.before_shutdown(self.before_shutdown)
         flush_on_sigterm()
 
     def nudge(self) -> None:
@@ -262,9 +268,9 @@ class _WorkerFlusher:
 
     def close(self, wait: float) -> None:
         """No flush of this thread from now on, and the one under way finished (within
-        ``wait``): a spawned worker's interpreter shuts the exporters down after its last
-        flush, and an export of this thread still writing then found them closed (its
-        metrics counted as lost, "Exporter already shutdown" on stderr)."""
+        ``wait``): the exporters are shut down after a worker's last flush, and an export
+        of this thread still writing then found them closed (its metrics counted as lost,
+        "Exporter already shutdown" on stderr)."""
         self._closed = True
         if self._flushing.acquire(timeout=max(wait, 0.0)):
             self._flushing.release()
@@ -273,6 +279,10 @@ class _WorkerFlusher:
         if self.pid == os.getpid():
             self.close(EXIT_GRACE_S)
             _flush_now(_flush_timeout())
+
+    def before_shutdown(self) -> None:
+        if self.pid == os.getpid():
+            self.close(EXIT_GRACE_S)
 
 
 _flusher: _WorkerFlusher | None = None

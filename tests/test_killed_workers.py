@@ -382,13 +382,14 @@ def test_without_the_wrapper_a_hanging_collector_holds_no_pool_and_the_main_proc
 
 FLUSHER_AT_EXIT = textwrap.dedent(
     """
-    import json, threading, time
+    import json, sys, threading, time
     import otel_ai
     from otel_ai import pools
     from otel_ai.export import providers
 
     otel_ai.configure()
     flushes = []
+    closing = providers._with_deadline
 
     def slow_flush(timeout=0.0):
         started = time.monotonic()
@@ -396,11 +397,19 @@ FLUSHER_AT_EXIT = textwrap.dedent(
         flushes.append((threading.current_thread().name, started, time.monotonic()))
         return True
 
+    def shutting_down(pipeline, timeout, *, shutdown):
+        flushes.append(("shutdown", time.monotonic(), time.monotonic()))
+        return closing(pipeline, timeout, shutdown=shutdown)
+
     providers.force_flush = slow_flush
+    providers._with_deadline = shutting_down
     flusher = pools._worker_flusher()
     flusher.nudge()  # the last task's flush, on the flusher's thread
     time.sleep(0.05)
-    flusher.at_exit()  # the worker's exit: its last flush
+    if sys.argv[1] == "finalizer":
+        flusher.at_exit()  # multiprocessing's exit finalizer: the worker's last flush
+    else:
+        providers.shutdown()  # Python 3.12+: the pipeline's atexit shutdown comes first
     flusher.nudge()  # a task's nudge after it: nothing
     time.sleep(0.5)
     print(json.dumps(flushes))
@@ -408,18 +417,21 @@ FLUSHER_AT_EXIT = textwrap.dedent(
 )
 
 
-def test_a_leaving_worker_waits_for_its_flush_thread_and_flushes_last(tmp_path: Path) -> None:
-    """A spawned worker's interpreter shuts the exporters down after its exit flush: an
-    export of the flush thread still under way then found them closed ("Exporter already
-    shutdown", its metrics counted as lost; seen on Python 3.13). The exit flush waits for
-    the thread's flush to end, and the thread flushes no more after it."""
+@pytest.mark.parametrize("first", ["finalizer", "atexit"])
+def test_a_leaving_worker_waits_for_its_flush_thread_and_flushes_last(tmp_path: Path, first: str) -> None:
+    """The exporters are shut down after a pool worker's last flush: an export of its
+    flush thread still under way then found them closed ("Exporter already shutdown", its
+    metrics counted as lost; seen with spawned workers on Python 3.13, where the
+    pipeline's atexit shutdown runs before multiprocessing's exit finalizer). Whichever
+    comes first waits for the thread's flush to end, and the thread flushes no more."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACEPARENT"))}
     env["OTEL_AI_DATA_DIR"] = str(tmp_path / "runs")
     done = subprocess.run(
-        [sys.executable, "-c", FLUSHER_AT_EXIT], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", FLUSHER_AT_EXIT, first], env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
     flushes = json.loads(done.stdout.strip().splitlines()[-1])
-    assert [name for name, _start, _end in flushes] == ["otel_ai-worker-flush", "MainThread"]
-    (_thread, _, thread_ended), (_main, main_started, _) = flushes
-    assert thread_ended <= main_started  # one after the other, the exit's last
+    last = "MainThread" if first == "finalizer" else "shutdown"
+    assert [name for name, _start, _end in flushes] == ["otel_ai-worker-flush", last]
+    (_thread, _, thread_ended), (_last, last_started, _) = flushes
+    assert thread_ended <= last_started  # one after the other, the exit's last

@@ -47,7 +47,7 @@ def forked_resource(parent: Resource, parent_pid: int) -> Resource | None:
 def _instance_id() -> str:
     """This process's ``service.instance.id``: the SDK's (the one its detector gives any
     resource made in this process), else a UUID of our own."""
-    detector = getattr(sdk_resources, "ServiceInstanceIdResourceDetector", None)  # not before SDK 1.4x
+    detector = getattr(sdk_resources, "ServiceInstanceIdResourceDetector", None)  # absent from older SDKs
     value = detector().detect().attributes.get(semconv.SERVICE_INSTANCE_ID) if detector is not None else None
     return str(value) if value else str(uuid.uuid4())
 
