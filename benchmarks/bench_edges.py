@@ -13,7 +13,9 @@ system) of the run's process tree, wrapped minus bare: the wrapper's own. ``--tr
 runs both in a working directory of N files in directories of 100 (what ``otel-ai run``
 watches by default), named as a checkout's are (``.py``, ``.json``, ``.txt``...); with
 ``--venv-files M`` it also holds a Python environment of M files under ``env/`` (a
-``pyvenv.cfg``, not named ``.venv``). ``--python`` measures another installation's code
+``pyvenv.cfg``, not named ``.venv``), with ``--modules-packages P`` a ``node_modules`` of P
+packages (three directories each). The probe also reports how many inotify watches the
+process that started it holds just before it leaves (the wrapper's, wrapped; Linux). ``--python`` measures another installation's code
 the same way (a before/after comparison).
 
     python benchmarks/bench_edges.py --rounds 10
@@ -38,7 +40,19 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-PROBE = "import time, sys; print(time.time_ns(), flush=True); time.sleep(float(sys.argv[1])); print(time.time_ns())"
+PROBE = (
+    "import os, sys, time; print(time.time_ns(), flush=True); time.sleep(float(sys.argv[1]))\n"
+    "def watches(pid):\n"  # the inotify watches the process that started the probe holds
+    "    n = 0\n"
+    "    for fd in os.listdir(f'/proc/{pid}/fdinfo'):\n"
+    "        try:\n"
+    "            n += sum(line.startswith('inotify wd:') for line in open(f'/proc/{pid}/fdinfo/{fd}'))\n"
+    "        except OSError:\n"
+    "            pass\n"
+    "    return n\n"
+    "print('watches', watches(os.getppid()) if sys.platform.startswith('linux') else -1)\n"
+    "print(time.time_ns())"
+)
 
 
 SUFFIXES = (".py", ".json", ".txt", ".csv", ".yaml", ".md", ".pyc", ".so")
@@ -52,6 +66,15 @@ def make_tree(directory: Path, files: int) -> None:
         (sub / f"f{index}{SUFFIXES[index % len(SUFFIXES)]}").write_bytes(b"x")
 
 
+def make_modules(directory: Path, packages: int) -> None:
+    """A ``node_modules`` as npm makes one: a package per directory, a few levels deep."""
+    for index in range(packages):
+        package = directory / f"pkg{index}" / "lib" / "util"
+        package.mkdir(parents=True)
+        (package / "index.js").write_bytes(b"x")
+        (package.parent.parent / "package.json").write_bytes(b"{}")
+
+
 def make_environment(directory: Path, files: int) -> None:
     """A virtual environment as venv makes one: ``pyvenv.cfg``, then the installed files."""
     directory.mkdir(parents=True)
@@ -59,9 +82,9 @@ def make_environment(directory: Path, files: int) -> None:
     make_tree(directory / "lib" / "python3.11" / "site-packages", files)
 
 
-def once(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, float]:
-    """(start, exit) latency in seconds of one run of the probe behind ``command``, and
-    the CPU seconds of its process tree."""
+def once(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, float, float]:
+    """(start, exit) latency in seconds of one run of the probe behind ``command``, the
+    CPU seconds of its process tree, and the inotify watches of the probe's parent."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     launched = time.time_ns()
     process = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=True)
@@ -69,7 +92,10 @@ def once(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, flo
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     stamps = [int(line) for line in process.stdout.split() if line.isdigit()]
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return (stamps[0] - launched) / 1e9, (ended - stamps[-1]) / 1e9, cpu
+    watches = next(
+        int(line.split()[1]) for line in process.stdout.splitlines() if line.startswith("watches ")
+    )
+    return (stamps[0] - launched) / 1e9, (ended - stamps[-1]) / 1e9, cpu, watches
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sleep", type=float, default=1.0, help="seconds the command runs")
     parser.add_argument("--tree-files", type=int, default=0, help="files in the working directory")
     parser.add_argument("--venv-files", type=int, default=0, help="files of a Python environment in it")
+    parser.add_argument("--modules-packages", type=int, default=0, help="packages of a node_modules in it")
     parser.add_argument("--python", default=sys.executable, help="the interpreter otel-ai run runs with")
     args = parser.parse_args(argv)
 
@@ -88,11 +115,13 @@ def main(argv: list[str] | None = None) -> int:
             make_tree(cwd, args.tree_files)
         if args.venv_files:
             make_environment(cwd / "env", args.venv_files)
+        if args.modules_packages:
+            make_modules(cwd / "node_modules", args.modules_packages)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACEPARENT"))}
         env["OTEL_AI_DATA_DIR"] = str(Path(tmp) / "telemetry")
         probe = [sys.executable, "-c", PROBE, str(args.sleep)]
         wrapped = [args.python, "-m", "otel_ai", "run", "--no-status", "--", *probe]
-        results: dict[str, list[tuple[float, float, float]]] = {"bare": [], "wrapped": []}
+        results: dict[str, list[tuple[float, float, float, float]]] = {"bare": [], "wrapped": []}
         for round_ in range(args.rounds):
             order = ("bare", "wrapped") if round_ % 2 == 0 else ("wrapped", "bare")
             for mode in order:
@@ -102,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"# bench_edges  {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  {platform.machine()} {os.cpu_count()} CPUs  "
         f"python {platform.python_version()}  load {load[0]:.1f}  rounds {args.rounds}  "
-        f"tree {args.tree_files} files  environment {args.venv_files} files  otel-ai run with {args.python}"
+        f"tree {args.tree_files} files  environment {args.venv_files} files  "
+        f"node_modules {args.modules_packages} packages  otel-ai run with {args.python}"
     )
     medians = {}
     for mode, rows in results.items():
@@ -110,7 +140,11 @@ def main(argv: list[str] | None = None) -> int:
         end = statistics.median(r[1] for r in rows) * 1000
         cpu = statistics.median(r[2] for r in rows) * 1000
         medians[mode] = (start, end, cpu)
-        print(f"{mode:8s} start {start:7.1f} ms   exit {end:7.1f} ms   cpu {cpu:7.1f} ms")
+        watches = int(statistics.median(r[3] for r in rows))
+        print(
+            f"{mode:8s} start {start:7.1f} ms   exit {end:7.1f} ms   cpu {cpu:7.1f} ms   "
+            f"inotify watches of the probe's parent {watches}"
+        )
     added = [medians["wrapped"][i] - medians["bare"][i] for i in range(3)]
     print(f"added by otel-ai run: start +{added[0]:.1f} ms, exit +{added[1]:.1f} ms, cpu +{added[2]:.1f} ms")
     return 0

@@ -27,7 +27,7 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver
+from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserver
 
 from .. import semconv
@@ -138,52 +138,158 @@ class EventHandler(FileSystemEventHandler):
             report_internal_error("Watcher.on_any_event", exc)
 
 
-def start_observer(
-    handler: EventHandler, paths: Sequence[str], *, polling: bool | None, poll_interval_s: float
-) -> tuple[BaseObserver, str, str | None]:
-    """A started observer watching ``paths`` recursively, its kind (native or polling) and,
-    when native events were wanted but failed, why."""
-    reason = None
-    if polling is not True:
-        # watchdog warns, on its own thread, when nested directories appear faster than
-        # it adds their watches (os.makedirs); harmless, but under -W error the warning
-        # would be raised inside its event thread and end event delivery
-        warnings.filterwarnings("ignore", message=_WATCHDOG_BENIGN, category=RuntimeWarning)
-        observer: BaseObserver = Observer()
+# directories directly under a root given watches of their own, at most: past it the root
+# is watched whole (each watch is one of watchdog's threads)
+MAX_SPLIT = 32
+
+
+class Watches:
+    """The observer and what it watches.
+
+    watchdog watches a directory recursively by walking it and adding an inotify watch
+    to every directory below, with no way to leave one out. A ``.git``, a ``.venv``, a
+    ``node_modules`` or a Python environment in the working directory (thousands of
+    directories, tens of thousands of files) cost the wrapper that walk at every start,
+    and one inotify watch per directory, a per-user limit (8,192 on many systems) past
+    which watchdog leaves the rest of the tree unwatched without a word. So a root with
+    such a directory directly under it is watched alone, not recursively, and each of its
+    other directories recursively, one watch each; a directory that appears there later
+    gets its watch when the watcher looks at it (:meth:`appeared`, before it is scanned).
+    Excluded directories deeper down are still watched, their events ignored.
+
+    Native events when the platform has them (``polling`` None), else, or with
+    ``polling=True``, watchdog's polling observer. A watch the native observer cannot
+    add (the inotify limit) falls back to a polling observer of its own.
+    """
+
+    def __init__(
+        self,
+        handler: EventHandler,
+        left_out: Callable[[str], bool],
+        *,
+        polling: bool | None,
+        poll_interval_s: float,
+    ) -> None:
+        self._handler = handler
+        self._left_out = left_out
+        self._polling = polling
+        self._poll_interval_s = poll_interval_s
+        self._observer: BaseObserver | None = None
+        self._fallbacks: list[BaseObserver] = []
+        self.kind = ""
+        self.split_roots: set[str] = set()  # watched alone, their directories one by one
+        self.tops: dict[str, tuple[BaseObserver, ObservedWatch]] = {}  # such a directory: its watch
+
+    def start(self, roots: Sequence[str]) -> str | None:
+        """Watch ``roots`` (existing directories). Returns why native events are
+        unavailable when they were wanted and failed (the observer polls then)."""
+        reason = None
+        if self._polling is not True:
+            # watchdog warns, on its own thread, when nested directories appear faster than
+            # it adds their watches (os.makedirs); harmless, but under -W error the warning
+            # would be raised inside its event thread and end event delivery
+            warnings.filterwarnings("ignore", message=_WATCHDOG_BENIGN, category=RuntimeWarning)
+            observer: BaseObserver = Observer()
+            try:
+                observer.start()
+                self._observer = observer
+                for root in roots:
+                    self._watch_root(root)
+            except Exception as exc:  # noqa: BLE001 - inotify limits, unsupported filesystems...
+                reason = f"{type(exc).__name__}: {exc}"
+                self.stop()
+                self.split_roots.clear()
+                self.tops.clear()
+                self._fallbacks.clear()
+            else:
+                native = not isinstance(observer, PollingObserver)
+                self.kind = semconv.WATCH_OBSERVER_NATIVE if native else semconv.WATCH_OBSERVER_POLLING
+                return None
+        self._observer = PollingObserver(timeout=self._poll_interval_s)
+        self._observer.start()
+        self.kind = semconv.WATCH_OBSERVER_POLLING
+        for root in roots:
+            self._watch_root(root)
+        return reason
+
+    def add_root(self, root: str) -> None:
+        """Watch a root that appeared after the start; a polling observer of its own when
+        the observer cannot (e.g. the inotify watch limit)."""
         try:
-            for path in paths:
-                observer.schedule(handler, path, recursive=True, event_filter=EVENT_TYPES)
-            observer.start()
-        except Exception as exc:  # noqa: BLE001 - inotify limits, unsupported filesystems...
-            reason = f"{type(exc).__name__}: {exc}"
-            stop_quietly(observer)
-        else:
-            kind = (
-                semconv.WATCH_OBSERVER_POLLING
-                if isinstance(observer, PollingObserver)
-                else semconv.WATCH_OBSERVER_NATIVE
+            self._watch_root(root)
+        except Exception:  # noqa: BLE001
+            self._poll(root)
+
+    def appeared(self, directory: str) -> None:
+        """A directory appeared (made, or moved in): one directly under a root watched
+        alone gets its watch, unless it is left out."""
+        if (
+            os.path.dirname(directory) in self.split_roots
+            and directory not in self.tops
+            and os.path.isdir(directory)
+            and not os.path.islink(directory)
+            and not self._left_out(directory)
+        ):
+            self._watch_top(directory)
+
+    def gone(self, directory: str) -> None:
+        """A directory was removed or moved away: its own watch, if it had one, goes."""
+        entry = self.tops.pop(directory, None)
+        if entry is not None:
+            try:
+                entry[0].unschedule(entry[1])
+            except Exception:  # noqa: BLE001, S110 - its emitter may have stopped already
+                pass
+
+    def stop(self, join: float = 0.0) -> None:
+        for observer in [self._observer, *self._fallbacks]:
+            if observer is not None:
+                stop_quietly(observer, join)
+
+    def _watch_root(self, root: str) -> None:
+        assert self._observer is not None
+        if self._directories(root) is None:
+            self._observer.schedule(self._handler, root, recursive=True, event_filter=EVENT_TYPES)
+            return
+        self.split_roots.add(root)
+        self._observer.schedule(self._handler, root, recursive=False, event_filter=EVENT_TYPES)
+        # listed again once the root's own watch exists: a directory made in between is
+        # in this listing or has its event
+        for directory in self._directories(root) or ():
+            self._watch_top(directory)
+
+    def _directories(self, root: str) -> list[str] | None:
+        """The directories directly under ``root`` to watch one by one, or None: watch the
+        root whole (none of them is left out, or too many are not)."""
+        try:
+            with os.scandir(root) as listing:
+                directories = [entry.path for entry in listing if entry.is_dir(follow_symlinks=False)]
+        except OSError:
+            return None
+        kept = [directory for directory in directories if not self._left_out(directory)]
+        if len(kept) == len(directories) or len(kept) > MAX_SPLIT:
+            return None
+        return kept
+
+    def _watch_top(self, directory: str) -> None:
+        assert self._observer is not None
+        try:
+            watch = self._observer.schedule(
+                self._handler, directory, recursive=True, event_filter=EVENT_TYPES
             )
-            return observer, kind, None
-    observer = PollingObserver(timeout=poll_interval_s)
-    for path in paths:
-        observer.schedule(handler, path, recursive=True, event_filter=EVENT_TYPES)
-    observer.start()
-    return observer, semconv.WATCH_OBSERVER_POLLING, reason
+        except Exception:  # noqa: BLE001 - gone meanwhile, or the inotify watch limit
+            if os.path.isdir(directory):
+                self._poll(directory)
+            return
+        self.tops[directory] = (self._observer, watch)
 
-
-def schedule_late(
-    observer: BaseObserver, handler: EventHandler, path: str, *, poll_interval_s: float
-) -> BaseObserver | None:
-    """Watch ``path`` (a root that appeared after the start) with ``observer``; when that
-    fails (e.g. the inotify watch limit), with a polling observer of its own, returned."""
-    try:
-        observer.schedule(handler, path, recursive=True, event_filter=EVENT_TYPES)
-    except Exception:  # noqa: BLE001 - e.g. inotify watch limit: poll this root
-        fallback = PollingObserver(timeout=poll_interval_s)
-        fallback.schedule(handler, path, recursive=True, event_filter=EVENT_TYPES)
+    def _poll(self, directory: str) -> None:
+        fallback = PollingObserver(timeout=self._poll_interval_s)
+        watch = fallback.schedule(self._handler, directory, recursive=True, event_filter=EVENT_TYPES)
         fallback.start()
-        return fallback
-    return None
+        self._fallbacks.append(fallback)
+        if os.path.dirname(directory) in self.split_roots:
+            self.tops[directory] = (fallback, watch)
 
 
 def stop_quietly(observer: BaseObserver, join: float = 0.0) -> None:
@@ -195,4 +301,4 @@ def stop_quietly(observer: BaseObserver, join: float = 0.0) -> None:
         pass
 
 
-__all__ = ["EVENT_TYPES", "EventHandler", "Inbox", "schedule_late", "start_observer", "stop_quietly"]
+__all__ = ["EVENT_TYPES", "MAX_SPLIT", "EventHandler", "Inbox", "Watches", "stop_quietly"]

@@ -145,6 +145,21 @@ class Scope:
     def excluded(self, path: str, rel: str) -> bool:
         return path.startswith(self.excluded_prefixes) or self.exclude.match(rel)
 
+    def left_out(self, directory: str) -> bool:
+        """Is this directory below a root none of the watcher's business: excluded by a
+        pattern, our own data directory, or a Python environment (then noted as one)?"""
+        found = self.root_of(directory)
+        if found is None:
+            return False
+        if (directory + os.sep).startswith(self.excluded_prefixes) or self.exclude.match(found[1] + "/"):
+            return True
+        if os.path.isfile(os.path.join(directory, ENVIRONMENT_FILE)) or os.path.isdir(
+            os.path.join(directory, ENVIRONMENT_DIRECTORY)
+        ):
+            self.skip_environment(directory)
+            return True
+        return False
+
     def skip_environment(self, directory: str) -> None:
         """Leave a Python environment below a root alone from now on: not walked, its
         files' events not looked at (as ``.venv`` is by the default exclusions)."""

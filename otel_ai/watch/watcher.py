@@ -26,7 +26,6 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from opentelemetry.context import Context
-from watchdog.observers.api import BaseObserver
 
 from .. import semconv
 from .._internal import never_raise
@@ -36,7 +35,7 @@ from ..export.providers import DEFAULT_SHUTDOWN_TIMEOUT_S, before_shutdown, get_
 from ..model import Run
 from .detector import ArtifactDetector
 from .events import WatchEvents
-from .observing import EventHandler, Inbox, schedule_late, start_observer, stop_quietly
+from .observing import EventHandler, Inbox, Watches
 from .patterns import (
     DEFAULT_ARTIFACT_PATTERNS,
     DEFAULT_EXCLUDE,
@@ -159,17 +158,16 @@ class Watcher:
         self.max_line_bytes = int(max_line_bytes)
         self.flush_timeout_s = float(flush_timeout_s)
         self.settle_s = float(settle_s)
-        self._polling = polling
         self.poll_interval_s = float(poll_interval_s)
         self._upload_workers = int(upload_workers)
         self._line_sink = line_sink
         self._log_context = log_context
         self._inbox = Inbox(max(int(inbox_limit), 16))
         self._events = WatchEvents(run)
-        self._observer: BaseObserver | None = None
-        self._extra_observers: list[BaseObserver] = []
         self._handler = EventHandler(self._inbox, self._scope.interesting)
-        self.observer_kind = ""
+        self._watches = Watches(
+            self._handler, self._scope.left_out, polling=polling, poll_interval_s=self.poll_interval_s
+        )
         self.store: ArtifactStore | None = None
         self._owns_store = False
         self._tailer: LogTailer | None = None
@@ -200,6 +198,11 @@ class Watcher:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+    @property
+    def observer_kind(self) -> str:
+        """``native`` or ``polling`` once started."""
+        return self._watches.kind
 
     @property
     def roots(self) -> list[str]:
@@ -301,12 +304,7 @@ class Watcher:
 
     def _start_observer(self) -> None:
         existing = [root for root in self._roots if os.path.isdir(root.path)]
-        self._observer, self.observer_kind, reason = start_observer(
-            self._handler,
-            [root.path for root in existing],
-            polling=self._polling,
-            poll_interval_s=self.poll_interval_s,
-        )
+        reason = self._watches.start([root.path for root in existing])
         if reason is not None:
             self._events.log(
                 f"otel_ai: native file events unavailable ({reason}); polling every {self.poll_interval_s:g} s",
@@ -317,12 +315,7 @@ class Watcher:
 
     def _schedule_late_root(self, root: Root) -> None:
         """A root that did not exist at start appeared: watch it and read it all."""
-        assert self._observer is not None
-        fallback = schedule_late(
-            self._observer, self._handler, root.path, poll_interval_s=self.poll_interval_s
-        )
-        if fallback is not None:
-            self._extra_observers.append(fallback)
+        self._watches.add_root(root.path)
         root.scheduled = True
         self._scan(root)
         root.listed = not self._scope.cut
@@ -454,6 +447,7 @@ class Watcher:
                 if root.scheduled:
                     self._scan(root, deadline=deadline)
         for directory in gone_dirs:
+            self._watches.gone(directory)
             tailer.gone_under(directory)
             if detector is not None:
                 prefix = directory.rstrip(os.sep) + os.sep
@@ -462,6 +456,7 @@ class Watcher:
         for directory in dirs:
             found = self._scope.root_of(directory)
             if found is not None:
+                self._watches.appeared(directory)  # watched before it is scanned
                 self._scan(found[0], under=directory, deadline=deadline)
         for path in files:
             found = self._scope.root_of(path)
@@ -522,9 +517,7 @@ class Watcher:
     def _stop(self, deadline: float) -> WatchSummary:
         self._stopping.set()  # a first scan still under way ends (the final sweep walks)
         self._set_up_done.wait(max(deadline - time.monotonic(), 0.0))
-        for observer in [self._observer, *self._extra_observers]:
-            if observer is not None:
-                stop_quietly(observer, join=max(min(deadline - time.monotonic(), 1.0), 0.0))
+        self._watches.stop(join=max(min(deadline - time.monotonic(), 1.0), 0.0))
         self._stop_deadline = deadline
         self._stop_requested.set()
         self._inbox.wake.set()

@@ -1,0 +1,148 @@
+"""What the watcher asks the kernel to watch: directories left out directly under a root
+(a ``.venv``, ``node_modules``, a Python environment) get no inotify watch at all, and
+directories that appear, move or go there during the run are followed. The watches are
+counted from the kernel's own record of this process (``/proc/self/fdinfo``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from watch_helpers import Collector, append, logs_only, wait_for
+
+from otel_ai.watch import observing
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify and /proc: Linux")
+
+
+def inotify_watches() -> int:
+    """The inotify watches this process holds, as the kernel lists them."""
+    count = 0
+    for fd in os.listdir("/proc/self/fdinfo"):
+        try:
+            with open(f"/proc/self/fdinfo/{fd}") as info:
+                count += sum(1 for line in info if line.startswith("inotify wd:"))
+        except OSError:
+            continue
+    return count
+
+
+def tree(top: Path, directories: int) -> None:
+    for index in range(directories):
+        (top / f"pkg{index}" / "sub").mkdir(parents=True, exist_ok=True)
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    """A working directory as a user's: the experiment's directories next to a virtual
+    environment, node modules and a Python environment not named ``.venv``."""
+    root = tmp_path / "work"
+    tree(root / ".venv", 20)
+    tree(root / "node_modules", 20)
+    tree(root / "env", 20)
+    (root / "env" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (root / "experiments" / "a" / "b").mkdir(parents=True)
+    (root / "logs").mkdir()
+    return root
+
+
+def test_directories_left_out_under_a_root_get_no_watch_and_new_ones_are_followed(checkout: Path) -> None:
+    root = checkout
+    before = inotify_watches()
+    sink = Collector()
+    watcher = logs_only(root, sink)
+    try:
+        # the root itself, experiments, experiments/a, experiments/a/b, logs: not one of the
+        # 123 directories of .venv, node_modules and env
+        assert inotify_watches() - before == 5
+        append(root / "top.log", "in the root\n")
+        append(root / "experiments" / "a" / "b" / "train.log", "deep in the experiment\n")
+        append(root / ".venv" / "pkg0" / "sub" / "pip.log", "left out\n")
+        wait_for(lambda: len(sink) == 2, what="2 lines")
+
+        # a directory made during the run, nested at once: watched, so a file made in it
+        # later arrives while the run goes on (nothing rescans the tree until the end)
+        (root / "runs" / "deep" / "er").mkdir(parents=True)
+        append(root / "runs" / "deep" / "er" / "first.log", "first\n")
+        wait_for(lambda: "first" in sink.texts(), what="the first line in a new directory")
+        wait_for(lambda: inotify_watches() - before == 8, what="3 more watches")
+        append(root / "runs" / "deep" / "er" / "second.log", "second\n")
+        wait_for(lambda: "second" in sink.texts(), what="a new file in the new directory")
+
+        # renamed: followed under its new name, the old watch given back
+        os.rename(root / "experiments", root / "renamed")
+        wait_for(lambda: str(root / "renamed") in watcher._watches.tops, what="the renamed directory watched")
+        append(root / "renamed" / "a" / "b" / "after.log", "after the rename\n")
+        wait_for(lambda: "after the rename" in sink.texts(), what="a line under the new name")
+        assert str(root / "experiments") not in watcher._watches.tops
+        wait_for(lambda: inotify_watches() - before == 8, what="as many watches as directories")
+
+        # removed: its watches go with it
+        shutil.rmtree(root / "runs")
+        wait_for(lambda: inotify_watches() - before == 5, what="the removed directory's watches gone")
+    finally:
+        summary = watcher.stop(5)
+    assert sorted(sink.records) == sorted(
+        [
+            ("top.log", b"in the root", 0, False),
+            ("experiments/a/b/train.log", b"deep in the experiment", 0, False),
+            ("runs/deep/er/first.log", b"first", 0, False),
+            ("runs/deep/er/second.log", b"second", 0, False),
+            ("renamed/a/b/after.log", b"after the rename", 0, False),
+        ]
+    )
+    assert summary.complete
+    assert inotify_watches() == before
+
+
+def test_a_root_with_nothing_left_out_directly_under_it_is_watched_whole(tmp_path: Path) -> None:
+    root = tmp_path / "work"
+    tree(root / "experiments", 3)
+    (root / "experiments" / ".venv" / "lib").mkdir(parents=True)  # deeper down: watched, ignored
+    before = inotify_watches()
+    sink = Collector()
+    watcher = logs_only(root, sink)
+    try:
+        assert inotify_watches() - before == 1 + 1 + 3 * 2 + 2
+        assert not watcher._watches.split_roots
+        append(root / "experiments" / ".venv" / "lib" / "pip.log", "ignored\n")
+        append(root / "experiments" / "pkg2" / "sub" / "x.log", "watched\n")
+        wait_for(lambda: len(sink) == 1)
+    finally:
+        watcher.stop(5)
+    assert sink.texts() == ["watched"]
+
+
+def test_past_the_bound_of_separate_watches_the_root_is_watched_whole(
+    checkout: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(observing, "MAX_SPLIT", 1)  # experiments and logs: two to keep
+    before = inotify_watches()
+    sink = Collector()
+    watcher = logs_only(checkout, sink)
+    try:
+        assert inotify_watches() - before == 5 + 3 * 41
+        append(checkout / "logs" / "x.log", "still tailed\n")
+        wait_for(lambda: len(sink) == 1)
+    finally:
+        watcher.stop(5)
+    assert sink.texts() == ["still tailed"]
+
+
+def test_the_polling_observer_leaves_them_out_too(checkout: Path) -> None:
+    sink = Collector()
+    watcher = logs_only(checkout, sink, polling=True, poll_interval_s=0.1)
+    try:
+        assert watcher.observer_kind == "polling"
+        assert set(watcher._watches.tops) == {str(checkout / "experiments"), str(checkout / "logs")}
+        (checkout / "late" / "er").mkdir(parents=True)
+        append(checkout / "late" / "er" / "x.log", "polled\n")
+        append(checkout / "experiments" / "a" / "y.log", "polled too\n")
+        wait_for(lambda: len(sink) == 2)
+        wait_for(lambda: str(checkout / "late") in watcher._watches.tops, what="the new directory polled")
+    finally:
+        watcher.stop(5)
+    assert sorted(sink.texts()) == ["polled", "polled too"]
