@@ -8,12 +8,14 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from watch_helpers import Collector, append, logs_only, wait_for
 
-from otel_ai.watch import observing
+from otel_ai.watch import Line, TailSource, observing
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify and /proc: Linux")
 
@@ -146,3 +148,36 @@ def test_the_polling_observer_leaves_them_out_too(checkout: Path) -> None:
     finally:
         watcher.stop(5)
     assert sorted(sink.texts()) == ["polled", "polled too"]
+
+
+def test_a_directory_whose_event_was_lost_in_an_overflow_is_watched_after_the_rescan(checkout: Path) -> None:
+    class Stuck(Collector):
+        """Its first delivery blocks the watcher's thread until released: meanwhile the
+        file events fill the inbox and the rest are dropped for a rescan."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.released = threading.Event()
+
+        def deliver(self, source: TailSource, lines: Sequence[Line]) -> None:
+            self.released.wait(30)
+            super().deliver(source, lines)
+
+    sink = Stuck()
+    watcher = logs_only(checkout, sink, inbox_limit=16)
+    try:
+        append(checkout / "first.log", "first\n")  # the watcher's thread now waits in the sink
+        for i in range(100):
+            append(checkout / f"f{i:03d}.log", f"file {i}\n")
+        wait_for(lambda: watcher._inbox.overflowed > 0, what="the inbox to overflow")
+        overflowed = watcher._inbox.overflowed
+        (checkout / "late").mkdir()  # its event finds no room in the inbox either
+        wait_for(lambda: watcher._inbox.overflowed > overflowed, what="the directory's event dropped")
+        sink.released.set()
+        wait_for(lambda: len(sink) == 101, what="101 lines")
+        wait_for(lambda: str(checkout / "late") in watcher._watches.tops, what="the new directory watched")
+        append(checkout / "late" / "made.log", "made after the rescan\n")
+        wait_for(lambda: "made after the rescan" in sink.texts(), what="its line before the end")
+    finally:
+        sink.released.set()
+        watcher.stop(5)

@@ -241,6 +241,17 @@ class Watches:
             except Exception:  # noqa: BLE001, S110 - its emitter may have stopped already
                 pass
 
+    def refresh(self, root: str) -> None:
+        """After events were lost (the inbox overflowed): the directories under a root
+        watched alone, watched as they are now."""
+        if root not in self.split_roots:
+            return
+        for directory in [d for d in self.tops if os.path.dirname(d) == root and not os.path.isdir(d)]:
+            self.gone(directory)
+        listed = self._directories(root)
+        for directory in listed[1] if listed is not None else ():
+            self.appeared(directory)
+
     def stop(self, join: float = 0.0) -> None:
         for observer in [self._observer, *self._fallbacks]:
             if observer is not None:
@@ -248,28 +259,26 @@ class Watches:
 
     def _watch_root(self, root: str) -> None:
         assert self._observer is not None
-        if self._directories(root) is None:
+        listed = self._directories(root)
+        if listed is None or not _worth_splitting(*listed):
             self._observer.schedule(self._handler, root, recursive=True, event_filter=EVENT_TYPES)
             return
         self.split_roots.add(root)
         self._observer.schedule(self._handler, root, recursive=False, event_filter=EVENT_TYPES)
         # listed again once the root's own watch exists: a directory made in between is
         # in this listing or has its event
-        for directory in self._directories(root) or ():
+        again = self._directories(root) or listed
+        for directory in again[1]:
             self._watch_top(directory)
 
-    def _directories(self, root: str) -> list[str] | None:
-        """The directories directly under ``root`` to watch one by one, or None: watch the
-        root whole (none of them is left out, or too many are not)."""
+    def _directories(self, root: str) -> tuple[list[str], list[str]] | None:
+        """The directories directly under ``root``, and those of them not left out."""
         try:
             with os.scandir(root) as listing:
                 directories = [entry.path for entry in listing if entry.is_dir(follow_symlinks=False)]
         except OSError:
             return None
-        kept = [directory for directory in directories if not self._left_out(directory)]
-        if len(kept) == len(directories) or len(kept) > MAX_SPLIT:
-            return None
-        return kept
+        return directories, [directory for directory in directories if not self._left_out(directory)]
 
     def _watch_top(self, directory: str) -> None:
         assert self._observer is not None
@@ -290,6 +299,12 @@ class Watches:
         self._fallbacks.append(fallback)
         if os.path.dirname(directory) in self.split_roots:
             self.tops[directory] = (fallback, watch)
+
+
+def _worth_splitting(directories: list[str], kept: list[str]) -> bool:
+    """Watch a root alone and its directories one by one when some of them are left out,
+    and not too many are kept (else watch it whole)."""
+    return len(kept) < len(directories) and len(kept) <= MAX_SPLIT
 
 
 def stop_quietly(observer: BaseObserver, join: float = 0.0) -> None:

@@ -445,6 +445,7 @@ class Watcher:
         if rescan:
             for root in self._roots:
                 if root.scheduled:
+                    self._watches.refresh(root.path)
                     self._scan(root, deadline=deadline)
         for directory in gone_dirs:
             self._watches.gone(directory)
