@@ -1,5 +1,6 @@
-"""File events from watchdog: its observer started (native, else polling), and a handler
-that only notes which paths changed in a bounded, coalescing :class:`Inbox`.
+"""File events from watchdog: what its observer (native, else polling) watches, with the
+directories left out given no watch at all (:class:`Watches`), and a handler that only
+notes which paths changed in a bounded, coalescing :class:`Inbox`.
 
 Past the inbox's bound the handler asks for one rescan instead (counted in
 ``ai.watch.events.overflowed``), so nothing is lost; the watcher's own thread takes the
