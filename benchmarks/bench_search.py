@@ -129,6 +129,8 @@ class TreeSampler:
             return "wrapper"
         if "runfile.py" in line or line.rstrip().endswith(".py") and "/workspaces/" in line:
             return "interpreter child"
+        if "try_upstream_search.py" in line:
+            return "harness"  # runs the real search as its child, which is "main"
         if self.parent.get(pid) in self.peak and (
             "multiprocessing" in line or self.cmdline.get(self.parent[pid]) == line
         ):
