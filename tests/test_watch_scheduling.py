@@ -5,10 +5,12 @@ counted from the kernel's own record of this process (``/proc/self/fdinfo``)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -181,3 +183,41 @@ def test_a_directory_whose_event_was_lost_in_an_overflow_is_watched_after_the_re
     finally:
         sink.released.set()
         watcher.stop(5)
+
+
+@pytest.mark.parametrize("room", [1, 0])
+def test_a_directory_the_kernel_refuses_to_watch_during_the_run_is_polled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, room: int
+) -> None:
+    """Past the inotify limit (fs.inotify.max_user_watches), watchdog only logs a new
+    directory it cannot watch and leaves it unwatched: it is polled instead; past the
+    bound of polled directories its files are read when the watcher stops."""
+    from watchdog.observers import inotify_c
+
+    add_callback = inotify_c.InotifyFD.add_callback
+
+    def limited(self: object, path: bytes, *args: object, **kwargs: object) -> object:
+        if os.path.basename(path) == b"refused":
+            raise OSError(errno.ENOSPC, "No space left on device")  # what the kernel says at the limit
+        return add_callback(self, path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(inotify_c.InotifyFD, "add_callback", limited)
+    monkeypatch.setattr(observing, "MAX_POLLED_REFUSALS", room)
+    root = tmp_path / "work"
+    (root / "experiments").mkdir(parents=True)
+    sink = Collector()
+    watcher = logs_only(root, sink, poll_interval_s=0.1)
+    try:
+        (root / "experiments" / "refused").mkdir()
+        watches = watcher._watches
+        wait_for(lambda: watches.polled_refusals + watches.unwatched == 1, what="the refusal taken")
+        append(root / "experiments" / "refused" / "x.log", "past the limit\n")
+        if room:
+            wait_for(lambda: len(sink) == 1, what="its line before the end")
+        else:
+            time.sleep(0.5)
+            assert len(sink) == 0  # nothing watches it: the final sweep reads it
+    finally:
+        summary = watcher.stop(5)
+    assert sink.texts() == ["past the limit"] and summary.complete
+    assert (watches.polled_refusals, watches.unwatched) == (room, 1 - room)

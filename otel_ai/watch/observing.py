@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 
 from watchdog.events import (
@@ -51,6 +52,30 @@ EVENT_TYPES: list[type[FileSystemEvent]] = [
     DirMovedEvent,
 ]
 _WATCHDOG_BENIGN = r"Callback with id .* already exists for watch"
+
+# polling observers standing in for directories the kernel refused to watch, at most (each
+# is one of watchdog's threads); past it, their files are read by the final sweep only
+MAX_POLLED_REFUSALS = 8
+_watching: weakref.WeakSet[Watches] = weakref.WeakSet()
+
+
+class _Refusals(logging.Handler):
+    """watchdog only logs a directory it could not watch once its observer runs (a new
+    directory past the inotify limit), and leaves it unwatched: the watches holding it
+    are told, to poll it instead."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if str(record.msg).startswith("Unable to watch") and record.args:
+                args = record.args if isinstance(record.args, tuple) else (record.args,)
+                path = os.fsdecode(args[0])  # type: ignore[arg-type]
+                for watches in list(_watching):
+                    watches.refused(path, str(args[1]) if len(args) > 1 else "")
+        except Exception as exc:  # noqa: BLE001 - never in watchdog's way
+            report_internal_error("Watches.refused", exc)
+
+
+logging.getLogger("watchdog.observers.inotify").addHandler(_Refusals())
 
 
 class Inbox:
@@ -170,16 +195,24 @@ class Watches:
         *,
         polling: bool | None,
         poll_interval_s: float,
+        wake: Callable[[], None] = lambda: None,
     ) -> None:
         self._handler = handler
+        self._wake = wake  # the watcher's thread has refusals to look at
+        self._refusals: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+        self.polled_refusals = 0
+        self.unwatched = 0  # refused and not polled either: read by the final sweep
         self._left_out = left_out
         self._polling = polling
         self._poll_interval_s = poll_interval_s
         self._observer: BaseObserver | None = None
         self._fallbacks: list[BaseObserver] = []
         self.kind = ""
+        self.roots: list[str] = []
         self.split_roots: set[str] = set()  # watched alone, their directories one by one
         self.tops: dict[str, tuple[BaseObserver, ObservedWatch]] = {}  # such a directory: its watch
+        _watching.add(self)
 
     def start(self, roots: Sequence[str]) -> str | None:
         """Watch ``roots`` (existing directories). Returns why native events are
@@ -242,6 +275,35 @@ class Watches:
             except Exception:  # noqa: BLE001, S110 - its emitter may have stopped already
                 pass
 
+    def refused(self, path: str, why: str) -> None:
+        """On watchdog's thread: a directory under one of our watches was left unwatched."""
+        if any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in self.roots):
+            with self._lock:
+                self._refusals.append((path, why))
+            self._wake()
+
+    def take_refusals(self) -> list[str]:
+        """On the watcher's thread: poll the directories refused since the last look (a
+        bounded number); what to warn about, one line each."""
+        with self._lock:
+            refusals, self._refusals = self._refusals, []
+        lines = []
+        for path, why in refusals:
+            if self.polled_refusals < MAX_POLLED_REFUSALS and os.path.isdir(path):
+                self.polled_refusals += 1
+                self._poll(path)
+                lines.append(
+                    f"otel_ai: cannot watch {path} ({why}); polling it every {self._poll_interval_s:g} s"
+                )
+            else:
+                self.unwatched += 1
+                if self.unwatched == 1:
+                    lines.append(
+                        f"otel_ai: cannot watch {path} ({why}), nor poll more directories: files under the "
+                        "directories the kernel refuses are read when the run ends (fs.inotify.max_user_watches)"
+                    )
+        return lines
+
     def refresh(self, root: str) -> None:
         """After events were lost (the inbox overflowed): the directories under a root
         watched alone, watched as they are now."""
@@ -260,6 +322,8 @@ class Watches:
 
     def _watch_root(self, root: str) -> None:
         assert self._observer is not None
+        if root not in self.roots:
+            self.roots.append(root)
         listed = self._directories(root)
         if listed is None or not _worth_splitting(*listed):
             self._observer.schedule(self._handler, root, recursive=True, event_filter=EVENT_TYPES)
@@ -317,4 +381,12 @@ def stop_quietly(observer: BaseObserver, join: float = 0.0) -> None:
         pass
 
 
-__all__ = ["EVENT_TYPES", "MAX_SPLIT", "EventHandler", "Inbox", "Watches", "stop_quietly"]
+__all__ = [
+    "EVENT_TYPES",
+    "MAX_POLLED_REFUSALS",
+    "MAX_SPLIT",
+    "EventHandler",
+    "Inbox",
+    "Watches",
+    "stop_quietly",
+]

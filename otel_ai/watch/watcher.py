@@ -166,7 +166,11 @@ class Watcher:
         self._events = WatchEvents(run)
         self._handler = EventHandler(self._inbox, self._scope.interesting)
         self._watches = Watches(
-            self._handler, self._scope.left_out, polling=polling, poll_interval_s=self.poll_interval_s
+            self._handler,
+            self._scope.left_out,
+            polling=polling,
+            poll_interval_s=self.poll_interval_s,
+            wake=self._inbox.wake.set,
         )
         self.store: ArtifactStore | None = None
         self._owns_store = False
@@ -435,6 +439,8 @@ class Watcher:
         tailer, detector = self._tailer, self._detector
         assert tailer is not None
         moves, files, dirs, gone_dirs, rescan = self._inbox.take()
+        for line in self._watches.take_refusals():
+            self._events.log(line, "warning")
         now = time.monotonic()
         for src, dest in moves:
             found = self._scope.root_of(dest)
