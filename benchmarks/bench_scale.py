@@ -24,7 +24,14 @@ worker runs it: the parent's span looked up in the ledger, the node born, five L
 recorded in the ledger, the interpreter run, the node completed); the per-node cost of
 the first and the last ``--window`` tasks is compared.
 
-Last, the memory an ended node keeps (``tracemalloc``, over ``--memory-nodes`` nodes).
+Then the memory an ended node keeps (``tracemalloc``, over ``--memory-nodes`` nodes).
+
+Last, the watcher of ``otel-ai run``: one save of its artifact state (what a restarted
+run needs to upload nothing twice), as the watcher makes it at most once a second while
+artifacts change: ten new artifacts since the last save, in a run that knows 100 of them
+("early") and one that knows ``--artifacts`` (default 20,000: every plot of thousands of
+nodes, and the matching files there when watching started). Timed ``--state-saves`` times
+each, alternating, on the real files (fsync included).
 
     python benchmarks/bench_scale.py            # ~1-2 min
 """
@@ -341,6 +348,37 @@ def bench_memory(args: argparse.Namespace, otel_ai: Any) -> float:
     return grown / args.memory_nodes
 
 
+# --- the watcher's artifact state ------------------------------------------------------
+def bench_watch_state(args: argparse.Namespace, directory: Path) -> tuple[float, float]:
+    from otel_ai.watch.detector import ArtifactDetector
+    from otel_ai.watch.events import WatchEvents
+    from otel_ai.watch.state import WatchState
+
+    st = os.stat(directory)
+    phases = {}
+    for name, known in (("early", 100), ("late", args.artifacts)):
+        detector = ArtifactDetector(
+            WatchEvents(None), store=None, settle_s=1.0, workers=1, recheck=lambda p: None
+        )
+        state = WatchState(directory / name, f"bench-{name}", str(directory))
+        state.load_artifacts()
+        for i in range(known):
+            detector.baseline(f"experiments/node_{i:06d}/plot_{i}.png", st)
+        state.save_artifacts(detector.take_changes())  # the first save writes them all
+        phases[name] = (detector, state, [0], [])
+    for _ in range(args.state_saves):
+        for detector, state, counter, samples in phases.values():
+            for _ in range(10):
+                counter[0] += 1
+                detector.baseline(f"experiments/new_{counter[0]:06d}/plot.png", st)
+            start = time.perf_counter_ns()
+            state.save_artifacts(detector.take_changes())
+            samples.append((time.perf_counter_ns() - start) / 1000.0)
+    for detector, *_ in phases.values():
+        detector.finish(time.monotonic() + 5)
+    return statistics.median(phases["early"][3]), statistics.median(phases["late"][3])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=10_000, help="ended nodes between early and late")
@@ -350,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instrumented-nodes", type=int, default=5000)
     parser.add_argument("--window", type=int, default=500, help="tasks compared at the start and the end")
     parser.add_argument("--memory-nodes", type=int, default=2000)
+    parser.add_argument("--artifacts", type=int, default=20_000, help="artifacts a late run's watcher knows")
+    parser.add_argument("--state-saves", type=int, default=300, help="timed saves of the watcher's state")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
 
@@ -360,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = bench_front_doors(args, otel_ai)
         samples, ledger_lines = bench_instrumentor(args, otel_ai)
         per_node = bench_memory(args, otel_ai)
+        state_early, state_late = bench_watch_state(args, Path(tmp) / "watch-state")
         otel_ai.shutdown(timeout=30)
 
     load = os.getloadavg()
@@ -384,6 +425,10 @@ def main(argv: list[str] | None = None) -> int:
     print("|---:|---:|---:|")
     print(f"| {first:.1f} | {last:.1f} | {last / first:.2f}x |")
     print(f"\nmemory kept per ended node: {per_node:.0f} bytes (tracemalloc, {args.memory_nodes} nodes)")
+    print(f"\nthe watcher's artifact state, one save of 10 new artifacts (median of {args.state_saves}):")
+    print(f"| 100 known us | {args.artifacts} known us | late/early |")
+    print("|---:|---:|---:|")
+    print(f"| {state_early:.1f} | {state_late:.1f} | {state_late / state_early:.2f}x |")
     if args.json:
         args.json.write_text(
             json.dumps(
@@ -393,6 +438,11 @@ def main(argv: list[str] | None = None) -> int:
                     ],
                     "instrumentor": {"first_us": first, "last_us": last, "ledger_lines": ledger_lines},
                     "bytes_per_ended_node": per_node,
+                    "watch_state_save_us": {
+                        "early": state_early,
+                        "late": state_late,
+                        "known": args.artifacts,
+                    },
                 },
                 indent=2,
             )

@@ -293,7 +293,7 @@ def test_watch_state_files_keep_no_secret_and_still_resume(tmp_path, monkeypatch
     append(root / "plain.log", "p1\n")
     wait_for(lambda: len(sink) == 3)
     watcher.stop(5)
-    states = sorted((tmp_path / "otel-ai-runs" / "watch").glob("*.json"))
+    states = sorted((tmp_path / "otel-ai-runs" / "watch").glob("*.json*"))
     assert states
     for path in states:
         _assert_no_secret(path.read_text(encoding="utf-8"), path.name)

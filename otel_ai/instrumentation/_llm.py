@@ -107,8 +107,9 @@ class _Call:
         name = (
             f"{semconv.GEN_AI_OPERATION_CHAT} {self.model}" if self.model else semconv.GEN_AI_OPERATION_CHAT
         )
-        tracer = provider.get_tracer(_SCOPE, __version__)
-        self.span = tracer.start_span(name, context=parent, kind=SpanKind.CLIENT, attributes=attributes)
+        self.span = _tracer(provider).start_span(
+            name, context=parent, kind=SpanKind.CLIENT, attributes=attributes
+        )
 
     def enter(self) -> None:
         if self.span is not None:
@@ -163,6 +164,21 @@ class _Call:
                 attributes.update(_output_content(self.api, response) or {})
             span.set_attributes(attributes)
             span.end()
+
+
+_tracers: tuple[Any, Any] | None = None  # (provider, its tracer): one per pipeline
+
+
+def _tracer(provider: Any) -> Any:
+    """The LLM spans' tracer of ``provider`` (the SDK makes a new one per call to
+    ``get_tracer``: made once per pipeline here, a forked child's pipeline its own)."""
+    global _tracers
+    cached = _tracers
+    if cached is not None and cached[0] is provider:
+        return cached[1]
+    tracer = provider.get_tracer(_SCOPE, __version__)
+    _tracers = (provider, tracer)
+    return tracer
 
 
 def _parent_context() -> Any:

@@ -23,7 +23,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from .._internal import report_internal_error
@@ -82,7 +82,9 @@ class ArtifactDetector:
         self.stats = DetectorStats()
         self.known: dict[str, Known] = {}
         self.candidates: dict[str, Candidate] = {}
-        self.dirty = False  # known changed since the last save
+        # what changed in ``known`` since the last save: a save writes these alone, so
+        # its cost does not grow with the artifacts the run has seen
+        self._changed: dict[str, None] = {}
         self._lock = threading.Lock()
         self._refused: dict[str, tuple[int, int]] = {}
         self._queue: queue.Queue[Candidate] = queue.Queue(maxsize=max(int(queue_size), 1))
@@ -113,10 +115,19 @@ class ArtifactDetector:
             except (KeyError, TypeError, ValueError):
                 continue
 
-    def state(self) -> dict[str, dict[str, Any]]:
+    @property
+    def dirty(self) -> bool:
+        """Whether ``known`` changed since :meth:`take_changes` last ran."""
+        return bool(self._changed)
+
+    def take_changes(self) -> dict[str, dict[str, Any]]:
+        """The entries of ``known`` that changed since the last call (the state to save)."""
         with self._lock:
-            self.dirty = False
-            return {display: asdict(known) for display, known in self.known.items()}
+            changed, self._changed = self._changed, {}
+            return {display: dict(vars(self.known[display])) for display in changed}
+
+    def _mark(self, display: str) -> None:  # under self._lock
+        self._changed[display] = None
 
     # -- the watcher's thread ---------------------------------------------------------
     def baseline(self, display: str, st: os.stat_result) -> None:
@@ -124,7 +135,7 @@ class ArtifactDetector:
         with self._lock:
             if display not in self.known:
                 self.known[display] = Known(st.st_size, st.st_mtime_ns)
-                self.dirty = True
+                self._mark(display)
 
     def check(self, path: str, relative: str, root: str, display: str, kind: str) -> None:
         """Something happened to ``path``: (re)start its settle clock if it changed."""
@@ -232,12 +243,12 @@ class ArtifactDetector:
             known = self.known.get(job.display)
             if known is not None and known.sha256 == sha256:
                 known.size, known.mtime_ns = size, after.st_mtime_ns
-                self.dirty = True
+                self._mark(job.display)
                 return
             version = (known.version if known is not None else 0) + 1
             entry = Known(size, after.st_mtime_ns, sha256, version)
             self.known[job.display] = entry
-            self.dirty = True
+            self._mark(job.display)
         store = self.store
         if store is None:
             if self._claim(job):
@@ -257,7 +268,9 @@ class ArtifactDetector:
                 return
             if not self._claim(job):
                 return
-            entry.uploaded = False
+            with self._lock:
+                entry.uploaded = False
+                self._mark(job.display)
             if error.error_type == DEADLINE_EXCEEDED:
                 self.stats.not_uploaded += 1
             else:
@@ -265,8 +278,9 @@ class ArtifactDetector:
             self.events.upload_failed(job.display, job.kind, error, size=size, version=version)
             return
         if self._claim(job):
-            entry.uploaded = True
-            self.dirty = True
+            with self._lock:
+                entry.uploaded = True
+                self._mark(job.display)
             self.stats.uploaded += 1
             self.events.registered(job.display, job.kind, stored, version)
 

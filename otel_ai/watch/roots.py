@@ -273,20 +273,30 @@ def positions_marker(tailer: LogTailer | None, detector: Any) -> tuple[int, ...]
 
 
 def save_positions(roots: Sequence[Root], tailer: LogTailer, artifacts: dict[str, Any] | None) -> None:
-    """Each root's tailing positions (and ``artifacts``, when they changed) to its state
-    files; OSError when the data directory cannot be written."""
+    """Each root's tailing positions (and the ``artifacts`` that changed) to its state
+    files; OSError when the data directory cannot be written (after trying every root:
+    the changed artifacts are handed to each, which keeps what it could not write)."""
     logs = tailer.state()
+    failed: OSError | None = None
     for root in roots:
         if root.state is None:
             continue
-        if len(roots) > 1:
-            tails = [tail for tail in list(tailer.tails.values()) if tail.source.root == root.path]
-            root.state.save_logs({tail.source.relative: tail.state() for tail in tails})
-        else:
-            root.state.save_logs(logs)
-        if artifacts is not None:
+        if artifacts:
             prefix = root.display_prefix
-            root.state.save_artifacts({k: v for k, v in artifacts.items() if k.startswith(prefix)})
+            try:
+                root.state.save_artifacts({k: v for k, v in artifacts.items() if k.startswith(prefix)})
+            except OSError as exc:
+                failed = failed or exc
+        try:
+            if len(roots) > 1:
+                tails = [tail for tail in list(tailer.tails.values()) if tail.source.root == root.path]
+                root.state.save_logs({tail.source.relative: tail.state() for tail in tails})
+            else:
+                root.state.save_logs(logs)
+        except OSError as exc:
+            failed = failed or exc
+    if failed is not None:
+        raise failed
 
 
 __all__ = ["Root", "Scope", "make_roots", "positions_marker", "save_positions"]

@@ -1,11 +1,21 @@
-"""Where a watcher's positions survive a restart: two small JSON files per run and root.
+"""Where a watcher's positions survive a restart: two files per run and root.
 
 ``{state_dir}/{run_id}-{root hash}.logs.json`` holds, per tailed file, its inode and the
-offset after the last delivered line with a fingerprint of the bytes before it;
-``...artifacts.json`` holds, per artifact, its size, mtime, SHA-256, version and whether
-it was uploaded. Both are replaced atomically (write, fsync, rename), so a crash leaves
-the previous version, never half a file. A resumed run (same OTEL_AI_RUN_ID and data
-directory) neither repeats nor skips lines, and does not upload the same content twice.
+offset after the last delivered line with a fingerprint of the bytes before it. It is
+replaced atomically (write, fsync, rename), so a crash leaves the previous version, never
+half a file.
+
+``...artifacts.jsonl`` holds, per artifact, its size, mtime, SHA-256, version and whether
+it was uploaded: a run can see tens of thousands of artifacts (every plot of every node,
+and the files that matched when watching started), so a save appends the entries that
+changed, one JSON line each (fsynced), instead of rewriting them all every second. The
+last line of an entry wins; a line cut short (power loss) is skipped. When the file holds
+more than twice the lines it needs, it is rewritten whole, atomically: a save costs the
+same, amortized, however many artifacts the run has. An ``...artifacts.json`` of an
+earlier version is read and replaced by the journal at the first save.
+
+A resumed run (same OTEL_AI_RUN_ID and data directory) neither repeats nor skips lines,
+and does not upload the same content twice.
 
 Secrets stay out of these files too: a path or name holding one is stored redacted, with
 a digest of the real one so it is still found on resume.
@@ -13,6 +23,7 @@ a digest of the real one so it is still found on resume.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -22,6 +33,9 @@ from typing import Any
 from ..redaction import REDACTED, default_redactor
 
 FORMAT = 1
+JOURNAL_FORMAT = 2
+# lines an artifact journal may hold beyond twice its entries before it is rewritten
+JOURNAL_SLACK = 256
 
 
 def stored_key(key: str) -> str:
@@ -61,24 +75,104 @@ class WatchState:
         base = Path(directory) / f"{safe_run}-{digest}"
         self.root = root
         self.logs_path = base.with_name(base.name + ".logs.json")
-        self.artifacts_path = base.with_name(base.name + ".artifacts.json")
+        self.artifacts_path = base.with_name(base.name + ".artifacts.jsonl")
+        self.legacy_artifacts_path = base.with_name(base.name + ".artifacts.json")
         self._last: dict[Path, str] = {}
+        # the artifact journal: each entry's last line (by stored key), the lines the file
+        # holds, and whether it must be rewritten whole at the next save
+        self._lines: dict[str, str] = {}
+        self._journal_lines = 0
+        self._rewrite = True
 
     @property
     def exists(self) -> bool:
-        return self.logs_path.exists() or self.artifacts_path.exists()
+        return any(p.exists() for p in (self.logs_path, self.artifacts_path, self.legacy_artifacts_path))
 
     def load_logs(self) -> dict[str, dict[str, Any]]:
         return self._load(self.logs_path)
 
     def load_artifacts(self) -> dict[str, dict[str, Any]]:
-        return self._load(self.artifacts_path)
+        """The saved artifacts, from the journal (else from an earlier version's file)."""
+        journal = self._load_journal()
+        if journal is not None:
+            return journal
+        entries = self._load(self.legacy_artifacts_path)
+        for key, value in entries.items():
+            self._lines[key] = _entry_line(key, value)
+        self._rewrite = True
+        return entries
 
     def save_logs(self, entries: dict[str, dict[str, Any]]) -> None:
         self._save(self.logs_path, entries)
 
-    def save_artifacts(self, entries: dict[str, dict[str, Any]]) -> None:
-        self._save(self.artifacts_path, entries)
+    def save_artifacts(self, changed: dict[str, dict[str, Any]]) -> None:
+        """Append the ``changed`` entries to the journal (rewritten whole when it holds
+        too many lines); OSError when it cannot be written, the entries then written at
+        the next save that can."""
+        new = []
+        for key, value in changed.items():
+            stored = stored_key(key)
+            line = _entry_line(stored, _redacted(value))
+            if self._lines.get(stored) != line:
+                self._lines[stored] = line
+                new.append(line)
+        if not new and not self._rewrite:
+            return
+        if self._rewrite or self._journal_lines + len(new) > 2 * len(self._lines) + JOURNAL_SLACK:
+            self._rewrite = True
+            self._rewrite_journal()
+            return
+        try:
+            self.artifacts_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.artifacts_path, "a", encoding="utf-8") as handle:
+                handle.write("".join(f"{line}\n" for line in new))
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError:
+            self._rewrite = True  # whatever part was written, the next save writes it all
+            raise
+        self._journal_lines += len(new)
+
+    def _rewrite_journal(self) -> None:
+        header = json.dumps({"format": JOURNAL_FORMAT, "root": _redacted(self.root)}, separators=(",", ":"))
+        lines = [header, *self._lines.values()]
+        _replace(self.artifacts_path, "".join(f"{line}\n" for line in lines))
+        self._journal_lines = len(lines) - 1
+        self._rewrite = False
+        with contextlib.suppress(OSError):
+            self.legacy_artifacts_path.unlink()
+
+    def _load_journal(self) -> Entries | None:
+        """The journal's entries, None when there is none (or not of this format)."""
+        try:
+            with open(self.artifacts_path, encoding="utf-8", errors="replace") as handle:
+                text = handle.read()
+        except OSError:
+            return None
+        lines = text.splitlines()
+        try:
+            header = json.loads(lines[0]) if lines else None
+        except ValueError:
+            header = None
+        if not isinstance(header, dict) or header.get("format") != JOURNAL_FORMAT:
+            return None
+        entries = Entries()
+        damaged = not text.endswith("\n")
+        for line in lines[1:]:
+            try:
+                item = json.loads(line)
+            except ValueError:
+                item = None  # cut short by a crash of the machine
+            if isinstance(item, dict) and isinstance(item.get("k"), str) and isinstance(item.get("v"), dict):
+                entries[item["k"]] = item["v"]
+                self._lines[item["k"]] = line
+            else:
+                damaged = True
+        self._journal_lines = len(lines) - 1
+        # a damaged journal is rewritten before anything is appended to it (a line
+        # appended to a line cut short would be lost with it)
+        self._rewrite = damaged
+        return entries
 
     def _load(self, path: Path) -> dict[str, dict[str, Any]]:
         try:
@@ -100,11 +194,20 @@ class WatchState:
         text = json.dumps(content, separators=(",", ":"), sort_keys=True)
         if self._last.get(path) == text:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        _replace(path, text)
         self._last[path] = text
+
+
+def _entry_line(stored: str, value: dict[str, Any]) -> str:
+    return json.dumps({"k": stored, "v": value}, separators=(",", ":"), sort_keys=True)
+
+
+def _replace(path: Path, text: str) -> None:
+    """``path`` holds ``text``, or (on OSError) what it held before: write, fsync, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)

@@ -493,7 +493,7 @@ class Watcher:
         if tailer is None:
             return
         self._saved_marker = positions_marker(self._tailer, self._detector)
-        artifacts = detector.state() if detector is not None and detector.dirty else None
+        artifacts = detector.take_changes() if detector is not None and detector.dirty else None
         try:
             save_positions(self._roots, tailer, artifacts)
         except OSError as exc:
