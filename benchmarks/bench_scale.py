@@ -81,8 +81,8 @@ def _configure(directory: Path) -> Any:
 
     build = providers._exporters
 
-    def discarding(settings: Any) -> Any:
-        _span, _log, metric = build(settings)
+    def discarding(settings: Any, *args: Any) -> Any:
+        _span, _log, metric = build(settings, *args)
         return DiscardSpans(), DiscardLogs(), metric
 
     providers._exporters = discarding  # type: ignore[assignment]  # benchmark-only seam
@@ -354,6 +354,7 @@ def bench_watch_state(args: argparse.Namespace, directory: Path) -> tuple[float,
     from otel_ai.watch.events import WatchEvents
     from otel_ai.watch.state import WatchState
 
+    directory.mkdir(parents=True, exist_ok=True)
     st = os.stat(directory)
     phases = {}
     for name, known in (("early", 100), ("late", args.artifacts)):
