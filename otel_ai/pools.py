@@ -353,20 +353,12 @@ def flush_on_sigterm() -> None:
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
-    providers = sys.modules.get("otel_ai.export.providers")
-    if providers is None or providers.current_pipeline() is None:
-        # nothing built in this process (e.g. the Interpreter's child of a worker, which
-        # inherits this handler with the fork): no flush thread to start and wait for
-        drain_at_exit()
-    else:
-        # the same bound as a task's flush: a worker killed in the middle of a task on
-        # a busy machine still delivers what the task emitted so far
-        timeout = max(_flush_timeout(), 2.0)
-        thread = threading.Thread(
-            target=_flush_now, args=(timeout,), name="otel_ai-sigterm-flush", daemon=True
-        )
-        thread.start()
-        thread.join(timeout + 1.0)
+    # the same bound as a task's flush: a worker killed in the middle of a task on a
+    # busy machine still delivers what the task emitted so far
+    timeout = max(_flush_timeout(), 2.0)
+    thread = threading.Thread(target=_flush_now, args=(timeout,), name="otel_ai-sigterm-flush", daemon=True)
+    thread.start()
+    thread.join(timeout + 1.0)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
 
