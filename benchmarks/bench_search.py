@@ -18,6 +18,13 @@ its children, their children...; the wrapper apart) from Linux process accountin
 counts the short-lived processes the sampling misses (root only; see
 ``benchmarks/accounting.py``).
 
+Before the first round the Python sources of both sides are byte-compiled (otel_ai, this
+checkout's ``examples/`` and ``tools/``, and the ``--cwd`` directory): an installed otel_ai
+has its bytecode from ``pip install`` and a clone run before has its ``__pycache__``, but
+where PYTHONDONTWRITEBYTECODE is set (some containers set it) every run would compile
+them again, and the wrapped runs would be charged for compiling otel_ai in each process
+that imports it. ``--no-compile`` leaves the sources as they are.
+
 ``--command`` measures any other command the same way instead, e.g. the real
 AI-Scientist-v2 search from a local clone (run offline against an OpenAI-compatible stub;
 see docs/benchmarks.md)::
@@ -32,6 +39,7 @@ temporary OTEL_AI_DATA_DIR), whose span count is checked after each wrapped roun
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import platform
 import random
@@ -200,6 +208,17 @@ def _count_spans(directory: Path) -> tuple[int, int]:
     return len(spans), sum(1 for s in spans if s.name.startswith(semconv.SPAN_NODE + " "))
 
 
+def byte_compile(directories: list[Path]) -> list[str]:
+    """Byte-compile the ``.py`` files under ``directories`` (as ``pip install`` does for an
+    installed package, and as a first import does where bytecode may be written); the
+    directories that failed to compile completely."""
+    failed = []
+    for directory in directories:
+        if directory.is_dir() and not compileall.compile_dir(directory, quiet=1, workers=0):
+            failed.append(str(directory))
+    return failed
+
+
 def median_interval(values: list[float], *, resamples: int = 10_000, seed: int = 1) -> tuple[float, float]:
     """A 95 % percentile-bootstrap interval of the median of ``values`` (the pairs' ratios:
     on a shared machine one sitting's median alone says little about the next)."""
@@ -227,7 +246,20 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="exact CPU and page faults per generation of processes (Linux process accounting, root)",
     )
+    parser.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="leave the sources as they are (see above: by default both sides are byte-compiled first)",
+    )
     args = parser.parse_args(argv)
+
+    if not args.no_compile:
+        import otel_ai
+
+        sources = [Path(otel_ai.__file__).parent, ROOT / "examples", ROOT / "tools"]
+        sources += [args.cwd] if args.cwd is not None else []
+        for directory in byte_compile(sources):
+            print(f"note: not every source under {directory} compiles", file=sys.stderr)
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-search-"))
     base_env = {
@@ -304,6 +336,11 @@ def main(argv: list[str] | None = None) -> int:
         f"python {platform.python_version()}  load {load[0]:.1f}/{load[1]:.1f}"
     )
     print(f"command: {what}; {args.rounds} bare/wrapped pairs, alternating; nodes per run: {nodes}")
+    print(
+        "sources: as they were"
+        if args.no_compile
+        else "sources: byte-compiled first (otel_ai, examples/, tools/" + (", --cwd)" if args.cwd else ")")
+    )
     walls = {mode: ", ".join(f"{r['wall']:.2f}" for r in rows) for mode, rows in results.items()}
     print(f"wall bare         median {med_bare:.2f} s  ({walls['bare']})")
     print(f"wall otel-ai run  median {med_wrapped:.2f} s  ({walls['wrapped']})")

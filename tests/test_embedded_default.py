@@ -744,3 +744,27 @@ def test_the_wrapper_loads_the_otlp_delivery_only_for_a_spool_to_deliver(
     telemetry = load_directory(tmp_path / "runs")
     assert [s.name for s in telemetry.spans if s.name == "ai.run"] == ["ai.run"]
     assert any(r.body == "a line" for r in telemetry.logs)
+
+
+def test_the_wrapper_loads_rich_only_to_draw_its_status_line(tmp_path: Path) -> None:
+    """The status line is drawn only on a terminal: with stderr a pipe (CI, `nohup`, a
+    pod's log collector) the wrapper does without rich, which it would import for nothing
+    while the experiment starts."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACEPARENT"))}
+    env["OTEL_AI_DATA_DIR"] = str(tmp_path / "runs")
+    script = _WRAPPER_LOADS.replace('"run", "--no-status", "--"', '"run", "--"')
+    assert script != _WRAPPER_LOADS
+    done = subprocess.run(
+        [sys.executable, "-c", script, "rich", "otel_ai.runner.status"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    code, loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert code == 0
+    assert "otel_ai.runner.status" in loaded  # the wrapper itself was loaded and ran
+    assert not [m for m in loaded if m == "rich" or m.startswith("rich.")], loaded
+    assert any(r.body == "a line" for r in load_directory(tmp_path / "runs").logs)

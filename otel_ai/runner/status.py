@@ -1,8 +1,9 @@
 """A live status line on the terminal: stage, progress, nodes, best metric, elapsed.
 
-Drawn on stderr with rich, only when stderr is a terminal. It never corrupts the
-command's output: it is cleared before any of the command's bytes reach the same terminal
-and redrawn only when that output ends a line.
+Drawn on stderr with rich, only when stderr is a terminal (rich is imported then: a run
+whose stderr is a file or a pipe does without it). It never corrupts the command's output:
+it is cleared before any of the command's bytes reach the same terminal and redrawn only
+when that output ends a line.
 """
 
 from __future__ import annotations
@@ -13,9 +14,6 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass, field
-
-from rich.console import Console
-from rich.text import Text
 
 _CLEAR = b"\r\x1b[2K"
 
@@ -38,6 +36,9 @@ class Status:
 
 def render(status: Status, width: int) -> str:
     """The status as one line of ANSI text, at most ``width`` columns."""
+    from rich.console import Console
+    from rich.text import Text
+
     text = Text()
     text.append(" otel-ai ", style="bold white on blue")
     text.append(f" {status.run_id}", style="bold")
