@@ -31,7 +31,9 @@ run needs to upload nothing twice), as the watcher makes it at most once a secon
 artifacts change: ten new artifacts since the last save, in a run that knows 100 of them
 ("early") and one that knows ``--artifacts`` (default 20,000: every plot of thousands of
 nodes, and the matching files there when watching started). Timed ``--state-saves`` times
-each, alternating, on the real files (fsync included).
+each, alternating, on the real files (fsync included). And one save of its tailing
+positions (where a restarted run goes on reading each log file), after one line was
+delivered from one of 10 tailed files ("early") or of ``--log-files`` (default 5,000).
 
     python benchmarks/bench_scale.py            # ~1-2 min
 """
@@ -380,6 +382,50 @@ def bench_watch_state(args: argparse.Namespace, directory: Path) -> tuple[float,
     return statistics.median(phases["early"][3]), statistics.median(phases["late"][3])
 
 
+def bench_log_positions(args: argparse.Namespace, directory: Path) -> tuple[float, float]:
+    """One save of the tailing positions (``save_positions``, as the watcher calls it)
+    after one of the tailed files got a line, with 10 and ``--log-files`` files tailed."""
+    from otel_ai.watch.roots import Root, save_positions
+    from otel_ai.watch.state import WatchState
+    from otel_ai.watch.tailer import LogTailer, TailSource
+
+    class Discard:
+        def room(self) -> int:
+            return 1 << 30
+
+        def deliver(self, source: Any, lines: Any) -> None:
+            pass
+
+    phases = {}
+    for name, files in (("early", 10), ("late", args.log_files)):
+        root_dir = directory / name / "experiment"
+        root_dir.mkdir(parents=True)
+        root = Root(str(root_dir), "")
+        root.state = WatchState(directory / name / "state", f"bench-{name}", str(root_dir))
+        root.state.load_logs()
+        tailer = LogTailer(Discard(), max_open_files=64)
+        paths = []
+        for i in range(files):
+            path = root_dir / f"node_{i:05d}.log"
+            path.write_text("started\n")
+            tailer.track(TailSource(str(path), path.name, str(root_dir)), from_start=True)
+            paths.append(path)
+        save_positions([root], tailer, None)  # the first save writes them all
+        phases[name] = (root, tailer, paths, [])
+    for turn in range(args.state_saves):
+        for root, tailer, paths, samples in phases.values():
+            path = paths[turn % len(paths)]
+            with open(path, "a") as handle:
+                handle.write(f"line {turn}\n")
+            tailer.changed(TailSource(str(path), path.name, root.path))
+            start = time.perf_counter_ns()
+            save_positions([root], tailer, None)
+            samples.append((time.perf_counter_ns() - start) / 1000.0)
+    for _root, tailer, _paths, _samples in phases.values():
+        tailer.close()
+    return statistics.median(phases["early"][3]), statistics.median(phases["late"][3])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=10_000, help="ended nodes between early and late")
@@ -391,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-nodes", type=int, default=2000)
     parser.add_argument("--artifacts", type=int, default=20_000, help="artifacts a late run's watcher knows")
     parser.add_argument("--state-saves", type=int, default=300, help="timed saves of the watcher's state")
+    parser.add_argument("--log-files", type=int, default=5000, help="log files a late run's watcher tails")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
 
@@ -402,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         samples, ledger_lines = bench_instrumentor(args, otel_ai)
         per_node = bench_memory(args, otel_ai)
         state_early, state_late = bench_watch_state(args, Path(tmp) / "watch-state")
+        logs_early, logs_late = bench_log_positions(args, Path(tmp) / "log-positions")
         otel_ai.shutdown(timeout=30)
 
     load = os.getloadavg()
@@ -430,6 +478,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| 100 known us | {args.artifacts} known us | late/early |")
     print("|---:|---:|---:|")
     print(f"| {state_early:.1f} | {state_late:.1f} | {state_late / state_early:.2f}x |")
+    print(
+        f"\nthe watcher's tailing positions, one save after a line in one file (median of {args.state_saves}):"
+    )
+    print(f"| 10 files tailed us | {args.log_files} files tailed us | late/early |")
+    print("|---:|---:|---:|")
+    print(f"| {logs_early:.1f} | {logs_late:.1f} | {logs_late / logs_early:.2f}x |")
     if args.json:
         args.json.write_text(
             json.dumps(
@@ -443,6 +497,11 @@ def main(argv: list[str] | None = None) -> int:
                         "early": state_early,
                         "late": state_late,
                         "known": args.artifacts,
+                    },
+                    "log_positions_save_us": {
+                        "early": logs_early,
+                        "late": logs_late,
+                        "files": args.log_files,
                     },
                 },
                 indent=2,

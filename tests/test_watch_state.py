@@ -1,12 +1,14 @@
-"""The watcher's artifact state on disk: a journal that grows by what changed.
+"""The watcher's state on disk: journals that grow by what changed.
 
 A run sees every plot of every node, and the matching files that were there when
-watching started. The state of all of them was rewritten (and fsynced) every second while
-any changed, a cost that grew with the run. These tests read the files back: a save
-appends the changed entries alone, a resumed watcher finds every entry, a line cut short
-is skipped and never glued to the next, the journal is rewritten when it holds too many
-lines, a save that failed is written whole by the next one, and the file of an earlier
-version is read and replaced."""
+watching started; it may tail thousands of log files. The state of all of them was
+rewritten (and fsynced) every second while any changed, a cost that grew with the run.
+These tests read the files back: a save appends the changed entries alone (artifacts, and
+the positions of the log files that moved), a resumed watcher finds every entry, a log
+file gone while nobody watched is delivered once and then forgotten, a line cut short is
+skipped and never glued to the next, the journal is rewritten when it holds too many
+lines, a save that failed is written whole by the next one, and the files of an earlier
+version are read and replaced."""
 
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from watch_helpers import wait_for
+import pytest
+from watch_helpers import Collector, append, logs_only, wait_for
 
 import otel_ai
 from otel_ai.watch import Watcher
@@ -122,13 +125,118 @@ def test_the_state_file_of_an_earlier_version_is_read_and_replaced(tmp_path: Pat
         "root": "/experiment",
         "files": {"old.png": _entry(1), stored_key(f"{secret}.png"): _entry(2)},
     }
-    state.legacy_artifacts_path.write_text(json.dumps(legacy), encoding="utf-8")
+    state.artifacts.legacy_path.write_text(json.dumps(legacy), encoding="utf-8")
     assert sorted(state.load_artifacts()) == sorted(legacy["files"])  # type: ignore[arg-type]
     state.save_artifacts({"new.png": _entry(3)})
-    assert not state.legacy_artifacts_path.exists()
+    assert not state.artifacts.legacy_path.exists()
     text = state.artifacts_path.read_text(encoding="utf-8")
     assert secret not in text
     assert sorted(WatchState(tmp_path, "run", "/experiment").load_artifacts()) == sorted(
         [*legacy["files"], "new.png"]  # type: ignore[list-item]
     )
     assert os.path.basename(state.artifacts_path).endswith(".artifacts.jsonl")
+
+
+def test_a_save_appends_the_positions_of_the_log_files_that_moved_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_AI_RUN_ID", "positions")
+    root = tmp_path / "exp"
+    root.mkdir()
+    state_dir = tmp_path / "state"
+    sink = Collector()
+    watcher = logs_only(root, sink, state_dir=state_dir)
+    for i in range(200):
+        append(root / f"node_{i:03d}.log", f"line {i}\n")
+    wait_for(lambda: len(sink) == 200, what="200 lines")
+    watcher.stop(5)
+    (journal,) = state_dir.glob("*.logs.jsonl")
+    before = journal.read_bytes()
+    header, *entries = _lines(journal)
+    assert header["format"] == JOURNAL_FORMAT
+    latest = {item["k"]: item["v"] for item in entries}
+    assert len(latest) == 200 and latest["node_007.log"]["offset"] == len("line 7\n")
+
+    sink = Collector()
+    watcher = logs_only(root, sink, state_dir=state_dir)
+    append(root / "node_007.log", "more\n")
+    wait_for(lambda: len(sink) == 1)
+    watcher.stop(5)
+    assert sink.texts() == ["more"]  # resumed: nothing repeated
+    after = journal.read_bytes()
+    assert after.startswith(before)  # appended, not rewritten
+    added = _lines(journal)[len(entries) + 1 :]
+    assert {item["k"] for item in added} == {"node_007.log"}
+    assert added[-1]["v"]["offset"] == len("line 7\nmore\n")
+    assert not list(state_dir.glob("*.logs.json"))
+
+
+def test_a_log_file_gone_while_nobody_watched_is_delivered_once_and_forgotten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_AI_RUN_ID", "forgotten")
+    root = tmp_path / "exp"
+    root.mkdir()
+    state_dir = tmp_path / "state"
+    sink = Collector()
+    watcher = logs_only(root, sink, state_dir=state_dir)
+    append(root / "train.log", "epoch 0\n")
+    append(root / "eval.log", "eval 0\n")
+    wait_for(lambda: len(sink) == 2)
+    watcher.stop(5)
+    # while nobody watches: train.log gets a line, then is renamed to a name not tailed
+    append(root / "train.log", "epoch 1\n")
+    os.rename(root / "train.log", root / "train.old")
+
+    for expected in (["epoch 1"], []):  # the second restart finds nothing to deliver again
+        sink = Collector()
+        watcher = logs_only(root, sink, state_dir=state_dir)
+        append(root / "eval.log", "eval more\n")
+        wait_for(lambda sink=sink: "eval more" in sink.texts())
+        watcher.stop(5)
+        assert sink.texts("train.log") == expected
+        assert sink.texts("eval.log") == ["eval more"]
+    (journal,) = state_dir.glob("*.logs.jsonl")
+    saved = WatchState(state_dir, "forgotten", str(root)).load_logs()
+    assert sorted(saved) == ["eval.log"]
+    assert {"k": "train.log", "v": None} in _lines(journal)[1:]
+
+
+def test_the_tailing_positions_of_an_earlier_version_are_read_and_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_AI_RUN_ID", "legacy-logs")
+    root = tmp_path / "exp"
+    root.mkdir()
+    (root / "run.log").write_text("before the upgrade\n")
+    state_dir = tmp_path / "state"
+    info = os.stat(root / "run.log")
+    legacy = WatchState(state_dir, "legacy-logs", str(root)).logs.legacy_path
+    assert legacy.name.endswith(".logs.json")
+    state_dir.mkdir()
+    offset = len("before the upgrade\n")
+    legacy.write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "root": str(root),
+                "files": {
+                    "run.log": {
+                        "dev": info.st_dev,
+                        "ino": info.st_ino,
+                        "offset": offset,
+                        "fp": b"ade\n".hex(),
+                    }
+                },
+            }
+        )
+    )
+    append(root / "run.log", "after the upgrade\n")
+    sink = Collector()
+    watcher = logs_only(root, sink, state_dir=state_dir)
+    wait_for(lambda: len(sink) == 1)
+    watcher.stop(5)
+    assert sink.texts() == ["after the upgrade"]  # resumed at the old file's position
+    assert not legacy.exists()
+    saved = WatchState(state_dir, "legacy-logs", str(root)).load_logs()
+    assert saved["run.log"]["offset"] == offset + len("after the upgrade\n")

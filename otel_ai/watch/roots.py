@@ -273,10 +273,10 @@ def positions_marker(tailer: LogTailer | None, detector: Any) -> tuple[int, ...]
 
 
 def save_positions(roots: Sequence[Root], tailer: LogTailer, artifacts: dict[str, Any] | None) -> None:
-    """Each root's tailing positions (and the ``artifacts`` that changed) to its state
-    files; OSError when the data directory cannot be written (after trying every root:
-    the changed artifacts are handed to each, which keeps what it could not write)."""
-    logs = tailer.state()
+    """Each root's tailing positions and artifacts that changed, to its state files;
+    OSError when the data directory cannot be written (after trying every root: each
+    journal keeps what it could not write for the next save)."""
+    logs = tailer.take_changes()
     failed: OSError | None = None
     for root in roots:
         if root.state is None:
@@ -288,11 +288,7 @@ def save_positions(roots: Sequence[Root], tailer: LogTailer, artifacts: dict[str
             except OSError as exc:
                 failed = failed or exc
         try:
-            if len(roots) > 1:
-                tails = [tail for tail in list(tailer.tails.values()) if tail.source.root == root.path]
-                root.state.save_logs({tail.source.relative: tail.state() for tail in tails})
-            else:
-                root.state.save_logs(logs)
+            root.state.save_logs({relative: v for (under, relative), v in logs.items() if under == root.path})
         except OSError as exc:
             failed = failed or exc
     if failed is not None:

@@ -1,18 +1,20 @@
-"""Where a watcher's positions survive a restart: two files per run and root.
+"""Where a watcher's positions survive a restart: two journals per run and root.
 
-``{state_dir}/{run_id}-{root hash}.logs.json`` holds, per tailed file, its inode and the
-offset after the last delivered line with a fingerprint of the bytes before it. It is
-replaced atomically (write, fsync, rename), so a crash leaves the previous version, never
-half a file.
-
+``{state_dir}/{run_id}-{root hash}.logs.jsonl`` holds, per tailed file, its inode and the
+offset after the last delivered line with a fingerprint of the bytes before it;
 ``...artifacts.jsonl`` holds, per artifact, its size, mtime, SHA-256, version and whether
-it was uploaded: a run can see tens of thousands of artifacts (every plot of every node,
-and the files that matched when watching started), so a save appends the entries that
-changed, one JSON line each (fsynced), instead of rewriting them all every second. The
-last line of an entry wins; a line cut short (power loss) is skipped. When the file holds
-more than twice the lines it needs, it is rewritten whole, atomically: a save costs the
-same, amortized, however many artifacts the run has. An ``...artifacts.json`` of an
-earlier version is read and replaced by the journal at the first save.
+it was uploaded.
+
+A run can tail thousands of files and see tens of thousands of artifacts (every plot of
+every node, and the files that matched when watching started). So neither file is
+rewritten every second: a save appends the entries that changed, one JSON line each
+(``{"k": key, "v": entry}``, or ``"v": null`` for a file no longer followed), and
+fsyncs. The last line of an entry wins; a line cut short (power loss) is skipped, and
+the journal is rewritten before anything is appended after it. When a journal holds more
+than twice the lines it needs, it is rewritten whole, atomically (write, fsync, rename):
+a save costs the same, amortized, however long the run. The ``.logs.json`` and
+``.artifacts.json`` of earlier versions (one JSON object, rewritten whole) are read and
+replaced by the journals at the first save.
 
 A resumed run (same OTEL_AI_RUN_ID and data directory) neither repeats nor skips lines,
 and does not upload the same content twice.
@@ -32,7 +34,7 @@ from typing import Any
 
 from ..redaction import REDACTED, default_redactor
 
-FORMAT = 1
+FORMAT = 1  # the whole-file state of earlier versions
 JOURNAL_FORMAT = 2
 # lines an artifact journal may hold beyond twice its entries before it is rewritten
 JOURNAL_SLACK = 256
@@ -68,50 +70,41 @@ class Entries(dict[str, dict[str, Any]]):
         return super().__contains__(stored_key(key) if isinstance(key, str) else key)
 
 
-class WatchState:
-    def __init__(self, directory: str | os.PathLike[str], run_id: str, root: str) -> None:
-        safe_run = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)[:128] or "run"
-        digest = hashlib.sha256(os.path.realpath(root).encode("utf-8", "surrogateescape")).hexdigest()[:12]
-        base = Path(directory) / f"{safe_run}-{digest}"
-        self.root = root
-        self.logs_path = base.with_name(base.name + ".logs.json")
-        self.artifacts_path = base.with_name(base.name + ".artifacts.jsonl")
-        self.legacy_artifacts_path = base.with_name(base.name + ".artifacts.json")
-        self._last: dict[Path, str] = {}
-        # the artifact journal: each entry's last line (by stored key), the lines the file
-        # holds, and whether it must be rewritten whole at the next save
+class Journal:
+    """Entries by key, on disk as a journal of what changed (see the module's docstring)."""
+
+    def __init__(self, path: Path, legacy_path: Path, root: str) -> None:
+        self.path = path
+        self.legacy_path = legacy_path  # an earlier version's whole-file state
+        self._root = root
+        # each entry's last line (by stored key), the lines the file holds, and whether
+        # it must be rewritten whole at the next save
         self._lines: dict[str, str] = {}
         self._journal_lines = 0
         self._rewrite = True
 
-    @property
-    def exists(self) -> bool:
-        return any(p.exists() for p in (self.logs_path, self.artifacts_path, self.legacy_artifacts_path))
-
-    def load_logs(self) -> dict[str, dict[str, Any]]:
-        return self._load(self.logs_path)
-
-    def load_artifacts(self) -> dict[str, dict[str, Any]]:
-        """The saved artifacts, from the journal (else from an earlier version's file)."""
+    def load(self) -> Entries:
+        """The saved entries, from the journal (else from an earlier version's file)."""
         journal = self._load_journal()
         if journal is not None:
             return journal
-        entries = self._load(self.legacy_artifacts_path)
+        entries = _load_whole(self.legacy_path)
         for key, value in entries.items():
             self._lines[key] = _entry_line(key, value)
         self._rewrite = True
         return entries
 
-    def save_logs(self, entries: dict[str, dict[str, Any]]) -> None:
-        self._save(self.logs_path, entries)
-
-    def save_artifacts(self, changed: dict[str, dict[str, Any]]) -> None:
-        """Append the ``changed`` entries to the journal (rewritten whole when it holds
-        too many lines); OSError when it cannot be written, the entries then written at
-        the next save that can."""
+    def save(self, changed: dict[str, dict[str, Any] | None]) -> None:
+        """Append the ``changed`` entries (None: the entry is gone) to the journal,
+        rewritten whole when it holds too many lines; OSError when it cannot be written,
+        the entries then written at the next save that can."""
         new = []
         for key, value in changed.items():
-            stored = stored_key(key)
+            stored = key if key in self._lines else stored_key(key)  # a stored key: as it is
+            if value is None:
+                if self._lines.pop(stored, None) is not None:
+                    new.append(_entry_line(stored, None))
+                continue
             line = _entry_line(stored, _redacted(value))
             if self._lines.get(stored) != line:
                 self._lines[stored] = line
@@ -123,8 +116,8 @@ class WatchState:
             self._rewrite_journal()
             return
         try:
-            self.artifacts_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.artifacts_path, "a", encoding="utf-8") as handle:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as handle:
                 handle.write("".join(f"{line}\n" for line in new))
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -134,18 +127,18 @@ class WatchState:
         self._journal_lines += len(new)
 
     def _rewrite_journal(self) -> None:
-        header = json.dumps({"format": JOURNAL_FORMAT, "root": _redacted(self.root)}, separators=(",", ":"))
+        header = json.dumps({"format": JOURNAL_FORMAT, "root": _redacted(self._root)}, separators=(",", ":"))
         lines = [header, *self._lines.values()]
-        _replace(self.artifacts_path, "".join(f"{line}\n" for line in lines))
+        _replace(self.path, "".join(f"{line}\n" for line in lines))
         self._journal_lines = len(lines) - 1
         self._rewrite = False
         with contextlib.suppress(OSError):
-            self.legacy_artifacts_path.unlink()
+            self.legacy_path.unlink()
 
     def _load_journal(self) -> Entries | None:
         """The journal's entries, None when there is none (or not of this format)."""
         try:
-            with open(self.artifacts_path, encoding="utf-8", errors="replace") as handle:
+            with open(self.path, encoding="utf-8", errors="replace") as handle:
                 text = handle.read()
         except OSError:
             return None
@@ -163,7 +156,12 @@ class WatchState:
                 item = json.loads(line)
             except ValueError:
                 item = None  # cut short by a crash of the machine
-            if isinstance(item, dict) and isinstance(item.get("k"), str) and isinstance(item.get("v"), dict):
+            if not isinstance(item, dict) or not isinstance(item.get("k"), str):
+                damaged = True
+            elif item.get("v") is None and "v" in item:  # no longer followed
+                entries.pop(item["k"], None)
+                self._lines.pop(item["k"], None)
+            elif isinstance(item.get("v"), dict):
                 entries[item["k"]] = item["v"]
                 self._lines[item["k"]] = line
             else:
@@ -174,31 +172,63 @@ class WatchState:
         self._rewrite = damaged
         return entries
 
-    def _load(self, path: Path) -> dict[str, dict[str, Any]]:
-        try:
-            with open(path, encoding="utf-8") as handle:
-                data = json.load(handle)
-        except (OSError, ValueError):
-            return Entries()
-        if (
-            not isinstance(data, dict)
-            or data.get("format") != FORMAT
-            or not isinstance(data.get("files"), dict)
-        ):
-            return Entries()
-        return Entries({str(k): v for k, v in data["files"].items() if isinstance(v, dict)})
 
-    def _save(self, path: Path, entries: dict[str, dict[str, Any]]) -> None:
-        files = {stored_key(key): _redacted(value) for key, value in entries.items()}
-        content = {"format": FORMAT, "root": _redacted(self.root), "files": files}
-        text = json.dumps(content, separators=(",", ":"), sort_keys=True)
-        if self._last.get(path) == text:
-            return
-        _replace(path, text)
-        self._last[path] = text
+class WatchState:
+    def __init__(self, directory: str | os.PathLike[str], run_id: str, root: str) -> None:
+        safe_run = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)[:128] or "run"
+        digest = hashlib.sha256(os.path.realpath(root).encode("utf-8", "surrogateescape")).hexdigest()[:12]
+        base = Path(directory) / f"{safe_run}-{digest}"
+        self.root = root
+        self.logs = Journal(
+            base.with_name(base.name + ".logs.jsonl"), base.with_name(base.name + ".logs.json"), root
+        )
+        self.artifacts = Journal(
+            base.with_name(base.name + ".artifacts.jsonl"),
+            base.with_name(base.name + ".artifacts.json"),
+            root,
+        )
+
+    @property
+    def logs_path(self) -> Path:
+        return self.logs.path
+
+    @property
+    def artifacts_path(self) -> Path:
+        return self.artifacts.path
+
+    @property
+    def exists(self) -> bool:
+        journals = (self.logs, self.artifacts)
+        return any(p.exists() for journal in journals for p in (journal.path, journal.legacy_path))
+
+    def load_logs(self) -> Entries:
+        return self.logs.load()
+
+    def load_artifacts(self) -> Entries:
+        return self.artifacts.load()
+
+    def save_logs(self, changed: dict[str, dict[str, Any] | None]) -> None:
+        """The tailing positions that changed (None: a file no longer followed)."""
+        self.logs.save(changed)
+
+    def save_artifacts(self, changed: dict[str, dict[str, Any]]) -> None:
+        """The artifacts that changed."""
+        self.artifacts.save(dict(changed))
 
 
-def _entry_line(stored: str, value: dict[str, Any]) -> str:
+def _load_whole(path: Path) -> Entries:
+    """An earlier version's state file: one JSON object of all entries."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return Entries()
+    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("files"), dict):
+        return Entries()
+    return Entries({str(k): v for k, v in data["files"].items() if isinstance(v, dict)})
+
+
+def _entry_line(stored: str, value: dict[str, Any] | None) -> str:
     return json.dumps({"k": stored, "v": value}, separators=(",", ":"), sort_keys=True)
 
 

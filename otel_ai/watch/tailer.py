@@ -74,6 +74,9 @@ class LogTailer:
         self.blocked = False  # the sink was full: poll again after a short pause, not at once
         self._on_refused = on_refused
         self._lock = threading.Lock()  # guards the maps for state snapshots from other threads
+        # path -> ((root, relative), (dev, ino, offset)) as :meth:`take_changes` last told
+        self._reported: dict[str, tuple[tuple[str, str], tuple[int, int, int]]] = {}
+        self._forgotten: set[tuple[str, str]] = set()  # saved positions of files not followed now
 
     # -- following files --------------------------------------------------------------
     def track(
@@ -155,6 +158,15 @@ class LogTailer:
         tail.adopt_fd(fd)
         tail.poll(self.sink, self.stats, budget=1 << 62)
         self._retire(tail)
+
+    def recover_unseen(self, root: str, saved: dict[str, dict[str, Any]]) -> None:
+        """Saved positions (of a resumed run) under ``root`` whose files were renamed or
+        deleted while nobody watched: what each got after its offset is delivered when
+        it is found, and the position is gone from the saved state at the next
+        :meth:`take_changes`."""
+        for relative, entry in saved.items():
+            self.recover_renamed(TailSource(os.path.join(root, relative), relative, root), entry)
+            self._forgotten.add((root, relative))
 
     def changed(self, source: TailSource) -> None:
         """The file at ``source.path`` was created, written, or replaced: deliver what is new."""
@@ -315,10 +327,26 @@ class LogTailer:
         for tail in [*self.tails.values(), *self._retiring]:
             tail.close()
 
-    def state(self) -> dict[str, dict[str, Any]]:
-        """{relative path: {dev, ino, offset, fp}} of every file followed by path."""
+    def take_changes(self) -> dict[tuple[str, str], dict[str, Any] | None]:
+        """What changed since the last call, by (root, relative path): the state of a file
+        followed anew or further ({dev, ino, offset, fp}), None for a path no longer
+        followed. A comparison of three integers per followed file; only what changed
+        is built (and then redacted and written by the caller)."""
         with self._lock:
-            return {t.source.relative: t.state() for t in self.tails.values()}
+            tails = [(path, tail, tail.source) for path, tail in self.tails.items()]
+        changes: dict[tuple[str, str], dict[str, Any] | None] = {}
+        current: dict[str, tuple[tuple[str, str], tuple[int, int, int]]] = {}
+        for path, tail, source in tails:
+            key, mark = (source.root, source.relative), (tail.dev, tail.ino, tail.consumed)
+            current[path] = (key, mark)
+            if self._reported.get(path) != (key, mark):
+                changes[key] = tail.state()
+        gone = {key for path, (key, _mark) in self._reported.items() if path not in current}
+        for key in gone | self._forgotten:
+            changes.setdefault(key, None)
+        self._forgotten.clear()
+        self._reported = current
+        return changes
 
     # -- internals --------------------------------------------------------------------
     def _poll(self, tail: FileTail) -> None:

@@ -352,9 +352,8 @@ class Watcher:
         root.listed = not self._scope.cut
         root.first_scan_cut = self._scope.cut
         seen_keys = {stored_key(rel) for rel in seen} if saved_logs else set()
-        for rel, entry in saved_logs.items():
-            if rel not in seen_keys:  # renamed or deleted while nobody watched
-                tailer.recover_renamed(TailSource(os.path.join(root.path, rel), rel, root.path), entry)
+        # renamed or deleted while nobody watched
+        tailer.recover_unseen(root.path, {rel: e for rel, e in saved_logs.items() if rel not in seen_keys})
 
     def _finish_first_scan(self, root: Root, deadline: float) -> None:
         """The command ended before the first scan did: files older than the run are
