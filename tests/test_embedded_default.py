@@ -715,19 +715,13 @@ _WRAPPER_LOADS = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("spooled", [False, True], ids=["nothing spooled", "an earlier spool"])
-def test_the_wrapper_loads_the_otlp_delivery_only_for_a_spool_to_deliver(
-    tmp_path: Path, spooled: bool
-) -> None:
-    """`otel-ai run` delivers what dead processes spooled; on the embedded default nothing
-    ever is, and its wrapper does not load the delivery to find that out. A spool left by
-    an earlier run with a collector is still looked at (and kept: no endpoint now)."""
+def _loaded_by_the_wrapper(tmp_path: Path, script: str, prefixes: tuple[str, ...]) -> list[str]:
+    """The modules starting with ``prefixes`` that ``script`` (an `otel-ai run` of a
+    command printing "a line") had loaded, the run's telemetry in ``tmp_path/runs``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACEPARENT"))}
     env["OTEL_AI_DATA_DIR"] = str(tmp_path / "runs")
-    if spooled:
-        (tmp_path / "runs" / "spool" / "20261130T101500Z-pod-1234-3f9a1c" / "traces").mkdir(parents=True)
     done = subprocess.run(
-        [sys.executable, "-c", _WRAPPER_LOADS, *DELIVERY_MODULES],
+        [sys.executable, "-c", script, *prefixes],
         env=env,
         cwd=tmp_path,
         capture_output=True,
@@ -737,6 +731,19 @@ def test_the_wrapper_loads_the_otlp_delivery_only_for_a_spool_to_deliver(
     assert done.returncode == 0, done.stderr
     code, loaded = json.loads(done.stdout.strip().splitlines()[-1])
     assert code == 0
+    return list(loaded)
+
+
+@pytest.mark.parametrize("spooled", [False, True], ids=["nothing spooled", "an earlier spool"])
+def test_the_wrapper_loads_the_otlp_delivery_only_for_a_spool_to_deliver(
+    tmp_path: Path, spooled: bool
+) -> None:
+    """`otel-ai run` delivers what dead processes spooled; on the embedded default nothing
+    ever is, and its wrapper does not load the delivery to find that out. A spool left by
+    an earlier run with a collector is still looked at (and kept: no endpoint now)."""
+    if spooled:
+        (tmp_path / "runs" / "spool" / "20261130T101500Z-pod-1234-3f9a1c" / "traces").mkdir(parents=True)
+    loaded = _loaded_by_the_wrapper(tmp_path, _WRAPPER_LOADS, DELIVERY_MODULES)
     if spooled:
         assert "otel_ai.export.spool" in loaded
     else:
@@ -750,21 +757,9 @@ def test_the_wrapper_loads_rich_only_to_draw_its_status_line(tmp_path: Path) -> 
     """The status line is drawn only on a terminal: with stderr a pipe (CI, `nohup`, a
     pod's log collector) the wrapper does without rich, which it would import for nothing
     while the experiment starts."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACEPARENT"))}
-    env["OTEL_AI_DATA_DIR"] = str(tmp_path / "runs")
     script = _WRAPPER_LOADS.replace('"run", "--no-status", "--"', '"run", "--"')
     assert script != _WRAPPER_LOADS
-    done = subprocess.run(
-        [sys.executable, "-c", script, "rich", "otel_ai.runner.status"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    code, loaded = json.loads(done.stdout.strip().splitlines()[-1])
-    assert code == 0
+    loaded = _loaded_by_the_wrapper(tmp_path, script, ("rich", "otel_ai.runner.status"))
     assert "otel_ai.runner.status" in loaded  # the wrapper itself was loaded and ran
     assert not [m for m in loaded if m == "rich" or m.startswith("rich.")], loaded
     assert any(r.body == "a line" for r in load_directory(tmp_path / "runs").logs)
