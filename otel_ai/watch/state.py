@@ -178,7 +178,6 @@ class WatchState:
         safe_run = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)[:128] or "run"
         digest = hashlib.sha256(os.path.realpath(root).encode("utf-8", "surrogateescape")).hexdigest()[:12]
         base = Path(directory) / f"{safe_run}-{digest}"
-        self.root = root
         self.logs = Journal(
             base.with_name(base.name + ".logs.jsonl"), base.with_name(base.name + ".logs.json"), root
         )
