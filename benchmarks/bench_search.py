@@ -25,6 +25,12 @@ where PYTHONDONTWRITEBYTECODE is set (some containers set it) every run would co
 them again, and the wrapped runs would be charged for compiling otel_ai in each process
 that imports it. ``--no-compile`` leaves the sources as they are.
 
+``--variant NAME=OPTIONS`` (repeatable) adds a run under ``otel-ai run OPTIONS`` to every
+round, e.g. ``--variant "no-watch=--no-status --no-watch"`` for the directory watcher's
+share. With variants, each round runs bare, wrapped and every variant in a random order
+(seeded by the round), and each variant's wall ratio to the same round's bare run is
+reported beside the wrapped one's, with the wrapped run's paired ratio to it.
+
 ``--command`` measures any other command the same way instead, e.g. the real
 AI-Scientist-v2 search from a local clone (run offline against an OpenAI-compatible stub;
 see docs/benchmarks.md)::
@@ -227,6 +233,49 @@ def median_interval(values: list[float], *, resamples: int = 10_000, seed: int =
     return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
 
 
+def parse_variants(specs: list[str], parser: argparse.ArgumentParser) -> dict[str, str]:
+    """``NAME=OPTIONS`` specs: {name: the options of otel-ai run}."""
+    variants: dict[str, str] = {}
+    for spec in specs:
+        name, sep, options = spec.partition("=")
+        name = name.strip()
+        if not sep or not name or name in ("bare", "wrapped") or name in variants:
+            parser.error(f"--variant {spec!r}: expected NAME=OPTIONS with a new NAME (not bare or wrapped)")
+        variants[name] = options
+    return variants
+
+
+def round_order(round_: int, wrapped_modes: list[str]) -> list[str]:
+    """The runs of one round: bare and wrapped alternating who goes first, or, with
+    variants, every mode in an order shuffled by the round (no mode always first)."""
+    if wrapped_modes == ["wrapped"]:
+        return ["bare", "wrapped"] if round_ % 2 == 0 else ["wrapped", "bare"]
+    order = ["bare", *wrapped_modes]
+    random.Random(round_).shuffle(order)
+    return order
+
+
+def report_variant(
+    name: str,
+    options: str,
+    bare: list[dict[str, Any]],
+    wrapped: list[dict[str, Any]],
+    runs: list[dict[str, Any]],
+) -> None:
+    """A variant's wall ratio to the same round's bare run, and the wrapped run's to it."""
+    to_bare = [v["wall"] / b["wall"] for b, v in zip(bare, runs, strict=False)]
+    paired = [w["wall"] / v["wall"] for w, v in zip(wrapped, runs, strict=False)]
+    line = f"variant {name} (otel-ai run {options}): median of pairs {statistics.median(to_bare):.3f}x"
+    if len(to_bare) >= 4:
+        low, high = median_interval(to_bare)
+        line += f" ({low:.3f}x-{high:.3f}x)"
+    line += f"; otel-ai run / {name}, paired: {statistics.median(paired):.3f}x"
+    if len(paired) >= 4:
+        low, high = median_interval(paired)
+        line += f" ({low:.3f}x-{high:.3f}x)"
+    print(line)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="bare/wrapped pairs")
@@ -242,6 +291,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cwd", type=Path, default=None, help="where --command runs")
     parser.add_argument("--otel-ai-options", default="--no-status", help="options of otel-ai run")
     parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=OPTIONS",
+        help="also run under otel-ai run OPTIONS in every round (repeatable; see above)",
+    )
+    parser.add_argument(
         "--accounting",
         action="store_true",
         help="exact CPU and page faults per generation of processes (Linux process accounting, root)",
@@ -252,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         help="leave the sources as they are (see above: by default both sides are byte-compiled first)",
     )
     args = parser.parse_args(argv)
+    variants = parse_variants(args.variant, parser)
 
     if not args.no_compile:
         import otel_ai
@@ -265,10 +322,11 @@ def main(argv: list[str] | None = None) -> int:
     base_env = {
         k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACEPARENT", "TRACESTATE"))
     }
-    results: dict[str, list[dict[str, Any]]] = {"bare": [], "wrapped": []}
+    options = {"wrapped": args.otel_ai_options, **variants}
+    results: dict[str, list[dict[str, Any]]] = {"bare": [], **{mode: [] for mode in options}}
     spans: list[tuple[int, int]] = []
     for round_ in range(args.rounds):
-        order = ("bare", "wrapped") if round_ % 2 == 0 else ("wrapped", "bare")
+        order = round_order(round_, list(options))
         for mode in order:
             workdir = tmp / f"{mode}-{round_}"
             workdir.mkdir()
@@ -292,18 +350,18 @@ def main(argv: list[str] | None = None) -> int:
                 ]
                 cwd = workdir
             env = dict(base_env, OTEL_AI_DATA_DIR=str(workdir / "telemetry"))
-            if mode == "wrapped":
+            if mode != "bare":
                 command = [
                     sys.executable,
                     "-m",
                     "otel_ai",
                     "run",
-                    *shlex.split(args.otel_ai_options),
+                    *shlex.split(options[mode]),
                     "--",
                     *command,
                 ]
             accounting = tmp / "accounting" if args.accounting else None
-            result = run_once(command, cwd, env, accounting, wrapped=mode == "wrapped")
+            result = run_once(command, cwd, env, accounting, wrapped=mode != "bare")
             results[mode].append(result)
             if mode == "wrapped":
                 spans.append(_count_spans(workdir / "telemetry"))
@@ -335,7 +393,8 @@ def main(argv: list[str] | None = None) -> int:
         f"# bench_search  {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  {platform.machine()} {os.cpu_count()} CPUs  "
         f"python {platform.python_version()}  load {load[0]:.1f}/{load[1]:.1f}"
     )
-    print(f"command: {what}; {args.rounds} bare/wrapped pairs, alternating; nodes per run: {nodes}")
+    how = f"with {', '.join(variants)}, in a random order" if variants else "alternating"
+    print(f"command: {what}; {args.rounds} bare/wrapped pairs, {how}; nodes per run: {nodes}")
     print(
         "sources: as they were"
         if args.no_compile
@@ -343,6 +402,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     walls = {mode: ", ".join(f"{r['wall']:.2f}" for r in rows) for mode, rows in results.items()}
     print(f"wall bare         median {med_bare:.2f} s  ({walls['bare']})")
+    for name in variants:
+        print(
+            f"wall {name:12s} median {statistics.median(r['wall'] for r in results[name]):.2f} s  ({walls[name]})"
+        )
     print(f"wall otel-ai run  median {med_wrapped:.2f} s  ({walls['wrapped']})")
     print(
         f"wall ratio: median of pairs {statistics.median(ratios):.3f}x, of medians {med_wrapped / med_bare:.3f}x "
@@ -354,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
             f"  the median of pairs lies in {low:.3f}x-{high:.3f}x (95 %, bootstrap over the pairs): "
             "a target inside it is neither shown met nor missed"
         )
+    for name in variants:
+        report_variant(name, variants[name], bare, wrapped, results[name])
     if nodes:
         print(f"CPU added: {cpu_added:.2f} s per run, {cpu_added / nodes * 1000:.1f} ms per node")
     print("peak RSS by role (median over processes and rounds, MB): role | bare | wrapped | added")
