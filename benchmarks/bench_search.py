@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     options = {"wrapped": args.otel_ai_options, **variants}
     results: dict[str, list[dict[str, Any]]] = {"bare": [], **{mode: [] for mode in options}}
-    spans: list[tuple[int, int]] = []
+    spans: dict[str, list[tuple[int, int]]] = {mode: [] for mode in options}
     for round_ in range(args.rounds):
         order = round_order(round_, list(options))
         for mode in order:
@@ -363,10 +363,13 @@ def main(argv: list[str] | None = None) -> int:
             accounting = tmp / "accounting" if args.accounting else None
             result = run_once(command, cwd, env, accounting, wrapped=mode != "bare")
             results[mode].append(result)
-            if mode == "wrapped":
-                spans.append(_count_spans(workdir / "telemetry"))
-                if result["nodes"] and spans[-1][1] < result["nodes"]:
-                    print(f"  LOST: {spans[-1][1]} node spans for {result['nodes']} nodes", file=sys.stderr)
+            if mode != "bare":
+                spans[mode].append(_count_spans(workdir / "telemetry"))
+                if result["nodes"] and spans[mode][-1][1] < result["nodes"]:
+                    print(
+                        f"  LOST ({mode}): {spans[mode][-1][1]} node spans for {result['nodes']} nodes",
+                        file=sys.stderr,
+                    )
             print(
                 f"round {round_ + 1} {mode:7s} {result['wall']:6.2f} s wall {result['cpu']:6.2f} s cpu "
                 f"nodes {result['nodes']}",
@@ -453,9 +456,14 @@ def main(argv: list[str] | None = None) -> int:
                 )
             count = statistics.median(r["generations"].get(key, (0.0, 0, 0))[2] for r in wrapped)
             print(f"  {key!s:8s} | {cells[0]} | {cells[1]} | {count:g}")
-    print(f"spans exported per wrapped run: {[n for n, _ in spans]}")
+    print(f"spans exported per wrapped run: {[n for n, _ in spans['wrapped']]}")
     nodes_seen = [r["nodes"] for r in wrapped]
-    print(f"node spans per wrapped run: {[n for _, n in spans]} (nodes the search made: {nodes_seen})")
+    print(
+        f"node spans per wrapped run: {[n for _, n in spans['wrapped']]} (nodes the search made: {nodes_seen})"
+    )
+    for name in variants:
+        made = [r["nodes"] for r in results[name]]
+        print(f"node spans per {name} run: {[n for _, n in spans[name]]} (nodes the search made: {made})")
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
