@@ -262,7 +262,12 @@ class _WorkerFlusher:
                 if providers is None:
                     continue
                 try:
-                    providers.force_flush(_flush_timeout())
+                    if getattr(providers.current_pipeline(), "local", False):
+                        # files: one signal after the other, on this thread (it may wait)
+                        providers.flush_in_turn(_flush_timeout())
+                    else:
+                        # over OTLP: each signal's delivery waited for in parallel
+                        providers.force_flush(_flush_timeout())
                 except Exception:  # noqa: BLE001
                     pass
 

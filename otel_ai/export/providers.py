@@ -329,11 +329,8 @@ def _exporters(
 
 
 def _console(signal: str) -> Any:
-    if signal == "traces":
-        return ConsoleSpanExporter()
-    if signal == "logs":
-        return ConsoleLogRecordExporter()
-    return ConsoleMetricExporter()
+    exporters = {"traces": ConsoleSpanExporter, "logs": ConsoleLogRecordExporter}
+    return exporters.get(signal, ConsoleMetricExporter)()
 
 
 def _otlp(settings: Settings) -> Outbox | None:
@@ -347,13 +344,25 @@ def _otlp(settings: Settings) -> Outbox | None:
 
 
 def force_flush(timeout: float = DEFAULT_SHUTDOWN_TIMEOUT_S) -> bool:
-    """Export everything buffered so far, within ``timeout`` seconds in all."""
+    """Export everything buffered so far, within ``timeout`` seconds in all (each
+    provider on a thread of its own: one stuck on a slow collector or disk does not hold
+    the caller past the deadline)."""
+    return _flush(timeout, in_turn=False)
+
+
+def flush_in_turn(timeout: float) -> bool:
+    """:func:`force_flush`, one provider after the other on the calling thread (for one
+    that may wait, writing locally, where three threads cost more than the flush)."""
+    return _flush(timeout, in_turn=True)
+
+
+def _flush(timeout: float, *, in_turn: bool) -> bool:
     deadline = time.monotonic() + max(timeout, 0.0)
     handoff.drain(timeout)  # the events the front doors handed off first
     pipeline = _pipeline
     if pipeline is None or pipeline.disabled:
         return True
-    return _with_deadline(pipeline, max(deadline - time.monotonic(), 0.0), shutdown=False)
+    return _with_deadline(pipeline, max(deadline - time.monotonic(), 0.0), shutdown=False, in_turn=in_turn)
 
 
 def secure(timeout: float = DEFAULT_SHUTDOWN_TIMEOUT_S) -> bool:
@@ -436,8 +445,9 @@ def _say_losses() -> None:
         pass
 
 
-def _with_deadline(pipeline: Pipeline, timeout: float, *, shutdown: bool) -> bool:
-    """Flush (and close) the three providers in parallel, all bound by one deadline."""
+def _with_deadline(pipeline: Pipeline, timeout: float, *, shutdown: bool, in_turn: bool = False) -> bool:
+    """Flush (and close) the three providers in parallel (``in_turn``: one after another
+    on this thread), all bound by one deadline."""
     deadline = time.monotonic() + max(timeout, 0.0)
     results: dict[str, bool] = {}
 
@@ -462,6 +472,9 @@ def _with_deadline(pipeline: Pipeline, timeout: float, *, shutdown: bool) -> boo
         ("metrics", pipeline.meter_provider),
     ):
         if provider is None:
+            continue
+        if in_turn:
+            work(name, provider)
             continue
         thread = threading.Thread(
             target=work, args=(name, provider), name=f"otel_ai-flush-{name}", daemon=True
